@@ -1,0 +1,132 @@
+"""The embedded checkpoint store: SQLite in `state_dir`.
+
+Saves are staged in memory and written in one transaction at a short interval and on
+close, so a busy mapping does not pay a disk write per batch. A crash loses at most the
+last interval's progress, which means redelivery, never a skipped record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import structlog
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS checkpoints (
+    namespace TEXT NOT NULL,
+    partition TEXT NOT NULL,
+    value TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (namespace, partition)
+) WITHOUT ROWID
+"""
+
+
+class SqliteCheckpointStore:
+    """CheckpointStore backed by one SQLite file, accessed from one worker thread."""
+
+    def __init__(self, path: Path, flush_interval: float = 0.5) -> None:
+        self.path = path
+        self._flush_interval = flush_interval
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoints")
+        self._connection: sqlite3.Connection | None = None
+        self._staged: dict[tuple[str, str], str | None] = {}
+        self._flusher: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self._log = structlog.get_logger("bridge.checkpoints")
+
+    async def _run(self, function: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    def _connect(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(self.path)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        connection.execute(_SCHEMA)
+        connection.commit()
+        self._connection = connection
+
+    async def open(self) -> None:
+        await self._run(self._connect)
+        self._flusher = asyncio.create_task(self._flush_periodically(), name="checkpoint-flusher")
+
+    def _select(self, namespace: str) -> dict[str, str]:
+        assert self._connection is not None
+        rows = self._connection.execute(
+            "SELECT partition, value FROM checkpoints WHERE namespace = ?", (namespace,)
+        )
+        return dict(rows.fetchall())
+
+    async def load(self, namespace: str) -> dict[str, str]:
+        stored: dict[str, str] = await self._run(self._select, namespace)
+        for (staged_namespace, partition), value in self._staged.items():
+            if staged_namespace != namespace:
+                continue
+            if value is None:
+                stored.pop(partition, None)
+            else:
+                stored[partition] = value
+        return stored
+
+    async def save(self, namespace: str, updates: Mapping[str, str | None]) -> None:
+        for partition, value in updates.items():
+            self._staged[(namespace, partition)] = value
+
+    def _write(self, staged: dict[tuple[str, str], str | None]) -> None:
+        assert self._connection is not None
+        now = time.time()
+        with self._connection:
+            self._connection.executemany(
+                "DELETE FROM checkpoints WHERE namespace = ? AND partition = ?",
+                [key for key, value in staged.items() if value is None],
+            )
+            self._connection.executemany(
+                "INSERT INTO checkpoints (namespace, partition, value, updated_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (namespace, partition) "
+                "DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                [
+                    (namespace, partition, value, now)
+                    for (namespace, partition), value in staged.items()
+                    if value is not None
+                ],
+            )
+
+    async def flush(self) -> None:
+        async with self._lock:
+            if not self._staged or self._connection is None:
+                return
+            staged, self._staged = self._staged, {}
+            try:
+                await self._run(self._write, staged)
+            except BaseException:
+                # Keep what could not be written, without overwriting anything newer.
+                self._staged = {**staged, **self._staged}
+                raise
+
+    async def _flush_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self._flush_interval)
+            try:
+                await self.flush()
+            except sqlite3.Error as exc:
+                self._log.error("checkpoints.write_failed", error=str(exc), path=str(self.path))
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+            self._flusher = None
+        await self.flush()
+        if self._connection is not None:
+            await self._run(self._connection.close)
+            self._connection = None
+        self._executor.shutdown(wait=True)

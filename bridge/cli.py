@@ -1,0 +1,127 @@
+"""`lambda-bridge`: run | validate | schema | generate-event."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from bridge import __version__
+from bridge.errors import ConfigError
+
+EXIT_INVALID = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lambda-bridge", description="AWS Lambda event source mappings that run anywhere."
+    )
+    parser.add_argument("--version", action="version", version=f"lambda-bridge {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the mappings of a config file until SIGTERM")
+    run.add_argument(
+        "--config",
+        "-c",
+        type=Path,
+        help="config file (default: the bundled example, watching ./inbox)",
+    )
+    run.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], help="overrides log.level"
+    )
+    run.add_argument(
+        "--log-format", choices=["auto", "console", "json"], help="overrides log.format"
+    )
+
+    validate = commands.add_parser(
+        "validate", help="check a config file without connecting to anything"
+    )
+    validate.add_argument("config", type=Path)
+
+    commands.add_parser("schema", help="print the JSON Schema of the config file")
+
+    generate = commands.add_parser("generate-event", help="print a sample event for a source type")
+    generate.add_argument("source", help="source type, e.g. files")
+    generate.add_argument("--records", type=int, default=1, help="how many records (default 1)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handlers = {
+        "run": _run,
+        "validate": _validate,
+        "schema": _schema,
+        "generate-event": _generate_event,
+    }
+    return handlers[args.command](args)
+
+
+def _report(error: ConfigError) -> int:
+    for problem in error.problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return EXIT_INVALID
+
+
+def _run(args: argparse.Namespace) -> int:
+    from bridge import logs
+    from bridge.app import Daemon
+    from bridge.bundled import bundled_root, example_config
+    from bridge.config import load_config
+
+    try:
+        if args.config is None:
+            loaded = load_config(example_config(), handler_root=bundled_root())
+        else:
+            loaded = load_config(args.config)
+    except ConfigError as error:
+        return _report(error)
+    log = loaded.config.log
+    logs.configure(args.log_level or log.level, args.log_format or log.format)
+    return asyncio.run(Daemon(loaded).run())
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from bridge.config import load_config
+
+    try:
+        loaded = load_config(args.config)
+    except ConfigError as error:
+        return _report(error)
+    config = loaded.config
+    enabled = sum(mapping.enabled for mapping in config.mappings)
+    counts = (
+        f"{len(config.functions)} functions, {len(config.destinations)} destinations, "
+        f"{len(config.mappings)} mappings, {enabled} enabled"
+    )
+    print(f"{args.config}: valid ({counts})")
+    return 0
+
+
+def _schema(_: argparse.Namespace) -> int:
+    from bridge.codec import dumps_text
+    from bridge.config import config_model
+
+    print(dumps_text(config_model().model_json_schema(), indent=True))
+    return 0
+
+
+def _generate_event(args: argparse.Namespace) -> int:
+    from bridge.plugins import Identity, registered
+
+    sources = registered("sources")
+    if args.source not in sources:
+        print(
+            f"error: unknown source type {args.source!r} (known: {', '.join(sorted(sources))})",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
+    if not 1 <= args.records <= 10_000:
+        print("error: --records must be between 1 and 10000", file=sys.stderr)
+        return EXIT_INVALID
+    event = sources[args.source].sample_event(args.records, Identity())
+    from bridge.codec import dumps_text, loads
+
+    print(dumps_text(loads(event), indent=True))
+    return 0

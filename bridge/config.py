@@ -1,0 +1,271 @@
+"""The config file: pydantic models, loading with file/line/key errors, offline checks.
+
+Mapping settings carry AWS's event source mapping parameter names in snake_case, with
+AWS's defaults and ranges for the source family (esm-reference.md section 2).
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, cast
+
+from pydantic import Field, ValidationError, create_model, field_validator
+
+from bridge.errors import ConfigError
+from bridge.plugins import (
+    BuildContext,
+    DestinationConfig,
+    FunctionConfig,
+    Identity,
+    SourceConfig,
+    StrictModel,
+    registered,
+)
+from bridge.yamlsource import YamlDocument, format_path, interpolate, parse_yaml
+
+
+class LogConfig(StrictModel):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "console", "json"] = Field(
+        "auto", description="auto: console on a TTY, JSON lines otherwise."
+    )
+
+
+class AwsIdentityConfig(StrictModel):
+    region: str = "us-east-1"
+    account_id: str = Field("000000000000", pattern=r"^\d{12}$")
+
+
+class OnFailureConfig(StrictModel):
+    destination: str = Field(description="Name of an entry under `destinations`.")
+
+
+class DestinationRefConfig(StrictModel):
+    on_failure: OnFailureConfig | None = None
+
+
+class ScalingConfig(StrictModel):
+    maximum_concurrency: int = Field(ge=2, le=1000)
+
+
+class RetryBackoffConfig(StrictModel):
+    """lambda-bridge's own knob: the delay between retries of a failed batch."""
+
+    initial_seconds: float = Field(1.0, gt=0, le=3600)
+    max_seconds: float = Field(60.0, gt=0, le=86400)
+
+
+class MappingConfig(StrictModel):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+    function: str
+    source: SourceConfig
+    enabled: bool = True
+    batch_size: int | None = Field(None, ge=1, le=10_000)
+    maximum_batching_window_in_seconds: float | None = Field(None, ge=0, le=300)
+    parallelization_factor: int | None = Field(None, ge=1, le=10)
+    bisect_batch_on_function_error: bool | None = None
+    maximum_retry_attempts: int | None = Field(None, ge=-1, le=10_000)
+    maximum_record_age_in_seconds: int | None = Field(None, ge=-1, le=604_800)
+    function_response_types: list[Literal["ReportBatchItemFailures"]] = Field(
+        default_factory=list, max_length=1
+    )
+    destination_config: DestinationRefConfig | None = None
+    scaling_config: ScalingConfig | None = None
+    maximum_concurrency: int | None = Field(
+        None, ge=2, le=1000, description="Shorthand for scaling_config.maximum_concurrency."
+    )
+    retry_backoff: RetryBackoffConfig | None = None
+
+    @field_validator("maximum_record_age_in_seconds")
+    @classmethod
+    def _age_is_unlimited_or_a_minute(cls, value: int | None) -> int | None:
+        if value is not None and 0 <= value < 60:
+            raise ValueError("must be -1 (no limit) or between 60 and 604800, as on AWS")
+        return value
+
+    @property
+    def on_failure(self) -> str | None:
+        config = self.destination_config
+        return config.on_failure.destination if config and config.on_failure else None
+
+
+class BridgeConfig(StrictModel):
+    state_dir: Path = Field(Path(".lambda-bridge"), description="Checkpoints and other state.")
+    log: LogConfig = LogConfig()
+    aws: AwsIdentityConfig = Field(
+        AwsIdentityConfig(), description="Identity used in ARNs made up for local resources."
+    )
+    drain_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="On SIGTERM, how long in-flight batches may take to finish.",
+    )
+    functions: dict[str, FunctionConfig] = Field(min_length=1)
+    destinations: dict[str, DestinationConfig] = Field(default_factory=dict)
+    mappings: list[MappingConfig] = Field(default_factory=list)
+
+    @property
+    def identity(self) -> Identity:
+        return Identity(self.aws.region, self.aws.account_id)
+
+
+def _union(kind: str, discriminator: str) -> Any:
+    classes = tuple(registered(kind).values())
+    if len(classes) == 1:
+        return classes[0]
+    return Annotated[Union[classes], Field(discriminator=discriminator)]  # noqa: UP007
+
+
+@cache
+def config_model() -> type[BridgeConfig]:
+    """The root model with every registered connector's settings in place."""
+    source: Any = _union("sources", "type")
+    mapping: Any = create_model("MappingConfig", __base__=MappingConfig, source=(source, ...))
+    functions: Any = dict[str, _union("functions", "invoker")]  # type: ignore[misc]
+    destinations: Any = dict[str, _union("destinations", "type")]  # type: ignore[misc]
+    mappings: Any = list[mapping]
+    model = create_model(
+        "BridgeConfig",
+        __base__=BridgeConfig,
+        functions=(functions, Field(min_length=1)),
+        destinations=(destinations, Field(default_factory=dict)),
+        mappings=(mappings, Field(default_factory=list)),
+    )
+    return cast(type[BridgeConfig], model)
+
+
+@dataclass
+class LoadedConfig:
+    config: BridgeConfig
+    name: str
+    handler_root: Path
+
+    @property
+    def build_context(self) -> BuildContext:
+        return BuildContext(self.config.identity, self.config.state_dir, self.handler_root)
+
+
+def load_config(
+    path: Path, *, environ: dict[str, str] | None = None, handler_root: Path | None = None
+) -> LoadedConfig:
+    """Read, interpolate, validate and check a config file; raise ConfigError listing
+    every problem as `file:line: key.path: message`."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read the config file: {exc.strerror or exc}"]) from None
+    return load_config_text(text, str(path), environ=environ, handler_root=handler_root)
+
+
+def load_config_text(
+    text: str, name: str, *, environ: dict[str, str] | None = None, handler_root: Path | None = None
+) -> LoadedConfig:
+    document = parse_yaml(text, name)
+    interpolate(document, environ)
+    if not isinstance(document.data, dict):
+        raise ConfigError([f"{name}:1: the config file must be a mapping of settings"])
+    try:
+        config = config_model().model_validate(document.data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, document)) from None
+    loaded = LoadedConfig(config, name, handler_root or Path.cwd())
+    problems = [
+        f"{document.where(path)}: {format_path(path)}: {message}"
+        for path, message in check_config(loaded)
+    ]
+    if problems:
+        raise ConfigError(problems)
+    return loaded
+
+
+def check_config(loaded: LoadedConfig) -> list[tuple[tuple[str | int, ...], str]]:
+    """Problems pydantic cannot see: references, per-family settings, connector checks."""
+    from bridge.settings import check_mapping_settings
+
+    config = loaded.config
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    for name, function in config.functions.items():
+        problems += [
+            (("functions", name, *path), message)
+            for path, message in function.check(loaded.build_context)
+        ]
+    seen: set[str] = set()
+    for index, mapping in enumerate(config.mappings):
+        at = ("mappings", index)
+        if mapping.name in seen:
+            problems.append(((*at, "name"), f"another mapping is already named {mapping.name!r}"))
+        seen.add(mapping.name)
+        if mapping.function not in config.functions:
+            defined = ", ".join(sorted(config.functions))
+            message = f"no function named {mapping.function!r} (defined: {defined})"
+            problems.append(((*at, "function"), message))
+        if mapping.on_failure is not None and mapping.on_failure not in config.destinations:
+            defined = ", ".join(sorted(config.destinations)) or "none"
+            problems.append(
+                (
+                    (*at, "destination_config", "on_failure", "destination"),
+                    f"no destination named {mapping.on_failure!r} (defined: {defined})",
+                )
+            )
+        problems += [((*at, *path), message) for path, message in check_mapping_settings(mapping)]
+        problems += [((*at, "source", *path), message) for path, message in mapping.source.check()]
+    return problems
+
+
+_KNOWN_KEYS: set[str] = set()
+
+
+def _known_keys() -> set[str]:
+    if not _KNOWN_KEYS:
+        schema = config_model().model_json_schema()
+        for definition in [schema, *schema.get("$defs", {}).values()]:
+            _KNOWN_KEYS.update(definition.get("properties", {}))
+    return _KNOWN_KEYS
+
+
+def _has(node: Any, part: str | int) -> bool:
+    if isinstance(node, dict):
+        return part in node
+    return isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+
+
+def _is_tag(node: Any, part: str | int) -> bool:
+    """A union member's tag, or pydantic's name for a validator step: not a key."""
+    if isinstance(node, dict) and part in (node.get("type"), node.get("invoker")):
+        return True
+    return isinstance(part, str) and ("[" in part or part.startswith("function-"))
+
+
+def _resolve(loc: tuple[str | int, ...], data: Any) -> tuple[str | int, ...]:
+    """Map a pydantic error location onto the file's keys, dropping union tags."""
+    path: list[str | int] = []
+    node = data
+    for part in loc:
+        if _has(node, part):
+            path.append(part)
+            node = node[part]
+        elif _is_tag(node, part):
+            continue
+        else:
+            path.append(part)
+            node = None
+    return tuple(path)
+
+
+def _describe(exc: ValidationError, document: YamlDocument) -> list[str]:
+    problems = []
+    for error in exc.errors():
+        path = _resolve(tuple(error["loc"]), document.data)
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            key = str(path[-1]) if path else ""
+            close = difflib.get_close_matches(key, _known_keys(), n=1)
+            message = "unknown key" + (f" (did you mean {close[0]!r}?)" if close else "")
+        elif error["type"] == "missing":
+            message = "required key is missing"
+        problems.append(f"{document.where(path)}: {format_path(path)}: {message}")
+    return problems

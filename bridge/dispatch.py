@@ -1,0 +1,348 @@
+"""Invoking a batch and deciding what becomes of each record.
+
+Ordered sources follow Lambda's stream error machine (esm-reference.md section 6):
+retries up to `maximum_retry_attempts`, records older than
+`maximum_record_age_in_seconds` split off, bisecting on function errors, restarting
+from the first failed record after a partial batch response, and the failure record to
+the on-failure destination once a batch is given up. Unordered (queue) sources make one
+attempt and hand failures back to the queue, whose visibility timeout and redrive policy
+do the retrying (section 5.1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import structlog
+
+from bridge.errors import DestinationError, TransportError
+from bridge.protocols import Destination, EventFormatter, Invoker
+from bridge.records import (
+    FailureCondition,
+    FailureRecord,
+    InvokeResult,
+    Outcome,
+    OutcomeKind,
+    Record,
+)
+from bridge.responses import classify, split_at_first_failures
+from bridge.retry import Backoff, sleep_unless
+
+Settle = Callable[[Sequence[Record]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """The stream error settings of a mapping; -1 means unlimited, as on AWS."""
+
+    maximum_retry_attempts: int = -1
+    maximum_record_age_in_seconds: float = -1
+    bisect_batch_on_function_error: bool = False
+    report_batch_item_failures: bool = False
+    backoff: Backoff = field(default_factory=Backoff)
+
+    def exhausted(self, attempts: int) -> bool:
+        """`attempts` counts invocations; retries are attempts - 1 (esm-reference.md 6.1)."""
+        return 0 <= self.maximum_retry_attempts < attempts
+
+
+class _Stopped(Exception):
+    """The mapping stopped while records were being given up; they stay unsettled."""
+
+
+class _Segment:
+    __slots__ = ("attempts", "last_result", "records", "transport_failures")
+
+    def __init__(self, records: list[Record]) -> None:
+        self.records = records
+        self.attempts = 0
+        self.transport_failures = 0
+        self.last_result: InvokeResult | None = None
+
+
+class Dispatcher:
+    """Delivers batches of one mapping and settles, releases or discards their records."""
+
+    def __init__(
+        self,
+        *,
+        mapping: str,
+        function_arn: str,
+        invoker: Invoker,
+        formatter: EventFormatter,
+        policy: RetryPolicy,
+        settle: Settle,
+        release: Settle,
+        destination: Destination | None,
+        stopping: asyncio.Event,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.mapping = mapping
+        self.function_arn = function_arn
+        self._invoker = invoker
+        self._formatter = formatter
+        self._policy = policy
+        self._settle = settle
+        self._release = release
+        self._destination = destination
+        self._stopping = stopping
+        self._now = wall_clock
+        self._log = structlog.get_logger("bridge.dispatch").bind(mapping=mapping)
+
+    # -- ordered sources -------------------------------------------------------------
+
+    async def deliver_in_order(self, records: list[Record]) -> None:
+        """Deliver `records` until each is settled or discarded, keeping their order.
+
+        Returns early, leaving the rest unsettled, if the mapping is stopping: those
+        records are delivered again after a restart.
+        """
+        try:
+            await self._deliver_segments(deque([_Segment(records)]))
+        except _Stopped:
+            return
+
+    async def _deliver_segments(self, work: deque[_Segment]) -> None:
+        policy = self._policy
+        while work:
+            segment = work[0]
+            if self._stopping.is_set() and (segment.attempts or segment.transport_failures):
+                return
+            if policy.maximum_record_age_in_seconds >= 0 and not await self._expire_old(segment):
+                work.popleft()
+                continue
+            try:
+                result = await self._invoke(segment.records, segment.attempts + 1)
+            except TransportError as exc:
+                segment.transport_failures += 1
+                if not await self._wait_after_transport_error(exc, segment.transport_failures):
+                    return
+                continue
+            segment.attempts += 1
+            segment.transport_failures = 0
+            segment.last_result = result
+            outcome = self._classify(result, segment.records)
+            if outcome.kind is OutcomeKind.SUCCESS:
+                await self._settle(segment.records)
+                work.popleft()
+                continue
+            self._log_failure(outcome, result, segment)
+            if outcome.kind is OutcomeKind.PARTIAL_FAILURE:
+                done, segment.records = split_at_first_failures(segment.records, outcome.failed_ids)
+                if done:
+                    await self._settle(done)
+            elif policy.bisect_batch_on_function_error and len(segment.records) > 1:
+                # Splitting does not count against the retry limit (esm-reference.md 6.3);
+                # each half gets its own count and the first half goes first.
+                work.popleft()
+                middle = len(segment.records) // 2
+                work.appendleft(_Segment(segment.records[middle:]))
+                work.appendleft(_Segment(segment.records[:middle]))
+                self._log.info(
+                    "batch.bisected",
+                    batch_size=len(segment.records),
+                    halves=[middle, len(segment.records) - middle],
+                )
+                continue
+            if policy.exhausted(segment.attempts):
+                failure = self._failure(
+                    FailureCondition.RETRY_ATTEMPTS_EXHAUSTED,
+                    segment.records,
+                    segment.attempts,
+                    segment.last_result,
+                )
+                if not await self.discard(failure):
+                    return
+                work.popleft()
+                continue
+            delay = policy.backoff.delay(segment.attempts)
+            self._log.info(
+                "batch.retrying",
+                batch_size=len(segment.records),
+                attempt=segment.attempts + 1,
+                delay=round(delay, 3),
+            )
+            if not await sleep_unless(self._stopping, delay):
+                return
+
+    async def _expire_old(self, segment: _Segment) -> bool:
+        """Split off records older than the maximum record age; False if none is left.
+
+        Expired records go to the destination with RecordAgeExceeded and no
+        responseContext; the younger ones are still delivered (esm-reference.md 6.2).
+        """
+        limit = self._now() - self._policy.maximum_record_age_in_seconds
+        records = segment.records
+        if all(record.arrival >= limit for record in records):
+            return True
+        expired = [record for record in records if record.arrival < limit]
+        segment.records = [record for record in records if record.arrival >= limit]
+        failure = self._failure(
+            FailureCondition.RECORD_AGE_EXCEEDED, expired, segment.attempts, None
+        )
+        if not await self.discard(failure):
+            raise _Stopped
+        return bool(segment.records)
+
+    # -- unordered sources -----------------------------------------------------------
+
+    async def deliver_once(self, records: list[Record]) -> None:
+        """One invocation; successes are settled, failures handed back to the queue.
+
+        Transport faults (throttling, an unreachable endpoint) are retried with backoff
+        until the mapping stops, as Lambda keeps retrying throttled SQS batches
+        (esm-reference.md 5.1).
+        """
+        failures = 0
+        while True:
+            try:
+                result = await self._invoke(records, 1)
+                break
+            except TransportError as exc:
+                failures += 1
+                if not await self._wait_after_transport_error(exc, failures):
+                    await self._release(records)
+                    return
+        outcome = self._classify(result, records)
+        if outcome.kind is OutcomeKind.SUCCESS:
+            await self._settle(records)
+            return
+        segment = _Segment(records)
+        segment.attempts = 1
+        self._log_failure(outcome, result, segment)
+        if outcome.kind is OutcomeKind.PARTIAL_FAILURE:
+            failed = outcome.failed_ids
+            await self._settle([record for record in records if record.item_id not in failed])
+            await self._release([record for record in records if record.item_id in failed])
+        else:
+            await self._release(records)
+
+    # -- shared ----------------------------------------------------------------------
+
+    async def discard(self, failure: FailureRecord) -> bool:
+        """Write the failure record, then settle its records. False if stopping first."""
+        destination = self._destination
+        log = self._log.bind(condition=failure.condition.value, batch_size=len(failure.records))
+        if destination is None:
+            log.warning(
+                "records.discarded",
+                reason=failure.reason or "no on-failure destination is configured",
+                approximate_invoke_count=failure.approximate_invoke_count,
+            )
+            await self._settle(failure.records)
+            return True
+        failures = 0
+        while True:
+            try:
+                await destination.send(failure, self._formatter)
+                break
+            except DestinationError as exc:
+                failures += 1
+                delay = self._policy.backoff.delay(failures)
+                log.error(
+                    "destination.failed", error=str(exc), attempt=failures, delay=round(delay, 3)
+                )
+                if not await sleep_unless(self._stopping, delay):
+                    return False
+        log.warning(
+            "record.sent_to_destination", approximate_invoke_count=failure.approximate_invoke_count
+        )
+        await self._settle(failure.records)
+        return True
+
+    def _failure(
+        self,
+        condition: FailureCondition,
+        records: Sequence[Record],
+        attempts: int,
+        last_result: InvokeResult | None,
+        reason: str = "",
+    ) -> FailureRecord:
+        return FailureRecord(
+            mapping=self.mapping,
+            condition=condition,
+            records=list(records),
+            approximate_invoke_count=attempts,
+            function_arn=self.function_arn,
+            timestamp=self._now(),
+            last_result=last_result,
+            reason=reason,
+        )
+
+    def oversized(self, record: Record, limit: int) -> FailureRecord:
+        reason = (
+            f"the record alone makes an event of {record.size} bytes, "
+            f"over the {limit}-byte synchronous invoke limit"
+        )
+        return self._failure(FailureCondition.PAYLOAD_SIZE_EXCEEDED, [record], 0, None, reason)
+
+    async def _invoke(self, records: list[Record], attempt: int) -> InvokeResult:
+        event = self._formatter.encode_event(records)
+        request_id = str(uuid.uuid4())
+        started = time.perf_counter()
+        result = await self._invoker.invoke(event, request_id)
+        duration = time.perf_counter() - started
+        self._log.debug(
+            "batch.invoked",
+            batch_size=len(records),
+            attempt=attempt,
+            duration=round(duration, 6),
+            request_id=result.request_id,
+            function_error=result.function_error,
+        )
+        return result
+
+    def _classify(self, result: InvokeResult, records: Sequence[Record]) -> Outcome:
+        return classify(
+            result,
+            records,
+            report_batch_item_failures=self._policy.report_batch_item_failures,
+            parse_identifier=self._formatter.parse_item_identifier,
+        )
+
+    async def _wait_after_transport_error(self, exc: TransportError, failures: int) -> bool:
+        delay = self._policy.backoff.delay(failures)
+        if exc.retry_after is not None:
+            delay = max(delay, exc.retry_after)
+        self._log.warning(
+            "invoke.unavailable", error=str(exc), attempt=failures, delay=round(delay, 3)
+        )
+        return await sleep_unless(self._stopping, delay)
+
+    def _log_failure(self, outcome: Outcome, result: InvokeResult, segment: _Segment) -> None:
+        fields: dict[str, object] = {
+            "batch_size": len(segment.records),
+            "attempt": segment.attempts,
+            "outcome": outcome.kind.value,
+            "request_id": result.request_id,
+        }
+        if outcome.kind is OutcomeKind.PARTIAL_FAILURE:
+            fields["failed_items"] = len(outcome.failed_ids)
+        elif outcome.kind is OutcomeKind.INVALID_RESPONSE:
+            fields["reason"] = outcome.reason
+        else:
+            fields.update(_error_summary(result.payload))
+        self._log.warning("batch.failed", **fields)
+
+
+def _error_summary(payload: bytes) -> dict[str, object]:
+    """errorType and a short errorMessage from Lambda's error document, if it is one."""
+    from bridge.codec import JSONDecodeError, loads
+
+    try:
+        document = loads(payload) if payload else None
+    except JSONDecodeError:
+        return {"error_message": payload[:200].decode("utf-8", "replace")}
+    if not isinstance(document, dict):
+        return {}
+    summary: dict[str, object] = {}
+    if isinstance(document.get("errorType"), str):
+        summary["error_type"] = document["errorType"]
+    if isinstance(document.get("errorMessage"), str):
+        summary["error_message"] = document["errorMessage"][:200]
+    return summary

@@ -1,0 +1,188 @@
+"""Lanes: where records wait, are batched and are handed to the dispatcher.
+
+Every record of a lane is delivered in order with at most one batch in flight, which is
+how ordered sources keep each partition (or partition key) in order (architecture.md
+section 3, rule 2). An unordered source uses one lane that runs up to
+`maximum_concurrency` batches at once. Records cross from the reader to a lane in
+chunks, so the hot path has no per-record await.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+
+from bridge.batching import BatchBuilder, BatchPolicy
+from bridge.dispatch import Dispatcher
+from bridge.records import Record
+
+Matcher = Callable[[Record], bool]
+Settle = Callable[[Sequence[Record]], Awaitable[None]]
+
+
+class Buffer:
+    """Counts records read but not yet batched, so the reader waits when too many pile up."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.count = 0
+        self._space = asyncio.Event()
+        self._space.set()
+
+    def add(self, count: int) -> None:
+        self.count += count
+        if self.count >= self.capacity:
+            self._space.clear()
+
+    def remove(self, count: int) -> None:
+        self.count -= count
+        if self.count < self.capacity:
+            self._space.set()
+
+    async def wait_for_space(self) -> None:
+        await self._space.wait()
+
+
+class Lane:
+    """Batches the records routed to it and delivers them through the dispatcher."""
+
+    def __init__(
+        self,
+        key: Hashable,
+        *,
+        policy: BatchPolicy,
+        dispatcher: Dispatcher,
+        settle: Settle,
+        release: Settle,
+        buffer: Buffer,
+        stopping: asyncio.Event,
+        matches: Matcher | None = None,
+        ordered: bool = True,
+        concurrency: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.key = key
+        self._policy = policy
+        self._dispatcher = dispatcher
+        self._settle = settle
+        self._release = release
+        self._buffer = buffer
+        self._stopping = stopping
+        self._matches = matches
+        self._ordered = ordered
+        self._slots = asyncio.Semaphore(concurrency)
+        self._clock = clock
+        self._chunks: deque[list[Record]] = deque()
+        self._queued = 0
+        self._arrived = asyncio.Event()
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._busy = False
+
+    def put(self, records: list[Record]) -> None:
+        self._chunks.append(records)
+        self._queued += len(records)
+        self._arrived.set()
+
+    def wake(self) -> None:
+        self._arrived.set()
+
+    @property
+    def waiting(self) -> int:
+        return self._queued
+
+    @property
+    def in_flight(self) -> int:
+        """Batches being delivered right now."""
+        return int(self._busy) if self._ordered else len(self._in_flight)
+
+    async def run(self) -> None:
+        builder = BatchBuilder(self._policy)
+        try:
+            while not self._stopping.is_set():
+                if not self._ordered:
+                    await self._slots.acquire()
+                builder.open_window(self._clock())
+                records = await self._collect(builder)
+                if self._stopping.is_set():
+                    if not self._ordered:
+                        self._slots.release()
+                        await self._release(records)
+                    break
+                if self._ordered:
+                    self._busy = True
+                    try:
+                        await self._dispatcher.deliver_in_order(records)
+                    finally:
+                        self._busy = False
+                else:
+                    task = asyncio.create_task(self._deliver_unordered(records))
+                    self._in_flight.add(task)
+                    task.add_done_callback(self._in_flight.discard)
+        finally:
+            if self._in_flight:
+                await asyncio.gather(*self._in_flight, return_exceptions=True)
+
+    async def _deliver_unordered(self, records: list[Record]) -> None:
+        try:
+            await self._dispatcher.deliver_once(records)
+        finally:
+            self._slots.release()
+
+    def _take(self, count: int) -> list[Record]:
+        """Up to `count` records from the front of the inbox, in order."""
+        chunks = self._chunks
+        head = chunks[0]
+        if len(head) <= count:
+            chunks.popleft()
+            taken = head
+        else:
+            taken = head[:count]
+            chunks[0] = head[count:]
+        self._queued -= len(taken)
+        return taken
+
+    async def _collect(self, builder: BatchBuilder) -> list[Record]:
+        """Fill `builder` from the inbox until the batch is due or the mapping stops."""
+        matches = self._matches
+        while True:
+            now = self._clock()
+            no_room = False
+            while self._queued and not builder.full:
+                candidates = self._take(builder.room)
+                self._buffer.remove(len(candidates))
+                if matches is not None:
+                    filtered = [record for record in candidates if not matches(record)]
+                    if filtered:
+                        candidates = [record for record in candidates if matches(record)]
+                        await self._settle(filtered)
+                if not candidates:
+                    continue
+                accepted = builder.add_many(candidates, now)
+                if accepted == len(candidates):
+                    continue
+                if accepted == 0 and not builder.records:
+                    self._return(candidates[1:])
+                    oversized = self._dispatcher.oversized(candidates[0], self._policy.max_bytes)
+                    await self._dispatcher.discard(oversized)
+                    continue
+                self._return(candidates[accepted:])
+                no_room = True
+                break
+            if no_room or builder.due(now) or self._stopping.is_set():
+                return builder.take()
+            deadline = builder.deadline()
+            timeout = None if deadline is None else max(deadline - now, 0.0)
+            if not self._queued:
+                self._arrived.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._arrived.wait(), timeout)
+
+    def _return(self, records: list[Record]) -> None:
+        """Put records that did not fit back at the front of the inbox."""
+        if records:
+            self._chunks.appendleft(records)
+            self._queued += len(records)
+            self._buffer.add(len(records))

@@ -1,0 +1,178 @@
+"""Connector plug-in points: the base config models, what they are built with, and the
+registry that finds them by type name.
+
+A connector declares its settings as a pydantic model next to its code; the model's
+`build` imports the implementation lazily, so validating a config never imports a
+service SDK. Third-party connectors register through the entry point groups
+`lambda_bridge.sources`, `lambda_bridge.functions` and `lambda_bridge.destinations`
+(value: `module:ConfigClass`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from functools import cache
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bridge.protocols import CheckpointStore, Destination, Invoker, Source
+
+ConfigPath = tuple[str | int, ...]
+
+
+class StrictModel(BaseModel):
+    """Rejects unknown keys, so a typo is an error rather than a silently ignored setting."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The account and region written into ARNs the bridge makes up for local resources."""
+
+    region: str = "us-east-1"
+    account_id: str = "000000000000"
+
+    def function_arn(self, name: str) -> str:
+        return f"arn:aws:lambda:{self.region}:{self.account_id}:function:{name}"
+
+
+@dataclass(frozen=True)
+class SourceFamily:
+    """Defaults, limits and applicable settings shared by a kind of source
+    (esm-reference.md section 2)."""
+
+    name: str
+    batch_size_default: int
+    batch_size_max: int
+    window_default: float
+    window_from_first_record: bool
+    settings: frozenset[str]
+
+
+_COMMON = frozenset({"batch_size", "maximum_batching_window_in_seconds", "function_response_types"})
+_STREAM_ERRORS = frozenset(
+    {
+        "bisect_batch_on_function_error",
+        "maximum_retry_attempts",
+        "maximum_record_age_in_seconds",
+        "destination_config",
+        "retry_backoff",
+    }
+)
+
+QUEUE = SourceFamily(
+    "queue", 10, 10_000, 0.0, False, _COMMON | {"scaling_config", "maximum_concurrency"}
+)
+STREAM = SourceFamily(
+    "stream", 100, 10_000, 0.0, False, _COMMON | _STREAM_ERRORS | {"parallelization_factor"}
+)
+KAFKA = SourceFamily("kafka", 100, 10_000, 0.5, True, _COMMON | _STREAM_ERRORS)
+
+
+@dataclass
+class SourceContext:
+    """What a source is built with."""
+
+    mapping: str
+    identity: Identity
+    checkpoints: CheckpointStore
+    state_dir: Path
+    parallelization_factor: int = 1
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What functions and destinations are built with."""
+
+    identity: Identity
+    state_dir: Path
+    handler_root: Path
+
+
+class SourceConfig(StrictModel):
+    type: str
+    family: ClassVar[SourceFamily] = STREAM
+
+    def check(self) -> list[tuple[ConfigPath, str]]:
+        """Problems only this source can see, as (path below `source`, message)."""
+        return []
+
+    def source_id(self) -> str:
+        """Names what is read, so checkpoints of a changed source are not reused."""
+        raise NotImplementedError
+
+    def build(self, context: SourceContext) -> Source:
+        raise NotImplementedError
+
+    @classmethod
+    def sample_event(cls, count: int, identity: Identity) -> bytes:
+        """An example event with `count` records, built by the source's real formatter."""
+        raise NotImplementedError
+
+
+class FunctionConfig(StrictModel):
+    invoker: str
+    timeout: float = Field(
+        3.0, gt=0, le=900, description="Seconds; Lambda's default is 3, the maximum 900."
+    )
+    memory_size: int = Field(128, ge=128, le=10240, description="MB, reported to the handler.")
+    reserved_concurrency: int | None = Field(
+        None,
+        ge=1,
+        le=10000,
+        description="At most this many invocations at once across all mappings; further ones wait.",
+    )
+    arn: str | None = Field(None, description="ARN reported to the handler and in failure records.")
+
+    def build(self, name: str, context: BuildContext) -> Invoker:
+        raise NotImplementedError
+
+    def check(self, context: BuildContext) -> list[tuple[ConfigPath, str]]:
+        """Offline checks (files exist, commands resolve) without running anything."""
+        return []
+
+
+class DestinationConfig(StrictModel):
+    type: str
+
+    def local_paths(self) -> list[Path]:
+        """Folders this destination writes to; folder sources never watch them."""
+        return []
+
+    def build(self, name: str, context: BuildContext) -> Destination:
+        raise NotImplementedError
+
+
+_BUILTIN: dict[str, dict[str, str]] = {
+    "sources": {
+        "files": "connectors.files.config:FilesSourceConfig",
+    },
+    "functions": {
+        "python": "connectors.python.config:PythonFunctionConfig",
+        "http": "connectors.http.config:HttpFunctionConfig",
+        "subprocess": "connectors.subprocess.config:SubprocessFunctionConfig",
+    },
+    "destinations": {
+        "file": "connectors.files.config:FileDestinationConfig",
+    },
+}
+
+
+def _load(reference: str) -> Any:
+    module_name, _, attribute = reference.partition(":")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+@cache
+def registered(kind: str) -> dict[str, type[Any]]:
+    """Type name -> config class for `sources`, `functions` or `destinations`."""
+    found = {name: _load(reference) for name, reference in _BUILTIN[kind].items()}
+    for entry in entry_points(group=f"lambda_bridge.{kind}"):
+        found.setdefault(entry.name, entry.load())
+    return found

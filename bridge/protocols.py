@@ -1,0 +1,91 @@
+"""The pluggable boundaries. Each connector implements one of these; the core knows no SDK."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from bridge.records import FailureRecord, InvokeResult, Record
+
+
+class EventFormatter(Protocol):
+    """Builds the event a function receives from a batch of records (pure, no I/O)."""
+
+    @property
+    def envelope_bytes(self) -> int:
+        """Upper bound of the bytes the event adds around the records' own JSON."""
+
+    def encode_event(self, records: Sequence[Record]) -> bytes:
+        """The event as JSON bytes, built from each record's cached encoding."""
+
+    def parse_item_identifier(self, raw: object) -> Hashable | None:
+        """A `batchItemFailures[].itemIdentifier` as a record `item_id`; None if malformed."""
+
+    def batch_info(self, records: Sequence[Record]) -> tuple[str, dict[str, Any]]:
+        """The `<Source>BatchInfo` key and body of a failure record for these records."""
+
+
+@runtime_checkable
+class Source(Protocol):
+    """Reads records and settles them once their outcome is known.
+
+    `ordered` sources deliver each lane's records in order and are checkpointed at the
+    highest contiguous settled position per partition; unordered sources are settled
+    record by record (acknowledged or deleted) and may run several batches at once.
+    """
+
+    @property
+    def ordered(self) -> bool: ...
+
+    @property
+    def formatter(self) -> EventFormatter: ...
+
+    async def open(self) -> None:
+        """Connect. Raise a retriable SourceError if the service is unreachable."""
+
+    async def read(self) -> Sequence[Record]:
+        """Return the next records, waiting a short while; an empty list when idle."""
+
+    async def settle(self, records: Sequence[Record], checkpoints: Mapping[str, Record]) -> None:
+        """Acknowledge `records`; for ordered sources persist `checkpoints` (partition -> the
+        highest contiguous settled record)."""
+
+    async def release(self, records: Sequence[Record]) -> None:
+        """Hand back records that were not settled, so the source delivers them again."""
+
+    async def close(self) -> None:
+        """Stop reading and let go of resources; unsettled records are not acknowledged."""
+
+
+class Invoker(Protocol):
+    """Runs a function once with an event; the answer is a value, faults are TransportErrors."""
+
+    async def start(self) -> None: ...
+
+    async def invoke(self, event: bytes, request_id: str) -> InvokeResult: ...
+
+    async def close(self) -> None: ...
+
+
+class Destination(Protocol):
+    """Receives failure records of discarded batches (on-failure destination)."""
+
+    async def start(self) -> None: ...
+
+    async def send(self, failure: FailureRecord, formatter: EventFormatter) -> None:
+        """Write the failure durably before returning; raise DestinationError otherwise."""
+
+    async def close(self) -> None: ...
+
+
+class CheckpointStore(Protocol):
+    """Durable positions per (namespace, partition). Values are opaque strings."""
+
+    async def load(self, namespace: str) -> dict[str, str]: ...
+
+    async def save(self, namespace: str, updates: Mapping[str, str | None]) -> None:
+        """Stage updates (None deletes a partition); they are durable after `flush`."""
+
+    async def flush(self) -> None: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,146 @@
+"""Value types that flow through a mapping: Record, Batch, InvokeResult, FailureRecord."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridge.codec import dumps
+
+# Lambda's synchronous invocation payload limit, 6 MB (esm-reference.md 0, 3.1).
+MAX_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024
+
+
+class Record:
+    """One record as the function will see it, plus what the pipeline needs to settle it.
+
+    `partition` is the unit whose position is checkpointed (a shard, a Kafka partition, a
+    file); `position` orders records within it. `lane` decides which lane processes the
+    record: records that share a lane are delivered in order. `item_id` is what a
+    partial batch response names (messageId, sequence number, ...). `handle` is the
+    source's own token for settling it (a receipt handle, a file snapshot).
+
+    The JSON encoding of `payload` is computed once, on first use, and reused for size
+    accounting, the event and failure records.
+    """
+
+    __slots__ = (
+        "encoded",
+        "arrival",
+        "handle",
+        "item_id",
+        "lane",
+        "partition",
+        "payload",
+        "position",
+    )
+
+    def __init__(
+        self,
+        partition: str,
+        position: Any,
+        item_id: Hashable,
+        payload: dict[str, Any],
+        arrival: float,
+        lane: Hashable = None,
+        handle: Any = None,
+    ) -> None:
+        self.partition = partition
+        self.position = position
+        self.item_id = item_id
+        self.payload = payload
+        self.arrival = arrival
+        self.lane = lane
+        self.handle = handle
+        # The JSON of `payload`, filled on first use of `body` and reused afterwards.
+        self.encoded: bytes | None = None
+
+    @property
+    def body(self) -> bytes:
+        body = self.encoded
+        if body is None:
+            body = self.encoded = dumps(self.payload)
+        return body
+
+    def encode(self) -> bytes:
+        """`body` as a plain method, cheaper to call on the hot path."""
+        body = self.encoded
+        if body is None:
+            body = self.encoded = dumps(self.payload)
+        return body
+
+    @property
+    def size(self) -> int:
+        return len(self.body)
+
+    def __repr__(self) -> str:
+        return f"Record({self.partition!r}@{self.position!r}, id={self.item_id!r})"
+
+
+@dataclass(slots=True)
+class Batch:
+    """Records delivered to the function in one invocation, in delivery order."""
+
+    records: list[Record]
+    event: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class InvokeResult:
+    """What came back from one invocation that reached the function.
+
+    `function_error` is Lambda's `X-Amz-Function-Error` value (`Unhandled`, ...) or None.
+    """
+
+    payload: bytes
+    request_id: str
+    function_error: str | None = None
+    status_code: int = 200
+    executed_version: str = "$LATEST"
+    duration: float = 0.0
+
+
+class OutcomeKind(enum.Enum):
+    SUCCESS = "success"
+    FUNCTION_ERROR = "function_error"
+    INVALID_RESPONSE = "invalid_response"
+    PARTIAL_FAILURE = "partial_failure"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The classified result of an invocation (esm-reference.md 4, 5.2, 6.4, 9)."""
+
+    kind: OutcomeKind
+    failed_ids: frozenset[Hashable] = frozenset()
+    reason: str = ""
+
+    @property
+    def whole_batch_failed(self) -> bool:
+        return self.kind in (OutcomeKind.FUNCTION_ERROR, OutcomeKind.INVALID_RESPONSE)
+
+
+class FailureCondition(enum.Enum):
+    """Why records left the mapping without a successful invocation (esm-reference.md 10)."""
+
+    RETRY_ATTEMPTS_EXHAUSTED = "RetryAttemptsExhausted"
+    RECORD_AGE_EXCEEDED = "RecordAgeExceeded"
+    PAYLOAD_SIZE_EXCEEDED = "MaximumPayloadSizeExceeded"
+
+
+@dataclass(frozen=True, slots=True)
+class FailureRecord:
+    """Records discarded by the retry machine, with the context of their last invocation."""
+
+    mapping: str
+    condition: FailureCondition
+    records: Sequence[Record]
+    approximate_invoke_count: int
+    function_arn: str
+    timestamp: float
+    last_result: InvokeResult | None = None
+    request_id: str | None = None
+    reason: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)

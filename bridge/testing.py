@@ -1,0 +1,190 @@
+"""Fakes shipped with the package: an in-memory source, invokers and a destination.
+
+They implement the same protocols as the real connectors, so tests and benchmarks run
+the real pipeline (lanes, batching, dispatch, tracking) without any service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from bridge.codec import loads
+from bridge.events import RecordsEventFormatter
+from bridge.failures import failure_document
+from bridge.protocols import EventFormatter
+from bridge.records import FailureRecord, InvokeResult, Record
+
+
+class MemoryEventFormatter(RecordsEventFormatter):
+    def batch_info(self, records: Sequence[Record]) -> tuple[str, dict[str, Any]]:
+        return "MemoryBatchInfo", {
+            "partitions": sorted({record.partition for record in records}),
+            "startPosition": str(records[0].position),
+            "endPosition": str(records[-1].position),
+            "batchSize": len(records),
+        }
+
+
+def generate_records(
+    count: int,
+    *,
+    partitions: int = 1,
+    arrival: float = 0.0,
+    payload: Callable[[int], dict[str, Any]] | None = None,
+) -> Iterator[Record]:
+    """`count` records spread round-robin over `partitions`, positions counting per partition."""
+    build = payload or (lambda index: {"id": index})
+    names = [f"p{number}" for number in range(partitions)]
+    for index in range(count):
+        partition = names[index % partitions]
+        yield Record(partition, index // partitions, str(index), build(index), arrival, partition)
+
+
+def memory_records(count: int, **options: Any) -> list[Record]:
+    return list(generate_records(count, **options))
+
+
+class MemorySource:
+    """Serves a fixed list of records in chunks and remembers how each was settled."""
+
+    def __init__(
+        self,
+        records: Iterable[Record],
+        *,
+        total: int | None = None,
+        ordered: bool = True,
+        chunk: int = 1000,
+        keep: bool = True,
+    ) -> None:
+        if total is None:
+            records = list(records)
+            total = len(records)
+        self._pending = iter(records)
+        self.total = total
+        self._ordered = ordered
+        self._chunk = chunk
+        self._keep = keep
+        self._formatter = MemoryEventFormatter()
+        self.settled: list[Record] = []
+        self.settled_count = 0
+        self.released: list[Record] = []
+        self.checkpoints: dict[str, Record] = {}
+        self.all_settled = asyncio.Event()
+
+    @property
+    def ordered(self) -> bool:
+        return self._ordered
+
+    @property
+    def formatter(self) -> EventFormatter:
+        return self._formatter
+
+    async def open(self) -> None:
+        return None
+
+    async def read(self) -> Sequence[Record]:
+        chunk = list(itertools.islice(self._pending, self._chunk))
+        if not chunk:
+            await asyncio.sleep(0.01)
+        return chunk
+
+    async def settle(self, records: Sequence[Record], checkpoints: Mapping[str, Record]) -> None:
+        self.settled_count += len(records)
+        if self._keep:
+            self.settled.extend(records)
+            self.checkpoints.update(checkpoints)
+        if self.settled_count >= self.total:
+            self.all_settled.set()
+
+    async def release(self, records: Sequence[Record]) -> None:
+        self.released.extend(records)
+
+    async def close(self) -> None:
+        return None
+
+
+Behaviour = Callable[[dict[str, Any], str], InvokeResult | Awaitable[InvokeResult]]
+
+
+class ScriptedInvoker:
+    """Answers each invocation with `behaviour(event, request_id)`; records every event."""
+
+    def __init__(self, behaviour: Behaviour | None = None) -> None:
+        self._behaviour = behaviour
+        self.events: list[dict[str, Any]] = []
+
+    async def start(self) -> None:
+        return None
+
+    async def invoke(self, event: bytes, request_id: str) -> InvokeResult:
+        document = loads(event)
+        self.events.append(document)
+        if self._behaviour is None:
+            return InvokeResult(payload=b"null", request_id=request_id)
+        answer = self._behaviour(document, request_id)
+        if isinstance(answer, InvokeResult):
+            return answer
+        return await answer
+
+    async def close(self) -> None:
+        return None
+
+
+class NoopInvoker:
+    """Succeeds at once without reading the event: the cheapest possible function."""
+
+    def __init__(self) -> None:
+        self.invocations = 0
+
+    async def start(self) -> None:
+        return None
+
+    async def invoke(self, event: bytes, request_id: str) -> InvokeResult:
+        self.invocations += 1
+        return InvokeResult(payload=b"null", request_id=request_id)
+
+    async def close(self) -> None:
+        return None
+
+
+class MemoryDestination:
+    """Keeps failure records and their AWS-shaped documents; can be told to fail."""
+
+    def __init__(self) -> None:
+        self.failures: list[FailureRecord] = []
+        self.documents: list[dict[str, Any]] = []
+        self.fail_next = 0
+
+    async def start(self) -> None:
+        return None
+
+    async def send(self, failure: FailureRecord, formatter: EventFormatter) -> None:
+        from bridge.codec import dumps
+        from bridge.errors import DestinationError
+
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            raise DestinationError("destination unavailable (scripted)")
+        self.failures.append(failure)
+        self.documents.append(
+            loads(dumps(failure_document(failure, formatter, include_payload=True)))
+        )
+
+    async def close(self) -> None:
+        return None
+
+
+class ManualClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds

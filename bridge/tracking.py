@@ -1,0 +1,83 @@
+"""Per-partition tracking of the highest contiguous settled record.
+
+Records are tracked in the order they were read. A partition's checkpoint only moves
+over a prefix of records that are all settled, so a crash can redeliver records but
+never skip one (architecture.md section 3, rule 1).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+
+from bridge.records import Record
+
+
+class _Partition:
+    __slots__ = ("done_out_of_order", "pending")
+
+    def __init__(self) -> None:
+        self.pending: deque[Record] = deque()
+        self.done_out_of_order: set[Record] = set()
+
+
+class PartitionTracker:
+    """Knows every read-but-unsettled record and the checkpoint each partition may advance to."""
+
+    def __init__(self) -> None:
+        self._partitions: dict[str, _Partition] = {}
+
+    def track(self, records: Iterable[Record]) -> None:
+        partitions = self._partitions
+        current: str | None = None
+        append = None
+        for record in records:
+            if record.partition != current:
+                current = record.partition
+                state = partitions.get(current)
+                if state is None:
+                    state = partitions[current] = _Partition()
+                append = state.pending.append
+            append(record)  # type: ignore[misc]
+
+    def settle(self, records: Iterable[Record]) -> dict[str, Record]:
+        """Mark records settled; return partition -> new checkpoint record where it moved."""
+        moved: dict[str, Record] = {}
+        partitions = self._partitions
+        current: str | None = None
+        state: _Partition | None = None
+        for record in records:
+            if record.partition != current:
+                current = record.partition
+                state = partitions.get(current)
+            if state is None:
+                continue
+            pending = state.pending
+            if pending and pending[0] is record:
+                pending.popleft()
+                moved[current] = record
+                if state.done_out_of_order:
+                    self._advance(current, state, moved)
+            else:
+                state.done_out_of_order.add(record)
+        for name in list(moved):
+            state = partitions[name]
+            if not state.pending:
+                del partitions[name]
+        return moved
+
+    @staticmethod
+    def _advance(name: str, state: _Partition, moved: dict[str, Record]) -> None:
+        pending, done = state.pending, state.done_out_of_order
+        while pending and pending[0] in done:
+            record = pending.popleft()
+            done.discard(record)
+            moved[name] = record
+
+    @property
+    def unsettled(self) -> int:
+        return sum(len(state.pending) for state in self._partitions.values())
+
+    def unsettled_in(self, partition: str) -> int:
+        state = self._partitions.get(partition)
+        return len(state.pending) if state else 0

@@ -1,0 +1,128 @@
+"""YAML loading that remembers where each key was written, and ${VAR} interpolation."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from yaml.constructor import SafeConstructor
+
+from bridge.errors import ConfigError
+
+Path = tuple[str | int, ...]
+
+_REFERENCE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}")
+
+
+@dataclass
+class YamlDocument:
+    """Parsed data plus the line of every mapping key and sequence item (1-based)."""
+
+    name: str
+    data: Any
+    lines: dict[Path, int] = field(default_factory=dict)
+
+    def line_of(self, path: Path) -> int:
+        """Line of the deepest part of `path` that exists in the file."""
+        for end in range(len(path), -1, -1):
+            line = self.lines.get(path[:end])
+            if line is not None:
+                return line
+        return 1
+
+    def where(self, path: Path) -> str:
+        return f"{self.name}:{self.line_of(path)}"
+
+
+def format_path(path: Path) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def parse_yaml(text: str, name: str) -> YamlDocument:
+    """Parse one YAML document; syntax errors and duplicate keys become ConfigErrors."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        raise ConfigError([f"{name}:{line}: invalid YAML: {exc.problem or exc}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{name}:1: invalid YAML: {exc}"]) from None
+    if node is None:
+        return YamlDocument(name, {}, {(): 1})
+    document = YamlDocument(name, SafeConstructor().construct_document(node))
+    problems: list[str] = []
+    _record_lines(node, (), document, problems)
+    if problems:
+        raise ConfigError(problems)
+    return document
+
+
+def _record_lines(node: yaml.Node, path: Path, document: YamlDocument, problems: list[str]) -> None:
+    document.lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.value == "<<":
+                continue
+            key = key_node.value
+            if key in seen:
+                line = key_node.start_mark.line + 1
+                problems.append(
+                    f"{document.name}:{line}: {format_path((*path, key))}: duplicate key"
+                )
+            seen.add(key)
+            document.lines[(*path, key)] = key_node.start_mark.line + 1
+            _record_lines(value_node, (*path, key), document, problems)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _record_lines(item, (*path, index), document, problems)
+
+
+def interpolate(document: YamlDocument, environ: Mapping[str, str] | None = None) -> None:
+    """Replace `${VAR}`, `${VAR:-default}` (unset or empty) and `${VAR-default}` (unset)
+    in every string value; `$$` is a literal `$`. Unset variables without a default are
+    reported with their location; their values are never echoed."""
+    env = os.environ if environ is None else environ
+    problems: list[str] = []
+
+    def substitute(text: str, path: Path) -> str:
+        def replace(match: re.Match[str]) -> str:
+            if match.group(0) == "$$":
+                return "$"
+            name, operator, default = match.group(1), match.group(2), match.group(3)
+            value = env.get(name)
+            if operator == ":-" and not value:
+                return default or ""
+            if operator == "-" and value is None:
+                return default or ""
+            if value is None:
+                hint = f"write ${{{name}:-default}} to give a default"
+                problems.append(
+                    f"{document.where(path)}: {format_path(path)}: "
+                    f"environment variable {name} is not set ({hint})"
+                )
+                return ""
+            return value
+
+        return _REFERENCE.sub(replace, text) if "$" in text else text
+
+    def walk(value: Any, path: Path) -> Any:
+        if isinstance(value, str):
+            return substitute(value, path)
+        if isinstance(value, dict):
+            return {key: walk(item, (*path, key)) for key, item in value.items()}
+        if isinstance(value, list):
+            return [walk(item, (*path, index)) for index, item in enumerate(value)]
+        return value
+
+    document.data = walk(document.data, ())
+    if problems:
+        raise ConfigError(problems)

@@ -1,0 +1,1 @@
+"""Connectors: one sub-package per service (sources, invokers, destinations)."""

@@ -1,0 +1,1 @@
+"""A folder as an event source (S3-shaped events) and files as failure destinations."""

@@ -1,0 +1,70 @@
+"""The `file` destination: one JSON document per line, appended, flushed and fsynced.
+
+Each line is the on-failure record in AWS's shape with the discarded event embedded
+under `payload`, as AWS does for S3 destinations (esm-reference.md 10.2), so the
+records themselves are kept and can be replayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from bridge.codec import dumps
+from bridge.errors import DestinationError
+from bridge.failures import failure_document
+from bridge.protocols import EventFormatter
+from bridge.records import FailureRecord
+from connectors.files.config import FileDestinationConfig
+
+
+class FileDestination:
+    def __init__(self, name: str, config: FileDestinationConfig) -> None:
+        self.name = name
+        self.folder = config.path
+        self._fsync = config.fsync
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def start(self) -> None:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DestinationError(
+                f"destination {self.name!r}: cannot create {self.folder}: {exc.strerror}"
+            ) from exc
+
+    def file_for(self, mapping: str) -> Path:
+        return self.folder / f"{mapping}.jsonl"
+
+    def _append(self, path: Path, line: bytes) -> None:
+        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            size_before = os.fstat(descriptor).st_size
+            try:
+                written = os.write(descriptor, line)
+                if written != len(line):
+                    raise OSError(f"short write ({written} of {len(line)} bytes)")
+                if self._fsync:
+                    os.fsync(descriptor)
+            except OSError:
+                # Leave no half line behind: the record is written again whole.
+                os.ftruncate(descriptor, size_before)
+                raise
+        finally:
+            os.close(descriptor)
+
+    async def send(self, failure: FailureRecord, formatter: EventFormatter) -> None:
+        line = dumps(failure_document(failure, formatter, include_payload=True)) + b"\n"
+        path = self.file_for(failure.mapping)
+        lock = self._locks.setdefault(failure.mapping, asyncio.Lock())
+        async with lock:
+            try:
+                await asyncio.to_thread(self._append, path, line)
+            except OSError as exc:
+                raise DestinationError(
+                    f"destination {self.name!r}: cannot write {path}: {exc}"
+                ) from exc
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,171 @@
+"""S3 event notification records for file changes (esm-reference.md 1.10).
+
+A handler written for S3 triggers runs unchanged: `eventName` is `ObjectCreated:Put` or
+`ObjectRemoved:Delete`, the key is URL-encoded the way S3 encodes it (form encoding:
+spaces become `+`, `/` stays), `size` and `eTag` (MD5 of the content, as for a
+single-part upload) are only on created objects, and `sequencer` is an upper-case hex
+string that grows with every event. The sequencer is also the item identifier for
+partial batch responses.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import threading
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote_plus
+
+from bridge.events import RecordsEventFormatter
+from bridge.failures import iso_millis
+from bridge.records import Record
+
+CREATED = "ObjectCreated:Put"
+REMOVED = "ObjectRemoved:Delete"
+PRINCIPAL = "lambda-bridge"
+
+
+def encode_key(key: str) -> str:
+    """S3 writes keys into event notifications form-encoded, leaving `/` alone."""
+    return quote_plus(key, safe="/")
+
+
+class Sequencer:
+    """Strictly increasing 18-digit hex numbers, anchored on wall-clock nanoseconds so
+    they keep growing across restarts."""
+
+    def __init__(self) -> None:
+        self._last = 0
+        self._lock = threading.Lock()
+
+    def next(self) -> int:
+        with self._lock:
+            self._last = max(time.time_ns(), self._last + 1)
+            return self._last
+
+
+def sequencer_text(value: int) -> str:
+    return f"{value:018X}"
+
+
+@dataclass(frozen=True, slots=True)
+class FileChange:
+    """What a record reports: the key, and the file's state after the change (None if removed)."""
+
+    key: str
+    size: int | None = None
+    mtime_ns: int | None = None
+    etag: str | None = None
+
+    @property
+    def removed(self) -> bool:
+        return self.size is None
+
+
+def s3_record(
+    change: FileChange,
+    *,
+    bucket: str,
+    region: str,
+    configuration_id: str,
+    sequencer: str,
+    event_time: float,
+) -> dict[str, Any]:
+    s3_object: dict[str, Any] = {"key": encode_key(change.key)}
+    if not change.removed:
+        s3_object["size"] = change.size
+        s3_object["eTag"] = change.etag
+    s3_object["sequencer"] = sequencer
+    return {
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "awsRegion": region,
+        "eventTime": iso_millis(event_time),
+        "eventName": REMOVED if change.removed else CREATED,
+        "userIdentity": {"principalId": PRINCIPAL},
+        "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+        "responseElements": {
+            "x-amz-request-id": os.urandom(8).hex().upper(),
+            "x-amz-id-2": base64.b64encode(os.urandom(48)).decode(),
+        },
+        "s3": {
+            "s3SchemaVersion": "1.0",
+            "configurationId": configuration_id,
+            "bucket": {
+                "name": bucket,
+                "ownerIdentity": {"principalId": PRINCIPAL},
+                "arn": f"arn:aws:s3:::{bucket}",
+            },
+            "object": s3_object,
+        },
+    }
+
+
+class FileEventBuilder:
+    """Turns file changes into Records for one watched folder."""
+
+    def __init__(
+        self,
+        *,
+        root: str,
+        bucket: str,
+        region: str,
+        configuration_id: str,
+        parallelization_factor: int = 1,
+    ) -> None:
+        self.root = root
+        self.bucket = bucket
+        self.region = region
+        self.configuration_id = configuration_id
+        self._lanes = parallelization_factor
+        self._sequencer = Sequencer()
+
+    def record(self, change: FileChange) -> Record:
+        value = self._sequencer.next()
+        sequencer = sequencer_text(value)
+        event_time = change.mtime_ns / 1e9 if change.mtime_ns is not None else time.time()
+        payload = s3_record(
+            change,
+            bucket=self.bucket,
+            region=self.region,
+            configuration_id=self.configuration_id,
+            sequencer=sequencer,
+            event_time=event_time,
+        )
+        return Record(
+            partition=change.key,
+            position=value,
+            item_id=sequencer,
+            payload=payload,
+            arrival=event_time,
+            lane=zlib.crc32(change.key.encode()) % self._lanes,
+            handle=change,
+        )
+
+    @property
+    def formatter(self) -> FileEventFormatter:
+        return FileEventFormatter(self.root, self.bucket)
+
+
+class FileEventFormatter(RecordsEventFormatter):
+    def __init__(self, root: str, bucket: str) -> None:
+        self.root = root
+        self.bucket = bucket
+
+    def batch_info(self, records: Sequence[Record]) -> tuple[str, dict[str, Any]]:
+        """Modelled on KinesisBatchInfo (esm-reference.md 10.1), for a folder."""
+        first, last = records[0], records[-1]
+        return "FilesBatchInfo", {
+            "path": self.root,
+            "bucket": self.bucket,
+            "startSequencer": first.item_id,
+            "endSequencer": last.item_id,
+            "approximateArrivalOfFirstRecord": iso_millis(first.arrival),
+            "approximateArrivalOfLastRecord": iso_millis(last.arrival),
+            "batchSize": len(records),
+            "keys": [record.partition for record in records],
+        }

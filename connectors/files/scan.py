@@ -1,0 +1,131 @@
+"""Looking at the watched folder: which paths count, their size and mtime, their MD5.
+
+Keys are paths relative to the folder with `/` separators. Symlinks are followed only
+if they resolve to a regular file inside the folder; symlinked folders are not entered
+(what they hold is reported under its real path, or is outside the folder).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+CHUNK_BYTES = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class FileSig:
+    size: int
+    mtime_ns: int
+
+
+def md5_of(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class FolderView:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        recursive: bool = True,
+        patterns: Iterable[str] = (),
+        ignore_patterns: Iterable[str] = (),
+        excluded: Iterable[Path] = (),
+    ) -> None:
+        self.root = root.resolve()
+        self._root_text = str(self.root)
+        self.recursive = recursive
+        self._patterns = list(patterns)
+        self._ignore = list(ignore_patterns)
+        self._excluded = [str(path.resolve()) for path in excluded]
+
+    def _inside(self, real: str, base: str) -> bool:
+        return real == base or real.startswith(base + os.sep)
+
+    def _excluded_path(self, real: str) -> bool:
+        return any(self._inside(real, excluded) for excluded in self._excluded)
+
+    def accepts(self, key: str) -> bool:
+        if not self.recursive and "/" in key:
+            return False
+        if self._patterns and not any(
+            fnmatch.fnmatchcase(key, pattern) for pattern in self._patterns
+        ):
+            return False
+        return not any(fnmatch.fnmatchcase(key, pattern) for pattern in self._ignore)
+
+    def folder_key_of(self, path: str) -> str | None:
+        """The key prefix of a sub-folder reported by the watcher, or None if it does not count."""
+        absolute = os.path.abspath(path)
+        if not self._inside(absolute, self._root_text) or self._excluded_path(absolute):
+            return None
+        if absolute == self._root_text:
+            return ""
+        return os.path.relpath(absolute, self._root_text).replace(os.sep, "/")
+
+    def key_of(self, path: str) -> str | None:
+        """The key of an absolute path reported by the watcher, or None if it does not count."""
+        absolute = os.path.abspath(path)
+        if not self._inside(absolute, self._root_text) or absolute == self._root_text:
+            return None
+        if self._excluded_path(absolute):
+            return None
+        key = os.path.relpath(absolute, self._root_text).replace(os.sep, "/")
+        return key if self.accepts(key) else None
+
+    def path_of(self, key: str) -> Path:
+        return self.root / key
+
+    def stat(self, key: str) -> FileSig | None:
+        """Size and mtime of the regular file at `key`; None if it is gone or does not count."""
+        path = os.path.join(self._root_text, key)
+        try:
+            info = os.stat(path, follow_symlinks=False)
+            if stat.S_ISLNK(info.st_mode):
+                real = os.path.realpath(path)
+                if not self._inside(real, self._root_text) or self._excluded_path(real):
+                    return None
+                info = os.stat(real)
+        except OSError:
+            return None
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        return FileSig(info.st_size, info.st_mtime_ns)
+
+    def scan(self, below: str | None = None) -> dict[str, FileSig]:
+        """Every file that counts, now; only under the folder `below` (a key) if given."""
+        found: dict[str, FileSig] = {}
+        pending = [os.path.join(self._root_text, below) if below else self._root_text]
+        while pending:
+            folder = pending.pop()
+            try:
+                entries = list(os.scandir(folder))
+            except OSError:
+                continue
+            for entry in entries:
+                if self._excluded_path(entry.path):
+                    continue
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        if self.recursive:
+                            pending.append(entry.path)
+                        continue
+                except OSError:
+                    continue
+                key = os.path.relpath(entry.path, self._root_text).replace(os.sep, "/")
+                if not self.accepts(key):
+                    continue
+                sig = self.stat(key)
+                if sig is not None:
+                    found[key] = sig
+        return found

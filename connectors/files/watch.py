@@ -1,0 +1,82 @@
+"""watchdog's observer thread, bridged into the event loop.
+
+The observer only says which paths were touched; what changed is decided by looking at
+the folder again, so missed or coalesced notifications cannot produce wrong events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import structlog
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.polling import PollingObserver
+
+Touched = Callable[[str, bool], None]
+_IGNORED_EVENTS = frozenset({"opened", "closed_no_write"})
+# A folder's own "modified" events only repeat what its files' events say.
+_FOLDER_EVENTS = frozenset({"created", "deleted", "moved"})
+
+
+class _Forwarder(FileSystemEventHandler):
+    def __init__(self, loop: asyncio.AbstractEventLoop, touched: Touched) -> None:
+        self._loop = loop
+        self._touched = touched
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in _IGNORED_EVENTS:
+            return
+        if event.is_directory and event.event_type not in _FOLDER_EVENTS:
+            return
+        paths = [event.src_path]
+        dest = getattr(event, "dest_path", "")
+        if dest:
+            paths.append(dest)
+        for path in paths:
+            text = path.decode() if isinstance(path, bytes) else path
+            self._loop.call_soon_threadsafe(self._touched, text, event.is_directory)
+
+
+class FolderWatcher:
+    """Calls `touched(path, is_directory)` on the event loop for every change under `root`."""
+
+    def __init__(self, root: Path, *, recursive: bool, mode: str, poll_interval: float) -> None:
+        self.root = root
+        self.recursive = recursive
+        self.mode = mode
+        self.poll_interval = poll_interval
+        self._observer: Any = None
+        self._log = structlog.get_logger("connectors.files")
+
+    def start(self, loop: asyncio.AbstractEventLoop, touched: Touched) -> str:
+        """Start watching; returns the kind of observer in use."""
+        handler = _Forwarder(loop, touched)
+        if self.mode != "polling":
+            try:
+                observer = Observer()
+                observer.schedule(handler, str(self.root), recursive=self.recursive)
+                observer.start()
+                self._observer = observer
+                return type(observer).__name__
+            except OSError as exc:
+                if self.mode == "native":
+                    raise
+                self._log.warning(
+                    "files.native_watch_unavailable", error=str(exc), fallback="polling"
+                )
+        observer = PollingObserver(timeout=self.poll_interval)
+        observer.schedule(handler, str(self.root), recursive=self.recursive)
+        observer.start()
+        self._observer = observer
+        return "PollingObserver"
+
+    def stop(self) -> None:
+        observer = self._observer
+        self._observer = None
+        if observer is not None:
+            observer.stop()
+            observer.join(timeout=5)

@@ -1,0 +1,94 @@
+"""POSTs the event to an endpoint that speaks Lambda's Invoke API (esm-reference.md 14, 15).
+
+A function error is recognised from `X-Amz-Function-Error`, from the runtime error-type
+headers newer emulators send, or (with `detect_error_body`) from a body that is only a
+Lambda error document or the old `Task timed out after` text. Connection failures, 429
+and other non-200 statuses are TransportErrors: the function did not run, so Lambda
+retries them without counting an attempt (esm-reference.md 6.1).
+"""
+
+from __future__ import annotations
+
+import time
+
+import aiohttp
+
+from bridge.errors import ThrottledError, TransportError
+from bridge.invokers import UNHANDLED, looks_like_error_document, timed_out
+from bridge.records import InvokeResult
+from connectors.http.config import HttpFunctionConfig
+
+_RUNTIME_ERROR_HEADERS = ("Lambda-Runtime-Function-Error-Type", "Error-Type")
+# Our own read timeout waits this much longer than the function's, so an emulator that
+# enforces the timeout itself answers first.
+TIMEOUT_GRACE = 2.0
+
+
+class HttpInvoker:
+    def __init__(self, name: str, config: HttpFunctionConfig) -> None:
+        self.name = name
+        self.config = config
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            sock_connect=self.config.connect_timeout,
+            sock_read=self.config.timeout + TIMEOUT_GRACE,
+        )
+        self._session = aiohttp.ClientSession(timeout=timeout, headers=self.config.headers)
+
+    async def invoke(self, event: bytes, request_id: str) -> InvokeResult:
+        session = self._session
+        assert session is not None, "start() was not called"
+        headers = {
+            "Content-Type": "application/json",
+            "X-Amz-Invocation-Type": "RequestResponse",
+            "X-Amzn-RequestId": request_id,
+        }
+        started = time.perf_counter()
+        try:
+            async with session.post(self.config.url, data=event, headers=headers) as response:
+                body = await response.read()
+                status = response.status
+                response_headers = response.headers
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise TransportError(
+                f"cannot connect to {self.config.url} within {self.config.connect_timeout} s"
+            ) from exc
+        except TimeoutError:
+            return timed_out(request_id, self.config.timeout, time.perf_counter() - started)
+        except (aiohttp.ClientError, OSError) as exc:
+            raise TransportError(
+                f"cannot reach {self.config.url}: {exc or type(exc).__name__}"
+            ) from exc
+        duration = time.perf_counter() - started
+        if status == 429:
+            retry_after = response_headers.get("Retry-After")
+            raise ThrottledError(
+                f"{self.config.url} throttled the invocation (429)",
+                float(retry_after) if retry_after and retry_after.isdigit() else None,
+            )
+        if status != 200:
+            raise TransportError(
+                f"{self.config.url} answered HTTP {status}: {body[:200].decode('utf-8', 'replace')}"
+            )
+        function_error = response_headers.get("X-Amz-Function-Error")
+        if function_error is None and (
+            any(name in response_headers for name in _RUNTIME_ERROR_HEADERS)
+            or (self.config.detect_error_body and looks_like_error_document(body))
+        ):
+            function_error = UNHANDLED
+        return InvokeResult(
+            payload=body,
+            request_id=response_headers.get("X-Amzn-RequestId", request_id),
+            function_error=function_error,
+            status_code=status,
+            executed_version=response_headers.get("X-Amz-Executed-Version", "$LATEST"),
+            duration=duration,
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

@@ -1,0 +1,40 @@
+"""The context object a Python handler receives, with the attributes Lambda's runtime gives."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+
+class LambdaContext:
+    def __init__(
+        self,
+        *,
+        aws_request_id: str,
+        function_name: str,
+        invoked_function_arn: str,
+        memory_limit_in_mb: int,
+        deadline: float,
+        function_version: str = "$LATEST",
+    ) -> None:
+        self.aws_request_id = aws_request_id
+        self.function_name = function_name
+        self.function_version = function_version
+        self.invoked_function_arn = invoked_function_arn
+        # Lambda's Python runtime reports the memory size as a string.
+        self.memory_limit_in_mb = str(memory_limit_in_mb)
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = (
+            time.strftime("%Y/%m/%d/", time.gmtime()) + f"[{function_version}]{uuid.uuid4().hex}"
+        )
+        self.identity: Any = None
+        self.client_context: Any = None
+        self.tenant_id: str | None = None
+        self._deadline = deadline
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(int((self._deadline - time.time()) * 1000), 0)
+
+    def __repr__(self) -> str:
+        return f"LambdaContext({self.function_name!r}, aws_request_id={self.aws_request_id!r})"

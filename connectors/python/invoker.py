@@ -1,0 +1,142 @@
+"""Calls a Python handler in this process, as Lambda's Python runtime would.
+
+Synchronous handlers run on worker threads so they never block the event loop; async
+handlers run on the loop. The timeout is enforced: the invocation fails as
+`Sandbox.Timedout` (a sync handler's thread cannot be killed and finishes in the
+background, its result ignored). An exception is a function error with Lambda's error
+document; a result that cannot be serialised is `Runtime.MarshalError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import importlib
+import importlib.util
+import inspect
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from bridge.codec import dumps, loads
+from bridge.errors import InvokerStartError
+from bridge.invokers import function_error, timed_out
+from bridge.plugins import BuildContext
+from bridge.records import InvokeResult
+from connectors.python.config import HandlerSpec, PythonFunctionConfig
+from connectors.python.context import LambdaContext
+
+DEFAULT_THREADS = 64
+_MACHINERY = (
+    __file__,
+    asyncio.__file__.rpartition("/")[0],
+    concurrent.futures.__file__.rpartition("/")[0],
+)
+
+
+def _handler_frames(exc: BaseException) -> list[str]:
+    """The stack trace lines of the handler's own frames, as Lambda's `stackTrace`."""
+    frames = [
+        frame
+        for frame in traceback.extract_tb(exc.__traceback__)
+        if not frame.filename.startswith(_MACHINERY)
+    ]
+    return traceback.StackSummary.from_list(frames).format()
+
+
+class PythonInvoker:
+    def __init__(self, name: str, config: PythonFunctionConfig, context: BuildContext) -> None:
+        self.name = name
+        self.config = config
+        self._context = context
+        self._arn = config.arn or context.identity.function_arn(name)
+        self._handler: Callable[..., Any] | None = None
+        self._is_async = False
+        self._executor = ThreadPoolExecutor(
+            max_workers=config.reserved_concurrency or DEFAULT_THREADS,
+            thread_name_prefix=f"fn-{name}",
+        )
+
+    async def start(self) -> None:
+        try:
+            handler = self._load()
+        except Exception as exc:
+            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            raise InvokerStartError(
+                f"function {self.name!r}: cannot load handler {self.config.handler!r}: {detail}"
+            ) from exc
+        if not callable(handler):
+            raise InvokerStartError(
+                f"function {self.name!r}: handler {self.config.handler!r} is not callable"
+            )
+        self._handler = handler
+        self._is_async = inspect.iscoroutinefunction(handler)
+
+    def _load(self) -> Any:
+        spec = HandlerSpec.parse(self.config.handler)
+        root = str(self._context.handler_root)
+        if spec.is_file:
+            path = spec.file_path(self._context.handler_root).resolve()
+            if not path.is_file():
+                raise FileNotFoundError(f"no such file: {path}")
+            # Like Lambda's task root: the handler's folder is importable for its siblings.
+            if str(path.parent) not in sys.path:
+                sys.path.insert(0, str(path.parent))
+            module_name = f"_lambda_bridge_handler_{self.name.replace('-', '_')}"
+            module_spec = importlib.util.spec_from_file_location(module_name, path)
+            if module_spec is None or module_spec.loader is None:
+                raise ImportError(f"cannot import {path}")
+            module = importlib.util.module_from_spec(module_spec)
+            sys.modules[module_name] = module
+            module_spec.loader.exec_module(module)
+        else:
+            if root not in sys.path:
+                sys.path.append(root)
+            module = importlib.import_module(spec.module)
+        handler = module
+        for part in spec.function.split("."):
+            handler = getattr(handler, part)
+        return handler
+
+    async def invoke(self, event: bytes, request_id: str) -> InvokeResult:
+        handler = self._handler
+        assert handler is not None, "start() was not called"
+        timeout = self.config.timeout
+        started = time.perf_counter()
+        context = LambdaContext(
+            aws_request_id=request_id,
+            function_name=self.name,
+            invoked_function_arn=self._arn,
+            memory_limit_in_mb=self.config.memory_size,
+            deadline=time.time() + timeout,
+        )
+        scope = asyncio.timeout(timeout)
+        try:
+            async with scope:
+                payload = loads(event)
+                if self._is_async:
+                    result = await handler(payload, context)
+                else:
+                    loop = asyncio.get_running_loop()
+                    result = await loop.run_in_executor(self._executor, handler, payload, context)
+        except Exception as exc:
+            duration = time.perf_counter() - started
+            if isinstance(exc, TimeoutError) and scope.expired():
+                return timed_out(request_id, timeout, duration)
+            return function_error(
+                type(exc).__name__, str(exc), request_id, duration, _handler_frames(exc)
+            )
+        duration = time.perf_counter() - started
+        try:
+            body = dumps(result)
+        except TypeError as exc:
+            return function_error(
+                "Runtime.MarshalError", f"Unable to marshal response: {exc}", request_id, duration
+            )
+        return InvokeResult(payload=body, request_id=request_id, duration=duration)
+
+    async def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

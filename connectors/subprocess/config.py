@@ -1,0 +1,57 @@
+"""Settings of the `subprocess` invoker."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from bridge.plugins import BuildContext, ConfigPath, FunctionConfig
+from bridge.protocols import Invoker
+
+
+class SubprocessFunctionConfig(FunctionConfig):
+    invoker: Literal["subprocess"]
+    command: str | list[str] = Field(
+        description="argv list, or a string split into arguments (no shell unless shell: true)"
+    )
+    shell: bool = Field(False, description="Run `command` (a string) through /bin/sh.")
+    cwd: Path | None = None
+    environment: dict[str, str] = Field(
+        default_factory=dict, description="Added to the daemon's environment."
+    )
+
+    def argv(self) -> list[str]:
+        if self.shell:
+            text = self.command if isinstance(self.command, str) else shlex.join(self.command)
+            return ["/bin/sh", "-c", text]
+        return shlex.split(self.command) if isinstance(self.command, str) else list(self.command)
+
+    def check(self, context: BuildContext) -> list[tuple[ConfigPath, str]]:
+        return self.command_problems()
+
+    def command_problems(self) -> list[tuple[ConfigPath, str]]:
+        try:
+            argv = self.argv()
+        except ValueError as exc:
+            return [(("command",), f"cannot be split into arguments: {exc}")]
+        if not argv:
+            return [(("command",), "is empty")]
+        if self.cwd is not None and not self.cwd.is_dir():
+            return [(("cwd",), f"{str(self.cwd)!r} is not a folder")]
+        executable = argv[0]
+        if "/" in executable:
+            base = self.cwd or Path.cwd()
+            if not (base / executable).is_file():
+                return [(("command",), f"{executable!r} does not exist")]
+        elif shutil.which(executable) is None:
+            return [(("command",), f"{executable!r} is not on PATH")]
+        return []
+
+    def build(self, name: str, context: BuildContext) -> Invoker:
+        from connectors.subprocess.invoker import SubprocessInvoker
+
+        return SubprocessInvoker(name, self, context)
