@@ -24,7 +24,7 @@ from bridge.plugins import (
     StrictModel,
     registered,
 )
-from bridge.yamlsource import YamlDocument, format_path, interpolate, parse_yaml
+from bridge.yamlsource import YamlDocument, interpolate, parse_yaml
 
 
 class LogConfig(StrictModel):
@@ -168,15 +168,15 @@ def load_config_text(
     interpolate(document, environ)
     if not isinstance(document.data, dict):
         raise ConfigError([f"{name}:1: the config file must be a mapping of settings"])
+    unknown = _unknown_types(document.data)
     try:
         config = config_model().model_validate(document.data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, document)) from None
+        described = _describe(exc, document, skip=[path for path, _ in unknown])
+        found = [document.problem(path, message) for path, message in unknown]
+        raise ConfigError(found + described) from None
     loaded = LoadedConfig(config, name, handler_root or Path.cwd())
-    problems = [
-        f"{document.where(path)}: {format_path(path)}: {message}"
-        for path, message in check_config(loaded)
-    ]
+    problems = [document.problem(path, message) for path, message in check_config(loaded)]
     if problems:
         raise ConfigError(problems)
     return loaded
@@ -256,10 +256,39 @@ def _resolve(loc: tuple[str | int, ...], data: Any) -> tuple[str | int, ...]:
     return tuple(path)
 
 
-def _describe(exc: ValidationError, document: YamlDocument) -> list[str]:
+def _unknown_types(data: dict[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
+    """Sources, functions and destinations whose type no connector provides."""
+    found: list[tuple[tuple[str | int, ...], str]] = []
+
+    def check(item: Any, at: tuple[str | int, ...], key: str, kind: str, noun: str) -> None:
+        if not isinstance(item, dict) or key not in item:
+            return
+        known = registered(kind)
+        if item[key] not in known:
+            names = ", ".join(sorted(known))
+            found.append(((*at, key), f"unknown {noun} {item[key]!r} (known: {names})"))
+
+    for index, mapping in enumerate(data.get("mappings") or []):
+        if isinstance(mapping, dict):
+            at = ("mappings", index, "source")
+            check(mapping.get("source"), at, "type", "sources", "source type")
+    sections = (("functions", "invoker", "invoker"), ("destinations", "type", "destination type"))
+    for kind, key, noun in sections:
+        section = data.get(kind)
+        if isinstance(section, dict):
+            for name, item in section.items():
+                check(item, (kind, name), key, kind, noun)
+    return found
+
+
+def _describe(
+    exc: ValidationError, document: YamlDocument, skip: list[tuple[str | int, ...]]
+) -> list[str]:
     problems = []
     for error in exc.errors():
         path = _resolve(tuple(error["loc"]), document.data)
+        if any(path[: len(bad) - 1] == bad[:-1] for bad in skip):
+            continue
         message = str(error["msg"]).removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             key = str(path[-1]) if path else ""
@@ -267,5 +296,5 @@ def _describe(exc: ValidationError, document: YamlDocument) -> list[str]:
             message = "unknown key" + (f" (did you mean {close[0]!r}?)" if close else "")
         elif error["type"] == "missing":
             message = "required key is missing"
-        problems.append(f"{document.where(path)}: {format_path(path)}: {message}")
+        problems.append(document.problem(path, message))
     return problems

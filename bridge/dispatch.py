@@ -12,6 +12,7 @@ do the retrying (section 5.1).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections import deque
@@ -93,6 +94,7 @@ class Dispatcher:
         self._stopping = stopping
         self._now = wall_clock
         self._log = structlog.get_logger("bridge.dispatch").bind(mapping=mapping)
+        self._debug = self._log.is_enabled_for(logging.DEBUG)
 
     # -- ordered sources -------------------------------------------------------------
 
@@ -143,11 +145,8 @@ class Dispatcher:
                 middle = len(segment.records) // 2
                 work.appendleft(_Segment(segment.records[middle:]))
                 work.appendleft(_Segment(segment.records[:middle]))
-                self._log.info(
-                    "batch.bisected",
-                    batch_size=len(segment.records),
-                    halves=[middle, len(segment.records) - middle],
-                )
+                halves = [middle, len(segment.records) - middle]
+                self._log.info("batch.bisected", **_batch_fields(segment.records), halves=halves)
                 continue
             if policy.exhausted(segment.attempts):
                 failure = self._failure(
@@ -163,7 +162,7 @@ class Dispatcher:
             delay = policy.backoff.delay(segment.attempts)
             self._log.info(
                 "batch.retrying",
-                batch_size=len(segment.records),
+                **_batch_fields(segment.records),
                 attempt=segment.attempts + 1,
                 delay=round(delay, 3),
             )
@@ -227,7 +226,7 @@ class Dispatcher:
     async def discard(self, failure: FailureRecord) -> bool:
         """Write the failure record, then settle its records. False if stopping first."""
         destination = self._destination
-        log = self._log.bind(condition=failure.condition.value, batch_size=len(failure.records))
+        log = self._log.bind(condition=failure.condition.value, **_batch_fields(failure.records))
         if destination is None:
             log.warning(
                 "records.discarded",
@@ -286,15 +285,15 @@ class Dispatcher:
         request_id = str(uuid.uuid4())
         started = time.perf_counter()
         result = await self._invoker.invoke(event, request_id)
-        duration = time.perf_counter() - started
-        self._log.debug(
-            "batch.invoked",
-            batch_size=len(records),
-            attempt=attempt,
-            duration=round(duration, 6),
-            request_id=result.request_id,
-            function_error=result.function_error,
-        )
+        if self._debug:
+            self._log.debug(
+                "batch.invoked",
+                **_batch_fields(records),
+                attempt=attempt,
+                duration=round(time.perf_counter() - started, 6),
+                request_id=result.request_id,
+                function_error=result.function_error,
+            )
         return result
 
     def _classify(self, result: InvokeResult, records: Sequence[Record]) -> Outcome:
@@ -316,7 +315,7 @@ class Dispatcher:
 
     def _log_failure(self, outcome: Outcome, result: InvokeResult, segment: _Segment) -> None:
         fields: dict[str, object] = {
-            "batch_size": len(segment.records),
+            **_batch_fields(segment.records),
             "attempt": segment.attempts,
             "outcome": outcome.kind.value,
             "request_id": result.request_id,
@@ -328,6 +327,14 @@ class Dispatcher:
         else:
             fields.update(_error_summary(result.payload))
         self._log.warning("batch.failed", **fields)
+
+
+def _batch_fields(records: Sequence[Record]) -> dict[str, object]:
+    """The batch size and its partition (or how many partitions it spans), for logs."""
+    partitions = {record.partition for record in records}
+    if len(partitions) == 1:
+        return {"batch_size": len(records), "partition": next(iter(partitions))}
+    return {"batch_size": len(records), "partitions": len(partitions)}
 
 
 def _error_summary(payload: bytes) -> dict[str, object]:

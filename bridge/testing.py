@@ -70,6 +70,7 @@ class MemorySource:
         self._formatter = MemoryEventFormatter()
         self.settled: list[Record] = []
         self.settled_count = 0
+        self.served = 0
         self.released: list[Record] = []
         self.checkpoints: dict[str, Record] = {}
         self.all_settled = asyncio.Event()
@@ -87,6 +88,7 @@ class MemorySource:
 
     async def read(self) -> Sequence[Record]:
         chunk = list(itertools.islice(self._pending, self._chunk))
+        self.served += len(chunk)
         if not chunk:
             await asyncio.sleep(0.01)
         return chunk

@@ -37,6 +37,10 @@ class YamlDocument:
     def where(self, path: Path) -> str:
         return f"{self.name}:{self.line_of(path)}"
 
+    def problem(self, path: Path, message: str) -> str:
+        """One problem as a line: `file:line: key.path: message`."""
+        return f"{self.where(path)}: {format_path(path)}: {message}"
+
 
 def format_path(path: Path) -> str:
     text = ""
@@ -105,10 +109,8 @@ def interpolate(document: YamlDocument, environ: Mapping[str, str] | None = None
                 return default or ""
             if value is None:
                 hint = f"write ${{{name}:-default}} to give a default"
-                problems.append(
-                    f"{document.where(path)}: {format_path(path)}: "
-                    f"environment variable {name} is not set ({hint})"
-                )
+                message = f"environment variable {name} is not set ({hint})"
+                problems.append(document.problem(path, message))
                 return ""
             return value
 

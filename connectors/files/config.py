@@ -98,6 +98,7 @@ class FilesSourceConfig(SourceConfig):
                 size=1024 + index,
                 mtime_ns=1_790_000_000_000_000_000 + index,
                 etag=content_md5,
+                changed_ns=1_790_000_000_000_000_000 + index,
             )
             records.append(builder.record(change))
         return builder.formatter.encode_event(records)

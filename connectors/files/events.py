@@ -35,12 +35,17 @@ def encode_key(key: str) -> str:
 
 
 class Sequencer:
-    """Strictly increasing 18-digit hex numbers, anchored on wall-clock nanoseconds so
-    they keep growing across restarts."""
+    """Strictly increasing 18-digit hex numbers, anchored on wall-clock nanoseconds and
+    on the last value delivered before a restart, so they keep growing even if the
+    clock is set back."""
 
     def __init__(self) -> None:
         self._last = 0
         self._lock = threading.Lock()
+
+    def continue_after(self, value: int) -> None:
+        with self._lock:
+            self._last = max(self._last, value)
 
     def next(self) -> int:
         with self._lock:
@@ -60,6 +65,9 @@ class FileChange:
     size: int | None = None
     mtime_ns: int | None = None
     etag: str | None = None
+    # When the change happened: the later of mtime and ctime (a moved-in or copied file
+    # keeps its old mtime but gets a new ctime), or when a removal was seen.
+    changed_ns: int = 0
 
     @property
     def removed(self) -> bool:
@@ -124,10 +132,14 @@ class FileEventBuilder:
         self._lanes = parallelization_factor
         self._sequencer = Sequencer()
 
+    def continue_after(self, sequencer: int) -> None:
+        """Issue only sequencers above one delivered before (by an earlier run)."""
+        self._sequencer.continue_after(sequencer)
+
     def record(self, change: FileChange) -> Record:
         value = self._sequencer.next()
         sequencer = sequencer_text(value)
-        event_time = change.mtime_ns / 1e9 if change.mtime_ns is not None else time.time()
+        event_time = change.changed_ns / 1e9 if change.changed_ns else time.time()
         payload = s3_record(
             change,
             bucket=self.bucket,

@@ -18,10 +18,21 @@ from pathlib import Path
 CHUNK_BYTES = 1 << 20
 
 
+_GONE = (FileNotFoundError, NotADirectoryError)
+
+
+class FolderVanished(FileNotFoundError):
+    """The watched folder itself is gone: its files are unknown, not removed."""
+
+
 @dataclass(frozen=True, slots=True)
 class FileSig:
     size: int
     mtime_ns: int
+    ctime_ns: int = 0
+
+    def same_content_stamp(self, size: int | None, mtime_ns: int | None) -> bool:
+        return self.size == size and self.mtime_ns == mtime_ns
 
 
 def md5_of(path: Path) -> str:
@@ -64,6 +75,11 @@ class FolderView:
             return False
         return not any(fnmatch.fnmatchcase(key, pattern) for pattern in self._ignore)
 
+    def counts(self, key: str) -> bool:
+        """Whether a key (one checkpointed by an earlier run, say) falls under the current
+        settings: recursion, patterns and excluded folders."""
+        return self.accepts(key) and not self._excluded_path(str(self.root / key))
+
     def folder_key_of(self, path: str) -> str | None:
         """The key prefix of a sub-folder reported by the watcher, or None if it does not count."""
         absolute = os.path.abspath(path)
@@ -87,7 +103,11 @@ class FolderView:
         return self.root / key
 
     def stat(self, key: str) -> FileSig | None:
-        """Size and mtime of the regular file at `key`; None if it is gone or does not count."""
+        """Size and times of the regular file at `key`; None if it is gone or does not count.
+
+        Errors other than "not found" (permissions, I/O) are raised: a file that cannot be
+        looked at is not a deleted file.
+        """
         path = os.path.join(self._root_text, key)
         try:
             info = os.stat(path, follow_symlinks=False)
@@ -96,21 +116,29 @@ class FolderView:
                 if not self._inside(real, self._root_text) or self._excluded_path(real):
                     return None
                 info = os.stat(real)
-        except OSError:
+        except _GONE:
+            if not os.path.isdir(self._root_text):
+                raise FolderVanished(f"{self._root_text} is gone") from None
             return None
         if not stat.S_ISREG(info.st_mode):
             return None
-        return FileSig(info.st_size, info.st_mtime_ns)
+        return FileSig(info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
     def scan(self, below: str | None = None) -> dict[str, FileSig]:
-        """Every file that counts, now; only under the folder `below` (a key) if given."""
+        """Every file that counts, now; only under the folder `below` (a key) if given.
+
+        A sub-folder that vanished during the scan holds nothing; a folder that cannot be
+        read, or a missing watched folder, raises OSError rather than looking empty.
+        """
         found: dict[str, FileSig] = {}
         pending = [os.path.join(self._root_text, below) if below else self._root_text]
         while pending:
             folder = pending.pop()
             try:
                 entries = list(os.scandir(folder))
-            except OSError:
+            except _GONE:
+                if folder == self._root_text:
+                    raise FolderVanished(f"{self._root_text} is gone") from None
                 continue
             for entry in entries:
                 if self._excluded_path(entry.path):
@@ -120,7 +148,7 @@ class FolderView:
                         if self.recursive:
                             pending.append(entry.path)
                         continue
-                except OSError:
+                except _GONE:
                     continue
                 key = os.path.relpath(entry.path, self._root_text).replace(os.sep, "/")
                 if not self.accepts(key):

@@ -1,10 +1,11 @@
 """The `files` source: a folder's changes as S3 event notification records.
 
-State: for every file the last state delivered (size, mtime, MD5) is checkpointed per
-file once its event is settled. On start the folder is compared with that state, so
-what changed while the daemon was down is reported; after that the watcher says which
-paths to look at again. A file is reported once its mtime has been still for
-`stable_after_seconds`, so a file being written is reported once, complete.
+State: for every file the state last delivered (size, mtime, MD5, sequencer) is
+checkpointed per file once its event is settled. On start the folder is compared with
+that state, so what changed while the daemon was down is reported; after that the
+watcher says which paths to look at again, and a periodic rescan catches anything a
+watcher missed. A file is reported once it has been still for `stable_after_seconds`,
+so a file being written is reported once, complete.
 """
 
 from __future__ import annotations
@@ -22,15 +23,23 @@ from bridge.codec import dumps, loads
 from bridge.errors import PermanentSourceError, SourceError
 from bridge.plugins import SourceContext
 from bridge.records import Record
+from connectors.files.changes import ChangeDetector
 from connectors.files.config import FilesSourceConfig
 from connectors.files.events import FileChange, FileEventBuilder, FileEventFormatter
-from connectors.files.scan import FileSig, FolderView, md5_of
+from connectors.files.scan import FolderView
 from connectors.files.watch import FolderWatcher
 
 # How long read() waits for a change before returning an empty list.
 IDLE_READ_SECONDS = 0.5
 # Files examined per read(), so a large catch-up is delivered in steps.
 EXAMINE_CHUNK = 1000
+
+
+def _state(change: FileChange, sequencer: int | None) -> str | None:
+    """The checkpoint value of a file: its reported state, or None once it is removed."""
+    if change.removed:
+        return None
+    return dumps({**asdict(change), "sequencer": sequencer}).decode()
 
 
 class FilesSource:
@@ -47,6 +56,7 @@ class FilesSource:
             ignore_patterns=config.ignore_patterns,
             excluded=excluded,
         )
+        self._detector = ChangeDetector(self._view, config.stable_after_seconds)
         self._events = FileEventBuilder(
             root=str(root),
             bucket=config.bucket or root.name,
@@ -65,11 +75,8 @@ class FilesSource:
             mode=config.observer,
             poll_interval=config.poll_interval_seconds,
         )
-        self._known: dict[str, FileChange] = {}
         self._dirty: set[str] = set()
         self._dirty_folders: set[str] = set()
-        self._recheck_at: dict[str, float] = {}
-        self._first_seen: dict[str, tuple[FileSig, float]] = {}
         self._full_scan = True
         self._next_rescan = float("inf")
         self._wakeup = asyncio.Event()
@@ -84,16 +91,25 @@ class FilesSource:
                 root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise SourceError(f"cannot create {root}: {exc.strerror}") from exc
+        if not root.exists():
+            # It may be a mount point that comes back: keep trying.
+            raise SourceError(f"{root} does not exist")
         if not root.is_dir():
             raise PermanentSourceError(f"{root} is not a folder")
-        stored = await self._store.load(self._namespace)
-        self._known = {key: FileChange(**loads(value)) for key, value in stored.items()}
+        for key, value in (await self._store.load(self._namespace)).items():
+            state = loads(value)
+            self._events.continue_after(state.pop("sequencer", None) or 0)
+            # Keys that no longer count (patterns, recursion or excluded folders changed
+            # since they were checkpointed) are left alone, not reported as removed: their
+            # files may well still be there, only no longer watched.
+            if self._view.counts(key):
+                self._detector.known[key] = FileChange(**state)
         try:
             observer = self._watcher.start(asyncio.get_running_loop(), self._touched)
         except OSError as exc:
             raise SourceError(f"cannot watch {root}: {exc}") from exc
         self._full_scan = True
-        self._log.info("files.watching", observer=observer, known_files=len(self._known))
+        self._log.info("files.watching", observer=observer, known_files=len(self._detector.known))
 
     def _touched(self, path: str, is_directory: bool) -> None:
         if is_directory:
@@ -117,7 +133,7 @@ class FilesSource:
             now = time.monotonic()
             if now >= give_up:
                 return []
-            wake = min([give_up, *self._recheck_at.values()])
+            wake = min([give_up, *self._detector.recheck_at.values()])
             self._wakeup.clear()
             if self._dirty or self._dirty_folders or self._full_scan:
                 continue
@@ -130,80 +146,36 @@ class FilesSource:
             self._full_scan = False
             interval = self.config.rescan_interval_seconds
             self._next_rescan = time.monotonic() + interval if interval > 0 else float("inf")
-            present = await asyncio.to_thread(self._view.scan)
-            changes += self._compare("", present)
+            changes += await self._scan("")
         while self._dirty_folders:
-            prefix = self._dirty_folders.pop()
-            present = await asyncio.to_thread(self._view.scan, prefix)
-            changes += self._compare(prefix + "/", present)
+            changes += await self._scan(self._dirty_folders.pop())
         now = time.monotonic()
-        due = [key for key, when in self._recheck_at.items() if when <= now]
-        self._dirty.update(due)
+        self._dirty.update(key for key, when in self._detector.recheck_at.items() if when <= now)
         keys = [self._dirty.pop() for _ in range(min(len(self._dirty), EXAMINE_CHUNK))]
+        refreshed: list[FileChange] = []
         if keys:
-            changes += await asyncio.to_thread(self._examine, keys)
-        return await self._to_records(changes)
+            try:
+                examined = await asyncio.to_thread(self._detector.examine, keys)
+            except OSError as exc:
+                raise SourceError(f"cannot scan {self._view.root}: {exc}") from exc
+            changes += examined.changes
+            refreshed = examined.refreshed
+        return await self._to_records(changes, refreshed)
 
-    def _compare(self, prefix: str, present: dict[str, FileSig]) -> list[FileChange]:
-        """Removals found by a scan; new or changed files are queued for examination."""
-        removed = [
-            FileChange(key) for key in self._known if key.startswith(prefix) and key not in present
-        ]
-        for change in removed:
-            del self._known[change.key]
-        for key, sig in present.items():
-            known = self._known.get(key)
-            if known is None or known.size != sig.size or known.mtime_ns != sig.mtime_ns:
-                self._dirty.add(key)
+    async def _scan(self, prefix: str) -> list[FileChange]:
+        """Scan the folder (or one sub-folder); return removals, queue what to examine."""
+        try:
+            present = await asyncio.to_thread(self._view.scan, prefix or None)
+        except OSError as exc:
+            # An unreadable folder is not an empty one: reconnect rather than report removals.
+            raise SourceError(f"cannot scan {self._view.root / prefix}: {exc}") from exc
+        removed, suspects = self._detector.compare(f"{prefix}/" if prefix else "", present)
+        self._dirty |= suspects
         return removed
 
-    def _examine(self, keys: list[str]) -> list[FileChange]:
-        """Runs on a worker thread: stat, wait for stability, hash."""
-        changes: list[FileChange] = []
-        stable_after = self.config.stable_after_seconds
-        for key in keys:
-            self._recheck_at.pop(key, None)
-            sig = self._view.stat(key)
-            known = self._known.get(key)
-            if sig is None:
-                self._first_seen.pop(key, None)
-                if known is not None:
-                    del self._known[key]
-                    changes.append(FileChange(key))
-                continue
-            if known is not None and known.size == sig.size and known.mtime_ns == sig.mtime_ns:
-                continue
-            if not self._stable(key, sig, stable_after):
-                continue
-            try:
-                etag = md5_of(self._view.path_of(key))
-            except OSError:
-                self._recheck_at[key] = time.monotonic() + max(stable_after, 0.1)
-                continue
-            if self._view.stat(key) != sig:
-                self._recheck_at[key] = time.monotonic() + max(stable_after, 0.1)
-                continue
-            self._first_seen.pop(key, None)
-            change = FileChange(key, sig.size, sig.mtime_ns, etag)
-            self._known[key] = change
-            changes.append(change)
-        return changes
-
-    def _stable(self, key: str, sig: FileSig, stable_after: float) -> bool:
-        """Stable once the mtime is `stable_after` old, or once the size and mtime have
-        not changed for that long (covers mtimes set in the future)."""
-        still_for = time.time() - sig.mtime_ns / 1e9
-        now = time.monotonic()
-        seen = self._first_seen.get(key)
-        if seen is None or seen[0] != sig:
-            seen = self._first_seen[key] = (sig, now)
-        unchanged_for = now - seen[1]
-        if still_for >= stable_after or unchanged_for >= stable_after:
-            return True
-        self._recheck_at[key] = now + stable_after - max(still_for, unchanged_for) + 0.01
-        return False
-
-    async def _to_records(self, changes: list[FileChange]) -> list[Record]:
+    async def _to_records(
+        self, changes: list[FileChange], refreshed: list[FileChange]
+    ) -> list[Record]:
         records: list[Record] = []
         silent: dict[str, str | None] = {}
         for change in changes:
@@ -211,16 +183,17 @@ class FilesSource:
             if wanted:
                 records.append(self._events.record(change))
             else:
-                silent[change.key] = None if change.removed else dumps(asdict(change)).decode()
+                silent[change.key] = _state(change, None)
+        for change in refreshed:
+            silent[change.key] = _state(change, None)
         if silent:
             await self._store.save(self._namespace, silent)
         return records
 
     async def settle(self, records: Sequence[Record], checkpoints: Mapping[str, Record]) -> None:
-        updates: dict[str, str | None] = {}
-        for key, record in checkpoints.items():
-            change: FileChange = record.handle
-            updates[key] = None if change.removed else dumps(asdict(change)).decode()
+        updates = {
+            key: _state(record.handle, record.position) for key, record in checkpoints.items()
+        }
         if updates:
             await self._store.save(self._namespace, updates)
 

@@ -31,10 +31,11 @@ class HttpInvoker:
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
+        # A silent server times out after the function's timeout (sock_read); the total
+        # also bounds one that trickles bytes to keep each read alive.
+        connect, answer = self.config.connect_timeout, self.config.timeout + TIMEOUT_GRACE
         timeout = aiohttp.ClientTimeout(
-            total=None,
-            sock_connect=self.config.connect_timeout,
-            sock_read=self.config.timeout + TIMEOUT_GRACE,
+            total=connect + answer, sock_connect=connect, sock_read=answer
         )
         self._session = aiohttp.ClientSession(timeout=timeout, headers=self.config.headers)
 
@@ -64,10 +65,9 @@ class HttpInvoker:
             ) from exc
         duration = time.perf_counter() - started
         if status == 429:
-            retry_after = response_headers.get("Retry-After")
             raise ThrottledError(
                 f"{self.config.url} throttled the invocation (429)",
-                float(retry_after) if retry_after and retry_after.isdigit() else None,
+                _seconds(response_headers.get("Retry-After")),
             )
         if status != 200:
             raise TransportError(
@@ -92,3 +92,11 @@ class HttpInvoker:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _seconds(retry_after: str | None) -> float | None:
+    """A Retry-After header in seconds (the HTTP-date form is ignored)."""
+    try:
+        return max(float(retry_after), 0.0) if retry_after else None
+    except ValueError:
+        return None

@@ -73,7 +73,7 @@ class PythonInvoker:
                 f"function {self.name!r}: handler {self.config.handler!r} is not callable"
             )
         self._handler = handler
-        self._is_async = inspect.iscoroutinefunction(handler)
+        self._is_async = inspect.iscoroutinefunction(inspect.unwrap(handler))
 
     def _load(self) -> Any:
         spec = HandlerSpec.parse(self.config.handler)
@@ -93,8 +93,9 @@ class PythonInvoker:
             sys.modules[module_name] = module
             module_spec.loader.exec_module(module)
         else:
+            # Lambda puts the task root first on the path: the handler's modules win.
             if root not in sys.path:
-                sys.path.append(root)
+                sys.path.insert(0, root)
             module = importlib.import_module(spec.module)
         handler = module
         for part in spec.function.split("."):
@@ -118,10 +119,20 @@ class PythonInvoker:
             async with scope:
                 payload = loads(event)
                 if self._is_async:
-                    result = await handler(payload, context)
+                    result = handler(payload, context)
                 else:
                     loop = asyncio.get_running_loop()
                     result = await loop.run_in_executor(self._executor, handler, payload, context)
+                # Sync wrappers around async handlers (decorators) hand back a coroutine.
+                if inspect.isawaitable(result):
+                    result = await result
+        except SystemExit as exc:
+            message = (
+                f"RequestId: {request_id} Error: Runtime exited with error: exit status {exc.code}"
+            )
+            return function_error(
+                "Runtime.ExitError", message, request_id, time.perf_counter() - started
+            )
         except Exception as exc:
             duration = time.perf_counter() - started
             if isinstance(exc, TimeoutError) and scope.expired():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 from pathlib import Path
@@ -45,8 +46,11 @@ class SubprocessFunctionConfig(FunctionConfig):
         executable = argv[0]
         if "/" in executable:
             base = self.cwd or Path.cwd()
-            if not (base / executable).is_file():
+            path = base / executable
+            if not path.is_file():
                 return [(("command",), f"{executable!r} does not exist")]
+            if not os.access(path, os.X_OK):
+                return [(("command",), f"{executable!r} is not executable")]
         elif shutil.which(executable) is None:
             return [(("command",), f"{executable!r} is not on PATH")]
         return []

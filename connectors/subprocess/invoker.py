@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import signal
 import time
@@ -25,14 +26,14 @@ class SubprocessInvoker:
     def __init__(self, name: str, config: SubprocessFunctionConfig, context: BuildContext) -> None:
         self.name = name
         self.config = config
-        self._argv = config.argv()
+        self._argv: list[str] = []
         arn = config.arn or context.identity.function_arn(name)
         self._environment = {
             **os.environ,
             "AWS_LAMBDA_FUNCTION_NAME": name,
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(config.memory_size),
-            "AWS_LAMBDA_FUNCTION_TIMEOUT": str(int(config.timeout)),
+            "AWS_LAMBDA_FUNCTION_TIMEOUT": str(math.ceil(config.timeout)),
             "AWS_LAMBDA_FUNCTION_ARN": arn,
             "AWS_REGION": context.identity.region,
             **config.environment,
@@ -42,6 +43,7 @@ class SubprocessInvoker:
         problems = self.config.command_problems()
         if problems:
             raise InvokerStartError(f"function {self.name!r}: command {problems[0][1]}")
+        self._argv = self.config.argv()
 
     async def invoke(self, event: bytes, request_id: str) -> InvokeResult:
         started = time.perf_counter()

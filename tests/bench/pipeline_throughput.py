@@ -39,7 +39,11 @@ def rss_mb() -> float:
 
 
 def payload(index: int) -> dict[str, object]:
-    return {"messageId": f"m-{index}", "body": "hello from lambda-bridge", "attributes": {"n": str(index)}}
+    return {
+        "messageId": f"m-{index}",
+        "body": "hello from lambda-bridge",
+        "attributes": {"n": str(index)},
+    }
 
 
 def baseline(count: int, batch_size: int, encode: object) -> float:
@@ -91,7 +95,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the best of each is kept")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved rounds; the best of each is kept"
+    )
     args = parser.parse_args()
     logs.configure("warning")
     count, size = args.records, args.batch_size
@@ -105,7 +111,11 @@ def main() -> None:
         bridge_runs.append(asyncio.run(through_bridge(count, size, samples)))
         orjson_runs.append(baseline(count, size, orjson.dumps))
         stdlib_runs.append(baseline(count, size, json.dumps))
-    bridge_seconds, orjson_seconds, stdlib_seconds = min(bridge_runs), min(orjson_runs), min(stdlib_runs)
+    bridge_seconds, orjson_seconds, stdlib_seconds = (
+        min(bridge_runs),
+        min(orjson_runs),
+        min(stdlib_runs),
+    )
 
     def rate(seconds: float) -> str:
         return f"{count / seconds:>12,.0f} records/s (best of {args.rounds}: {seconds:.2f} s)"
@@ -116,8 +126,15 @@ def main() -> None:
     print(f"baseline, json encode   : {rate(stdlib_seconds)}")
     print(f"ratio to the orjson loop: {orjson_seconds / bridge_seconds:.2f}")
     print(f"ratio to the json loop  : {stdlib_seconds / bridge_seconds:.2f}")
-    points = [samples[len(samples) * share // 4] for share in (1, 2, 3)] + [samples[-1]] if samples else []
-    print("resident memory (MB) by records settled: " + ", ".join(f"{done:,}: {mb:.1f}" for done, mb in points))
+    points = (
+        [samples[len(samples) * share // 4] for share in (1, 2, 3)] + [samples[-1]]
+        if samples
+        else []
+    )
+    print(
+        "resident memory (MB) by records settled: "
+        + ", ".join(f"{done:,}: {mb:.1f}" for done, mb in points)
+    )
     print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f} MB")
 
 

@@ -1,0 +1,113 @@
+"""Deciding what changed in the watched folder since the state last reported.
+
+`known` holds, per key, the state last reported (or delivered before a restart). A scan
+or a watcher notification marks keys to examine; examining a key compares it with
+`known`, waits until the file is stable, hashes it, and yields the change to report.
+Examining runs on a worker thread; the event loop does not touch this object meanwhile.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import structlog
+
+from connectors.files.events import FileChange
+from connectors.files.scan import FileSig, FolderVanished, FolderView, md5_of
+
+
+@dataclass
+class Examined:
+    """Changes to report, and content-identical files whose new mtime is only recorded."""
+
+    changes: list[FileChange] = field(default_factory=list)
+    refreshed: list[FileChange] = field(default_factory=list)
+
+
+class ChangeDetector:
+    def __init__(self, view: FolderView, stable_after: float) -> None:
+        self.view = view
+        self.stable_after = stable_after
+        self.known: dict[str, FileChange] = {}
+        self.recheck_at: dict[str, float] = {}
+        self._first_seen: dict[str, tuple[FileSig, float]] = {}
+        self._unreadable: set[str] = set()
+        self._log = structlog.get_logger("connectors.files")
+
+    def compare(
+        self, prefix: str, present: dict[str, FileSig]
+    ) -> tuple[list[FileChange], set[str]]:
+        """After a scan of `prefix`: the removals, and the keys that need a closer look."""
+        now_ns = time.time_ns()
+        removed = [
+            FileChange(key, changed_ns=now_ns)
+            for key in self.known
+            if key.startswith(prefix) and key not in present
+        ]
+        for change in removed:
+            del self.known[change.key]
+        suspects = set()
+        for key, sig in present.items():
+            known = self.known.get(key)
+            if known is None or not sig.same_content_stamp(known.size, known.mtime_ns):
+                suspects.add(key)
+        return removed, suspects
+
+    def examine(self, keys: list[str]) -> Examined:
+        found = Examined()
+        for key in keys:
+            self.recheck_at.pop(key, None)
+            try:
+                self._examine_one(key, found)
+            except FolderVanished:
+                self.recheck_at[key] = time.monotonic()
+                raise
+            except OSError as exc:
+                if key not in self._unreadable:
+                    self._unreadable.add(key)
+                    self._log.warning("files.unreadable", key=key, error=str(exc))
+                self.recheck_at[key] = time.monotonic() + max(self.stable_after, 1.0)
+        return found
+
+    def _examine_one(self, key: str, found: Examined) -> None:
+        sig = self.view.stat(key)
+        known = self.known.get(key)
+        if sig is None:
+            self._first_seen.pop(key, None)
+            if known is not None:
+                del self.known[key]
+                found.changes.append(FileChange(key, changed_ns=time.time_ns()))
+            return
+        if known is not None and sig.same_content_stamp(known.size, known.mtime_ns):
+            return
+        if not self._stable(key, sig):
+            return
+        etag = md5_of(self.view.path_of(key))
+        if self.view.stat(key) != sig:
+            # Written to while we read it: look again once it settles.
+            self.recheck_at[key] = time.monotonic() + max(self.stable_after, 0.1)
+            return
+        self._first_seen.pop(key, None)
+        self._unreadable.discard(key)
+        change = FileChange(key, sig.size, sig.mtime_ns, etag, max(sig.mtime_ns, sig.ctime_ns))
+        self.known[key] = change
+        if known is not None and known.etag == etag and known.size == sig.size:
+            # Same content, only a new mtime (touch, checkout, restore): no new object.
+            found.refreshed.append(change)
+        else:
+            found.changes.append(change)
+
+    def _stable(self, key: str, sig: FileSig) -> bool:
+        """Stable once the mtime is `stable_after` old, or once the size and times have
+        not changed for that long (covers mtimes set in the future)."""
+        still_for = time.time() - sig.mtime_ns / 1e9
+        now = time.monotonic()
+        seen = self._first_seen.get(key)
+        if seen is None or seen[0] != sig:
+            seen = self._first_seen[key] = (sig, now)
+        unchanged_for = now - seen[1]
+        if still_for >= self.stable_after or unchanged_for >= self.stable_after:
+            return True
+        self.recheck_at[key] = now + self.stable_after - max(still_for, unchanged_for) + 0.01
+        return False

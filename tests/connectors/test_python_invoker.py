@@ -1,0 +1,555 @@
+"""The `python` invoker: in-process handlers called the way Lambda's Python runtime calls them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridge.errors import InvokerStartError
+from bridge.plugins import BuildContext, Identity
+from bridge.records import InvokeResult
+from connectors.python.config import HandlerSpec, PythonFunctionConfig
+from connectors.python.invoker import PythonInvoker
+
+REQUEST_ID = "c0ffee00-0000-4000-8000-000000000001"
+
+
+@pytest.fixture(autouse=True)
+def _restore_import_state() -> Iterator[None]:
+    """The invoker adds handler folders to sys.path and handler modules to sys.modules;
+    undo that so tests cannot see each other's handlers."""
+    path = list(sys.path)
+    modules = set(sys.modules)
+    yield
+    sys.path[:] = path
+    for name in set(sys.modules) - modules:
+        del sys.modules[name]
+
+
+def write(path: Path, source: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(source))
+    return path
+
+
+def build(
+    tmp_path: Path, handler: str, *, name: str = "fn", timeout: float = 3.0, **settings: Any
+) -> PythonInvoker:
+    config = PythonFunctionConfig(invoker="python", handler=handler, timeout=timeout, **settings)
+    context = BuildContext(identity=Identity(), state_dir=tmp_path, handler_root=tmp_path)
+    invoker = config.build(name, context)
+    assert isinstance(invoker, PythonInvoker)
+    return invoker
+
+
+def run_once(
+    invoker: PythonInvoker, event: Any = None, request_id: str = REQUEST_ID
+) -> InvokeResult:
+    """start(), one invoke() with `event` JSON-encoded, close(), in a fresh event loop."""
+
+    async def main() -> InvokeResult:
+        await invoker.start()
+        try:
+            return await invoker.invoke(json.dumps(event).encode(), request_id)
+        finally:
+            await invoker.close()
+
+    return asyncio.run(main())
+
+
+def start_error(invoker: PythonInvoker) -> str:
+    with pytest.raises(InvokerStartError) as caught:
+        asyncio.run(invoker.start())
+    return str(caught.value)
+
+
+def error_payload(result: InvokeResult) -> dict[str, Any]:
+    assert result.function_error == "Unhandled"
+    document = json.loads(result.payload)
+    assert isinstance(document, dict)
+    return document
+
+
+# Results
+
+
+def test_sync_handler_result_is_json_encoded(tmp_path: Path) -> None:
+    """A sync handler's return value becomes the JSON payload of a successful result that
+    carries the caller's request id."""
+    write(
+        tmp_path / "handler.py",
+        """
+        def handler(event, context):
+            return {"doubled": event["n"] * 2, "items": [1, "two", None]}
+        """,
+    )
+    result = run_once(build(tmp_path, "handler.py:handler"), {"n": 21})
+    assert result.function_error is None
+    assert json.loads(result.payload) == {"doubled": 42, "items": [1, "two", None]}
+    assert result.request_id == REQUEST_ID
+    assert result.duration >= 0
+
+
+def test_async_handler_is_awaited(tmp_path: Path) -> None:
+    """An `async def` handler is awaited on the loop and its result is the payload."""
+    write(
+        tmp_path / "handler.py",
+        """
+        import asyncio
+
+        async def handler(event, context):
+            await asyncio.sleep(0)
+            return {"async": True, "echo": event}
+        """,
+    )
+    result = run_once(build(tmp_path, "handler.py:handler"), {"a": 1})
+    assert result.function_error is None
+    assert json.loads(result.payload) == {"async": True, "echo": {"a": 1}}
+
+
+def test_each_invocation_gets_a_freshly_decoded_event(tmp_path: Path) -> None:
+    """The handler receives a plain dict decoded from the event bytes, a new one per call,
+    so a handler mutating its event cannot leak into the next invocation."""
+    write(
+        tmp_path / "handler.py",
+        """
+        def handler(event, context):
+            event["calls"] = event.get("calls", 0) + 1
+            return {"type": type(event).__name__, "event": event}
+        """,
+    )
+    invoker = build(tmp_path, "handler.py:handler")
+    event = json.dumps({"k": "v"}).encode()
+
+    async def main() -> list[InvokeResult]:
+        await invoker.start()
+        try:
+            return [await invoker.invoke(event, f"req-{n}") for n in range(2)]
+        finally:
+            await invoker.close()
+
+    for result in asyncio.run(main()):
+        assert json.loads(result.payload) == {"type": "dict", "event": {"k": "v", "calls": 1}}
+
+
+CONTEXT_HANDLER = """
+    def handler(event, context):
+        return {
+            "aws_request_id": context.aws_request_id,
+            "function_name": context.function_name,
+            "function_version": context.function_version,
+            "invoked_function_arn": context.invoked_function_arn,
+            "memory_limit_in_mb": context.memory_limit_in_mb,
+            "log_group_name": context.log_group_name,
+            "log_stream_name": context.log_stream_name,
+            "remaining": context.get_remaining_time_in_millis(),
+        }
+    """
+
+
+def test_context_attributes_match_lambda(tmp_path: Path) -> None:
+    """The context carries the request id passed to invoke(), the function's name,
+    `$LATEST`, the default made-up ARN, the memory size as a *string* (as Lambda's
+    Python runtime reports it), the log group, and a remaining time within the timeout."""
+    write(tmp_path / "handler.py", CONTEXT_HANDLER)
+    invoker = build(tmp_path, "handler.py:handler", name="orders-fn", timeout=5.0)
+    context = json.loads(run_once(invoker, {}, request_id="req-ctx-1").payload)
+    assert context["aws_request_id"] == "req-ctx-1"
+    assert context["function_name"] == "orders-fn"
+    assert context["function_version"] == "$LATEST"
+    assert (
+        context["invoked_function_arn"]
+        == "arn:aws:lambda:us-east-1:000000000000:function:orders-fn"
+    )
+    assert context["memory_limit_in_mb"] == "128"
+    assert context["log_group_name"] == "/aws/lambda/orders-fn"
+    assert "[$LATEST]" in context["log_stream_name"]
+    assert 0 < context["remaining"] <= 5000
+
+
+def test_context_uses_configured_arn_and_memory(tmp_path: Path) -> None:
+    """A configured `arn` replaces the made-up one and `memory_size` is reported as given."""
+    write(tmp_path / "handler.py", CONTEXT_HANDLER)
+    arn = "arn:aws:lambda:eu-west-1:123456789012:function:real-one:live"
+    invoker = build(tmp_path, "handler.py:handler", arn=arn, memory_size=1024)
+    context = json.loads(run_once(invoker, {}).payload)
+    assert context["invoked_function_arn"] == arn
+    assert context["memory_limit_in_mb"] == "1024"
+
+
+# Function errors
+
+
+RAISING_HANDLER = """
+    class OrderRejected(Exception):
+        pass
+
+    def check(event):
+        raise OrderRejected(f"order {event['id']} rejected")
+
+    def handler(event, context):
+        check(event)
+    """
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_exception_is_an_unhandled_function_error(tmp_path: Path, is_async: bool) -> None:
+    """An exception from the handler is function error `Unhandled` with Lambda's error
+    document: the message, the exception class name, the request id, and a stack trace of
+    the handler's own frames only (no lambda-bridge, asyncio or thread-pool frames)."""
+    source = RAISING_HANDLER
+    if is_async:
+        source = source.replace("def handler", "async def handler")
+    path = write(tmp_path / "handler.py", source)
+    document = error_payload(run_once(build(tmp_path, "handler.py:handler"), {"id": 7}))
+    assert document["errorMessage"] == "order 7 rejected"
+    assert document["errorType"] == "OrderRejected"
+    assert document["requestId"] == REQUEST_ID
+    trace = document["stackTrace"]
+    assert isinstance(trace, list)
+    assert trace
+    assert all(str(path.resolve()) in line for line in trace), trace
+    assert any("in handler" in line for line in trace)
+    assert any("in check" in line for line in trace)
+    text = "".join(trace)
+    for machinery in ("connectors/python", "/bridge/", "asyncio", "concurrent/futures"):
+        assert machinery not in text
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_handler_running_past_timeout_is_sandbox_timedout(tmp_path: Path, is_async: bool) -> None:
+    """A handler still running at `timeout` fails as `Sandbox.Timedout` with Lambda's
+    `Task timed out after N seconds` message, and the call returns at about the timeout
+    rather than waiting for the handler."""
+    # Both handlers would run for 30 s. A thread cannot be stopped, so the sync one also
+    # stops early once the test creates `release`, not to hold the interpreter at exit.
+    release = tmp_path / "release"
+    if is_async:
+        source = """
+            import asyncio
+
+            async def handler(event, context):
+                await asyncio.sleep(30)
+            """
+    else:
+        source = f"""
+            import os, time
+
+            def handler(event, context):
+                deadline = time.monotonic() + 30
+                while not os.path.exists({str(release)!r}) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+            """
+    write(tmp_path / "handler.py", source)
+    timeout = 0.3
+    started = time.monotonic()
+    try:
+        result = run_once(build(tmp_path, "handler.py:handler", timeout=timeout), {})
+    finally:
+        release.touch()
+    elapsed = time.monotonic() - started
+    document = error_payload(result)
+    assert document["errorType"] == "Sandbox.Timedout"
+    assert "Task timed out after 0.30 seconds" in document["errorMessage"]
+    assert document["requestId"] == REQUEST_ID
+    assert elapsed < timeout + 2.0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        'raise TimeoutError("database did not answer")',
+        "await asyncio.wait_for(asyncio.sleep(10), 0.01)",
+    ],
+    ids=["raised", "inner-wait_for"],
+)
+def test_timeout_error_from_handler_is_an_ordinary_error(tmp_path: Path, body: str) -> None:
+    """A TimeoutError the handler raises itself (or an inner `wait_for` that expires) is an
+    ordinary function error of type `TimeoutError`, not the invocation's own timeout."""
+    write(
+        tmp_path / "handler.py",
+        f"""
+        import asyncio
+
+        async def handler(event, context):
+            {body}
+        """,
+    )
+    document = error_payload(run_once(build(tmp_path, "handler.py:handler", timeout=3.0), {}))
+    assert document["errorType"] == "TimeoutError"
+    assert "timed out after" not in document["errorMessage"]
+
+
+def test_sync_handler_raising_timeout_error_is_an_ordinary_error(tmp_path: Path) -> None:
+    """The same for a sync handler run on a worker thread."""
+    write(
+        tmp_path / "handler.py",
+        """
+        def handler(event, context):
+            raise TimeoutError("upstream slow")
+        """,
+    )
+    document = error_payload(run_once(build(tmp_path, "handler.py:handler"), {}))
+    assert document["errorType"] == "TimeoutError"
+    assert document["errorMessage"] == "upstream slow"
+
+
+def test_unserialisable_result_is_a_marshal_error(tmp_path: Path) -> None:
+    """A result JSON cannot encode is function error `Runtime.MarshalError`, as on Lambda."""
+    write(
+        tmp_path / "handler.py",
+        """
+        def handler(event, context):
+            return {"value": object()}
+        """,
+    )
+    document = error_payload(run_once(build(tmp_path, "handler.py:handler"), {}))
+    assert document["errorType"] == "Runtime.MarshalError"
+    assert document["errorMessage"].startswith("Unable to marshal response")
+    assert document["requestId"] == REQUEST_ID
+
+
+# Handler specs
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("handler.py:main", HandlerSpec("handler.py", "main", is_file=True)),
+        ("sub/dir/app.py:main", HandlerSpec("sub/dir/app.py", "main", is_file=True)),
+        ("pkg.module:main", HandlerSpec("pkg.module", "main", is_file=False)),
+        ("lambda_function.lambda_handler", HandlerSpec("lambda_function", "lambda_handler", False)),
+        ("pkg.module.main", HandlerSpec("pkg.module", "main", is_file=False)),
+    ],
+)
+def test_handler_spec_forms_parse(text: str, expected: HandlerSpec) -> None:
+    """The three accepted spellings: a file path, `package.module:function` and
+    Lambda's `module.function` (split at the last dot)."""
+    assert HandlerSpec.parse(text) == expected
+
+
+@pytest.mark.parametrize("text", ["handler", "handler.py:", ":main", "nodot"])
+def test_malformed_handler_spec_is_rejected(text: str) -> None:
+    """A spec without both a module and a function name is a readable ValueError."""
+    with pytest.raises(ValueError, match="should look like"):
+        HandlerSpec.parse(text)
+
+
+def test_file_handler_in_subfolder(tmp_path: Path) -> None:
+    """`path/to/file.py:func` is resolved below handler_root."""
+    write(
+        tmp_path / "functions" / "orders" / "app.py",
+        """
+        def main(event, context):
+            return "from file"
+        """,
+    )
+    result = run_once(build(tmp_path, "functions/orders/app.py:main"), {})
+    assert json.loads(result.payload) == "from file"
+
+
+def test_package_module_handler(tmp_path: Path) -> None:
+    """`package.module:func` imports a package that lives in handler_root."""
+    write(tmp_path / "lbtest_pkg_colon" / "__init__.py", "")
+    write(
+        tmp_path / "lbtest_pkg_colon" / "handlers.py",
+        """
+        from lbtest_pkg_colon import shared
+
+        def main(event, context):
+            return {"from": __name__, "shared": shared.VALUE}
+        """,
+    )
+    write(tmp_path / "lbtest_pkg_colon" / "shared.py", "VALUE = 'package-level'\n")
+    result = run_once(build(tmp_path, "lbtest_pkg_colon.handlers:main"), {})
+    assert result.function_error is None
+    assert json.loads(result.payload) == {
+        "from": "lbtest_pkg_colon.handlers",
+        "shared": "package-level",
+    }
+
+
+def test_lambda_style_module_dot_function(tmp_path: Path) -> None:
+    """Lambda's own `module.function` spelling imports `module` from handler_root."""
+    write(
+        tmp_path / "lbtest_lambda_function.py",
+        """
+        def lambda_handler(event, context):
+            return {"lambda_style": event}
+        """,
+    )
+    result = run_once(build(tmp_path, "lbtest_lambda_function.lambda_handler"), 5)
+    assert json.loads(result.payload) == {"lambda_style": 5}
+
+
+def test_sibling_imports_from_handler_folder(tmp_path: Path) -> None:
+    """Like Lambda's task root, the handler file's folder is importable, so the handler can
+    import modules that sit next to it."""
+    write(tmp_path / "svc" / "lbtest_sibling_helper.py", "def greet(n):\n    return f'hi {n}'\n")
+    write(
+        tmp_path / "svc" / "app.py",
+        """
+        import lbtest_sibling_helper
+
+        def handler(event, context):
+            return lbtest_sibling_helper.greet(event["name"])
+        """,
+    )
+    result = run_once(build(tmp_path, "svc/app.py:handler"), {"name": "ada"})
+    assert result.function_error is None
+    assert json.loads(result.payload) == "hi ada"
+
+
+# start() and check()
+
+
+def test_start_fails_for_missing_file(tmp_path: Path) -> None:
+    """A handler file that does not exist stops start() with a message naming it."""
+    message = start_error(build(tmp_path, "nowhere.py:handler", name="lost"))
+    assert "'lost'" in message
+    assert "nowhere.py:handler" in message
+    assert str((tmp_path / "nowhere.py").resolve()) in message
+    assert "no such file" in message
+
+
+def test_start_fails_for_syntax_error(tmp_path: Path) -> None:
+    """A module that does not compile stops start() with the SyntaxError in the message."""
+    write(tmp_path / "broken.py", "def handler(event, context)\n    return 1\n")
+    message = start_error(build(tmp_path, "broken.py:handler"))
+    assert "broken.py:handler" in message
+    assert "SyntaxError" in message
+
+
+def test_start_fails_for_import_error_in_module(tmp_path: Path) -> None:
+    """An exception raised while importing the handler's module stops start()."""
+    write(tmp_path / "bad_import.py", "import lbtest_module_that_does_not_exist\n")
+    message = start_error(build(tmp_path, "bad_import.py:handler"))
+    assert "ModuleNotFoundError" in message
+    assert "lbtest_module_that_does_not_exist" in message
+
+
+def test_start_fails_for_missing_function(tmp_path: Path) -> None:
+    """A module without the named function stops start() with the missing name."""
+    write(tmp_path / "handler.py", "def other(event, context):\n    return 1\n")
+    message = start_error(build(tmp_path, "handler.py:handler"))
+    assert "AttributeError" in message
+    assert "'handler'" in message
+
+
+def test_start_fails_for_missing_module(tmp_path: Path) -> None:
+    """A `package.module:func` that cannot be imported stops start()."""
+    message = start_error(build(tmp_path, "lbtest_no_such_pkg.mod:main"))
+    assert "ModuleNotFoundError" in message
+    assert "lbtest_no_such_pkg" in message
+
+
+def test_start_fails_for_non_callable_handler(tmp_path: Path) -> None:
+    """A handler name that refers to something other than a function stops start()."""
+    write(tmp_path / "handler.py", "handler = {'not': 'callable'}\n")
+    message = start_error(build(tmp_path, "handler.py:handler"))
+    assert "is not callable" in message
+    assert "handler.py:handler" in message
+
+
+def check(tmp_path: Path, handler: str) -> list[tuple[tuple[str | int, ...], str]]:
+    config = PythonFunctionConfig(invoker="python", handler=handler, timeout=1.0)
+    context = BuildContext(identity=Identity(), state_dir=tmp_path, handler_root=tmp_path)
+    return config.check(context)
+
+
+def test_check_reports_missing_file(tmp_path: Path) -> None:
+    """check() names a handler file that does not exist, under the `handler` key."""
+    problems = check(tmp_path, "missing.py:handler")
+    assert len(problems) == 1
+    path, message = problems[0]
+    assert path == ("handler",)
+    assert str(tmp_path / "missing.py") in message
+    assert "does not exist" in message
+
+
+def test_check_does_not_import_the_handler(tmp_path: Path) -> None:
+    """check() is offline: an existing handler file passes without being executed."""
+    marker = tmp_path / "imported.marker"
+    write(
+        tmp_path / "handler.py",
+        f"""
+        open({str(marker)!r}, "w").close()
+
+        def handler(event, context):
+            return None
+        """,
+    )
+    assert check(tmp_path, "handler.py:handler") == []
+    assert not marker.exists()
+
+
+def test_check_module_forms(tmp_path: Path) -> None:
+    """check() accepts a module found in handler_root (without importing it) and reports
+    one that cannot be found, and a malformed spec."""
+    marker = tmp_path / "imported.marker"
+    write(tmp_path / "lbtest_check_mod.py", f"open({str(marker)!r}, 'w').close()\n")
+    assert check(tmp_path, "lbtest_check_mod.handler") == []
+    assert not marker.exists()
+    assert "lbtest_check_mod" not in sys.modules
+    [(path, message)] = check(tmp_path, "lbtest_nowhere_mod:handler")
+    assert path == ("handler",)
+    assert "cannot be found" in message
+    [(path, message)] = check(tmp_path, "nodot")
+    assert "should look like" in message
+
+
+def test_sys_exit_in_a_handler_is_a_runtime_exit_error(tmp_path: Path) -> None:
+    """sys.exit() in a handler does not stop the daemon: it is a Runtime.ExitError function
+    error, as on Lambda."""
+    write(tmp_path / "exits.py", "import sys\ndef handler(event, context):\n    sys.exit(3)\n")
+    document = error_payload(run_once(build(tmp_path, "exits.py:handler")))
+    assert document["errorType"] == "Runtime.ExitError"
+    assert "exit status 3" in document["errorMessage"]
+
+
+def test_async_handler_behind_a_sync_decorator_is_awaited(tmp_path: Path) -> None:
+    """A decorator that wraps an async handler in a plain function (as some middleware does)
+    still has its coroutine awaited, on the event loop."""
+    write(
+        tmp_path / "decorated.py",
+        """
+        import functools
+
+        def middleware(handler):
+            @functools.wraps(handler)
+            def wrapper(event, context):
+                return handler(event, context)
+            return wrapper
+
+        @middleware
+        async def handler(event, context):
+            return {"awaited": event["n"]}
+        """,
+    )
+    result = run_once(build(tmp_path, "decorated.py:handler"), {"n": 7})
+    assert result.function_error is None
+    assert json.loads(result.payload) == {"awaited": 7}
+
+
+def test_handler_root_module_wins_over_an_installed_one(tmp_path: Path) -> None:
+    """Like Lambda's task root, the handler folder comes first on the import path: a module
+    there shadows an installed module of the same name."""
+    write(
+        tmp_path / "json_tools.py", "def handler(event, context):\n    return 'from handler root'\n"
+    )
+    write(tmp_path / "uses.py", "import json_tools\nhandler = json_tools.handler\n")
+    write(
+        tmp_path / "site" / "json_tools.py",
+        "def handler(event, context):\n    return 'installed'\n",
+    )
+    sys.path.insert(0, str(tmp_path / "site"))
+    result = run_once(build(tmp_path, "json_tools.handler"))
+    assert json.loads(result.payload) == "from handler root"

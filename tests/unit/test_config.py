@@ -1,0 +1,192 @@
+"""Loading the config file: validation with file, line and key; interpolation; defaults."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from bridge.cli import main
+from bridge.config import load_config, load_config_text
+from bridge.errors import ConfigError
+from bridge.settings import resolve
+
+REPO = Path(__file__).resolve().parents[2]
+
+VALID = """\
+functions:
+  f:
+    invoker: python
+    handler: handler.py:handler
+destinations:
+  failed: {type: file, path: ./failed}
+mappings:
+  - name: inbox
+    function: f
+    source: {type: files, path: ./inbox}
+    destination_config: {on_failure: {destination: failed}}
+"""
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "handler.py").write_text("def handler(event, context):\n    return None\n")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def problems(text: str, environ: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_config_text(textwrap.dedent(text), "bridge.yaml", environ=environ or {})
+    return caught.value.problems
+
+
+def test_every_config_in_the_repository_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    """config/*.yaml load without errors from the repository root."""
+    monkeypatch.chdir(REPO)
+    files = sorted((REPO / "config").glob("*.yaml"))
+    assert files
+    for path in files:
+        loaded = load_config(path, environ={})
+        assert loaded.config.mappings
+
+
+def test_valid_config_and_family_defaults(workdir: Path) -> None:
+    """Unset stream settings take AWS's defaults: batch 100, window 0, unlimited retries and age."""
+    loaded = load_config_text(VALID, "bridge.yaml", environ={})
+    settings = resolve(loaded.config.mappings[0])
+    assert settings.batch.max_records == 100
+    assert settings.batch.window == 0
+    assert settings.retry.maximum_retry_attempts == -1
+    assert settings.retry.maximum_record_age_in_seconds == -1
+    assert not settings.retry.bisect_batch_on_function_error
+    assert loaded.config.mappings[0].on_failure == "failed"
+
+
+def test_errors_name_file_line_and_key(workdir: Path) -> None:
+    """A bad value is reported as file:line: key.path: reason."""
+    text = VALID.replace("    function: f\n", "    function: f\n    batch_size: 0\n")
+    assert problems(text) == [
+        "bridge.yaml:10: mappings[0].batch_size: Input should be greater than or equal to 1"
+    ]
+
+
+def test_unknown_key_suggests_the_right_one(workdir: Path) -> None:
+    """Typos are errors, with a suggestion."""
+    text = VALID.replace("    function: f\n", "    function: f\n    batchsize: 5\n")
+    assert problems(text) == [
+        "bridge.yaml:10: mappings[0].batchsize: unknown key (did you mean 'batch_size'?)"
+    ]
+
+
+def test_unknown_key_inside_a_source(workdir: Path) -> None:
+    """Connector settings reject unknown keys too, located inside the source."""
+    text = VALID.replace(
+        "source: {type: files, path: ./inbox}", "source: {type: files, path: ./inbox, pattern: x}"
+    )
+    [problem] = problems(text)
+    assert (
+        problem
+        == "bridge.yaml:10: mappings[0].source.pattern: unknown key (did you mean 'patterns'?)"
+    )
+
+
+def test_missing_key_and_unknown_type(workdir: Path) -> None:
+    """A missing required key points at its parent; an unknown source type lists the known ones."""
+    text = VALID.replace("    function: f\n", "")
+    assert problems(text) == ["bridge.yaml:8: mappings[0].function: required key is missing"]
+    text = VALID.replace("type: files, path: ./inbox", "type: nosuch")
+    assert problems(text) == [
+        "bridge.yaml:10: mappings[0].source.type: unknown source type 'nosuch' (known: files)"
+    ]
+
+
+def test_references_are_checked(workdir: Path) -> None:
+    """Mappings must name a defined function and destination; names are unique."""
+    text = VALID.replace("    function: f\n", "    function: g\n").replace(
+        "destination: failed}", "destination: nowhere}"
+    )
+    assert problems(text) == [
+        "bridge.yaml:9: mappings[0].function: no function named 'g' (defined: f)",
+        "bridge.yaml:11: mappings[0].destination_config.on_failure.destination: no destination named 'nowhere' (defined: failed)",
+    ]
+    doubled = VALID + VALID[VALID.index("  - name: inbox") :]
+    assert problems(doubled) == [
+        "bridge.yaml:12: mappings[1].name: another mapping is already named 'inbox'"
+    ]
+
+
+def test_settings_of_another_family_are_rejected(workdir: Path) -> None:
+    """Queue-only settings on a stream source (and out-of-range AWS values) are errors."""
+    text = VALID.replace(
+        "    function: f\n",
+        "    function: f\n    maximum_concurrency: 5\n    maximum_record_age_in_seconds: 30\n",
+    )
+    assert problems(text) == [
+        "bridge.yaml:11: mappings[0].maximum_record_age_in_seconds: must be -1 (no limit) or between 60 and 604800, as on AWS",
+    ]
+    text = VALID.replace("    function: f\n", "    function: f\n    maximum_concurrency: 5\n")
+    assert problems(text) == [
+        "bridge.yaml:10: mappings[0].maximum_concurrency: does not apply to files sources"
+    ]
+
+
+def test_environment_interpolation(workdir: Path) -> None:
+    """${VAR}, ${VAR:-default} and $$ are substituted; an unset variable is an error at its line."""
+    text = VALID.replace("path: ./inbox", "path: '${INBOX}'").replace(
+        "path: ./failed", "path: '${FAILED:-./fallback}'"
+    )
+    loaded = load_config_text(text, "bridge.yaml", environ={"INBOX": "./from-env"})
+    assert str(loaded.config.mappings[0].source.path) == "from-env"  # type: ignore[attr-defined]
+    assert str(loaded.config.destinations["failed"].path) == "fallback"  # type: ignore[attr-defined]
+    assert problems(text) == [
+        "bridge.yaml:10: mappings[0].source.path: environment variable INBOX is not set (write ${INBOX:-default} to give a default)"
+    ]
+    escaped = VALID.replace("path: ./inbox", "path: ./in$$box")
+    assert (
+        str(load_config_text(escaped, "bridge.yaml", environ={}).config.mappings[0].source.path)
+        == "in$box"
+    )  # type: ignore[attr-defined]
+
+
+def test_yaml_syntax_and_duplicate_keys(workdir: Path) -> None:
+    """Broken YAML and duplicate keys are reported with their line."""
+    [problem] = problems("functions:\n  f: [unclosed\n")
+    assert problem.startswith("bridge.yaml:3: invalid YAML")
+    assert problems(VALID.replace("    function: f\n", "    function: f\n    function: f\n")) == [
+        "bridge.yaml:10: mappings[0].function: duplicate key"
+    ]
+
+
+def test_missing_handler_file_is_reported(workdir: Path) -> None:
+    """validate finds a handler file that does not exist, without running anything."""
+    assert problems(VALID.replace("handler.py:handler", "missing.py:handler")) == [
+        f"bridge.yaml:4: functions.f.handler: handler file '{workdir / 'missing.py'}' does not exist"
+    ]
+
+
+def test_cli_validate_and_schema(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """validate exits 0 or 2 with the problems on stderr; schema prints the JSON Schema."""
+    (workdir / "good.yaml").write_text(VALID)
+    (workdir / "bad.yaml").write_text(
+        VALID.replace("    function: f\n", "    function: f\n    batch_size: 0\n")
+    )
+    assert main(["validate", "good.yaml"]) == 0
+    assert "valid" in capsys.readouterr().out
+    assert main(["validate", "bad.yaml"]) == 2
+    assert "bad.yaml:10: mappings[0].batch_size" in capsys.readouterr().err
+    assert main(["validate", "absent.yaml"]) == 2
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert "mappings" in schema["properties"]
+    assert "FilesSourceConfig" in schema["$defs"]
+
+
+def test_cli_generate_event(capsys: pytest.CaptureFixture[str]) -> None:
+    """generate-event prints a sample event per source and rejects unknown sources."""
+    assert main(["generate-event", "files", "--records", "2"]) == 0
+    event = json.loads(capsys.readouterr().out)
+    assert len(event["Records"]) == 2
+    assert main(["generate-event", "nosuch"]) == 2

@@ -1,0 +1,237 @@
+"""The mapping worker end to end in memory: lanes, ordering, concurrency, oversize records,
+backpressure and supervision, through the real reader/lane/dispatch code."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from bridge.batching import BatchPolicy
+from bridge.dispatch import RetryPolicy
+from bridge.errors import PermanentSourceError, SourceError
+from bridge.mapping import MappingRunner, MappingState
+from bridge.records import InvokeResult, Record
+from bridge.retry import Backoff
+from bridge.settings import MappingSettings
+from bridge.testing import (
+    MemoryDestination,
+    MemorySource,
+    ScriptedInvoker,
+    generate_records,
+    memory_records,
+)
+
+FAST = Backoff(initial=0.001, maximum=0.01)
+
+
+def runner_for(
+    source_factory: Any,
+    invoker: Any,
+    *,
+    batch: int = 10,
+    concurrency: int = 2,
+    destination: Any = None,
+    retry: RetryPolicy | None = None,
+    name: str = "m",
+) -> MappingRunner:
+    return MappingRunner(
+        name=name,
+        function_arn="arn:aws:lambda:us-east-1:000000000000:function:f",
+        settings=MappingSettings(
+            batch=BatchPolicy(max_records=batch),
+            retry=retry or RetryPolicy(backoff=FAST),
+            parallelization_factor=1,
+            maximum_concurrency=concurrency,
+        ),
+        source_factory=source_factory,
+        invoker=invoker,
+        destination=destination,
+        reconnect_backoff=FAST,
+    )
+
+
+async def run_until(runner: MappingRunner, condition: Any, timeout: float = 10.0) -> None:
+    task = asyncio.create_task(runner.run())
+    try:
+        async with asyncio.timeout(timeout):
+            while not condition():
+                await asyncio.sleep(0.005)
+    finally:
+        runner.stop()
+        await asyncio.wait_for(task, 5)
+
+
+class Concurrency:
+    """Invoker behaviour that sleeps a little and remembers how many calls overlapped."""
+
+    def __init__(self, delay: float = 0.01) -> None:
+        self.delay = delay
+        self.now = 0
+        self.peak = 0
+        self.lanes_busy: set[str] = set()
+        self.lane_overlap = False
+
+    async def __call__(self, event: dict[str, Any], request_id: str) -> InvokeResult:
+        partitions = {str(item["p"]) for item in event["Records"]}
+        if self.lanes_busy & partitions:
+            self.lane_overlap = True
+        self.lanes_busy |= partitions
+        self.now += 1
+        self.peak = max(self.peak, self.now)
+        await asyncio.sleep(self.delay)
+        self.now -= 1
+        self.lanes_busy -= partitions
+        return InvokeResult(payload=b"null", request_id=request_id)
+
+
+def test_ordered_source_keeps_each_partition_in_order_with_one_batch_in_flight() -> None:
+    """Each partition's records reach the function in order and never in two batches at once,
+    while different partitions run in parallel."""
+    records = memory_records(
+        300, partitions=3, payload=lambda index: {"id": index, "p": f"p{index % 3}"}
+    )
+    source = MemorySource(records, chunk=37)
+    behaviour = Concurrency()
+    invoker = ScriptedInvoker(behaviour)
+    asyncio.run(run_until(runner_for(lambda: source, invoker), source.all_settled.is_set))
+    assert not behaviour.lane_overlap
+    assert behaviour.peak > 1
+    for partition in ("p0", "p1", "p2"):
+        seen = [
+            item["id"]
+            for event in invoker.events
+            for item in event["Records"]
+            if item["p"] == partition
+        ]
+        assert seen == sorted(seen) and len(seen) == 100
+    assert {name: record.position for name, record in source.checkpoints.items()} == {
+        "p0": 99,
+        "p1": 99,
+        "p2": 99,
+    }
+
+
+def test_unordered_source_runs_up_to_maximum_concurrency_batches() -> None:
+    """A queue source runs several batches at once, never more than maximum_concurrency."""
+    records = memory_records(200, payload=lambda index: {"id": index, "p": f"x{index}"})
+    source = MemorySource(records, ordered=False)
+    behaviour = Concurrency(delay=0.02)
+    invoker = ScriptedInvoker(behaviour)
+    asyncio.run(
+        run_until(
+            runner_for(lambda: source, invoker, batch=5, concurrency=4), source.all_settled.is_set
+        )
+    )
+    assert behaviour.peak == 4
+    assert sorted(item["id"] for event in invoker.events for item in event["Records"]) == list(
+        range(200)
+    )
+
+
+def test_record_too_large_for_one_invocation_goes_to_the_destination() -> None:
+    """A record whose event alone exceeds 6 MB is sent to the on-failure destination with
+    MaximumPayloadSizeExceeded (responseContext null) and the mapping goes on."""
+    records = memory_records(
+        5, payload=lambda index: {"id": index, "blob": "x" * (7_000_000 if index == 2 else 10)}
+    )
+    source = MemorySource(records)
+    destination = MemoryDestination()
+    invoker = ScriptedInvoker()
+    asyncio.run(
+        run_until(
+            runner_for(lambda: source, invoker, destination=destination), source.all_settled.is_set
+        )
+    )
+    delivered = [item["id"] for event in invoker.events for item in event["Records"]]
+    assert delivered == [0, 1, 3, 4]
+    document = destination.documents[0]
+    assert document["requestContext"]["condition"] == "MaximumPayloadSizeExceeded"
+    assert document["responseContext"] is None
+    assert destination.failures[0].records[0].item_id == "2"
+
+
+def test_batches_respect_the_six_megabyte_limit() -> None:
+    """Large records are split over several invocations so no event exceeds 6 MB."""
+    records = memory_records(12, payload=lambda index: {"id": index, "blob": "x" * 1_500_000})
+    source = MemorySource(records)
+    invoker = ScriptedInvoker()
+    asyncio.run(
+        run_until(runner_for(lambda: source, invoker, batch=100), source.all_settled.is_set)
+    )
+    assert [len(event["Records"]) for event in invoker.events] == [4, 4, 4]
+
+
+def test_reader_stops_reading_when_lanes_are_full() -> None:
+    """With a slow function, records read ahead stay bounded instead of growing with the source."""
+    source = MemorySource(generate_records(100_000), total=100_000, chunk=100)
+    gate = asyncio.Event()
+
+    async def slow(event: dict[str, Any], request_id: str) -> InvokeResult:
+        await gate.wait()
+        return InvokeResult(payload=b"null", request_id=request_id)
+
+    async def scenario() -> int:
+        runner = runner_for(lambda: source, ScriptedInvoker(slow), batch=10)
+        task = asyncio.create_task(runner.run())
+        await asyncio.sleep(0.3)
+        read = source.served
+        runner.stop()
+        gate.set()
+        await asyncio.wait_for(task, 5)
+        return read
+
+    read = asyncio.run(scenario())
+    assert read <= 10 * 4 + 100 + 10
+
+
+class FlakySource(MemorySource):
+    def __init__(
+        self, records: Sequence[Record], failures: int, error: type[Exception] = SourceError
+    ) -> None:
+        super().__init__(records)
+        self.failures = failures
+        self.error = error
+        self.opened = 0
+
+    async def open(self) -> None:
+        self.opened += 1
+        if self.opened <= self.failures:
+            raise self.error("broker unreachable (scripted)")
+
+
+def test_source_failure_is_retried_while_other_mappings_keep_running() -> None:
+    """A mapping whose source cannot connect retries with backoff and then delivers; a
+    healthy mapping next to it is not held up."""
+    flaky = FlakySource(memory_records(20), failures=3)
+    healthy = MemorySource(memory_records(20))
+    flaky_invoker, healthy_invoker = ScriptedInvoker(), ScriptedInvoker()
+
+    async def scenario() -> None:
+        first = runner_for(lambda: flaky, flaky_invoker, name="flaky")
+        second = runner_for(lambda: healthy, healthy_invoker, name="healthy")
+        tasks = [asyncio.create_task(first.run()), asyncio.create_task(second.run())]
+        async with asyncio.timeout(10):
+            await healthy.all_settled.wait()
+            await flaky.all_settled.wait()
+        first.stop()
+        second.stop()
+        await asyncio.gather(*tasks)
+
+    asyncio.run(scenario())
+    assert flaky.opened == 4
+    assert sum(len(event["Records"]) for event in flaky_invoker.events) == 20
+
+
+def test_permanent_source_error_marks_the_mapping_failed() -> None:
+    """Access denied or not found: the mapping stops in state Failed with the reason."""
+    source = FlakySource(memory_records(1), failures=99, error=PermanentSourceError)
+    runner = runner_for(lambda: source, ScriptedInvoker())
+
+    async def scenario() -> None:
+        await asyncio.wait_for(runner.run(), 5)
+
+    asyncio.run(scenario())
+    assert runner.state is MappingState.FAILED
+    assert "unreachable" in runner.state_reason
+    assert source.opened == 1
