@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import structlog
 
@@ -141,8 +141,11 @@ class Daemon:
         await _quietly(self.store.close(), self._log, "checkpoints.close_failed")
 
 
-async def _quietly(closing: object, log: structlog.typing.FilteringBoundLogger, event: str) -> None:
+async def _quietly(
+    closing: Awaitable[None], log: structlog.typing.FilteringBoundLogger, event: str
+) -> None:
+    """Await a close; log its failure instead of letting it stop the rest of the shutdown."""
     try:
-        await closing  # type: ignore[misc]
+        await closing
     except Exception as exc:
         log.error(event, error=str(exc))

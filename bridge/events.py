@@ -21,7 +21,8 @@ class RecordsEventFormatter:
     envelope_bytes = len(_RECORDS_OPEN) + len(_RECORDS_CLOSE)
 
     def encode_event(self, records: Sequence[Record]) -> bytes:
-        return _RECORDS_OPEN + b",".join([record.encode() for record in records]) + _RECORDS_CLOSE
+        bodies = [record.encoded or record.encode() for record in records]
+        return _RECORDS_OPEN + b",".join(bodies) + _RECORDS_CLOSE
 
     def parse_item_identifier(self, raw: object) -> Hashable | None:
         return string_identifier(raw)
