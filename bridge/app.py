@@ -55,23 +55,39 @@ class Daemon:
             destination = destination_config.build(name, context)
             await destination.start()
             self.destinations[name] = destination
+        for mapping in self.config.mappings:
+            reference = mapping.on_failure
+            if reference is None or reference in self.destinations:
+                continue
+            # A destination the source names by URI, e.g. Kafka's kafka://topic.
+            provided = mapping.source.destination_for(reference)
+            assert provided is not None, "checked when the config was loaded"
+            name = f"{mapping.name}:{reference}"
+            destination = provided.build(name, context)
+            await destination.start()
+            self.destinations[name] = destination
         self.runners = [self._runner(mapping) for mapping in self.config.mappings]
 
     def _runner(self, mapping: MappingConfig) -> MappingRunner:
         function = self.config.functions[mapping.function]
         identity = self.config.identity
-        on_failure = mapping.on_failure
         runner = MappingRunner(
             name=mapping.name,
             function_arn=function.arn or identity.function_arn(mapping.function),
             settings=resolve(mapping),
             source_factory=self._source_factory(mapping),
             invoker=self.invokers[mapping.function],
-            destination=self.destinations[on_failure] if on_failure else None,
+            destination=self._destination_of(mapping),
         )
         if not mapping.enabled:
             runner.state = MappingState.DISABLED
         return runner
+
+    def _destination_of(self, mapping: MappingConfig) -> Destination | None:
+        reference = mapping.on_failure
+        if reference is None:
+            return None
+        return self.destinations.get(reference) or self.destinations[f"{mapping.name}:{reference}"]
 
     def _source_factory(self, mapping: MappingConfig) -> Callable[[], Source]:
         context = SourceContext(

@@ -203,17 +203,25 @@ def check_config(loaded: LoadedConfig) -> list[tuple[tuple[str | int, ...], str]
             defined = ", ".join(sorted(config.functions))
             message = f"no function named {mapping.function!r} (defined: {defined})"
             problems.append(((*at, "function"), message))
-        if mapping.on_failure is not None and mapping.on_failure not in config.destinations:
-            defined = ", ".join(sorted(config.destinations)) or "none"
-            problems.append(
-                (
-                    (*at, "destination_config", "on_failure", "destination"),
-                    f"no destination named {mapping.on_failure!r} (defined: {defined})",
-                )
-            )
+        problem = _destination_problem(mapping, config)
+        if problem:
+            problems.append(((*at, "destination_config", "on_failure", "destination"), problem))
         problems += [((*at, *path), message) for path, message in check_mapping_settings(mapping)]
         problems += [((*at, "source", *path), message) for path, message in mapping.source.check()]
     return problems
+
+
+def _destination_problem(mapping: MappingConfig, config: BridgeConfig) -> str | None:
+    reference = mapping.on_failure
+    if reference is None or reference in config.destinations:
+        return None
+    try:
+        if mapping.source.destination_for(reference) is not None:
+            return None
+    except ValueError as exc:
+        return str(exc)
+    defined = ", ".join(sorted(config.destinations)) or "none"
+    return f"no destination named {reference!r} (defined: {defined})"
 
 
 _KNOWN_KEYS: set[str] = set()

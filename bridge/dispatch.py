@@ -81,6 +81,7 @@ class Dispatcher:
         release: Settle,
         destination: Destination | None,
         stopping: asyncio.Event,
+        abandoned: set[str] | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.mapping = mapping
@@ -92,6 +93,8 @@ class Dispatcher:
         self._release = release
         self._destination = destination
         self._stopping = stopping
+        # Partitions revoked from this reader: their records are no longer delivered.
+        self._abandoned = abandoned if abandoned is not None else set()
         self._now = wall_clock
         self._log = structlog.get_logger("bridge.dispatch").bind(mapping=mapping)
         self._debug = self._log.is_enabled_for(logging.DEBUG)
@@ -115,6 +118,9 @@ class Dispatcher:
             segment = work[0]
             if self._stopping.is_set() and (segment.attempts or segment.transport_failures):
                 return
+            if self._abandoned and not self._keep_owned(segment):
+                work.popleft()
+                continue
             if policy.maximum_record_age_in_seconds >= 0 and not await self._expire_old(segment):
                 work.popleft()
                 continue
@@ -168,6 +174,18 @@ class Dispatcher:
             )
             if not await sleep_unless(self._stopping, delay):
                 return
+
+    def _keep_owned(self, segment: _Segment) -> bool:
+        """Drop records of revoked partitions; False if none is left."""
+        owned = [record for record in segment.records if record.partition not in self._abandoned]
+        if len(owned) != len(segment.records):
+            self._log.info(
+                "batch.abandoned",
+                dropped=len(segment.records) - len(owned),
+                reason="partition revoked",
+            )
+            segment.records = owned
+        return bool(owned)
 
     async def _expire_old(self, segment: _Segment) -> bool:
         """Split off records older than the maximum record age; False if none is left.

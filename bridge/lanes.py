@@ -80,6 +80,11 @@ class Lane:
         self._arrived = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
         self._busy = False
+        # Set while the source is paused for this lane's partitions; `on_drained` is
+        # called once the inbox is down to `low_water`.
+        self.paused: frozenset[str] | None = None
+        self.on_drained: Callable[[Lane], None] | None = None
+        self.low_water = 0
 
     def put(self, records: list[Record]) -> None:
         self._chunks.append(records)
@@ -142,7 +147,26 @@ class Lane:
             taken = head[:count]
             chunks[0] = head[count:]
         self._queued -= len(taken)
+        if self.paused is not None and self._queued <= self.low_water and self.on_drained:
+            self.on_drained(self)
         return taken
+
+    def waiting_partitions(self) -> frozenset[str]:
+        """Partitions of the records waiting in the inbox."""
+        return frozenset(record.partition for chunk in self._chunks for record in chunk)
+
+    def drop(self, partitions: set[str]) -> int:
+        """Forget waiting records of these partitions; return how many were dropped."""
+        before = self._queued
+        kept = [
+            [record for record in chunk if record.partition not in partitions]
+            for chunk in self._chunks
+        ]
+        self._chunks = deque(chunk for chunk in kept if chunk)
+        self._queued = sum(len(chunk) for chunk in self._chunks)
+        dropped = before - self._queued
+        self._buffer.remove(dropped)
+        return dropped
 
     async def _collect(self, builder: BatchBuilder) -> list[Record]:
         """Fill `builder` from the inbox until the batch is due or the mapping stops."""

@@ -1,32 +1,27 @@
-"""The mapping worker: reader -> lanes -> dispatcher -> settle, restarted with backoff.
+"""The mapping worker: one session at a time (bridge.session), restarted with backoff.
 
-A session opens the source, reads in chunks, routes each record to its lane and settles
-records once their outcome is known. If the source fails, the session ends without
-acknowledging anything unsettled and a new one starts after a backoff; other mappings
-are not affected. A permanent error (access denied, not found) marks the mapping Failed.
+If the source cannot connect or fails while running, the session ends without
+acknowledging anything unsettled and a new one starts after a capped, jittered backoff;
+other mappings are not affected. A permanent error (access denied, not found) marks the
+mapping Failed with the reason.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import enum
 import time
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable
 
 import structlog
 
-from bridge.dispatch import Dispatcher
 from bridge.errors import BridgeError
-from bridge.lanes import Buffer, Lane, Matcher
+from bridge.lanes import Lane, Matcher
 from bridge.protocols import Destination, Invoker, Source
-from bridge.records import Record
 from bridge.retry import Backoff, sleep_unless
+from bridge.session import Session
 from bridge.settings import MappingSettings
-from bridge.tracking import PartitionTracker
 
-# Records read ahead per lane before the reader waits, in batches.
-READ_AHEAD_BATCHES = 4
 # A session that ran this long resets the reconnect backoff.
 HEALTHY_SESSION_SECONDS = 30.0
 RECONNECT_BACKOFF = Backoff(initial=0.5, maximum=30.0)
@@ -62,8 +57,7 @@ class MappingRunner:
         self._matches = matches
         self._reconnect_backoff = reconnect_backoff
         self._stopping = asyncio.Event()
-        self._reader: asyncio.Task[None] | None = None
-        self._lanes: dict[Hashable, Lane] = {}
+        self._session: Session | None = None
         self.state = MappingState.CONNECTING
         self.state_reason = ""
         self._log = structlog.get_logger("bridge.mapping").bind(mapping=name)
@@ -71,10 +65,8 @@ class MappingRunner:
     def stop(self) -> None:
         """Stop reading; lanes finish the batch they are delivering and take no new one."""
         self._stopping.set()
-        if self._reader is not None:
-            self._reader.cancel()
-        for lane in self._lanes.values():
-            lane.wake()
+        if self._session is not None:
+            self._session.stop()
 
     def _set_state(self, state: MappingState, reason: str = "") -> None:
         self.state, self.state_reason = state, reason
@@ -86,10 +78,21 @@ class MappingRunner:
             started = time.monotonic()
             try:
                 self._set_state(MappingState.CONNECTING)
-                await source.open()
+                session = Session(
+                    mapping=self.name,
+                    function_arn=self.function_arn,
+                    source=source,
+                    settings=self.settings,
+                    invoker=self._invoker,
+                    destination=self._destination,
+                    stopping=self._stopping,
+                    matches=self._matches,
+                )
+                await source.open(session)
+                self._session = session
                 self._set_state(MappingState.ENABLED)
                 self._log.info("mapping.started", ordered=source.ordered)
-                await self._session(source)
+                await session.run()
             except BridgeError as exc:
                 if not exc.retriable:
                     self._set_state(MappingState.FAILED, str(exc))
@@ -99,6 +102,7 @@ class MappingRunner:
             except Exception as exc:
                 failures = self._note_failure(exc, started, failures)
             finally:
+                self._session = None
                 await self._close(source)
             if not self._stopping.is_set():
                 delay = self._reconnect_backoff.delay(failures)
@@ -125,133 +129,6 @@ class MappingRunner:
         except Exception as exc:
             self._log.warning("mapping.close_failed", error=str(exc))
 
-    async def _session(self, source: Source) -> None:
-        settings = self.settings
-        tracker = PartitionTracker() if source.ordered else None
-
-        async def settle(records: Sequence[Record]) -> None:
-            checkpoints = tracker.settle(records) if tracker is not None else {}
-            await source.settle(records, checkpoints)
-
-        async def release(records: Sequence[Record]) -> None:
-            if tracker is None and records:
-                await source.release(records)
-
-        dispatcher = Dispatcher(
-            mapping=self.name,
-            function_arn=self.function_arn,
-            invoker=self._invoker,
-            formatter=source.formatter,
-            policy=settings.retry,
-            settle=settle,
-            release=release,
-            destination=self._destination,
-            stopping=self._stopping,
-        )
-        lanes_wanted = max(
-            settings.parallelization_factor,
-            settings.maximum_concurrency if not source.ordered else 1,
-        )
-        buffer = Buffer(settings.batch.max_records * READ_AHEAD_BATCHES * lanes_wanted)
-        self._lanes = {}
-        try:
-            await self._run_lanes(
-                source=source,
-                tracker=tracker,
-                buffer=buffer,
-                dispatcher=dispatcher,
-                settle=settle,
-                release=release,
-            )
-        except BaseExceptionGroup as group:
-            raise _first_error(group) from None
-
-    async def _run_lanes(
-        self,
-        *,
-        source: Source,
-        tracker: PartitionTracker | None,
-        buffer: Buffer,
-        dispatcher: Dispatcher,
-        settle: Callable[[Sequence[Record]], Awaitable[None]],
-        release: Callable[[Sequence[Record]], Awaitable[None]],
-    ) -> None:
-        settings = self.settings
-        policy = dataclasses.replace(settings.batch, envelope_bytes=source.formatter.envelope_bytes)
-        async with asyncio.TaskGroup() as group:
-
-            def lane_for(key: Hashable) -> Lane:
-                lane = Lane(
-                    key,
-                    policy=policy,
-                    dispatcher=dispatcher,
-                    settle=settle,
-                    release=release,
-                    buffer=buffer,
-                    stopping=self._stopping,
-                    matches=self._matches,
-                    ordered=source.ordered,
-                    concurrency=1 if source.ordered else settings.maximum_concurrency,
-                )
-                self._lanes[key] = lane
-                group.create_task(lane.run(), name=f"{self.name}:lane:{key}")
-                return lane
-
-            self._reader = group.create_task(
-                self._read(source, tracker, buffer, lane_for), name=f"{self.name}:reader"
-            )
-
-    async def _read(
-        self,
-        source: Source,
-        tracker: PartitionTracker | None,
-        buffer: Buffer,
-        lane_for: Callable[[Hashable], Lane],
-    ) -> None:
-        lanes = self._lanes
-        try:
-            while not self._stopping.is_set():
-                records = await source.read()
-                if not records:
-                    continue
-                if tracker is not None:
-                    tracker.track(records)
-                buffer.add(len(records))
-                if not source.ordered:
-                    (lanes.get(None) or lane_for(None)).put(list(records))
-                else:
-                    self._route(records, lane_for)
-                await buffer.wait_for_space()
-        except asyncio.CancelledError:
-            if not self._stopping.is_set():
-                raise
-
-    def _route(self, records: Sequence[Record], lane_for: Callable[[Hashable], Lane]) -> None:
-        by_lane: dict[Hashable, list[Record]] = {}
-        current: Hashable = object()
-        append = None
-        for record in records:
-            if record.lane != current:
-                current = record.lane
-                chunk = by_lane.get(current)
-                if chunk is None:
-                    chunk = by_lane[current] = []
-                append = chunk.append
-            append(record)  # type: ignore[misc]
-        lanes = self._lanes
-        for key, chunk in by_lane.items():
-            (lanes.get(key) or lane_for(key)).put(chunk)
-
     @property
     def lanes(self) -> dict[Hashable, Lane]:
-        return self._lanes
-
-
-def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The first real failure in a task group, looking through nested groups."""
-    for error in group.exceptions:
-        if isinstance(error, BaseExceptionGroup):
-            return _first_error(error)
-        if not isinstance(error, asyncio.CancelledError):
-            return error
-    return group.exceptions[0]
+        return self._session.lanes if self._session is not None else {}

@@ -52,6 +52,8 @@ class SourceFamily:
     window_default: float
     window_from_first_record: bool
     settings: frozenset[str]
+    # Unlimited retries with an on-failure destination are capped at this (Kafka: 10).
+    retry_cap_with_destination: int | None = None
 
 
 _COMMON = frozenset({"batch_size", "maximum_batching_window_in_seconds", "function_response_types"})
@@ -71,7 +73,9 @@ QUEUE = SourceFamily(
 STREAM = SourceFamily(
     "stream", 100, 10_000, 0.0, False, _COMMON | _STREAM_ERRORS | {"parallelization_factor"}
 )
-KAFKA = SourceFamily("kafka", 100, 10_000, 0.5, True, _COMMON | _STREAM_ERRORS)
+KAFKA = SourceFamily(
+    "kafka", 100, 10_000, 0.5, True, _COMMON | _STREAM_ERRORS, retry_cap_with_destination=10
+)
 
 
 @dataclass
@@ -106,6 +110,12 @@ class SourceConfig(StrictModel):
     def source_id(self) -> str:
         """Names what is read, so checkpoints of a changed source are not reused."""
         raise NotImplementedError
+
+    def destination_for(self, reference: str) -> DestinationConfig | None:
+        """An on-failure destination named by URI that this source provides (Kafka's
+        `kafka://topic` on the source's own cluster); None if it is not one of its URIs.
+        Raise ValueError if it is one, but not allowed."""
+        return None
 
     def build(self, context: SourceContext) -> Source:
         raise NotImplementedError

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Collection, Hashable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from bridge.records import FailureRecord, InvokeResult, Record
@@ -25,6 +25,15 @@ class EventFormatter(Protocol):
         """The `<Source>BatchInfo` key and body of a failure record for these records."""
 
 
+class Ownership(Protocol):
+    """What a source tells its mapping about the partitions it reads (e.g. a rebalance)."""
+
+    def revoked(self, partitions: Collection[str]) -> None:
+        """These partitions now belong to someone else: their queued records are dropped,
+        retries of their records stop, and nothing of them is settled any more. Call this
+        before committing what was settled for them."""
+
+
 @runtime_checkable
 class Source(Protocol):
     """Reads records and settles them once their outcome is known.
@@ -40,7 +49,11 @@ class Source(Protocol):
     @property
     def formatter(self) -> EventFormatter: ...
 
-    async def open(self) -> None:
+    @property
+    def can_pause(self) -> bool:
+        """True if `pause`/`resume` work, so one full lane does not stop all reading."""
+
+    async def open(self, ownership: Ownership) -> None:
         """Connect. Raise a retriable SourceError if the service is unreachable."""
 
     async def read(self) -> Sequence[Record]:
@@ -52,6 +65,12 @@ class Source(Protocol):
 
     async def release(self, records: Sequence[Record]) -> None:
         """Hand back records that were not settled, so the source delivers them again."""
+
+    def pause(self, partitions: Collection[str]) -> None:
+        """Stop fetching these partitions for now (their lane is full)."""
+
+    def resume(self, partitions: Collection[str]) -> None:
+        """Fetch these partitions again."""
 
     async def close(self) -> None:
         """Stop reading and let go of resources; unsettled records are not acknowledged."""

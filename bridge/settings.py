@@ -77,6 +77,10 @@ def resolve(mapping: MappingConfig) -> MappingSettings:
         if mapping.scaling_config
         else DEFAULT_MAXIMUM_CONCURRENCY
     )
+    retries = -1 if mapping.maximum_retry_attempts is None else mapping.maximum_retry_attempts
+    if retries == -1 and mapping.on_failure and family.retry_cap_with_destination is not None:
+        # Kafka: unlimited retries with an on-failure destination are capped (esm-reference.md 7).
+        retries = family.retry_cap_with_destination
     return MappingSettings(
         batch=BatchPolicy(
             max_records=mapping.batch_size or family.batch_size_default,
@@ -84,9 +88,7 @@ def resolve(mapping: MappingConfig) -> MappingSettings:
             window_from_first_record=family.window_from_first_record,
         ),
         retry=RetryPolicy(
-            maximum_retry_attempts=-1
-            if mapping.maximum_retry_attempts is None
-            else mapping.maximum_retry_attempts,
+            maximum_retry_attempts=retries,
             maximum_record_age_in_seconds=-1
             if mapping.maximum_record_age_in_seconds is None
             else mapping.maximum_record_age_in_seconds,

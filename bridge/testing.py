@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from bridge.codec import loads
 from bridge.events import RecordsEventFormatter
 from bridge.failures import failure_document
-from bridge.protocols import EventFormatter
+from bridge.protocols import EventFormatter, Ownership
 from bridge.records import FailureRecord, InvokeResult, Record
 
 
@@ -58,6 +58,7 @@ class MemorySource:
         ordered: bool = True,
         chunk: int = 1000,
         keep: bool = True,
+        pausable: bool = False,
     ) -> None:
         if total is None:
             records = list(records)
@@ -74,6 +75,10 @@ class MemorySource:
         self.released: list[Record] = []
         self.checkpoints: dict[str, Record] = {}
         self.all_settled = asyncio.Event()
+        self._pausable = pausable
+        self.paused: set[str] = set()
+        self.pause_calls: list[frozenset[str]] = []
+        self._held: list[Record] = []
 
     @property
     def ordered(self) -> bool:
@@ -83,11 +88,28 @@ class MemorySource:
     def formatter(self) -> EventFormatter:
         return self._formatter
 
-    async def open(self) -> None:
-        return None
+    @property
+    def can_pause(self) -> bool:
+        return self._pausable
+
+    async def open(self, ownership: Ownership) -> None:
+        self.ownership = ownership
+
+    def pause(self, partitions: Collection[str]) -> None:
+        self.paused |= set(partitions)
+        self.pause_calls.append(frozenset(partitions))
+
+    def resume(self, partitions: Collection[str]) -> None:
+        self.paused -= set(partitions)
 
     async def read(self) -> Sequence[Record]:
-        chunk = list(itertools.islice(self._pending, self._chunk))
+        """The next chunk; records of paused partitions are held back, in order, until
+        their partition is resumed."""
+        candidates = self._held + list(itertools.islice(self._pending, self._chunk))
+        self._held = []
+        chunk: list[Record] = []
+        for record in candidates:
+            (self._held if record.partition in self.paused else chunk).append(record)
         self.served += len(chunk)
         if not chunk:
             await asyncio.sleep(0.01)

@@ -74,6 +74,11 @@ class PartitionTracker:
             done.discard(record)
             moved[name] = record
 
+    def forget(self, partitions: Iterable[str]) -> None:
+        """Drop partitions this reader no longer owns; their records never checkpoint."""
+        for name in partitions:
+            self._partitions.pop(name, None)
+
     @property
     def unsettled(self) -> int:
         return sum(len(state.pending) for state in self._partitions.values())

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -22,6 +22,7 @@ import structlog
 from bridge.codec import dumps, loads
 from bridge.errors import PermanentSourceError, SourceError
 from bridge.plugins import SourceContext
+from bridge.protocols import Ownership
 from bridge.records import Record
 from connectors.files.changes import ChangeDetector
 from connectors.files.config import FilesSourceConfig
@@ -44,6 +45,7 @@ def _state(change: FileChange, sequencer: int | None) -> str | None:
 
 class FilesSource:
     ordered = True
+    can_pause = False
 
     def __init__(self, config: FilesSourceConfig, context: SourceContext) -> None:
         self.config = config
@@ -84,7 +86,7 @@ class FilesSource:
             mapping=context.mapping, path=str(root)
         )
 
-    async def open(self) -> None:
+    async def open(self, ownership: Ownership) -> None:
         root = self._view.root
         try:
             if self.config.create_path:
@@ -198,6 +200,12 @@ class FilesSource:
             await self._store.save(self._namespace, updates)
 
     async def release(self, records: Sequence[Record]) -> None:
+        return None
+
+    def pause(self, partitions: Collection[str]) -> None:
+        return None
+
+    def resume(self, partitions: Collection[str]) -> None:
         return None
 
     async def close(self) -> None:

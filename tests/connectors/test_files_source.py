@@ -97,6 +97,13 @@ async def settle(source: Source, records: Sequence[Record]) -> None:
     await source.settle(records, {record.partition: record for record in records})
 
 
+class NoOwnership:
+    """A files source never loses partitions; it is given this to open."""
+
+    def revoked(self, partitions: Any) -> None:
+        raise AssertionError("a files source revoked partitions")
+
+
 class Folder:
     """A watched folder, a state folder and the checkpoint store kept in it."""
 
@@ -118,7 +125,7 @@ class Folder:
             settings.setdefault("stable_after_seconds", 0.2)
             config = FilesSourceConfig(type="files", **settings)
             source = config.build(context)
-            await source.open()
+            await source.open(NoOwnership())
             try:
                 yield source
             finally:

@@ -194,7 +194,7 @@ class FlakySource(MemorySource):
         self.error = error
         self.opened = 0
 
-    async def open(self) -> None:
+    async def open(self, ownership: Any) -> None:
         self.opened += 1
         if self.opened <= self.failures:
             raise self.error("broker unreachable (scripted)")
@@ -235,3 +235,59 @@ def test_permanent_source_error_marks_the_mapping_failed() -> None:
     assert runner.state is MappingState.FAILED
     assert "unreachable" in runner.state_reason
     assert source.opened == 1
+
+
+def test_a_blocked_partition_is_paused_and_the_others_keep_flowing() -> None:
+    """With a source that can pause partitions, a partition stuck retrying a poison record
+    is paused when its lane is full, while every other partition is delivered."""
+    records = memory_records(400, partitions=2, payload=lambda index: {"id": index, "p": f"p{index % 2}"})
+    source = MemorySource(records, chunk=20, pausable=True)
+
+    def behave(event: dict[str, Any], request_id: str) -> InvokeResult:
+        if any(item["p"] == "p0" for item in event["Records"]):
+            return InvokeResult(payload=b"{}", request_id=request_id, function_error="Unhandled")
+        return InvokeResult(payload=b"null", request_id=request_id)
+
+    invoker = ScriptedInvoker(behave)
+
+    def healthy_done() -> bool:
+        return sum(1 for record in source.settled if record.partition == "p1") == 200
+
+    asyncio.run(run_until(runner_for(lambda: source, invoker, batch=5), healthy_done))
+    assert frozenset({"p0"}) in source.pause_calls
+    assert source.paused == {"p0"}
+    assert not any(record.partition == "p0" for record in source.settled)
+
+
+def test_revoked_partitions_stop_retrying_and_are_never_settled() -> None:
+    """When the source loses a partition (rebalance), its queued records are dropped, its
+    retries stop and nothing of it is settled; the other partition goes on."""
+    records = memory_records(60, partitions=2, payload=lambda index: {"id": index, "p": f"p{index % 2}"})
+    source = MemorySource(records, chunk=60)
+
+    def behave(event: dict[str, Any], request_id: str) -> InvokeResult:
+        if any(item["p"] == "p0" for item in event["Records"]):
+            return InvokeResult(payload=b"{}", request_id=request_id, function_error="Unhandled")
+        return InvokeResult(payload=b"null", request_id=request_id)
+
+    invoker = ScriptedInvoker(behave)
+
+    async def scenario() -> int:
+        runner = runner_for(lambda: source, invoker, batch=5)
+        task = asyncio.create_task(runner.run())
+        async with asyncio.timeout(10):
+            while sum(1 for event in invoker.events if event["Records"][0]["p"] == "p0") < 3:
+                await asyncio.sleep(0.005)
+            source.ownership.revoked(["p0"])
+            while sum(1 for record in source.settled if record.partition == "p1") < 30:
+                await asyncio.sleep(0.005)
+        calls_after_revoke = sum(1 for event in invoker.events if event["Records"][0]["p"] == "p0")
+        await asyncio.sleep(0.1)
+        runner.stop()
+        await asyncio.wait_for(task, 5)
+        return sum(1 for event in invoker.events if event["Records"][0]["p"] == "p0") - calls_after_revoke
+
+    extra_p0_calls = asyncio.run(scenario())
+    assert extra_p0_calls <= 1
+    assert not any(record.partition == "p0" for record in source.settled)
+    assert "p0" not in source.checkpoints

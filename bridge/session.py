@@ -1,0 +1,205 @@
+"""One connected run of a mapping: the reader, the lanes, the tracker and the dispatcher.
+
+The reader takes chunks from the source and routes each record to its lane. Memory is
+bounded: a source that can pause single partitions is paused for the partitions of a
+lane that is full, so one blocked partition does not stop the others; for other sources
+the reader waits until lanes have room. A source that loses partitions (a rebalance,
+a lost lease) calls `revoked`: their waiting records are dropped, their retries stop and
+they are never checkpointed again by this session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Collection, Hashable, Sequence
+
+import structlog
+
+from bridge.dispatch import Dispatcher
+from bridge.lanes import Buffer, Lane, Matcher
+from bridge.protocols import Destination, Invoker, Source
+from bridge.records import Record
+from bridge.settings import MappingSettings
+from bridge.tracking import PartitionTracker
+
+# Records read ahead per lane before its partitions are paused (or the reader waits).
+READ_AHEAD_BATCHES = 4
+
+
+class Session:
+    def __init__(
+        self,
+        *,
+        mapping: str,
+        function_arn: str,
+        source: Source,
+        settings: MappingSettings,
+        invoker: Invoker,
+        destination: Destination | None,
+        stopping: asyncio.Event,
+        matches: Matcher | None = None,
+    ) -> None:
+        self.mapping = mapping
+        self.source = source
+        self.settings = settings
+        self.stopping = stopping
+        self.matches = matches
+        self.tracker = PartitionTracker() if source.ordered else None
+        self.abandoned: set[str] = set()
+        self.dispatcher = Dispatcher(
+            mapping=mapping,
+            function_arn=function_arn,
+            invoker=invoker,
+            formatter=source.formatter,
+            policy=settings.retry,
+            settle=self.settle,
+            release=self.release,
+            destination=destination,
+            stopping=stopping,
+            abandoned=self.abandoned,
+        )
+        self.policy = dataclasses.replace(
+            settings.batch, envelope_bytes=source.formatter.envelope_bytes
+        )
+        self.lane_capacity = settings.batch.max_records * READ_AHEAD_BATCHES
+        lanes_wanted = max(
+            settings.parallelization_factor, 1 if source.ordered else settings.maximum_concurrency
+        )
+        self.buffer = Buffer(self.lane_capacity * lanes_wanted)
+        self.lanes: dict[Hashable, Lane] = {}
+        self._group: asyncio.TaskGroup | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._log = structlog.get_logger("bridge.mapping").bind(mapping=mapping)
+
+    # -- settling, called by the dispatcher and lanes --------------------------------
+
+    async def settle(self, records: Sequence[Record]) -> None:
+        checkpoints = self.tracker.settle(records) if self.tracker is not None else {}
+        await self.source.settle(records, checkpoints)
+
+    async def release(self, records: Sequence[Record]) -> None:
+        if self.tracker is None and records:
+            await self.source.release(records)
+
+    # -- Ownership -------------------------------------------------------------------
+
+    def revoked(self, partitions: Collection[str]) -> None:
+        lost = set(partitions)
+        if not lost:
+            return
+        if self.tracker is not None:
+            self.tracker.forget(lost)
+        dropped = sum(lane.drop(lost) for lane in self.lanes.values())
+        self.abandoned |= lost
+        for lane in self.lanes.values():
+            if lane.paused is not None and lane.paused & lost:
+                lane.paused = lane.paused - lost or None
+        self._log.info("partitions.revoked", partitions=sorted(lost), dropped_records=dropped)
+
+    # -- running ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Read and deliver until stopped; raise the first failure of any part."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._group = group
+                self._reader = group.create_task(self._read(), name=f"{self.mapping}:reader")
+        except BaseExceptionGroup as failures:
+            raise _first_error(failures) from None
+
+    def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+        for lane in self.lanes.values():
+            lane.wake()
+
+    def _lane(self, key: Hashable) -> Lane:
+        lane = self.lanes.get(key)
+        if lane is not None:
+            return lane
+        ordered = self.source.ordered
+        lane = Lane(
+            key,
+            policy=self.policy,
+            dispatcher=self.dispatcher,
+            settle=self.settle,
+            release=self.release,
+            buffer=self.buffer,
+            stopping=self.stopping,
+            matches=self.matches,
+            ordered=ordered,
+            concurrency=1 if ordered else self.settings.maximum_concurrency,
+        )
+        lane.low_water = self.lane_capacity // 2
+        lane.on_drained = self._drained
+        self.lanes[key] = lane
+        assert self._group is not None
+        self._group.create_task(lane.run(), name=f"{self.mapping}:lane:{key}")
+        return lane
+
+    async def _read(self) -> None:
+        source = self.source
+        pausing = source.can_pause
+        try:
+            while not self.stopping.is_set():
+                records = await source.read()
+                if not records:
+                    continue
+                if self.tracker is not None:
+                    self.tracker.track(records)
+                if self.abandoned:
+                    self.abandoned.difference_update({record.partition for record in records})
+                self.buffer.add(len(records))
+                touched = self._route(records)
+                if pausing:
+                    self._pause_full(touched)
+                else:
+                    await self.buffer.wait_for_space()
+        except asyncio.CancelledError:
+            if not self.stopping.is_set():
+                raise
+
+    def _route(self, records: Sequence[Record]) -> list[Lane]:
+        if not self.source.ordered:
+            lane = self._lane(None)
+            lane.put(list(records))
+            return [lane]
+        by_lane: dict[Hashable, list[Record]] = {}
+        current: Hashable = object()
+        append = None
+        for record in records:
+            if record.lane != current:
+                current = record.lane
+                chunk = by_lane.get(current)
+                if chunk is None:
+                    chunk = by_lane[current] = []
+                append = chunk.append
+            append(record)  # type: ignore[misc]
+        touched = []
+        for key, chunk in by_lane.items():
+            lane = self._lane(key)
+            lane.put(chunk)
+            touched.append(lane)
+        return touched
+
+    def _pause_full(self, lanes: list[Lane]) -> None:
+        for lane in lanes:
+            if lane.paused is None and lane.waiting >= self.lane_capacity:
+                lane.paused = lane.waiting_partitions()
+                self.source.pause(lane.paused)
+
+    def _drained(self, lane: Lane) -> None:
+        partitions, lane.paused = lane.paused, None
+        if partitions:
+            self.source.resume(partitions)
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first real failure in a task group, looking through nested groups."""
+    for error in group.exceptions:
+        if isinstance(error, BaseExceptionGroup):
+            return _first_error(error)
+        if not isinstance(error, asyncio.CancelledError):
+            return error
+    return group.exceptions[0]

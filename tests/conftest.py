@@ -1,0 +1,36 @@
+"""Session-wide servers (one set per test worker): Redis and a Kafka-compatible broker."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests import services
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """REDIS_URL if set, else a redis-server started for this test session."""
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    server = services.redis_server(tmp_path_factory.mktemp("redis"))
+    try:
+        yield f"redis://127.0.0.1:{server.port}/0"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """KAFKA_BOOTSTRAP if set, else a Tansu broker started for this test session."""
+    if os.environ.get("KAFKA_BOOTSTRAP"):
+        yield os.environ["KAFKA_BOOTSTRAP"]
+        return
+    server = services.tansu_server(tmp_path_factory.mktemp("kafka"))
+    try:
+        yield f"127.0.0.1:{server.port}"
+    finally:
+        server.stop()

