@@ -80,7 +80,7 @@ class Daemon:
             destination=self._destination_of(mapping),
         )
         if not mapping.enabled:
-            runner.state = MappingState.DISABLED
+            runner.disable()
         return runner
 
     def _destination_of(self, mapping: MappingConfig) -> Destination | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bridge.records import MAX_SYNC_PAYLOAD_BYTES, Record
+from bridge.records import MAX_SYNC_PAYLOAD_BYTES, Record, encode
 
 # Bytes each record adds to the event besides its own JSON: the separating comma.
 SEPARATOR_BYTES = 1
@@ -60,6 +60,12 @@ class BatchBuilder:
         room = self.policy.max_records - len(self.records)
         limit = self.policy.max_bytes
         total = self._bytes
+        if len(records) <= room:
+            # Common case first: everything fits, measured without a Python-level loop.
+            whole = total + sum(map(len, map(encode, records))) + SEPARATOR_BYTES * len(records)
+            if whole <= limit:
+                self._accept(records, now, whole)
+                return len(records)
         accepted = 0
         for record in records:
             if accepted == room:
@@ -71,11 +77,14 @@ class BatchBuilder:
             total += size
             accepted += 1
         if accepted:
-            if not self.records and self._deadline is None:
-                self._deadline = now + self.policy.window
-            self.records.extend(records if accepted == len(records) else records[:accepted])
-            self._bytes = total
+            self._accept(records[:accepted], now, total)
         return accepted
+
+    def _accept(self, records: list[Record], now: float, total: int) -> None:
+        if not self.records and self._deadline is None:
+            self._deadline = now + self.policy.window
+        self.records.extend(records)
+        self._bytes = total
 
     @property
     def room(self) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from typing import Any
 
-from bridge.records import Record
+from bridge.records import Record, encode
 from bridge.responses import string_identifier
 
 _RECORDS_OPEN = b'{"Records":['
@@ -21,8 +21,7 @@ class RecordsEventFormatter:
     envelope_bytes = len(_RECORDS_OPEN) + len(_RECORDS_CLOSE)
 
     def encode_event(self, records: Sequence[Record]) -> bytes:
-        bodies = [record.encoded or record.encode() for record in records]
-        return _RECORDS_OPEN + b",".join(bodies) + _RECORDS_CLOSE
+        return _RECORDS_OPEN + b",".join(map(encode, records)) + _RECORDS_CLOSE
 
     def parse_item_identifier(self, raw: object) -> Hashable | None:
         return string_identifier(raw)

@@ -84,7 +84,10 @@ class Lane:
         # called once the inbox is down to `low_water`.
         self.paused: frozenset[str] | None = None
         self.on_drained: Callable[[Lane], None] | None = None
+        self.capacity = 0
         self.low_water = 0
+        self._room = asyncio.Event()
+        self._room.set()
 
     def put(self, records: list[Record]) -> None:
         self._chunks.append(records)
@@ -147,9 +150,23 @@ class Lane:
             taken = head[:count]
             chunks[0] = head[count:]
         self._queued -= len(taken)
-        if self.paused is not None and self._queued <= self.low_water and self.on_drained:
-            self.on_drained(self)
+        if self._queued <= self.low_water:
+            self._room.set()
+            if self.paused is not None and self.on_drained:
+                self.on_drained(self)
         return taken
+
+    async def wait_for_room(self, patience: float) -> bool:
+        """Wait until the inbox is down to `low_water`; False if it is still full after
+        `patience` seconds (the lane is stuck, not just busy)."""
+        if self._queued < self.capacity:
+            return True
+        self._room.clear()
+        try:
+            await asyncio.wait_for(self._room.wait(), patience)
+        except TimeoutError:
+            return False
+        return True
 
     def waiting_partitions(self) -> frozenset[str]:
         """Partitions of the records waiting in the inbox."""

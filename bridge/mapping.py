@@ -58,8 +58,8 @@ class MappingRunner:
         self._reconnect_backoff = reconnect_backoff
         self._stopping = asyncio.Event()
         self._session: Session | None = None
-        self.state = MappingState.CONNECTING
-        self.state_reason = ""
+        self._state = MappingState.CONNECTING
+        self._reason = ""
         self._log = structlog.get_logger("bridge.mapping").bind(mapping=name)
 
     def stop(self) -> None:
@@ -69,7 +69,29 @@ class MappingRunner:
             self._session.stop()
 
     def _set_state(self, state: MappingState, reason: str = "") -> None:
-        self.state, self.state_reason = state, reason
+        self._state, self._reason = state, reason
+
+    def disable(self) -> None:
+        self._set_state(MappingState.DISABLED, "enabled: false")
+
+    @property
+    def state(self) -> MappingState:
+        """Enabled only while the source can read: a connected mapping whose broker is
+        unreachable reports Connecting until its client is back."""
+        if self._state is MappingState.ENABLED and self._source_problem():
+            return MappingState.CONNECTING
+        return self._state
+
+    @property
+    def state_reason(self) -> str:
+        return (
+            self._source_problem() or self._reason
+            if self._state is MappingState.ENABLED
+            else self._reason
+        )
+
+    def _source_problem(self) -> str | None:
+        return self._session.source.problem if self._session is not None else None
 
     async def run(self) -> None:
         failures = 0

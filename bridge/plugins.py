@@ -162,6 +162,8 @@ class DestinationConfig(StrictModel):
 _BUILTIN: dict[str, dict[str, str]] = {
     "sources": {
         "files": "connectors.files.config:FilesSourceConfig",
+        "kafka": "connectors.kafka.config:KafkaSourceConfig",
+        "redis-streams": "connectors.redis.config:RedisStreamsSourceConfig",
     },
     "functions": {
         "python": "connectors.python.config:PythonFunctionConfig",
@@ -170,6 +172,8 @@ _BUILTIN: dict[str, dict[str, str]] = {
     },
     "destinations": {
         "file": "connectors.files.config:FileDestinationConfig",
+        "kafka": "connectors.kafka.config:KafkaDestinationConfig",
+        "redis-stream": "connectors.redis.config:RedisStreamDestinationConfig",
     },
 }
 

@@ -53,6 +53,11 @@ class Source(Protocol):
     def can_pause(self) -> bool:
         """True if `pause`/`resume` work, so one full lane does not stop all reading."""
 
+    @property
+    def problem(self) -> str | None:
+        """Why the source cannot read right now while its client reconnects on its own
+        (e.g. the broker is unreachable); None when it is healthy."""
+
     async def open(self, ownership: Ownership) -> None:
         """Connect. Raise a retriable SourceError if the service is unreachable."""
 

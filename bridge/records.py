@@ -7,7 +7,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge.codec import dumps
+from bridge.codec import dumps, loads
 
 # Lambda's synchronous invocation payload limit, 6 MB (esm-reference.md 0, 3.1).
 MAX_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024
@@ -22,18 +22,19 @@ class Record:
     partial batch response names (messageId, sequence number, ...). `handle` is the
     source's own token for settling it (a receipt handle, a file snapshot).
 
-    The JSON encoding of `payload` is computed once, on first use, and reused for size
-    accounting, the event and failure records.
+    A record holds its payload as a dict, as JSON bytes, or both: a source may hand over
+    either, and the other is made once, on first use (the bytes for size accounting, the
+    event and failure records; the dict for filters).
     """
 
     __slots__ = (
+        "_payload",
         "arrival",
         "encoded",
         "handle",
         "item_id",
         "lane",
         "partition",
-        "payload",
         "position",
     )
 
@@ -44,33 +45,42 @@ class Record:
         partition: str,
         position: Any,
         item_id: Hashable,
-        payload: dict[str, Any],
+        payload: dict[str, Any] | None,
         arrival: float,
         lane: Hashable = None,
         handle: Any = None,
+        encoded: bytes | None = None,
     ) -> None:
+        if payload is None and encoded is None:
+            raise ValueError("a record needs its payload or its JSON")
         self.partition = partition
         self.position = position
         self.item_id = item_id
-        self.payload = payload
+        self._payload = payload
         self.arrival = arrival
         self.lane = lane
         self.handle = handle
-        # The JSON of `payload`, filled on first use of `body` and reused afterwards.
-        self.encoded: bytes | None = None
+        self.encoded = encoded
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        payload = self._payload
+        if payload is None:
+            payload = self._payload = loads(self.encoded)  # type: ignore[arg-type]
+        return payload
 
     @property
     def body(self) -> bytes:
         body = self.encoded
         if body is None:
-            body = self.encoded = dumps(self.payload)
+            body = self.encoded = dumps(self._payload)
         return body
 
     def encode(self) -> bytes:
         """`body` as a plain method, cheaper to call on the hot path."""
         body = self.encoded
         if body is None:
-            body = self.encoded = dumps(self.payload)
+            body = self.encoded = dumps(self._payload)
         return body
 
     @property
@@ -79,6 +89,14 @@ class Record:
 
     def __repr__(self) -> str:
         return f"Record({self.partition!r}@{self.position!r}, id={self.item_id!r})"
+
+
+def encode(record: Record) -> bytes:
+    """A record's JSON (cached), as a function for map()."""
+    body = record.encoded
+    if body is None:
+        body = record.encoded = dumps(record._payload)
+    return body
 
 
 @dataclass(slots=True)

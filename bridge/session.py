@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Collection, Hashable, Sequence
+from itertools import groupby
+from operator import attrgetter
 
 import structlog
 
@@ -23,8 +25,15 @@ from bridge.records import Record
 from bridge.settings import MappingSettings
 from bridge.tracking import PartitionTracker
 
+_LANE = attrgetter("lane")
+
 # Records read ahead per lane before its partitions are paused (or the reader waits).
 READ_AHEAD_BATCHES = 4
+# Pausing and resuming a partition costs a fetch round trip, so a pausable source may run
+# further ahead per lane before it is paused.
+PAUSABLE_READ_AHEAD_RECORDS = 2000
+# A lane still full after this long is stuck rather than busy.
+STUCK_LANE_SECONDS = 1.0
 
 
 class Session:
@@ -63,6 +72,8 @@ class Session:
             settings.batch, envelope_bytes=source.formatter.envelope_bytes
         )
         self.lane_capacity = settings.batch.max_records * READ_AHEAD_BATCHES
+        if source.can_pause:
+            self.lane_capacity = max(self.lane_capacity, PAUSABLE_READ_AHEAD_RECORDS)
         lanes_wanted = max(
             settings.parallelization_factor, 1 if source.ordered else settings.maximum_concurrency
         )
@@ -131,6 +142,7 @@ class Session:
             ordered=ordered,
             concurrency=1 if ordered else self.settings.maximum_concurrency,
         )
+        lane.capacity = self.lane_capacity
         lane.low_water = self.lane_capacity // 2
         lane.on_drained = self._drained
         self.lanes[key] = lane
@@ -153,7 +165,7 @@ class Session:
                 self.buffer.add(len(records))
                 touched = self._route(records)
                 if pausing:
-                    self._pause_full(touched)
+                    await self._wait_or_pause(touched)
                 else:
                     await self.buffer.wait_for_space()
         except asyncio.CancelledError:
@@ -166,16 +178,12 @@ class Session:
             lane.put(list(records))
             return [lane]
         by_lane: dict[Hashable, list[Record]] = {}
-        current: Hashable = object()
-        append = None
-        for record in records:
-            if record.lane != current:
-                current = record.lane
-                chunk = by_lane.get(current)
-                if chunk is None:
-                    chunk = by_lane[current] = []
-                append = chunk.append
-            append(record)  # type: ignore[misc]
+        for key, run in groupby(records, _LANE):
+            chunk = by_lane.get(key)
+            if chunk is None:
+                by_lane[key] = list(run)
+            else:
+                chunk.extend(run)
         touched = []
         for key, chunk in by_lane.items():
             lane = self._lane(key)
@@ -183,9 +191,16 @@ class Session:
             touched.append(lane)
         return touched
 
-    def _pause_full(self, lanes: list[Lane]) -> None:
+    async def _wait_or_pause(self, lanes: list[Lane]) -> None:
+        """A full lane that is busy soon has room again: wait for it, as reading more now
+        would only pile up. One that stays full is stuck (retrying a failing batch): pause
+        its partitions so the others keep flowing."""
         for lane in lanes:
-            if lane.paused is None and lane.waiting >= self.lane_capacity:
+            if (
+                lane.paused is None
+                and lane.waiting >= self.lane_capacity
+                and not await lane.wait_for_room(STUCK_LANE_SECONDS)
+            ):
                 lane.paused = lane.waiting_partitions()
                 self.source.pause(lane.paused)
 

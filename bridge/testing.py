@@ -92,6 +92,10 @@ class MemorySource:
     def can_pause(self) -> bool:
         return self._pausable
 
+    @property
+    def problem(self) -> str | None:
+        return None
+
     async def open(self, ownership: Ownership) -> None:
         self.ownership = ownership
 

@@ -8,9 +8,13 @@ never skip one (architecture.md section 3, rule 1).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from itertools import groupby, islice
+from operator import attrgetter, is_
 
 from bridge.records import Record
+
+_PARTITION = attrgetter("partition")
 
 
 class _Partition:
@@ -29,19 +33,16 @@ class PartitionTracker:
 
     def track(self, records: Iterable[Record]) -> None:
         partitions = self._partitions
-        current: str | None = None
-        append = None
-        for record in records:
-            if record.partition != current:
-                current = record.partition
-                state = partitions.get(current)
-                if state is None:
-                    state = partitions[current] = _Partition()
-                append = state.pending.append
-            append(record)  # type: ignore[misc]
+        for name, run in groupby(records, _PARTITION):
+            state = partitions.get(name)
+            if state is None:
+                state = partitions[name] = _Partition()
+            state.pending.extend(run)
 
-    def settle(self, records: Iterable[Record]) -> dict[str, Record]:
+    def settle(self, records: Sequence[Record]) -> dict[str, Record]:
         """Mark records settled; return partition -> new checkpoint record where it moved."""
+        if records and self._settle_prefix(records):
+            return {records[0].partition: records[-1]}
         moved: dict[str, Record] = {}
         partitions = self._partitions
         current: str | None = None
@@ -65,6 +66,24 @@ class PartitionTracker:
             if not state.pending:
                 del partitions[name]
         return moved
+
+    def _settle_prefix(self, records: Sequence[Record]) -> bool:
+        """The common case: the records are exactly the oldest pending records of one
+        partition, in order (a lane delivering a batch of its own partition)."""
+        first, count = records[0], len(records)
+        state = self._partitions.get(first.partition)
+        if state is None or state.done_out_of_order:
+            return False
+        pending = state.pending
+        if len(pending) < count or pending[0] is not first:
+            return False
+        if not all(map(is_, islice(pending, count), records)):
+            return False
+        for _ in range(count):
+            pending.popleft()
+        if not pending:
+            del self._partitions[first.partition]
+        return True
 
     @staticmethod
     def _advance(name: str, state: _Partition, moved: dict[str, Record]) -> None:

@@ -16,6 +16,7 @@ class LambdaContext:
         invoked_function_arn: str,
         memory_limit_in_mb: int,
         deadline: float,
+        log_stream_name: str,
         function_version: str = "$LATEST",
     ) -> None:
         self.aws_request_id = aws_request_id
@@ -25,9 +26,7 @@ class LambdaContext:
         # Lambda's Python runtime reports the memory size as a string.
         self.memory_limit_in_mb = str(memory_limit_in_mb)
         self.log_group_name = f"/aws/lambda/{function_name}"
-        self.log_stream_name = (
-            time.strftime("%Y/%m/%d/", time.gmtime()) + f"[{function_version}]{uuid.uuid4().hex}"
-        )
+        self.log_stream_name = log_stream_name
         self.identity: Any = None
         self.client_context: Any = None
         self.tenant_id: str | None = None
@@ -38,3 +37,8 @@ class LambdaContext:
 
     def __repr__(self) -> str:
         return f"LambdaContext({self.function_name!r}, aws_request_id={self.aws_request_id!r})"
+
+
+def log_stream_name(function_version: str = "$LATEST") -> str:
+    """One per execution environment, as on Lambda: `2026/11/26/[$LATEST]<32 hex>`."""
+    return time.strftime("%Y/%m/%d/", time.gmtime()) + f"[{function_version}]{uuid.uuid4().hex}"

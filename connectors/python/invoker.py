@@ -10,7 +10,6 @@ document; a result that cannot be serialised is `Runtime.MarshalError`.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import importlib
 import importlib.util
 import inspect
@@ -18,7 +17,6 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bridge.codec import dumps, loads
@@ -26,15 +24,14 @@ from bridge.errors import InvokerStartError
 from bridge.invokers import function_error, timed_out
 from bridge.plugins import BuildContext
 from bridge.records import InvokeResult
+from connectors.python import threads
 from connectors.python.config import HandlerSpec, PythonFunctionConfig
-from connectors.python.context import LambdaContext
+from connectors.python.context import LambdaContext, log_stream_name
+from connectors.python.threads import HandlerThreads
 
 DEFAULT_THREADS = 64
-_MACHINERY = (
-    __file__,
-    asyncio.__file__.rpartition("/")[0],
-    concurrent.futures.__file__.rpartition("/")[0],
-)
+# Frames of these files are the runtime's, not the handler's: left out of stackTrace.
+_MACHINERY = (__file__, threads.__file__, asyncio.__file__.rpartition("/")[0])
 
 
 def _handler_frames(exc: BaseException) -> list[str]:
@@ -54,11 +51,9 @@ class PythonInvoker:
         self._context = context
         self._arn = config.arn or context.identity.function_arn(name)
         self._handler: Callable[..., Any] | None = None
+        self._log_stream = log_stream_name()
         self._is_async = False
-        self._executor = ThreadPoolExecutor(
-            max_workers=config.reserved_concurrency or DEFAULT_THREADS,
-            thread_name_prefix=f"fn-{name}",
-        )
+        self._threads = HandlerThreads(config.reserved_concurrency or DEFAULT_THREADS, f"fn-{name}")
 
     async def start(self) -> None:
         try:
@@ -113,6 +108,7 @@ class PythonInvoker:
             invoked_function_arn=self._arn,
             memory_limit_in_mb=self.config.memory_size,
             deadline=time.time() + timeout,
+            log_stream_name=self._log_stream,
         )
         scope = asyncio.timeout(timeout)
         try:
@@ -121,8 +117,7 @@ class PythonInvoker:
                 if self._is_async:
                     result = handler(payload, context)
                 else:
-                    loop = asyncio.get_running_loop()
-                    result = await loop.run_in_executor(self._executor, handler, payload, context)
+                    result = await self._threads.call(handler, payload, context)
                 # Sync wrappers around async handlers (decorators) hand back a coroutine.
                 if inspect.isawaitable(result):
                     result = await result
@@ -150,4 +145,4 @@ class PythonInvoker:
         return InvokeResult(payload=body, request_id=request_id, duration=duration)
 
     async def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._threads.close()

@@ -11,6 +11,7 @@ import pytest
 from bridge.cli import main
 from bridge.config import load_config, load_config_text
 from bridge.errors import ConfigError
+from bridge.plugins import registered
 from bridge.settings import resolve
 
 REPO = Path(__file__).resolve().parents[2]
@@ -98,8 +99,9 @@ def test_missing_key_and_unknown_type(workdir: Path) -> None:
     text = VALID.replace("    function: f\n", "")
     assert problems(text) == ["bridge.yaml:8: mappings[0].function: required key is missing"]
     text = VALID.replace("type: files, path: ./inbox", "type: nosuch")
+    known = ", ".join(sorted(registered("sources")))
     assert problems(text) == [
-        "bridge.yaml:10: mappings[0].source.type: unknown source type 'nosuch' (known: files)"
+        f"bridge.yaml:10: mappings[0].source.type: unknown source type 'nosuch' (known: {known})"
     ]
 
 

@@ -240,8 +240,10 @@ def test_permanent_source_error_marks_the_mapping_failed() -> None:
 def test_a_blocked_partition_is_paused_and_the_others_keep_flowing() -> None:
     """With a source that can pause partitions, a partition stuck retrying a poison record
     is paused when its lane is full, while every other partition is delivered."""
-    records = memory_records(400, partitions=2, payload=lambda index: {"id": index, "p": f"p{index % 2}"})
-    source = MemorySource(records, chunk=20, pausable=True)
+    records = memory_records(
+        6000, partitions=2, payload=lambda index: {"id": index, "p": f"p{index % 2}"}
+    )
+    source = MemorySource(records, chunk=500, pausable=True)
 
     def behave(event: dict[str, Any], request_id: str) -> InvokeResult:
         if any(item["p"] == "p0" for item in event["Records"]):
@@ -251,9 +253,9 @@ def test_a_blocked_partition_is_paused_and_the_others_keep_flowing() -> None:
     invoker = ScriptedInvoker(behave)
 
     def healthy_done() -> bool:
-        return sum(1 for record in source.settled if record.partition == "p1") == 200
+        return sum(1 for record in source.settled if record.partition == "p1") == 3000
 
-    asyncio.run(run_until(runner_for(lambda: source, invoker, batch=5), healthy_done))
+    asyncio.run(run_until(runner_for(lambda: source, invoker, batch=50), healthy_done))
     assert frozenset({"p0"}) in source.pause_calls
     assert source.paused == {"p0"}
     assert not any(record.partition == "p0" for record in source.settled)
@@ -262,7 +264,9 @@ def test_a_blocked_partition_is_paused_and_the_others_keep_flowing() -> None:
 def test_revoked_partitions_stop_retrying_and_are_never_settled() -> None:
     """When the source loses a partition (rebalance), its queued records are dropped, its
     retries stop and nothing of it is settled; the other partition goes on."""
-    records = memory_records(60, partitions=2, payload=lambda index: {"id": index, "p": f"p{index % 2}"})
+    records = memory_records(
+        60, partitions=2, payload=lambda index: {"id": index, "p": f"p{index % 2}"}
+    )
     source = MemorySource(records, chunk=60)
 
     def behave(event: dict[str, Any], request_id: str) -> InvokeResult:
@@ -285,7 +289,10 @@ def test_revoked_partitions_stop_retrying_and_are_never_settled() -> None:
         await asyncio.sleep(0.1)
         runner.stop()
         await asyncio.wait_for(task, 5)
-        return sum(1 for event in invoker.events if event["Records"][0]["p"] == "p0") - calls_after_revoke
+        return (
+            sum(1 for event in invoker.events if event["Records"][0]["p"] == "p0")
+            - calls_after_revoke
+        )
 
     extra_p0_calls = asyncio.run(scenario())
     assert extra_p0_calls <= 1

@@ -1,0 +1,1 @@
+"""Apache Kafka (self-managed or Amazon MSK) as a source and as an on-failure destination."""

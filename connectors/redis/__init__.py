@@ -1,0 +1,1 @@
+"""Redis Streams: a consumer-group source with stream leases, and an XADD destination."""

