@@ -42,6 +42,7 @@ from typing import Any
 import structlog
 from redis.exceptions import RedisError, ResponseError
 
+from bridge.errors import SourceError
 from bridge.plugins import SourceContext
 from bridge.protocols import Ownership
 from bridge.records import Record
@@ -115,6 +116,9 @@ class RedisStreamsSource:
         self._claim_retry = min(max(config.claim_idle_after_seconds / 4, 0.05), 1.0)
         self._streams: dict[str, _Stream] = {}
         self._paused: set[str] = set()
+        self._to_ack: dict[str, list[Any]] = {}
+        self._ack_due = asyncio.Event()
+        self._acker: asyncio.Task[None] | None = None
         self._ownership: Ownership | None = None
         self._joined = False
         self._log = structlog.get_logger("connectors.redis").bind(
@@ -148,6 +152,9 @@ class RedisStreamsSource:
                 if isinstance(reply, Exception):
                     raise reply
         self._joined = True
+        self._acker = asyncio.create_task(
+            self._acknowledge_continuously(), name=f"{self.group}:xack"
+        )
         await self._upkeep()
         self._log.info(
             "redis.reading",
@@ -315,12 +322,40 @@ class RedisStreamsSource:
     # -- settling --------------------------------------------------------------------
 
     async def settle(self, records: Sequence[Record], checkpoints: Mapping[str, Record]) -> None:
+        """Queue the entries for XACK: a background task acknowledges whatever settled while
+        its previous XACK was under way, in one pipeline, so a lane never waits for Redis.
+        An acknowledgement lost to a crash only means the entry is delivered again."""
         if not records:
             return
-        ids: dict[str, list[Any]] = {}
+        queued = self._to_ack
         for record in records:
-            ids.setdefault(record.partition, []).append(record.item_id)
-        await self._ack(ids)
+            stream_ids = queued.get(record.partition)
+            if stream_ids is None:
+                queued[record.partition] = [record.item_id]
+            else:
+                stream_ids.append(record.item_id)
+        self._ack_due.set()
+
+    async def _acknowledge_continuously(self) -> None:
+        while True:
+            await self._ack_due.wait()
+            self._ack_due.clear()
+            await self._flush_acks()
+
+    async def _flush_acks(self) -> None:
+        if not self._to_ack:
+            return
+        batch, self._to_ack = self._to_ack, {}
+        try:
+            await self._ack(batch)
+        except SourceError as exc:
+            # Keep them for the next attempt; if the connection is gone, read() fails the
+            # session too and the entries stay pending, to be delivered again.
+            for stream, ids in batch.items():
+                self._to_ack.setdefault(stream, [])[:0] = ids
+            self._log.warning("redis.xack_failed", error=str(exc))
+            await asyncio.sleep(0.1)
+            self._ack_due.set()
 
     async def _ack(self, ids: Mapping[str, Sequence[Any]]) -> None:
         with source_errors(self._where, "XACK"):
@@ -345,9 +380,13 @@ class RedisStreamsSource:
     async def close(self) -> None:
         """Hand the leases back and leave the group's members (best effort), so other
         consumers take over at once; unacknowledged entries stay pending for them."""
+        if self._acker is not None:
+            self._acker.cancel()
+            await asyncio.gather(self._acker, return_exceptions=True)
         try:
             if self._joined:
                 async with asyncio.timeout(LEAVE_TIMEOUT_SECONDS):
+                    await self._flush_acks()
                     await self._leases.leave()
         except (RedisError, OSError) as exc:
             self._log.warning("redis.leave_failed", error=str(exc) or type(exc).__name__)

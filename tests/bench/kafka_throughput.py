@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -141,11 +142,21 @@ async def through_bridge(
     context = SourceContext(
         mapping="bench", identity=config.identity, checkpoints=None, state_dir=workdir
     )  # type: ignore[arg-type]
-    sources = []
+    settled = 0
+    started = 0.0
 
-    def build_source() -> object:
+    def build_source() -> Any:
         source = mapping.source.build(context)
-        sources.append(source)
+        original = source.settle
+
+        async def counting_settle(records: Any, checkpoints: Any) -> None:
+            nonlocal settled, started
+            if not started:
+                started = time.perf_counter()
+            settled += len(records)
+            await original(records, checkpoints)
+
+        source.settle = counting_settle
         return source
 
     runner = MappingRunner(
@@ -157,23 +168,7 @@ async def through_bridge(
         destination=None,
     )  # type: ignore[arg-type]
     task = asyncio.create_task(runner.run())
-    settled = 0
-    started = 0.0
-    original = None
     try:
-        while not sources:
-            await asyncio.sleep(0.01)
-        source = sources[0]
-        original = source.settle  # type: ignore[attr-defined]
-
-        async def counting_settle(records: object, checkpoints: object) -> None:
-            nonlocal settled, started
-            if not started:
-                started = time.perf_counter()
-            settled += len(records)  # type: ignore[arg-type]
-            await original(records, checkpoints)
-
-        source.settle = counting_settle  # type: ignore[attr-defined]
         if until is not None:
             await until  # type: ignore[misc]
         else:

@@ -296,7 +296,8 @@ def test_entries_arrive_in_order_per_stream_with_their_fields(
 
 
 def test_settle_acknowledges_the_entries(redis_url: str, tmp_path: Path) -> None:
-    """Settled entries are XACKed, per stream: nothing stays pending for the group."""
+    """Settled entries are XACKed (in the background, right after), per stream: nothing
+    stays pending for the group."""
     first, second = unique("stream"), unique("stream")
     harness = Harness(redis_url, tmp_path, [first, second])
     harness.add(first, 3)
@@ -307,8 +308,9 @@ def test_settle_acknowledges_the_entries(redis_url: str, tmp_path: Path) -> None
             records = await collect(source, 5)
             assert harness.pending(first)["pending"] == 3
             await settle(source, records)
-            assert harness.pending(first)["pending"] == 0
-            assert harness.pending(second)["pending"] == 0
+            # Acknowledging happens in the background, right after settling.
+            await eventually(lambda: harness.pending(first)["pending"] == 0, "first acknowledged")
+            await eventually(lambda: harness.pending(second)["pending"] == 0, "second acknowledged")
 
     run(main)
 
@@ -356,7 +358,7 @@ def test_trimmed_pending_entries_are_acknowledged_and_skipped(
             assert ids_of(records) == [ids[0], ids[2]]
             assert harness.pending(stream)["pending"] == 2
             await settle(source, records)
-            assert harness.pending(stream)["pending"] == 0
+            await eventually(lambda: harness.pending(stream)["pending"] == 0, "acknowledged")
 
     run(main)
 

@@ -1,0 +1,229 @@
+"""Redis Streams: lambda-bridge against a raw redis-py loop, on the same server, in one run.
+
+Writes N entries (one 100-byte field) over 4 streams, then times, over interleaved rounds
+with fresh consumer groups:
+- raw: XREADGROUP (COUNT 100) over the four streams + XACK of what it read;
+- bridge: the real mapping worker with the `redis-streams` source (batch size 100,
+  window 0) until every entry is settled, once with a Python no-op handler and once with
+  an in-process no-op function (bridge.testing.NoopInvoker).
+It also measures latency at ~100 entries/s: time from XADD to handler entry, p50/p99.
+
+    python tests/bench/redis_throughput.py [--records N] [--url redis://...]
+
+Without --url (or REDIS_URL) it starts a redis-server of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from bridge import logs
+from bridge.config import load_config_text
+from bridge.mapping import MappingRunner
+from bridge.plugins import SourceContext
+from bridge.settings import resolve
+from bridge.testing import NoopInvoker
+from tests import services
+from tests.e2e.redis_helpers import unique
+
+BATCH = 100
+VALUE = b"x" * 100
+NOOP = "def handler(event, context):\n    return None\n"
+STAMP = """
+import os, time
+OUT = os.environ["LATENCY_FILE"]
+
+def handler(event, context):
+    now = time.time()
+    with open(OUT, "a") as out:
+        for record in event["Records"]:
+            out.write(f"{now - float(record['redis']['fields']['sent'])}\\n")
+"""
+
+
+async def fill(url: str, streams: list[str], count: int) -> None:
+    client = aioredis.Redis.from_url(url)
+    try:
+        for start in range(0, count, 1000):
+            pipe = client.pipeline(transaction=False)
+            for index in range(start, min(start + 1000, count)):
+                pipe.xadd(streams[index % len(streams)], {"body": VALUE})
+            await pipe.execute()
+    finally:
+        await client.aclose()
+
+
+async def raw_loop(url: str, streams: list[str], count: int) -> float:
+    client = aioredis.Redis.from_url(url)
+    group = unique("raw")
+    for stream in streams:
+        await client.xgroup_create(stream, group, id="0")
+    try:
+        seen = 0
+        started = time.perf_counter()
+        while seen < count:
+            replies = await client.xreadgroup(
+                group, "raw", {stream: ">" for stream in streams}, count=BATCH, block=1000
+            )
+            for stream, entries in replies:
+                if entries:
+                    seen += len(entries)
+                    await client.xack(stream, group, *[entry_id for entry_id, _ in entries])
+        return time.perf_counter() - started
+    finally:
+        await client.aclose()
+
+
+async def through_bridge(
+    workdir: Path,
+    url: str,
+    streams: list[str],
+    count: int,
+    handler: str = NOOP,
+    in_memory_function: bool = False,
+    until: Any = None,
+) -> float:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "handler.py").write_text(handler)
+    text = f"""
+state_dir: {workdir / "state"}
+functions:
+  noop: {{invoker: python, handler: {workdir / "handler.py"}:handler, timeout: 30}}
+mappings:
+  - name: bench
+    function: noop
+    batch_size: {BATCH}
+    source: {{type: redis-streams, url: '{url}', streams: [{", ".join(streams)}], group: {unique("bridge")}, starting_position: TRIM_HORIZON, block_seconds: 0.05}}
+"""
+    loaded = load_config_text(text, "bench.yaml", environ={})
+    config = loaded.config
+    mapping = config.mappings[0]
+    invoker = (
+        NoopInvoker()
+        if in_memory_function
+        else config.functions["noop"].build("noop", loaded.build_context)
+    )
+    await invoker.start()
+    context = SourceContext(
+        mapping="bench", identity=config.identity, checkpoints=None, state_dir=workdir
+    )  # type: ignore[arg-type]
+    settled = 0
+    started = 0.0
+
+    def build_source() -> Any:
+        source = mapping.source.build(context)
+        original = source.settle
+
+        async def counting_settle(records: Any, checkpoints: Any) -> None:
+            nonlocal settled, started
+            if not started:
+                started = time.perf_counter()
+            settled += len(records)
+            await original(records, checkpoints)
+
+        source.settle = counting_settle
+        return source
+
+    runner = MappingRunner(
+        name="bench",
+        function_arn="arn:aws:lambda:us-east-1:000000000000:function:noop",
+        settings=resolve(mapping),
+        source_factory=build_source,
+        invoker=invoker,
+        destination=None,
+    )  # type: ignore[arg-type]
+    task = asyncio.create_task(runner.run())
+    try:
+        if until is not None:
+            await until
+        else:
+            while settled < count:
+                await asyncio.sleep(0.005)
+        return time.perf_counter() - started
+    finally:
+        runner.stop()
+        await task
+        await invoker.close()
+
+
+async def latency(workdir: Path, url: str) -> list[float]:
+    stream = unique("latency")
+    out = workdir / "latency.txt"
+    os.environ["LATENCY_FILE"] = str(out)
+
+    async def send_slowly() -> None:
+        await asyncio.sleep(2)
+        client = aioredis.Redis.from_url(url)
+        try:
+            for _ in range(500):
+                await client.xadd(stream, {"sent": str(time.time())})
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(1)
+        finally:
+            await client.aclose()
+
+    await through_bridge(workdir, url, [stream], 0, handler=STAMP, until=send_slowly())
+    return sorted(float(line) for line in out.read_text().split())
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--url", default=os.environ.get("REDIS_URL"))
+    args = parser.parse_args()
+    logs.configure(os.environ.get("BENCH_LOG", "warning"))
+    with tempfile.TemporaryDirectory() as temp, contextlib.ExitStack() as stack:
+        workdir = Path(temp)
+        url = args.url
+        if not url:
+            server = services.redis_server(workdir / "redis")
+            stack.callback(server.stop)
+            url = f"redis://127.0.0.1:{server.port}/0"
+        streams = [unique("bench") for _ in range(4)]
+        await fill(url, streams, args.records)
+        raw_runs, bridge_runs, noop_runs = [], [], []
+        for number in range(args.rounds):
+            raw_runs.append(await raw_loop(url, streams, args.records))
+            bridge_runs.append(
+                await through_bridge(workdir / f"py{number}", url, streams, args.records)
+            )
+            noop_runs.append(
+                await through_bridge(
+                    workdir / f"noop{number}", url, streams, args.records, in_memory_function=True
+                )
+            )
+        raw, bridged, noop = min(raw_runs), min(bridge_runs), min(noop_runs)
+        print(
+            f"entries: {args.records:,} (100-byte values, 4 streams), batch size {BATCH}, best of {args.rounds}"
+        )
+        print(f"raw redis-py XREADGROUP+XACK: {args.records / raw:>10,.0f} records/s")
+        print(
+            f"lambda-bridge, Python no-op handler: {args.records / bridged:>10,.0f} records/s (ratio {raw / bridged:.2f})"
+        )
+        print(
+            f"lambda-bridge, in-process no-op function: {args.records / noop:>10,.0f} records/s (ratio {raw / noop:.2f})"
+        )
+        samples = await latency(workdir / "latency", url)
+        p50 = statistics.median(samples) * 1000
+        p99 = samples[int(len(samples) * 0.99) - 1] * 1000
+        print(
+            f"latency at ~100 records/s, window 0 ({len(samples)} records): p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+        )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
