@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-from bridge.checkpoints import SqliteCheckpointStore
 from bridge.config import LoadedConfig, MappingConfig
 from bridge.errors import BridgeError
 from bridge.invokers import LimitedInvoker
@@ -28,7 +27,7 @@ class Daemon:
     def __init__(self, loaded: LoadedConfig) -> None:
         self.loaded = loaded
         self.config = loaded.config
-        self.store = SqliteCheckpointStore(self.config.state_dir / "checkpoints.sqlite3")
+        self.store = self.config.checkpoint_store.build(loaded.build_context)
         self.invokers: dict[str, Invoker] = {}
         self.destinations: dict[str, Destination] = {}
         self.runners: list[MappingRunner] = []
@@ -96,6 +95,8 @@ class Daemon:
             checkpoints=self.store,
             state_dir=self.config.state_dir,
             parallelization_factor=mapping.parallelization_factor or 1,
+            batch_size=resolve(mapping).batch.max_records,
+            function_timeout=self.config.functions[mapping.function].timeout,
             extras={
                 "excluded_paths": [
                     path

@@ -13,9 +13,12 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import structlog
+from pydantic import Field
+
+from bridge.plugins import BuildContext, CheckpointStoreConfig
 
 T = TypeVar("T")
 
@@ -120,6 +123,22 @@ class SqliteCheckpointStore:
             except sqlite3.Error as exc:
                 self._log.error("checkpoints.write_failed", error=str(exc), path=str(self.path))
 
+    def _delete(self, prefix: str) -> int:
+        assert self._connection is not None
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        with self._connection:
+            cursor = self._connection.execute(
+                "DELETE FROM checkpoints WHERE namespace LIKE ? ESCAPE '\\'", (pattern,)
+            )
+        return int(cursor.rowcount)
+
+    async def clear(self, namespace_prefix: str) -> int:
+        await self.flush()
+        for key in [key for key in self._staged if key[0].startswith(namespace_prefix)]:
+            del self._staged[key]
+        deleted: int = await self._run(self._delete, namespace_prefix)
+        return deleted
+
     async def close(self) -> None:
         if self._flusher is not None:
             self._flusher.cancel()
@@ -130,3 +149,17 @@ class SqliteCheckpointStore:
             await self._run(self._connection.close)
             self._connection = None
         self._executor.shutdown(wait=True)
+
+
+class SqliteCheckpointStoreConfig(CheckpointStoreConfig):
+    """The default store: `checkpoints.sqlite3` in `state_dir`."""
+
+    type: Literal["sqlite"] = "sqlite"
+    flush_interval_seconds: float = Field(
+        0.5, gt=0, le=60, description="How often staged checkpoints are written."
+    )
+
+    def build(self, context: BuildContext) -> SqliteCheckpointStore:
+        return SqliteCheckpointStore(
+            context.state_dir / "checkpoints.sqlite3", self.flush_interval_seconds
+        )

@@ -41,6 +41,13 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("schema", help="print the JSON Schema of the config file")
 
+    reset = commands.add_parser(
+        "reset-checkpoints",
+        help="forget the saved positions of mappings (they start at their starting_position)",
+    )
+    reset.add_argument("--config", "-c", type=Path, required=True)
+    reset.add_argument("mappings", nargs="+", metavar="MAPPING")
+
     generate = commands.add_parser("generate-event", help="print a sample event for a source type")
     generate.add_argument("source", help="source type, e.g. files")
     generate.add_argument("--records", type=int, default=1, help="how many records (default 1)")
@@ -54,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         "validate": _validate,
         "schema": _schema,
         "generate-event": _generate_event,
+        "reset-checkpoints": _reset_checkpoints,
     }
     return handlers[args.command](args)
 
@@ -124,4 +132,31 @@ def _generate_event(args: argparse.Namespace) -> int:
     from bridge.codec import dumps_text, loads
 
     print(dumps_text(loads(event), indent=True))
+    return 0
+
+
+def _reset_checkpoints(args: argparse.Namespace) -> int:
+    from bridge.config import load_config
+
+    try:
+        loaded = load_config(args.config)
+    except ConfigError as error:
+        return _report(error)
+    names = {mapping.name for mapping in loaded.config.mappings}
+    unknown = [name for name in args.mappings if name not in names]
+    if unknown:
+        listed = ", ".join(map(repr, unknown))
+        print(f"error: no mapping named {listed} in {args.config}", file=sys.stderr)
+        return EXIT_INVALID
+
+    async def reset() -> dict[str, int]:
+        store = loaded.config.checkpoint_store.build(loaded.build_context)
+        await store.open()
+        try:
+            return {name: await store.clear(f"{name}|") for name in args.mappings}
+        finally:
+            await store.close()
+
+    for name, count in asyncio.run(reset()).items():
+        print(f"{name}: {count} saved positions removed")
     return 0

@@ -17,6 +17,7 @@ from pydantic import Field, ValidationError, create_model, field_validator
 from bridge.errors import ConfigError
 from bridge.plugins import (
     BuildContext,
+    CheckpointStoreConfig,
     DestinationConfig,
     FunctionConfig,
     Identity,
@@ -25,6 +26,11 @@ from bridge.plugins import (
     registered,
 )
 from bridge.yamlsource import YamlDocument, interpolate, parse_yaml
+
+
+def _default_store() -> CheckpointStoreConfig:
+    store: CheckpointStoreConfig = registered("checkpoint_stores")["sqlite"]()
+    return store
 
 
 class LogConfig(StrictModel):
@@ -69,6 +75,7 @@ class MappingConfig(StrictModel):
     bisect_batch_on_function_error: bool | None = None
     maximum_retry_attempts: int | None = Field(None, ge=-1, le=10_000)
     maximum_record_age_in_seconds: int | None = Field(None, ge=-1, le=604_800)
+    tumbling_window_in_seconds: int | None = Field(None, ge=0, le=900)
     function_response_types: list[Literal["ReportBatchItemFailures"]] = Field(
         default_factory=list, max_length=1
     )
@@ -104,6 +111,10 @@ class BridgeConfig(StrictModel):
         le=3600,
         description="On SIGTERM, how long in-flight batches may take to finish.",
     )
+    checkpoint_store: CheckpointStoreConfig = Field(
+        default_factory=_default_store,
+        description="Where stream positions are kept: sqlite (in state_dir) by default.",
+    )
     functions: dict[str, FunctionConfig] = Field(min_length=1)
     destinations: dict[str, DestinationConfig] = Field(default_factory=dict)
     mappings: list[MappingConfig] = Field(default_factory=list)
@@ -128,12 +139,17 @@ def config_model() -> type[BridgeConfig]:
     functions: Any = dict[str, _union("functions", "invoker")]  # type: ignore[misc]
     destinations: Any = dict[str, _union("destinations", "type")]  # type: ignore[misc]
     mappings: Any = list[mapping]
+    store: Any = _union("checkpoint_stores", "type")
     model = create_model(
         "BridgeConfig",
         __base__=BridgeConfig,
         functions=(functions, Field(min_length=1)),
         destinations=(destinations, Field(default_factory=dict)),
         mappings=(mappings, Field(default_factory=list)),
+        checkpoint_store=(
+            store,
+            Field(default_factory=_default_store),
+        ),
     )
     return cast(type[BridgeConfig], model)
 
@@ -208,6 +224,9 @@ def check_config(loaded: LoadedConfig) -> list[tuple[tuple[str | int, ...], str]
             problems.append(((*at, "destination_config", "on_failure", "destination"), problem))
         problems += [((*at, *path), message) for path, message in check_mapping_settings(mapping)]
         problems += [((*at, "source", *path), message) for path, message in mapping.source.check()]
+        problems += [
+            ((*at, *path), message) for path, message in mapping.source.check_mapping(mapping)
+        ]
     return problems
 
 
@@ -280,6 +299,9 @@ def _unknown_types(data: dict[str, Any]) -> list[tuple[tuple[str | int, ...], st
         if isinstance(mapping, dict):
             at = ("mappings", index, "source")
             check(mapping.get("source"), at, "type", "sources", "source type")
+    store = data.get("checkpoint_store")
+    if isinstance(store, dict):
+        check(store, ("checkpoint_store",), "type", "checkpoint_stores", "checkpoint store type")
     sections = (("functions", "invoker", "invoker"), ("destinations", "type", "destination type"))
     for kind, key, noun in sections:
         section = data.get(kind)

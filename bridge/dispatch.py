@@ -208,12 +208,14 @@ class Dispatcher:
 
     # -- unordered sources -----------------------------------------------------------
 
-    async def deliver_once(self, records: list[Record]) -> None:
+    async def deliver_once(self, records: list[Record]) -> set[str]:
         """One invocation; successes are settled, failures handed back to the queue.
+        Returns the partitions (FIFO message groups) that had a failure.
 
         Transport faults (throttling, an unreachable endpoint) are retried with backoff
         until the mapping stops, as Lambda keeps retrying throttled SQS batches
-        (esm-reference.md 5.1).
+        (esm-reference.md 5.1). A partial batch response deletes the successes and leaves
+        the reported messages to the queue, FIFO or not (5.2).
         """
         failures = 0
         while True:
@@ -224,20 +226,22 @@ class Dispatcher:
                 failures += 1
                 if not await self._wait_after_transport_error(exc, failures):
                     await self._release(records)
-                    return
+                    return set()
         outcome = self._classify(result, records)
         if outcome.kind is OutcomeKind.SUCCESS:
             await self._settle(records)
-            return
+            return set()
         segment = _Segment(records)
         segment.attempts = 1
         self._log_failure(outcome, result, segment)
         if outcome.kind is OutcomeKind.PARTIAL_FAILURE:
-            failed = outcome.failed_ids
-            await self._settle([record for record in records if record.item_id not in failed])
-            await self._release([record for record in records if record.item_id in failed])
+            failed_ids = outcome.failed_ids
+            failed = [record for record in records if record.item_id in failed_ids]
+            await self._settle([record for record in records if record.item_id not in failed_ids])
         else:
-            await self._release(records)
+            failed = records
+        await self._release(failed)
+        return {record.partition for record in failed}
 
     # -- shared ----------------------------------------------------------------------
 

@@ -61,6 +61,7 @@ class Lane:
         stopping: asyncio.Event,
         matches: Matcher | None = None,
         ordered: bool = True,
+        redelivered: bool = False,
         concurrency: int = 1,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -73,6 +74,7 @@ class Lane:
         self._stopping = stopping
         self._matches = matches
         self._ordered = ordered
+        self._redelivered = redelivered
         self._slots = asyncio.Semaphore(concurrency)
         self._clock = clock
         self._chunks: deque[list[Record]] = deque()
@@ -122,7 +124,7 @@ class Lane:
                 if self._ordered:
                     self._busy = True
                     try:
-                        await self._dispatcher.deliver_in_order(records)
+                        await self._deliver_in_order(records)
                     finally:
                         self._busy = False
                 else:
@@ -132,6 +134,16 @@ class Lane:
         finally:
             if self._in_flight:
                 await asyncio.gather(*self._in_flight, return_exceptions=True)
+
+    async def _deliver_in_order(self, records: list[Record]) -> None:
+        if not self._redelivered:
+            await self._dispatcher.deliver_in_order(records)
+            return
+        # An ordered queue (SQS FIFO): a message group with a failure is blocked, so its
+        # later messages waiting here go back too and come again after it (esm-reference.md 5.3).
+        blocked = await self._dispatcher.deliver_once(records)
+        if blocked:
+            await self._release(self.drop(blocked))
 
     async def _deliver_unordered(self, records: list[Record]) -> None:
         try:
@@ -172,17 +184,19 @@ class Lane:
         """Partitions of the records waiting in the inbox."""
         return frozenset(record.partition for chunk in self._chunks for record in chunk)
 
-    def drop(self, partitions: set[str]) -> int:
-        """Forget waiting records of these partitions; return how many were dropped."""
-        before = self._queued
-        kept = [
-            [record for record in chunk if record.partition not in partitions]
-            for chunk in self._chunks
+    def drop(self, partitions: set[str]) -> list[Record]:
+        """Take the waiting records of these partitions out of the inbox and return them."""
+        dropped = [
+            record for chunk in self._chunks for record in chunk if record.partition in partitions
         ]
-        self._chunks = deque(chunk for chunk in kept if chunk)
-        self._queued = sum(len(chunk) for chunk in self._chunks)
-        dropped = before - self._queued
-        self._buffer.remove(dropped)
+        if dropped:
+            kept = (
+                [record for record in chunk if record.partition not in partitions]
+                for chunk in self._chunks
+            )
+            self._chunks = deque(chunk for chunk in kept if chunk)
+            self._queued -= len(dropped)
+            self._buffer.remove(len(dropped))
         return dropped
 
     async def _collect(self, builder: BatchBuilder) -> list[Record]:

@@ -4,7 +4,8 @@ registry that finds them by type name.
 A connector declares its settings as a pydantic model next to its code; the model's
 `build` imports the implementation lazily, so validating a config never imports a
 service SDK. Third-party connectors register through the entry point groups
-`lambda_bridge.sources`, `lambda_bridge.functions` and `lambda_bridge.destinations`
+`lambda_bridge.sources`, `lambda_bridge.functions`, `lambda_bridge.destinations` and
+`lambda_bridge.checkpoint_stores`
 (value: `module:ConfigClass`).
 """
 
@@ -73,6 +74,15 @@ QUEUE = SourceFamily(
 STREAM = SourceFamily(
     "stream", 100, 10_000, 0.0, False, _COMMON | _STREAM_ERRORS | {"parallelization_factor"}
 )
+# Kinesis and DynamoDB Streams also take tumbling windows (esm-reference.md 1.9).
+AWS_STREAM = SourceFamily(
+    "stream",
+    100,
+    10_000,
+    0.0,
+    False,
+    _COMMON | _STREAM_ERRORS | {"parallelization_factor", "tumbling_window_in_seconds"},
+)
 KAFKA = SourceFamily(
     "kafka", 100, 10_000, 0.5, True, _COMMON | _STREAM_ERRORS, retry_cap_with_destination=10
 )
@@ -87,6 +97,8 @@ class SourceContext:
     checkpoints: CheckpointStore
     state_dir: Path
     parallelization_factor: int = 1
+    batch_size: int = 100
+    function_timeout: float = 3.0
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -105,6 +117,11 @@ class SourceConfig(StrictModel):
 
     def check(self) -> list[tuple[ConfigPath, str]]:
         """Problems only this source can see, as (path below `source`, message)."""
+        return []
+
+    def check_mapping(self, mapping: Any) -> list[tuple[ConfigPath, str]]:
+        """Problems of the mapping's settings that depend on this source (e.g. SQS's
+        batching window rule), as (path below the mapping, message)."""
         return []
 
     def source_id(self) -> str:
@@ -159,6 +176,13 @@ class DestinationConfig(StrictModel):
         raise NotImplementedError
 
 
+class CheckpointStoreConfig(StrictModel):
+    type: str
+
+    def build(self, context: BuildContext) -> CheckpointStore:
+        raise NotImplementedError
+
+
 _BUILTIN: dict[str, dict[str, str]] = {
     "sources": {
         "files": "connectors.files.config:FilesSourceConfig",
@@ -169,6 +193,9 @@ _BUILTIN: dict[str, dict[str, str]] = {
         "python": "connectors.python.config:PythonFunctionConfig",
         "http": "connectors.http.config:HttpFunctionConfig",
         "subprocess": "connectors.subprocess.config:SubprocessFunctionConfig",
+    },
+    "checkpoint_stores": {
+        "sqlite": "bridge.checkpoints:SqliteCheckpointStoreConfig",
     },
     "destinations": {
         "file": "connectors.files.config:FileDestinationConfig",

@@ -50,6 +50,11 @@ class Source(Protocol):
     def formatter(self) -> EventFormatter: ...
 
     @property
+    def redelivers_failures(self) -> bool:
+        """True for queues (SQS): a failed record is left to the source, which delivers it
+        again itself; the bridge does not retry it, and acknowledges record by record."""
+
+    @property
     def can_pause(self) -> bool:
         """True if `pause`/`resume` work, so one full lane does not stop all reading."""
 
@@ -105,11 +110,16 @@ class Destination(Protocol):
 class CheckpointStore(Protocol):
     """Durable positions per (namespace, partition). Values are opaque strings."""
 
+    async def open(self) -> None: ...
+
     async def load(self, namespace: str) -> dict[str, str]: ...
 
     async def save(self, namespace: str, updates: Mapping[str, str | None]) -> None:
         """Stage updates (None deletes a partition); they are durable after `flush`."""
 
     async def flush(self) -> None: ...
+
+    async def clear(self, namespace_prefix: str) -> int:
+        """Delete every position of the namespaces starting with the prefix; return how many."""
 
     async def close(self) -> None: ...

@@ -54,7 +54,11 @@ class Session:
         self.settings = settings
         self.stopping = stopping
         self.matches = matches
-        self.tracker = PartitionTracker() if source.ordered else None
+        # Sources that deliver failures again themselves (queues) are acknowledged record by
+        # record; only the others are checkpointed at a contiguous position.
+        self.tracker = (
+            PartitionTracker() if source.ordered and not source.redelivers_failures else None
+        )
         self.abandoned: set[str] = set()
         self.dispatcher = Dispatcher(
             mapping=mapping,
@@ -101,7 +105,7 @@ class Session:
             return
         if self.tracker is not None:
             self.tracker.forget(lost)
-        dropped = sum(lane.drop(lost) for lane in self.lanes.values())
+        dropped = sum(len(lane.drop(lost)) for lane in self.lanes.values())
         self.abandoned |= lost
         for lane in self.lanes.values():
             if lane.paused is not None and lane.paused & lost:
@@ -140,6 +144,7 @@ class Session:
             stopping=self.stopping,
             matches=self.matches,
             ordered=ordered,
+            redelivered=self.source.redelivers_failures,
             concurrency=1 if ordered else self.settings.maximum_concurrency,
         )
         lane.capacity = self.lane_capacity

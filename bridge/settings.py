@@ -18,6 +18,7 @@ _FAMILY_SETTINGS = (
     "maximum_retry_attempts",
     "maximum_record_age_in_seconds",
     "function_response_types",
+    "tumbling_window_in_seconds",
     "destination_config",
     "scaling_config",
     "maximum_concurrency",
@@ -48,6 +49,13 @@ def check_mapping_settings(mapping: MappingConfig) -> list[tuple[tuple[str | int
                 "set either maximum_concurrency or scaling_config.maximum_concurrency, not both",
             )
         )
+    if (mapping.tumbling_window_in_seconds or 0) > 0 and (mapping.parallelization_factor or 1) > 1:
+        problems.append(
+            (
+                ("tumbling_window_in_seconds",),
+                "needs parallelization_factor 1: a window is kept per shard",
+            )
+        )
     backoff = mapping.retry_backoff
     if backoff is not None and backoff.max_seconds < backoff.initial_seconds:
         problems.append((("retry_backoff", "max_seconds"), "must not be below initial_seconds"))
@@ -60,6 +68,7 @@ class MappingSettings:
     retry: RetryPolicy
     parallelization_factor: int
     maximum_concurrency: int
+    tumbling_window: int = 0
 
 
 def resolve(mapping: MappingConfig) -> MappingSettings:
@@ -98,4 +107,5 @@ def resolve(mapping: MappingConfig) -> MappingSettings:
         ),
         parallelization_factor=mapping.parallelization_factor or 1,
         maximum_concurrency=concurrency,
+        tumbling_window=mapping.tumbling_window_in_seconds or 0,
     )

@@ -59,6 +59,7 @@ class MemorySource:
         chunk: int = 1000,
         keep: bool = True,
         pausable: bool = False,
+        redelivers: bool | None = None,
     ) -> None:
         if total is None:
             records = list(records)
@@ -76,6 +77,8 @@ class MemorySource:
         self.checkpoints: dict[str, Record] = {}
         self.all_settled = asyncio.Event()
         self._pausable = pausable
+        # A queue by default when unordered; an ordered queue (FIFO) when asked.
+        self._redelivers = (not ordered) if redelivers is None else redelivers
         self.paused: set[str] = set()
         self.pause_calls: list[frozenset[str]] = []
         self._held: list[Record] = []
@@ -91,6 +94,10 @@ class MemorySource:
     @property
     def can_pause(self) -> bool:
         return self._pausable
+
+    @property
+    def redelivers_failures(self) -> bool:
+        return self._redelivers
 
     @property
     def problem(self) -> str | None:

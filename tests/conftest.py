@@ -34,3 +34,18 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield f"127.0.0.1:{server.port}"
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def aws_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """AWS_ENDPOINT_URL if set, else moto in server mode started for this test session.
+    Dummy credentials and us-east-1 are put in the environment (daemons inherit them)."""
+    os.environ.update(services.AWS_TEST_ENV)
+    if os.environ.get("AWS_ENDPOINT_URL"):
+        yield os.environ["AWS_ENDPOINT_URL"]
+        return
+    server = services.moto_server(tmp_path_factory.mktemp("moto"))
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        server.stop()

@@ -18,6 +18,7 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -166,6 +167,33 @@ def tansu_server(workdir: Path, *, advertised_port: int | None = None) -> Server
     return ServerProcess(
         argv, port, workdir / "tansu.log", lambda: port_open("127.0.0.1", port)
     ).start()
+
+
+# -- AWS APIs (moto in server mode) -----------------------------------------------------
+
+AWS_TEST_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+
+
+def moto_binary() -> str | None:
+    candidate = Path(sys.executable).parent / "moto_server"
+    return str(candidate) if candidate.exists() else shutil.which("moto_server")
+
+
+def moto_server(workdir: Path) -> ServerProcess:
+    binary = moto_binary()
+    if binary is None:
+        unavailable("no moto_server: pip install 'moto[server]'")
+        raise AssertionError("unreachable")
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    argv = [binary, "-H", "127.0.0.1", "-p", str(port)]
+    return ServerProcess(argv, port, workdir / "moto.log", lambda: port_open("127.0.0.1", port)).start()
 
 
 # -- a TCP proxy that can cut the connection -------------------------------------------

@@ -46,6 +46,7 @@ def _state(change: FileChange, sequencer: int | None) -> str | None:
 class FilesSource:
     ordered = True
     can_pause = False
+    redelivers_failures = False
     problem = None
 
     def __init__(self, config: FilesSourceConfig, context: SourceContext) -> None:

@@ -51,6 +51,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 class KafkaSource:
     ordered = True
     can_pause = True
+    redelivers_failures = False
 
     def __init__(self, config: KafkaSourceConfig, context: SourceContext) -> None:
         self.config = config

@@ -90,6 +90,7 @@ class _Stream:
 class RedisStreamsSource:
     ordered = True
     can_pause = True
+    redelivers_failures = False
     # Never set: a connection error is not retried in here but ends the session
     # (SourceError), so the mapping itself reports it while it reconnects.
     problem: str | None = None

@@ -298,3 +298,29 @@ def test_revoked_partitions_stop_retrying_and_are_never_settled() -> None:
     assert extra_p0_calls <= 1
     assert not any(record.partition == "p0" for record in source.settled)
     assert "p0" not in source.checkpoints
+
+
+def test_ordered_queue_blocks_a_failing_group_and_hands_its_later_messages_back() -> None:
+    """SQS FIFO semantics: a message group with a failure is blocked: its failed message
+    and every later message of the group waiting in the bridge go back to the queue,
+    nothing of it is settled after the failure, and other groups go on (esm-reference.md 5.3)."""
+    records = memory_records(40, partitions=2, payload=lambda index: {"id": index, "p": f"p{index % 2}"})
+    source = MemorySource(records, chunk=40, redelivers=True)
+
+    def behave(event: dict[str, Any], request_id: str) -> InvokeResult:
+        if any(item["id"] == 4 for item in event["Records"]):
+            return InvokeResult(payload=b"{}", request_id=request_id, function_error="Unhandled")
+        return InvokeResult(payload=b"null", request_id=request_id)
+
+    invoker = ScriptedInvoker(behave)
+
+    def done() -> bool:
+        return len(source.settled) + len(source.released) == 40
+
+    asyncio.run(run_until(runner_for(lambda: source, invoker, batch=3), done))
+    # The first batch of group p0 (0, 2, 4) fails as a whole: it and all later p0 messages
+    # go back; p1 is delivered in full.
+    assert sorted(int(record.item_id) for record in source.released) == list(range(0, 40, 2))
+    assert sorted(int(record.item_id) for record in source.settled) == list(range(1, 40, 2))
+    invoked = [item["id"] for event in invoker.events for item in event["Records"]]
+    assert [n for n in invoked if n % 2 == 0] == [0, 2, 4]

@@ -1,0 +1,1 @@
+"""What every AWS connector shares: connection settings, clients and error mapping."""
