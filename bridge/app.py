@@ -96,6 +96,7 @@ class Daemon:
             state_dir=self.config.state_dir,
             parallelization_factor=mapping.parallelization_factor or 1,
             batch_size=resolve(mapping).batch.max_records,
+            maximum_concurrency=resolve(mapping).maximum_concurrency,
             function_timeout=self.config.functions[mapping.function].timeout,
             extras={
                 "excluded_paths": [

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Hashable, Sequence
 from bridge.batching import BatchBuilder, BatchPolicy
 from bridge.dispatch import Dispatcher
 from bridge.records import Record
+from bridge.windows import TumblingWindow
 
 Matcher = Callable[[Record], bool]
 Settle = Callable[[Sequence[Record]], Awaitable[None]]
@@ -62,6 +63,7 @@ class Lane:
         matches: Matcher | None = None,
         ordered: bool = True,
         redelivered: bool = False,
+        window: TumblingWindow | None = None,
         concurrency: int = 1,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -75,6 +77,7 @@ class Lane:
         self._matches = matches
         self._ordered = ordered
         self._redelivered = redelivered
+        self._window = window
         self._slots = asyncio.Semaphore(concurrency)
         self._clock = clock
         self._chunks: deque[list[Record]] = deque()
@@ -136,6 +139,9 @@ class Lane:
                 await asyncio.gather(*self._in_flight, return_exceptions=True)
 
     async def _deliver_in_order(self, records: list[Record]) -> None:
+        if self._window is not None:
+            await self._window.deliver(records, self._dispatcher.deliver_in_order)
+            return
         if not self._redelivered:
             await self._dispatcher.deliver_in_order(records)
             return

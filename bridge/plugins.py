@@ -98,6 +98,7 @@ class SourceContext:
     state_dir: Path
     parallelization_factor: int = 1
     batch_size: int = 100
+    maximum_concurrency: int = 5
     function_timeout: float = 3.0
     extras: dict[str, Any] = field(default_factory=dict)
 

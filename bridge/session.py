@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Collection, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Hashable, Sequence
 from itertools import groupby
 from operator import attrgetter
 
@@ -24,6 +24,7 @@ from bridge.protocols import Destination, Invoker, Source
 from bridge.records import Record
 from bridge.settings import MappingSettings
 from bridge.tracking import PartitionTracker
+from bridge.windows import TumblingWindow
 
 _LANE = attrgetter("lane")
 
@@ -60,18 +61,10 @@ class Session:
             PartitionTracker() if source.ordered and not source.redelivers_failures else None
         )
         self.abandoned: set[str] = set()
-        self.dispatcher = Dispatcher(
-            mapping=mapping,
-            function_arn=function_arn,
-            invoker=invoker,
-            formatter=source.formatter,
-            policy=settings.retry,
-            settle=self.settle,
-            release=self.release,
-            destination=destination,
-            stopping=stopping,
-            abandoned=self.abandoned,
-        )
+        self._function_arn = function_arn
+        self._invoker = invoker
+        self._destination = destination
+        self.dispatcher = self._dispatcher(invoker, self.settle)
         self.policy = dataclasses.replace(
             settings.batch, envelope_bytes=source.formatter.envelope_bytes
         )
@@ -83,9 +76,43 @@ class Session:
         )
         self.buffer = Buffer(self.lane_capacity * lanes_wanted)
         self.lanes: dict[Hashable, Lane] = {}
+        self._windows: list[TumblingWindow] = []
         self._group: asyncio.TaskGroup | None = None
         self._reader: asyncio.Task[None] | None = None
         self._log = structlog.get_logger("bridge.mapping").bind(mapping=mapping)
+
+    def _dispatcher(
+        self, invoker: Invoker, settle: Callable[[Sequence[Record]], Awaitable[None]]
+    ) -> Dispatcher:
+        return Dispatcher(
+            mapping=self.mapping,
+            function_arn=self._function_arn,
+            invoker=invoker,
+            formatter=self.source.formatter,
+            policy=self.settings.retry,
+            settle=settle,
+            release=self.release,
+            destination=self._destination,
+            stopping=self.stopping,
+            abandoned=self.abandoned,
+        )
+
+    def _tumbling_window(self) -> TumblingWindow:
+        """A lane's own window and dispatcher: its records are held until the window's final
+        call, and its events carry the window's fields (esm-reference.md 1.9)."""
+        window = TumblingWindow(
+            length=self.settings.tumbling_window,
+            invoker=self._invoker,
+            source_arn=str(getattr(self.source.formatter, "source_arn", "")),
+            settle=self.settle,
+            stopping=self.stopping,
+            backoff=self.settings.retry.backoff,
+            mapping=self.mapping,
+        )
+        assert self._group is not None
+        self._group.create_task(window.watch(), name=f"{self.mapping}:window")
+        self._windows.append(window)
+        return window
 
     # -- settling, called by the dispatcher and lanes --------------------------------
 
@@ -128,16 +155,20 @@ class Session:
             self._reader.cancel()
         for lane in self.lanes.values():
             lane.wake()
+        for window in self._windows:
+            window.wake()
 
     def _lane(self, key: Hashable) -> Lane:
         lane = self.lanes.get(key)
         if lane is not None:
             return lane
         ordered = self.source.ordered
+        window = self._tumbling_window() if self.settings.tumbling_window and self.tracker else None
+        dispatcher = self._dispatcher(window.invoker, window.hold) if window else self.dispatcher
         lane = Lane(
             key,
             policy=self.policy,
-            dispatcher=self.dispatcher,
+            dispatcher=dispatcher,
             settle=self.settle,
             release=self.release,
             buffer=self.buffer,
@@ -145,6 +176,7 @@ class Session:
             matches=self.matches,
             ordered=ordered,
             redelivered=self.source.redelivers_failures,
+            window=window,
             concurrency=1 if ordered else self.settings.maximum_concurrency,
         )
         lane.capacity = self.lane_capacity

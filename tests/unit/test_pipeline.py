@@ -304,7 +304,9 @@ def test_ordered_queue_blocks_a_failing_group_and_hands_its_later_messages_back(
     """SQS FIFO semantics: a message group with a failure is blocked: its failed message
     and every later message of the group waiting in the bridge go back to the queue,
     nothing of it is settled after the failure, and other groups go on (esm-reference.md 5.3)."""
-    records = memory_records(40, partitions=2, payload=lambda index: {"id": index, "p": f"p{index % 2}"})
+    records = memory_records(
+        40, partitions=2, payload=lambda index: {"id": index, "p": f"p{index % 2}"}
+    )
     source = MemorySource(records, chunk=40, redelivers=True)
 
     def behave(event: dict[str, Any], request_id: str) -> InvokeResult:
