@@ -84,6 +84,7 @@ class Lane:
         self._queued = 0
         self._arrived = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._failure: Exception | None = None
         self._busy = False
         # Set while the source is paused for this lane's partitions; `on_drained` is
         # called once the inbox is down to `low_water`.
@@ -137,6 +138,8 @@ class Lane:
         finally:
             if self._in_flight:
                 await asyncio.gather(*self._in_flight, return_exceptions=True)
+        if self._failure is not None:
+            raise self._failure
 
     async def _deliver_in_order(self, records: list[Record]) -> None:
         if self._window is not None:
@@ -154,6 +157,11 @@ class Lane:
     async def _deliver_unordered(self, records: list[Record]) -> None:
         try:
             await self._dispatcher.deliver_once(records)
+        except Exception as exc:
+            # Settling or releasing failed (the source is broken): fail the lane, and with
+            # it the session, rather than losing the error in a task nobody awaits.
+            self._failure = exc
+            self._arrived.set()
         finally:
             self._slots.release()
 
@@ -209,6 +217,9 @@ class Lane:
         """Fill `builder` from the inbox until the batch is due or the mapping stops."""
         matches = self._matches
         while True:
+            if self._failure is not None:
+                self._return(builder.take())
+                raise self._failure
             now = self._clock()
             no_room = False
             while self._queued and not builder.full:

@@ -55,6 +55,12 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.02)
 
 
+def die_with_parent(argv: list[str]) -> list[str]:
+    """Prefix argv so the kernel stops the process if the test run dies without teardown."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", *argv] if setpriv else argv
+
+
 class ServerProcess:
     """A server we started: stopped by its PID, and restartable on the same port."""
 
@@ -68,7 +74,10 @@ class ServerProcess:
     def start(self, timeout: float = 20.0) -> ServerProcess:
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                self.argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                die_with_parent(self.argv),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         wait_until(
             lambda: self.ready() or self.process is None or self.process.poll() is not None,
@@ -193,7 +202,9 @@ def moto_server(workdir: Path) -> ServerProcess:
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     argv = [binary, "-H", "127.0.0.1", "-p", str(port)]
-    return ServerProcess(argv, port, workdir / "moto.log", lambda: port_open("127.0.0.1", port)).start()
+    return ServerProcess(
+        argv, port, workdir / "moto.log", lambda: port_open("127.0.0.1", port)
+    ).start()
 
 
 # -- a TCP proxy that can cut the connection -------------------------------------------

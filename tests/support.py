@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.services import die_with_parent
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -67,7 +69,7 @@ class DaemonProcess:
         self.stdout_path = self.cwd / f"daemon-stdout-{time.monotonic_ns()}.log"
         self._stdout = self.stdout_path.open("w")
         self.process = subprocess.Popen(
-            self.args,
+            die_with_parent(self.args),
             cwd=self.cwd,
             env=self.env,
             stdout=self._stdout,

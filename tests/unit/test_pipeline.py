@@ -326,3 +326,48 @@ def test_ordered_queue_blocks_a_failing_group_and_hands_its_later_messages_back(
     assert sorted(int(record.item_id) for record in source.settled) == list(range(1, 40, 2))
     invoked = [item["id"] for event in invoker.events for item in event["Records"]]
     assert [n for n in invoked if n % 2 == 0] == [0, 2, 4]
+
+
+class SettleFailsOnce(MemorySource):
+    """A queue whose first delete call fails, as when the connection drops mid-settle;
+    like SQS, whatever was received and not deleted is received again later."""
+
+    def __init__(self, records: Any) -> None:
+        super().__init__(records, ordered=False, keep=True)
+        self.opened = 0
+        self.settle_failed = False
+        self.outstanding: dict[str, Record] = {}
+
+    async def open(self, ownership: Any) -> None:
+        self.opened += 1
+        await super().open(ownership)
+
+    async def read(self) -> Sequence[Record]:
+        if self.opened > 1 and self.outstanding:
+            chunk, self.outstanding = list(self.outstanding.values()), {}
+            return chunk
+        chunk = await super().read()
+        self.outstanding.update((record.item_id, record) for record in chunk)
+        return chunk
+
+    async def settle(self, records: Sequence[Record], checkpoints: Any) -> None:
+        if not self.settle_failed:
+            self.settle_failed = True
+            raise SourceError("connection reset while deleting messages (scripted)")
+        for record in records:
+            self.outstanding.pop(record.item_id, None)
+        await super().settle(records, checkpoints)
+
+
+def test_a_failed_settle_on_an_unordered_source_restarts_the_session() -> None:
+    """Settling is never lost in a background task: the failure ends the session, the
+    mapping reconnects with backoff, and every record is still settled."""
+    source = SettleFailsOnce(memory_records(30))
+    runner = runner_for(lambda: source, ScriptedInvoker(), batch=5, concurrency=3)
+
+    def all_settled() -> bool:
+        return len({record.item_id for record in source.settled}) == 30
+
+    asyncio.run(run_until(runner, all_settled))
+    assert source.settle_failed
+    assert source.opened == 2
