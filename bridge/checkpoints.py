@@ -70,7 +70,10 @@ class SqliteCheckpointStore:
         return dict(rows.fetchall())
 
     async def load(self, namespace: str) -> dict[str, str]:
-        stored: dict[str, str] = await self._run(self._select, namespace)
+        # Under the flush lock: a flush moves values out of `_staged` before its write
+        # lands, and a load in between would see them in neither place.
+        async with self._lock:
+            stored: dict[str, str] = await self._run(self._select, namespace)
         for (staged_namespace, partition), value in self._staged.items():
             if staged_namespace != namespace:
                 continue

@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     reset.add_argument("mappings", nargs="+", metavar="MAPPING")
 
     generate = commands.add_parser("generate-event", help="print a sample event for a source type")
-    generate.add_argument("source", help="source type, e.g. files")
+    generate.add_argument("source", help="source type (e.g. sqs, kafka) or s3, sns")
     generate.add_argument("--records", type=int, default=1, help="how many records (default 1)")
     return parser
 
@@ -115,20 +115,34 @@ def _schema(_: argparse.Namespace) -> int:
     return 0
 
 
+# Events Lambda receives by push rather than from a mapping, for testing handlers.
+_PUSHED_EVENTS = {
+    "s3": "connectors.s3.events:sample_event",
+    "sns": "connectors.sns.events:sample_event",
+}
+
+
 def _generate_event(args: argparse.Namespace) -> int:
+    import importlib
+
     from bridge.plugins import Identity, registered
 
     sources = registered("sources")
-    if args.source not in sources:
+    known = sorted({*sources, *_PUSHED_EVENTS})
+    if args.source not in known:
         print(
-            f"error: unknown source type {args.source!r} (known: {', '.join(sorted(sources))})",
+            f"error: unknown event type {args.source!r} (known: {', '.join(known)})",
             file=sys.stderr,
         )
         return EXIT_INVALID
     if not 1 <= args.records <= 10_000:
         print("error: --records must be between 1 and 10000", file=sys.stderr)
         return EXIT_INVALID
-    event = sources[args.source].sample_event(args.records, Identity())
+    if args.source in sources:
+        event = sources[args.source].sample_event(args.records, Identity())
+    else:
+        module, _, function = _PUSHED_EVENTS[args.source].partition(":")
+        event = getattr(importlib.import_module(module), function)(args.records, Identity())
     from bridge.codec import dumps_text, loads
 
     print(dumps_text(loads(event), indent=True))

@@ -83,6 +83,7 @@ class Dispatcher:
         stopping: asyncio.Event,
         abandoned: set[str] | None = None,
         wall_clock: Callable[[], float] = time.time,
+        redelivery_seconds: Callable[[], float | None] = lambda: None,
     ) -> None:
         self.mapping = mapping
         self.function_arn = function_arn
@@ -96,6 +97,7 @@ class Dispatcher:
         # Partitions revoked from this reader: their records are no longer delivered.
         self._abandoned = abandoned if abandoned is not None else set()
         self._now = wall_clock
+        self._redelivery_seconds = redelivery_seconds
         self._log = structlog.get_logger("bridge.dispatch").bind(mapping=mapping)
         self._debug = self._log.is_enabled_for(logging.DEBUG)
 
@@ -213,20 +215,33 @@ class Dispatcher:
         Returns the partitions (FIFO message groups) that had a failure.
 
         Transport faults (throttling, an unreachable endpoint) are retried with backoff
-        until the mapping stops, as Lambda keeps retrying throttled SQS batches
-        (esm-reference.md 5.1). A partial batch response deletes the successes and leaves
-        the reported messages to the queue, FIFO or not (5.2).
+        until the source would redeliver the records anyway (SQS: the visibility
+        timeout), then the batch is released: Lambda keeps retrying a throttled SQS batch
+        until its visibility timeout elapses and the messages return to the queue
+        (esm-reference.md 5.1), where the redrive policy counts the receive. A partial
+        batch response deletes the successes and leaves the reported messages to the
+        queue, FIFO or not (5.2).
         """
         failures = 0
+        limit = self._redelivery_seconds()
+        give_up_at = None if limit is None else time.monotonic() + limit
         while True:
             try:
                 result = await self._invoke(records, 1)
                 break
             except TransportError as exc:
                 failures += 1
-                if not await self._wait_after_transport_error(exc, failures):
+                out_of_time = give_up_at is not None and time.monotonic() >= give_up_at
+                if out_of_time or not await self._wait_after_transport_error(exc, failures):
+                    if out_of_time:
+                        self._log.warning(
+                            "batch.released_unavailable",
+                            **_batch_fields(records),
+                            attempts=failures,
+                            redelivery_seconds=limit,
+                        )
                     await self._release(records)
-                    return set()
+                    return {record.partition for record in records}
         outcome = self._classify(result, records)
         if outcome.kind is OutcomeKind.SUCCESS:
             await self._settle(records)

@@ -189,19 +189,27 @@ _BUILTIN: dict[str, dict[str, str]] = {
         "files": "connectors.files.config:FilesSourceConfig",
         "kafka": "connectors.kafka.config:KafkaSourceConfig",
         "redis-streams": "connectors.redis.config:RedisStreamsSourceConfig",
+        "sqs": "connectors.sqs.config:SqsSourceConfig",
+        "kinesis": "connectors.kinesis.config:KinesisSourceConfig",
+        "dynamodb-streams": "connectors.dynamodb.config:DynamoDBStreamsSourceConfig",
     },
     "functions": {
         "python": "connectors.python.config:PythonFunctionConfig",
         "http": "connectors.http.config:HttpFunctionConfig",
         "subprocess": "connectors.subprocess.config:SubprocessFunctionConfig",
+        "lambda": "connectors.awslambda.config:LambdaFunctionConfig",
     },
     "checkpoint_stores": {
         "sqlite": "bridge.checkpoints:SqliteCheckpointStoreConfig",
+        "dynamodb": "connectors.dynamodb.config:DynamoDBCheckpointStoreConfig",
     },
     "destinations": {
         "file": "connectors.files.config:FileDestinationConfig",
         "kafka": "connectors.kafka.config:KafkaDestinationConfig",
         "redis-stream": "connectors.redis.config:RedisStreamDestinationConfig",
+        "sqs": "connectors.sqs.config:SqsDestinationConfig",
+        "sns": "connectors.sns.config:SnsDestinationConfig",
+        "s3": "connectors.s3.config:S3DestinationConfig",
     },
 }
 

@@ -55,6 +55,13 @@ class Source(Protocol):
         again itself; the bridge does not retry it, and acknowledges record by record."""
 
     @property
+    def redelivery_seconds(self) -> float | None:
+        """For queues: how long a received, unsettled record stays with the bridge before
+        the source would hand it out again (SQS: the visibility timeout). A batch that
+        cannot be invoked (throttled, endpoint down) is retried that long, then released.
+        None: retried until it is delivered or the mapping stops."""
+
+    @property
     def can_pause(self) -> bool:
         """True if `pause`/`resume` work, so one full lane does not stop all reading."""
 

@@ -95,6 +95,7 @@ class Session:
             destination=self._destination,
             stopping=self.stopping,
             abandoned=self.abandoned,
+            redelivery_seconds=lambda: self.source.redelivery_seconds,
         )
 
     def _tumbling_window(self) -> TumblingWindow:
@@ -103,7 +104,8 @@ class Session:
         window = TumblingWindow(
             length=self.settings.tumbling_window,
             invoker=self._invoker,
-            source_arn=str(getattr(self.source.formatter, "source_arn", "")),
+            # Read per event: a stream named in the config has its ARN only once open.
+            source_arn=lambda: str(getattr(self.source.formatter, "source_arn", "")),
             settle=self.settle,
             stopping=self.stopping,
             backoff=self.settings.retry.backoff,

@@ -60,6 +60,7 @@ class MemorySource:
         keep: bool = True,
         pausable: bool = False,
         redelivers: bool | None = None,
+        redelivery_seconds: float | None = None,
     ) -> None:
         if total is None:
             records = list(records)
@@ -79,6 +80,7 @@ class MemorySource:
         self._pausable = pausable
         # A queue by default when unordered; an ordered queue (FIFO) when asked.
         self._redelivers = (not ordered) if redelivers is None else redelivers
+        self.redelivery_seconds = redelivery_seconds
         self.paused: set[str] = set()
         self.pause_calls: list[frozenset[str]] = []
         self._held: list[Record] = []

@@ -68,7 +68,7 @@ class TumblingWindow:
         *,
         length: int,
         invoker: Invoker,
-        source_arn: str,
+        source_arn: Callable[[], str],
         settle: Callable[[Sequence[Record]], Awaitable[None]],
         stopping: asyncio.Event,
         backoff: Backoff,
@@ -101,7 +101,8 @@ class TumblingWindow:
         """The fields an event carries after `Records`."""
         window = self.current
         assert window is not None
-        shard = b',"shardId":' + dumps(self.shard) + b',"eventSourceARN":' + dumps(self._source_arn)
+        arn = dumps(self._source_arn())
+        shard = b',"shardId":' + dumps(self.shard) + b',"eventSourceARN":' + arn
         fields = window.fields(final)
         # Keep AWS's order: window, state, shardId, eventSourceARN, then the two flags.
         split = fields.index(b',"isFinalInvokeForWindow"')

@@ -135,9 +135,13 @@ class DaemonProcess:
         return self.wait(timeout)
 
     def kill(self) -> None:
+        """Stop the daemon at the end of a test; its last log lines are printed, which
+        pytest shows when the test failed."""
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.wait(10)
+        print(f"--- last log lines of {' '.join(self.args[2:])}:")
+        print("".join(self.raw_stderr[-40:]))
 
     @property
     def stdout(self) -> str:

@@ -9,6 +9,7 @@ and the other mappings go on.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -110,9 +111,11 @@ def session(config: AwsConnectionConfig) -> aioboto3.Session:
 async def aws_client(
     config: AwsConnectionConfig, service: str, fallback_region: str, *, read_timeout: float = 70.0
 ) -> AsyncIterator[Any]:
-    """An aioboto3 client with SDK retries off (one attempt) and bounded timeouts."""
+    """An aioboto3 client that makes one attempt per call (the bridge's backoff retries)
+    and has bounded timeouts."""
     settings = BotoConfig(
-        retries={"max_attempts": 1, "mode": "standard"},
+        # total_max_attempts counts the first attempt too (max_attempts would add a retry).
+        retries={"total_max_attempts": 1, "mode": "standard"},
         connect_timeout=5,
         read_timeout=read_timeout,
         max_pool_connections=64,
@@ -126,17 +129,28 @@ async def aws_client(
         yield client
 
 
+# Service names as in botocore's AWS_ENDPOINT_URL_<NAME> variables, where they differ.
+_ENV_SERVICE_NAMES = {"dynamodbstreams": "DYNAMODB_STREAMS"}
+
+
+def endpoint_from_environment(service: str) -> str | None:
+    """The endpoint botocore takes from AWS_ENDPOINT_URL_<SERVICE> or AWS_ENDPOINT_URL."""
+    suffix = _ENV_SERVICE_NAMES.get(service.lower(), service.upper())
+    return os.environ.get(f"AWS_ENDPOINT_URL_{suffix}") or os.environ.get("AWS_ENDPOINT_URL")
+
+
 def announce_endpoint(
     log: Any, config: AwsConnectionConfig, service: str, resource: str, region: str
 ) -> None:
     """One prominent line when a connector talks to real AWS rather than an emulator."""
-    if config.endpoint_url is None:
+    endpoint = config.endpoint_url or endpoint_from_environment(service)
+    if endpoint is None:
         structlog.get_logger("connectors.aws").warning(
             "aws.real_endpoint",
             service=service,
             resource=resource,
-            region=config.region_or(region),
+            region=region,
             message=f"REAL AWS: this mapping reads and changes {service} {resource}",
         )
     else:
-        log.info("aws.endpoint", service=service, endpoint_url=config.endpoint_url)
+        log.info("aws.endpoint", service=service, endpoint_url=endpoint)

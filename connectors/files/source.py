@@ -47,6 +47,7 @@ class FilesSource:
     ordered = True
     can_pause = False
     redelivers_failures = False
+    redelivery_seconds = None
     problem = None
 
     def __init__(self, config: FilesSourceConfig, context: SourceContext) -> None:

@@ -52,6 +52,7 @@ class KafkaSource:
     ordered = True
     can_pause = True
     redelivers_failures = False
+    redelivery_seconds = None
 
     def __init__(self, config: KafkaSourceConfig, context: SourceContext) -> None:
         self.config = config

@@ -91,6 +91,7 @@ class RedisStreamsSource:
     ordered = True
     can_pause = True
     redelivers_failures = False
+    redelivery_seconds = None
     # Never set: a connection error is not retried in here but ends the session
     # (SourceError), so the mapping itself reports it while it reconnects.
     problem: str | None = None

@@ -49,6 +49,7 @@ class Harness:
         behaviour: Any = None,
         destination: MemoryDestination | None = None,
         now: float = 1_000.0,
+        redelivery_seconds: float | None = None,
     ) -> None:
         self.invoker = ScriptedInvoker(behaviour)
         self.destination = destination
@@ -73,6 +74,7 @@ class Harness:
             destination=destination,
             stopping=self.stopping,
             wall_clock=lambda: now,
+            redelivery_seconds=lambda: redelivery_seconds,
         )
 
 
@@ -287,3 +289,20 @@ def test_queue_mode_success_partial_and_failure() -> None:
     harness = Harness(RetryPolicy(backoff=FAST))
     run(harness.dispatcher.deliver_once(records))
     assert harness.settled == records and harness.released == []
+
+
+def test_queue_batch_that_cannot_be_invoked_is_released_after_the_redelivery_time() -> None:
+    """An SQS batch whose function stays throttled is retried until the visibility
+    timeout would hand it out again, then released to the queue, not held forever."""
+    calls = {"n": 0}
+
+    def throttled(event: dict[str, Any], request_id: str) -> InvokeResult:
+        calls["n"] += 1
+        raise TransportError("TooManyRequestsException")
+
+    records = memory_records(3)
+    harness = Harness(RetryPolicy(backoff=FAST), throttled, redelivery_seconds=0.05)
+    blocked = run(harness.dispatcher.deliver_once(records))
+    assert harness.released == records and harness.settled == []
+    assert blocked == {record.partition for record in records}
+    assert calls["n"] > 1

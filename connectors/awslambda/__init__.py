@@ -1,0 +1,1 @@
+"""AWS Lambda: invoking a real function."""

@@ -1,0 +1,235 @@
+"""The `dynamodb` checkpoint store: positions in a DynamoDB table shared by daemons.
+
+Item key: `namespace` (hash) and `partition` (range); attributes `value` and
+`updated_at`. As with the SQLite store (bridge/checkpoints.py), saves are staged in
+memory and written at `flush_interval_seconds` and on close, so a busy mapping does not
+pay a write per batch; a crash loses at most the last interval's progress, which means
+redelivery, never a skipped record. Reads are strongly consistent, so a daemon taking
+over from another sees what that one flushed. Concurrent writers of one key: the last
+write wins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+from botocore.exceptions import ClientError
+
+from bridge.errors import BridgeError
+from bridge.retry import Backoff
+from connectors.aws.client import announce_endpoint, aws_client, aws_errors, error_code
+from connectors.dynamodb.config import DynamoDBCheckpointStoreConfig
+
+# BatchWriteItem takes at most 25 requests.
+WRITE_BATCH = 25
+UNPROCESSED_RETRIES = 8
+UNPROCESSED_BACKOFF = Backoff(initial=0.05, maximum=2.0)
+TABLE_READY_SECONDS = 60.0
+NAMES = {"#ns": "namespace", "#p": "partition", "#v": "value"}
+
+
+class CheckpointStoreError(BridgeError):
+    """The checkpoint table could not be read or written; trying again may help."""
+
+    retriable = True
+
+
+class PermanentCheckpointStoreError(CheckpointStoreError):
+    """The checkpoint table is missing or access is denied."""
+
+    retriable = False
+
+
+class DynamoDBCheckpointStore:
+    """CheckpointStore backed by one DynamoDB table."""
+
+    def __init__(self, config: DynamoDBCheckpointStoreConfig, fallback_region: str) -> None:
+        self.config = config
+        self.table = config.table
+        self._region = config.region_or(fallback_region)
+        self._where = f"dynamodb checkpoint table {config.table}"
+        self._exit = contextlib.AsyncExitStack()
+        self._client: Any = None
+        self._staged: dict[tuple[str, str], str | None] = {}
+        self._flusher: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self._log = structlog.get_logger("connectors.dynamodb").bind(table=config.table)
+
+    def _errors(self, doing: str) -> contextlib.AbstractContextManager[None]:
+        return aws_errors(
+            self._where,
+            doing,
+            retriable=CheckpointStoreError,
+            permanent=PermanentCheckpointStoreError,
+        )
+
+    async def open(self) -> None:
+        announce_endpoint(self._log, self.config, "dynamodb", f"table {self.table}", self._region)
+        with self._errors("connect"):
+            self._client = await self._exit.enter_async_context(
+                aws_client(self.config, "dynamodb", self._region)
+            )
+        if self.config.create_table:
+            await self._create_table()
+        await self._wait_until_active()
+        self._flusher = asyncio.create_task(self._flush_periodically(), name="checkpoint-flusher")
+
+    async def _create_table(self) -> None:
+        with self._errors("CreateTable"):
+            try:
+                await self._client.create_table(
+                    TableName=self.table,
+                    AttributeDefinitions=[
+                        {"AttributeName": "namespace", "AttributeType": "S"},
+                        {"AttributeName": "partition", "AttributeType": "S"},
+                    ],
+                    KeySchema=[
+                        {"AttributeName": "namespace", "KeyType": "HASH"},
+                        {"AttributeName": "partition", "KeyType": "RANGE"},
+                    ],
+                    BillingMode="PAY_PER_REQUEST",
+                )
+            except ClientError as exc:
+                if error_code(exc) != "ResourceInUseException":
+                    raise
+                return
+        self._log.info("checkpoints.table_created")
+
+    async def _wait_until_active(self) -> None:
+        deadline = time.monotonic() + TABLE_READY_SECONDS
+        while True:
+            try:
+                with self._errors("DescribeTable"):
+                    table = (await self._client.describe_table(TableName=self.table))["Table"]
+            except PermanentCheckpointStoreError as exc:
+                hint = "" if self.config.create_table else " (create_table: true creates it)"
+                raise PermanentCheckpointStoreError(f"{exc}{hint}") from exc
+            if table.get("TableStatus") == "ACTIVE":
+                return
+            if time.monotonic() > deadline:
+                raise CheckpointStoreError(
+                    f"{self._where}: not ACTIVE after {TABLE_READY_SECONDS:.0f} s"
+                )
+            await asyncio.sleep(0.5)
+
+    async def load(self, namespace: str) -> dict[str, str]:
+        stored: dict[str, str] = {}
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "#ns = :ns",
+            "ProjectionExpression": "#p, #v",
+            "ExpressionAttributeNames": NAMES,
+            "ExpressionAttributeValues": {":ns": {"S": namespace}},
+            "ConsistentRead": True,
+        }
+        # Under the flush lock: values taken from `_staged` by a flush under way are in
+        # neither `_staged` nor (maybe) the query's answer until that flush is done.
+        async with self._lock:
+            with self._errors("Query"):
+                while True:
+                    page = await self._client.query(**request)
+                    for item in page.get("Items", ()):
+                        stored[item["partition"]["S"]] = item["value"]["S"]
+                    last = page.get("LastEvaluatedKey")
+                    if not last:
+                        break
+                    request["ExclusiveStartKey"] = last
+            for (staged_namespace, partition), value in self._staged.items():
+                if staged_namespace != namespace:
+                    continue
+                if value is None:
+                    stored.pop(partition, None)
+                else:
+                    stored[partition] = value
+        return stored
+
+    async def save(self, namespace: str, updates: Mapping[str, str | None]) -> None:
+        for partition, value in updates.items():
+            self._staged[(namespace, partition)] = value
+
+    async def flush(self) -> None:
+        async with self._lock:
+            if not self._staged or self._client is None:
+                return
+            staged, self._staged = self._staged, {}
+            try:
+                await self._write(staged)
+            except BaseException:
+                # Keep what could not be written, without overwriting anything newer.
+                self._staged = {**staged, **self._staged}
+                raise
+
+    async def _write(self, staged: Mapping[tuple[str, str], str | None]) -> None:
+        now = str(time.time())
+        requests: list[dict[str, Any]] = []
+        for (namespace, partition), value in staged.items():
+            key = {"namespace": {"S": namespace}, "partition": {"S": partition}}
+            if value is None:
+                requests.append({"DeleteRequest": {"Key": key}})
+            else:
+                item = {**key, "value": {"S": value}, "updated_at": {"N": now}}
+                requests.append({"PutRequest": {"Item": item}})
+        for start in range(0, len(requests), WRITE_BATCH):
+            await self._batch_write(requests[start : start + WRITE_BATCH])
+
+    async def _batch_write(self, requests: list[dict[str, Any]]) -> None:
+        """One BatchWriteItem, retrying what DynamoDB leaves unprocessed (throttling)."""
+        pending = {self.table: requests}
+        for attempt in range(1, UNPROCESSED_RETRIES + 1):
+            with self._errors("BatchWriteItem"):
+                response = await self._client.batch_write_item(RequestItems=pending)
+            pending = response.get("UnprocessedItems") or {}
+            if not pending:
+                return
+            await asyncio.sleep(UNPROCESSED_BACKOFF.delay(attempt))
+        raise CheckpointStoreError(f"{self._where}: writes stayed unprocessed (throttled)")
+
+    async def _flush_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.flush_interval_seconds)
+            try:
+                await self.flush()
+            except CheckpointStoreError as exc:
+                self._log.error("checkpoints.write_failed", error=str(exc))
+
+    async def clear(self, namespace_prefix: str) -> int:
+        await self.flush()
+        for key in [key for key in self._staged if key[0].startswith(namespace_prefix)]:
+            del self._staged[key]
+        keys: list[dict[str, Any]] = []
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "FilterExpression": "begins_with(#ns, :prefix)",
+            "ProjectionExpression": "#ns, #p",
+            "ExpressionAttributeNames": {"#ns": "namespace", "#p": "partition"},
+            "ExpressionAttributeValues": {":prefix": {"S": namespace_prefix}},
+            "ConsistentRead": True,
+        }
+        with self._errors("Scan"):
+            while True:
+                page = await self._client.scan(**request)
+                keys += page.get("Items", ())
+                last = page.get("LastEvaluatedKey")
+                if not last:
+                    break
+                request["ExclusiveStartKey"] = last
+        deletes = [{"DeleteRequest": {"Key": key}} for key in keys]
+        for start in range(0, len(deletes), WRITE_BATCH):
+            await self._batch_write(deletes[start : start + WRITE_BATCH])
+        return len(keys)
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+            self._flusher = None
+        try:
+            await self.flush()
+        finally:
+            self._client = None
+            await self._exit.aclose()

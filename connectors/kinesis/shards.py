@@ -1,0 +1,404 @@
+"""Reading the shards of one stream, shared by the Kinesis and DynamoDB Streams sources
+(esm-reference.md 3, 6.1, 13 and 17).
+
+Every shard is one partition: read in order, checkpointed at the sequence number of its
+highest contiguous settled record. A shard born of a split or a merge starts only once
+each parent it came from has been read to its end *and* every record of that parent is
+settled; the parent is then saved as finished and never read again (`lineage`). Shards
+are listed at open, periodically, and as soon as a shard ends, so children are found at
+once.
+
+Positions live in the checkpoint store under `<mapping>|<source_id>`, with the identity
+of the stream they belong to (its ARN, and for Kinesis its creation time): positions of
+a deleted and recreated stream, or of an older DynamoDB stream label, are discarded with
+a prominent warning, never reused. A saved position the service no longer knows (an
+expired shard, a trimmed sequence number) stops the mapping with PermanentSourceError:
+skipping silently would lose records.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import time
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+import structlog
+from botocore.exceptions import BotoCoreError, ClientError
+from botocore.utils import parse_timestamp
+
+from bridge.errors import PermanentSourceError, SourceError
+from bridge.protocols import CheckpointStore, Ownership
+from bridge.records import Record
+from bridge.retry import Backoff
+from connectors.aws.client import THROTTLING, error_code, is_retriable
+from connectors.kinesis.lineage import (
+    AFTER_SEQUENCE_NUMBER,
+    AT_TIMESTAMP,
+    SHARD_END,
+    STREAM_KEY,
+    Fetched,
+    Phase,
+    Position,
+    ShardInfo,
+    ShardLineage,
+    ShardState,
+    arrived_since,
+)
+
+# A shard that keeps delivering is polled again at once (esm-reference.md 3), but not
+# sooner than this after the previous call: Kinesis allows five GetRecords per second.
+MIN_POLL_GAP_SECONDS = 0.2
+# read() returns empty-handed after at most this long, so a stopping mapping is seen.
+IDLE_READ_SECONDS = 0.5
+SHARD_BACKOFF = Backoff(initial=0.5, maximum=10.0)
+SDK_ERRORS = (ClientError, BotoCoreError, OSError)
+# The service no longer accepts a position: expired shard, trimmed or foreign sequence number.
+REJECTED_POSITION = frozenset(
+    {"InvalidArgumentException", "TrimmedDataAccessException", "ValidationException"}
+)
+
+
+def _epoch_seconds(value: Any) -> float:
+    """botocore timestamp parser giving epoch seconds: the JSON protocols send numbers."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float(parse_timestamp(value).timestamp())
+
+
+def parse_timestamps_as_epoch(client: Any) -> None:
+    """Have `client` hand out timestamps as epoch seconds instead of datetimes.
+
+    Building a datetime in the local time zone (dateutil's tzlocal) for every record,
+    only to turn it back into epoch seconds, costs more than all the rest of a record's
+    way through the bridge. The parser factory belongs to the client's own session
+    (`aws_client` makes one per client); if botocore ever moves it, timestamps simply
+    stay datetimes, which the record builders accept too.
+    """
+    factory = getattr(getattr(client, "_endpoint", None), "_response_parser_factory", None)
+    if factory is not None and hasattr(factory, "set_parser_defaults"):
+        factory.set_parser_defaults(timestamp_parser=_epoch_seconds)
+
+
+def error_detail(error: BaseException) -> str:
+    if isinstance(error, ClientError):
+        return f"{error_code(error)}: {error}"
+    return str(error) or type(error).__name__
+
+
+class ShardedStreamSource(abc.ABC):
+    """An ordered source over the shards of one stream; subclasses talk to the service."""
+
+    ordered = True
+    can_pause = True
+    redelivers_failures = False
+    redelivery_seconds = None
+
+    def __init__(
+        self,
+        *,
+        mapping: str,
+        namespace: str,
+        store: CheckpointStore,
+        starting_position: str,
+        starting_timestamp: float | None,
+        poll_interval: float,
+        discovery_interval: float,
+        where: str,
+        logger: str,
+    ) -> None:
+        self.mapping = mapping
+        self._namespace = namespace
+        self._store = store
+        self._starting_position = starting_position
+        self._lineage = ShardLineage(starting_position, starting_timestamp)
+        self._shards = self._lineage.shards
+        self._poll_interval = poll_interval
+        self._discovery_interval = discovery_interval
+        self.where = where
+        self.problem: str | None = None
+        self._paused: set[str] = set()
+        self._next_discovery = 0.0
+        self._discovery_failures = 0
+        self._log = structlog.get_logger(logger).bind(mapping=mapping, stream=where)
+
+    # -- what a subclass provides --------------------------------------------------------
+
+    @abc.abstractmethod
+    async def _connect(self) -> str:
+        """Open clients and find the stream; return its identity (ARN, creation, label)."""
+
+    @abc.abstractmethod
+    async def _list_shards(self) -> list[ShardInfo]: ...
+
+    @abc.abstractmethod
+    async def _shard_iterator(self, shard_id: str, position: Position) -> str: ...
+
+    @abc.abstractmethod
+    async def _fetch(self, shard_id: str, iterator: str) -> Fetched: ...
+
+    @abc.abstractmethod
+    async def _disconnect(self) -> None: ...
+
+    @abc.abstractmethod
+    def _tip_marker(self, opened_at: float) -> Position:
+        """What is saved for a shard a new mapping starts at LATEST."""
+
+    # -- opening -------------------------------------------------------------------------
+
+    async def open(self, ownership: Ownership) -> None:
+        opened_at = time.time()
+        identity = await self._connect()
+        stored = await self._store.load(self._namespace)
+        updates: dict[str, str | None] = {}
+        fresh = self._check_identity(identity, stored, updates)
+        shards = await self._listed("list the shards")
+        listed = {info.shard_id for info in shards}
+        for shard_id, value in stored.items():
+            if shard_id in listed:
+                continue
+            if value != SHARD_END:
+                raise PermanentSourceError(
+                    self.reset_advice(
+                        f"the saved position {value} of shard {shard_id} belongs to a shard "
+                        "the stream no longer has (its records expired, or the stream was reset)"
+                    )
+                )
+            updates[shard_id] = None
+        tip = self._tip_marker(opened_at)
+        for info in shards:
+            try:
+                saved = self._lineage.add(info, stored.get(info.shard_id), fresh, tip)
+            except ValueError as exc:
+                raise PermanentSourceError(self.reset_advice(str(exc))) from None
+            if saved is not None:
+                updates[info.shard_id] = saved
+        self._start_ready()
+        await self._store.save(self._namespace, updates)
+        self._next_discovery = time.monotonic() + self._discovery_interval
+        self._log.info(
+            "stream.reading",
+            shards=len(shards),
+            reading=sorted(
+                shard_id for shard_id, state in self._shards.items() if state.phase is Phase.READING
+            ),
+            resumed=not fresh,
+        )
+
+    def _check_identity(
+        self, identity: str, stored: dict[str, str], updates: dict[str, str | None]
+    ) -> bool:
+        """Drop positions saved for another stream; True if the mapping starts afresh."""
+        previous = stored.pop(STREAM_KEY, None)
+        if previous == identity:
+            return False
+        if previous is not None:
+            self._log.warning(
+                "stream.changed",
+                previous=previous,
+                current=identity,
+                discarded_positions=len(stored),
+                message=(
+                    f"STREAM CHANGED: {self.where} is not the stream this mapping read before "
+                    "(deleted and recreated, or a new stream label); its saved positions are "
+                    f"discarded and reading starts at {self._starting_position}"
+                ),
+            )
+            updates.update(dict.fromkeys(stored))
+            stored.clear()
+        updates[STREAM_KEY] = identity
+        return not stored
+
+    def _start_ready(self) -> None:
+        for state in self._lineage.start_ready():
+            self._log.info("shard.started", shard=state.shard_id, parents=list(state.parents))
+
+    def reset_advice(self, reason: str) -> str:
+        return (
+            f"{self.where}: {reason}. Nothing was skipped; to read the stream again from "
+            f"starting_position {self._starting_position}, run "
+            f"`lambda-bridge reset-checkpoints --config CONFIG_FILE {self.mapping}`"
+        )
+
+    async def _listed(self, doing: str) -> list[ShardInfo]:
+        try:
+            return await self._list_shards()
+        except SDK_ERRORS as exc:
+            kind = SourceError if is_retriable(exc) else PermanentSourceError
+            raise kind(f"{self.where}: {doing} failed: {error_detail(exc)}") from exc
+
+    # -- reading -------------------------------------------------------------------------
+
+    async def read(self) -> Sequence[Record]:
+        now = time.monotonic()
+        if now >= self._next_discovery:
+            await self._discover()
+        due: list[ShardState] = []
+        wake = self._next_discovery
+        for state in self._shards.values():
+            if state.phase is not Phase.READING or state.shard_id in self._paused:
+                continue
+            if state.next_poll <= now:
+                due.append(state)
+            else:
+                wake = min(wake, state.next_poll)
+        if not due:
+            await asyncio.sleep(min(max(wake - now, 0.001), IDLE_READ_SECONDS))
+            return []
+        if len(due) == 1:
+            return await self._poll(due[0])
+        results = await asyncio.gather(*map(self._poll, due), return_exceptions=True)
+        records: list[Record] = []
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+            records += result
+        return records
+
+    async def _poll(self, state: ShardState) -> list[Record]:
+        started = time.monotonic()
+        try:
+            if state.iterator is None:
+                state.iterator = await self._iterator_for(state)
+            fetched = await self._fetch(state.shard_id, state.iterator)
+        except SDK_ERRORS as exc:
+            self._fetch_failed(state, exc, started)
+            return []
+        if state.failures or self.problem:
+            state.failures = 0
+            if self.problem:
+                self.problem = None
+                self._log.info("stream.reachable")
+        records = fetched.records
+        if records and state.last_read is None and state.start.kind == AT_TIMESTAMP:
+            records = arrived_since(records, state.start.timestamp or 0.0)
+        if records:
+            state.last_read = records[-1].item_id  # type: ignore[assignment]
+        state.iterator = fetched.next_iterator
+        if fetched.next_iterator is None or (not records and state.past_end()):
+            state.phase = Phase.DRAINED
+            # Its children are listed by now: look for them at once.
+            self._next_discovery = 0.0
+            self._log.info("shard.ended", shard=state.shard_id, last_sequence=state.last_read)
+            if state.last_read == state.settled:
+                await self._finish(state)
+        gap = MIN_POLL_GAP_SECONDS if records or fetched.behind else self._poll_interval
+        state.next_poll = started + gap
+        return records
+
+    async def _iterator_for(self, state: ShardState) -> str:
+        position = state.resume_position()
+        try:
+            return await self._shard_iterator(state.shard_id, position)
+        except ClientError as exc:
+            code = error_code(exc)
+            if position.kind == AFTER_SEQUENCE_NUMBER and (
+                code in REJECTED_POSITION or code == "ResourceNotFoundException"
+            ):
+                raise PermanentSourceError(
+                    self.reset_advice(
+                        f"shard {state.shard_id} rejects the position after sequence number "
+                        f"{position.sequence} (expired or reset): {error_detail(exc)}"
+                    )
+                ) from exc
+            raise
+
+    def _fetch_failed(self, state: ShardState, exc: BaseException, started: float) -> None:
+        """Expired iterators are renewed, throttling and outages backed off per shard;
+        anything else stops the mapping."""
+        code = error_code(exc) if isinstance(exc, ClientError) else ""
+        if code == "ExpiredIteratorException":
+            state.iterator = None
+            self._log.debug("shard.iterator_expired", shard=state.shard_id)
+            return
+        if not is_retriable(exc):
+            raise PermanentSourceError(
+                f"{self.where}: reading shard {state.shard_id} failed: {error_detail(exc)}"
+            ) from exc
+        state.failures += 1
+        delay = SHARD_BACKOFF.delay(state.failures)
+        state.next_poll = started + delay
+        if code in THROTTLING:
+            # Over the shard's read limit: wait, as Lambda does; not a failure.
+            if state.failures == 1:
+                self._log.info("shard.throttled", shard=state.shard_id, error=code)
+            return
+        self.problem = f"{self.where}: {error_detail(exc)}"
+        self._log.warning(
+            "shard.read_failed",
+            shard=state.shard_id,
+            error=error_detail(exc),
+            attempt=state.failures,
+            delay=round(delay, 3),
+        )
+
+    async def _discover(self) -> None:
+        try:
+            shards = await self._list_shards()
+        except SDK_ERRORS as exc:
+            if not is_retriable(exc):
+                raise PermanentSourceError(
+                    f"{self.where}: listing the shards failed: {error_detail(exc)}"
+                ) from exc
+            self._discovery_failures += 1
+            self._next_discovery = time.monotonic() + SHARD_BACKOFF.ceiling(
+                self._discovery_failures
+            )
+            self._log.warning("stream.list_failed", error=error_detail(exc))
+            return
+        self._discovery_failures = 0
+        self._next_discovery = time.monotonic() + self._discovery_interval
+        for info in shards:
+            state = self._shards.get(info.shard_id)
+            if state is None:
+                self._lineage.add(info, None, False, self._tip_marker(time.time()))
+                self._log.info("shard.discovered", shard=info.shard_id, parents=list(info.parents))
+            elif state.ending is None and info.ending is not None:
+                state.ending = info.ending
+        self._start_ready()
+
+    async def _finish(self, state: ShardState) -> None:
+        self._lineage.finish(state)
+        self._start_ready()
+        await self._store.save(self._namespace, {state.shard_id: SHARD_END})
+        self._log.info("shard.finished", shard=state.shard_id)
+
+    # -- settling ------------------------------------------------------------------------
+
+    async def settle(self, records: Sequence[Record], checkpoints: Mapping[str, Record]) -> None:
+        if not checkpoints:
+            return
+        updates: dict[str, str | None] = {}
+        finished: list[ShardState] = []
+        for shard_id, record in checkpoints.items():
+            sequence: str = record.item_id  # type: ignore[assignment]
+            state = self._shards.get(shard_id)
+            if state is not None:
+                state.settled = sequence
+                if state.phase is Phase.DRAINED and sequence == state.last_read:
+                    finished.append(state)
+                    continue
+            updates[shard_id] = sequence
+        if updates:
+            await self._store.save(self._namespace, updates)
+        for state in finished:
+            await self._finish(state)
+
+    async def release(self, records: Sequence[Record]) -> None:
+        return None
+
+    def pause(self, partitions: Collection[str]) -> None:
+        self._paused.update(partitions)
+
+    def resume(self, partitions: Collection[str]) -> None:
+        self._paused.difference_update(partitions)
+
+    async def close(self) -> None:
+        await self._disconnect()
+
+    # -- introspection (logs, tests) -----------------------------------------------------
+
+    def phases(self) -> dict[str, Phase]:
+        return {shard_id: state.phase for shard_id, state in self._shards.items()}

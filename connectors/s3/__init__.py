@@ -1,0 +1,1 @@
+"""Amazon S3: a bucket as an on-failure destination."""

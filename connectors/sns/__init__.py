@@ -1,0 +1,1 @@
+"""Amazon SNS: a topic as an on-failure destination."""

@@ -1,0 +1,1 @@
+"""Amazon SQS: a queue as a source, and as an on-failure destination."""
