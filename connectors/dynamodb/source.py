@@ -130,6 +130,10 @@ class DynamoDBStreamsSource(ShardedStreamSource):
         # mapping first opened; creation times may be whole seconds, so from that second.
         return Position(AT_TIMESTAMP, timestamp=float(math.floor(opened_at)))
 
+    async def _check_not_trimmed(self, shard_id: str, saved: Position) -> None:
+        """Nothing to do: DynamoDB Streams refuses a trimmed position itself
+        (TrimmedDataAccessException), which stops the mapping with advice."""
+
     async def _disconnect(self) -> None:
         self._client = None
         await self._exit.aclose()

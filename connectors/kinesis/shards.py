@@ -143,6 +143,10 @@ class ShardedStreamSource(abc.ABC):
     async def _disconnect(self) -> None: ...
 
     @abc.abstractmethod
+    async def _check_not_trimmed(self, shard_id: str, saved: Position) -> None:
+        """Raise PermanentSourceError if records after `saved` may have expired unread."""
+
+    @abc.abstractmethod
     def _tip_marker(self, opened_at: float) -> Position:
         """What is saved for a shard a new mapping starts at LATEST."""
 
@@ -291,6 +295,9 @@ class ShardedStreamSource(abc.ABC):
     async def _iterator_for(self, state: ShardState) -> str:
         position = state.resume_position()
         try:
+            if position.kind == AFTER_SEQUENCE_NUMBER and position == state.start:
+                # Resuming from a saved position, with nothing read since.
+                await self._check_not_trimmed(state.shard_id, position)
             return await self._shard_iterator(state.shard_id, position)
         except ClientError as exc:
             code = error_code(exc)

@@ -14,6 +14,7 @@ from connectors.kinesis.events import KinesisEventFormatter, KinesisRecords, epo
 from connectors.kinesis.lineage import (
     AFTER_SEQUENCE_NUMBER,
     AT_TIMESTAMP,
+    TRIM_HORIZON,
     Fetched,
     Position,
     ShardInfo,
@@ -124,6 +125,26 @@ class KinesisSource(ShardedStreamSource):
         records = self._builder.records(shard_id, raws) if raws else []
         behind = bool(response.get("MillisBehindLatest"))
         return Fetched(records, response.get("NextShardIterator"), behind)
+
+    async def _check_not_trimmed(self, shard_id: str, saved: Position) -> None:
+        """Kinesis may take a sequence number older than the trim horizon and go on from
+        the oldest record left, skipping unseen what expired in between; compare the
+        saved position with that oldest record instead (esm-reference.md 6.1)."""
+        assert saved.sequence is not None
+        iterator = await self._shard_iterator(shard_id, Position(TRIM_HORIZON))
+        request: dict[str, Any] = {"ShardIterator": iterator, "Limit": 1}
+        if self.config.stream_is_arn:
+            request["StreamARN"] = self.config.stream
+        oldest = (await self._client.get_records(**request)).get("Records")
+        if oldest and int(oldest[0]["SequenceNumber"]) > int(saved.sequence):
+            raise PermanentSourceError(
+                self.reset_advice(
+                    f"the saved position of shard {shard_id} (after sequence number "
+                    f"{saved.sequence}) is older than the oldest record still in the shard "
+                    f"({oldest[0]['SequenceNumber']}): records after it may have expired "
+                    "unread (Kinesis cannot tell whether any did)"
+                )
+            )
 
     def _tip_marker(self, opened_at: float) -> Position:
         # A restart before anything of the shard settled resumes from when the mapping

@@ -502,3 +502,37 @@ def test_stream_named_by_arn(stream: Harness) -> None:
         await stream.store.close()
 
     run(main)
+
+
+def test_a_checkpoint_older_than_the_trim_horizon_is_reported(
+    moto_in_process: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kinesis would resume after a trimmed sequence number from the oldest record left,
+    skipping what expired in between: the source compares the two and stops with advice
+    instead. (moto keeps records forever, so the test trims them in its backend.)"""
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+    from moto.kinesis.models import kinesis_backends
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    stream = Harness(moto_in_process, tmp_path)
+    [shard_id] = stream.shard_ids()
+
+    async def main() -> None:
+        await stream.store.open()
+        stream.put(6)
+        async with stream.opened() as first:
+            records = await collect(first, 6)
+            await settle(first, records[:2])
+        async with stream.opened() as untrimmed:
+            assert len(await collect(untrimmed, 4)) == 4
+        shard = kinesis_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].streams[stream.name].shards[shard_id]
+        for sequence in list(shard.records)[:4]:
+            del shard.records[sequence]
+        with pytest.raises(PermanentSourceError, match="older than the oldest record") as raised:
+            async with stream.opened() as trimmed:
+                await quiet(trimmed)
+        assert "reset-checkpoints" in str(raised.value)
+        await stream.store.close()
+
+    run(main)

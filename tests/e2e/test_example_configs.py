@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e import aws_helpers as aws
 from tests.e2e import kafka_helpers as kafka
 from tests.e2e import redis_helpers as rd
 from tests.support import REPO, DaemonProcess, wait_for
@@ -55,6 +56,67 @@ def test_kafka_example(tmp_path: Path, kafka_bootstrap: str) -> None:
         assert message.key == b"2"
         document = json.loads(message.value)
         assert kafka.kafka_bodies(document["payload"]) == [{"n": 2, "fail": True}]
+        assert daemon.stop() == 0
+    finally:
+        daemon.kill()
+
+
+def aws_env(endpoint: str, **names: str) -> dict[str, str]:
+    """The examples leave endpoint_url out: botocore's AWS_ENDPOINT_URL points them at moto."""
+    return {"AWS_ENDPOINT_URL": endpoint, **names}
+
+
+def test_sqs_example(tmp_path: Path, aws_endpoint: str) -> None:
+    """config/sqs.yaml delivers messages to the example handler; the one it reports
+    failed stays in the queue, received again after the visibility timeout."""
+    url, _ = aws.new_queue(aws_endpoint, visibility=30)
+    daemon = DaemonProcess(REPO / "config" / "sqs.yaml", workdir(tmp_path), env=aws_env(aws_endpoint, QUEUE_URL=url)).start()
+    try:
+        daemon.wait_ready()
+        aws.send(aws_endpoint, url, [{"n": 1}, {"n": 2, "fail": True}])
+        wait_for(lambda: '"n": 1' in daemon.stdout, what="the handler's output")
+        wait_for(lambda: aws.queue_depth(aws_endpoint, url) == 1, what="only the failed message left")
+        assert '"n": 2' not in daemon.stdout
+        assert daemon.stop() == 0
+    finally:
+        daemon.kill()
+
+
+def test_kinesis_example(tmp_path: Path, aws_endpoint: str) -> None:
+    """config/kinesis.yaml prints the records and, after the retries, sends the failing
+    one's KinesisBatchInfo record to the failure queue."""
+    stream = aws.new_stream(aws_endpoint)
+    failed_url, _ = aws.new_queue(aws_endpoint)
+    env = aws_env(aws_endpoint, STREAM=stream, FAILURE_QUEUE_URL=failed_url)
+    daemon = DaemonProcess(REPO / "config" / "kinesis.yaml", workdir(tmp_path), env=env).start()
+    try:
+        daemon.wait_ready()
+        aws.put_records(aws_endpoint, stream, [{"n": 1}, {"n": 2, "fail": True}], keys=1)
+        wait_for(lambda: '"n": 1' in daemon.stdout, what="the handler's output")
+        [failure] = wait_for(lambda: aws.drain(aws_endpoint, failed_url), timeout=60, what="the failure record")
+        assert failure["KinesisBatchInfo"]["batchSize"] == 1
+        assert failure["requestContext"]["approximateInvokeCount"] == 4
+        assert daemon.stop() == 0
+    finally:
+        daemon.kill()
+
+
+def test_dynamodb_streams_example(tmp_path: Path, aws_endpoint: str) -> None:
+    """config/dynamodb-streams.yaml prints item changes, keeps positions in its DynamoDB
+    table and publishes the failing change's record to SNS."""
+    table, _ = aws.new_table(aws_endpoint)
+    topic, subscriber = aws.topic_into_queue(aws_endpoint)
+    env = aws_env(aws_endpoint, TABLE=table, FAILURE_TOPIC_ARN=topic)
+    daemon = DaemonProcess(REPO / "config" / "dynamodb-streams.yaml", workdir(tmp_path), env=env).start()
+    try:
+        daemon.wait_ready()
+        aws.put_item(aws_endpoint, table, 1)
+        wait_for(lambda: "item-1" in daemon.stdout, what="the handler's output")
+        aws.client("dynamodb", aws_endpoint).put_item(TableName=table, Item={"pk": {"S": "fail-2"}, "n": {"N": "2"}})
+        [envelope] = wait_for(lambda: aws.drain(aws_endpoint, subscriber), timeout=60, what="the failure record")
+        assert json.loads(envelope["Message"])["DDBStreamBatchInfo"]["batchSize"] == 1
+        positions = aws.client("dynamodb", aws_endpoint).scan(TableName="lambda-bridge-positions")["Items"]
+        assert positions, "no position saved in the checkpoint table"
         assert daemon.stop() == 0
     finally:
         daemon.kill()

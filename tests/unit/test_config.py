@@ -45,12 +45,20 @@ def problems(text: str, environ: dict[str, str] | None = None) -> list[str]:
 
 
 def test_every_config_in_the_repository_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
-    """config/*.yaml load without errors from the repository root."""
+    """config/*.yaml load without errors from the repository root, given the variables
+    the AWS examples name their resources by."""
     monkeypatch.chdir(REPO)
     files = sorted((REPO / "config").glob("*.yaml"))
     assert files
+    names = {
+        "QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/orders",
+        "FAILURE_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/orders-failed",
+        "STREAM": "orders",
+        "TABLE": "orders",
+        "FAILURE_TOPIC_ARN": "arn:aws:sns:eu-west-1:123456789012:orders-failed",
+    }
     for path in files:
-        loaded = load_config(path, environ={})
+        loaded = load_config(path, environ=names)
         assert loaded.config.mappings
 
 
