@@ -220,7 +220,7 @@ def test_kill_9_resumes_after_the_saved_checkpoint(space: KinesisWorkspace) -> N
     [shard] = aws.shard_ids(space.endpoint, stream)
     config = space.config(stream)
     daemon = space.daemon(config).wait_ready()
-    aws.put_records(space.endpoint, stream, [{"n": n, "slow": 0.05} for n in range(60)])
+    aws.put_records(space.endpoint, stream, [{"n": n, "slow": 0.05} for n in range(30)])
     checkpoint = int(wait_for(lambda: space.checkpoints().get(shard), what="a saved checkpoint"))
     assert daemon.process is not None
     os.kill(daemon.process.pid, signal.SIGKILL)
@@ -228,6 +228,7 @@ def test_kill_9_resumes_after_the_saved_checkpoint(space: KinesisWorkspace) -> N
     saved = int(space.checkpoints()[shard])
     assert saved >= checkpoint
     delivered_before = len(aws.rows(space.record_file))
+    aws.put_records(space.endpoint, stream, [{"n": n} for n in range(30, 60)])
 
     second = space.daemon(config).wait_ready()
     wait_for(lambda: set(aws.succeeded(space.record_file)) == set(range(60)), timeout=60, what="all 60")
