@@ -16,6 +16,7 @@ import structlog
 
 from bridge.config import LoadedConfig, MappingConfig
 from bridge.errors import BridgeError
+from bridge.filtering import build_filter_set
 from bridge.invokers import LimitedInvoker
 from bridge.mapping import MappingRunner, MappingState
 from bridge.plugins import SourceContext
@@ -70,6 +71,8 @@ class Daemon:
     def _runner(self, mapping: MappingConfig) -> MappingRunner:
         function = self.config.functions[mapping.function]
         identity = self.config.identity
+        patterns = mapping.filter_patterns
+        filters = build_filter_set(patterns, mapping.source.filter_data_key) if patterns else None
         runner = MappingRunner(
             name=mapping.name,
             function_arn=function.arn or identity.function_arn(mapping.function),
@@ -77,6 +80,7 @@ class Daemon:
             source_factory=self._source_factory(mapping),
             invoker=self.invokers[mapping.function],
             destination=self._destination_of(mapping),
+            filters=filters,
         )
         if not mapping.enabled:
             runner.disable()

@@ -1,4 +1,4 @@
-"""`lambda-bridge`: run | validate | schema | generate-event."""
+"""`lambda-bridge`: run | validate | schema | generate-event | filter-test | reset-checkpoints."""
 
 from __future__ import annotations
 
@@ -51,6 +51,19 @@ def _parser() -> argparse.ArgumentParser:
     generate = commands.add_parser("generate-event", help="print a sample event for a source type")
     generate.add_argument("source", help="source type (e.g. sqs, kafka) or s3, sns")
     generate.add_argument("--records", type=int, default=1, help="how many records (default 1)")
+
+    filters = commands.add_parser(
+        "filter-test", help="match filter patterns against events, as a mapping would"
+    )
+    one_or_many = filters.add_mutually_exclusive_group(required=True)
+    one_or_many.add_argument("--pattern", help="a filter pattern (JSON)")
+    one_or_many.add_argument(
+        "--cases", metavar="FILE", help="JSON Lines of {pattern, event, source?} ('-': stdin)"
+    )
+    filters.add_argument("--event", help="the event (JSON), with --pattern")
+    filters.add_argument(
+        "--source", help="match the event as one record of this source type (e.g. sqs, kafka)"
+    )
     return parser
 
 
@@ -62,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         "schema": _schema,
         "generate-event": _generate_event,
         "reset-checkpoints": _reset_checkpoints,
+        "filter-test": _filter_test,
     }
     return handlers[args.command](args)
 
@@ -87,6 +101,12 @@ def _run(args: argparse.Namespace) -> int:
         return _report(error)
     log = loaded.config.log
     logs.configure(args.log_level or log.level, args.log_format or log.format)
+    if loaded.warnings:
+        import structlog
+
+        warn = structlog.get_logger("bridge.config").warning
+        for warning in loaded.warnings:
+            warn("config.warning", warning=warning)
     return asyncio.run(Daemon(loaded).run())
 
 
@@ -97,6 +117,8 @@ def _validate(args: argparse.Namespace) -> int:
         loaded = load_config(args.config)
     except ConfigError as error:
         return _report(error)
+    for warning in loaded.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     config = loaded.config
     enabled = sum(mapping.enabled for mapping in config.mappings)
     counts = (
@@ -147,6 +169,20 @@ def _generate_event(args: argparse.Namespace) -> int:
 
     print(dumps_text(loads(event), indent=True))
     return 0
+
+
+def _filter_test(args: argparse.Namespace) -> int:
+    from bridge import filtertest
+
+    if args.cases is not None:
+        if args.event is not None or args.source is not None:
+            print("error: --cases takes its events and sources from the file", file=sys.stderr)
+            return EXIT_INVALID
+        return filtertest.run_cases(args.cases)
+    if args.event is None:
+        print("error: --pattern needs --event", file=sys.stderr)
+        return EXIT_INVALID
+    return filtertest.run_single(args.pattern, args.event, args.source)
 
 
 def _reset_checkpoints(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ AWS's defaults and ranges for the source family (esm-reference.md section 2).
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, cast
@@ -57,6 +57,25 @@ class ScalingConfig(StrictModel):
     maximum_concurrency: int = Field(ge=2, le=1000)
 
 
+class FilterConfig(StrictModel):
+    pattern: str | dict[str, Any] = Field(
+        description="An event pattern: JSON text, as AWS takes it, or a YAML mapping."
+    )
+
+
+class FilterCriteriaConfig(StrictModel):
+    """AWS's FilterCriteria (esm-reference.md 11): records matching none of the filters
+    are settled without reaching the function. No filters: no filtering."""
+
+    filters: list[FilterConfig] = Field(default_factory=list)
+
+
+class LimitsConfig(StrictModel):
+    filters_per_mapping: int = Field(
+        5, ge=1, le=10, description="AWS's quota: 5 filters per mapping, raisable to 10."
+    )
+
+
 class RetryBackoffConfig(StrictModel):
     """lambda-bridge's own knob: the delay between retries of a failed batch."""
 
@@ -85,6 +104,7 @@ class MappingConfig(StrictModel):
         None, ge=2, le=1000, description="Shorthand for scaling_config.maximum_concurrency."
     )
     retry_backoff: RetryBackoffConfig | None = None
+    filter_criteria: FilterCriteriaConfig | None = None
 
     @field_validator("maximum_record_age_in_seconds")
     @classmethod
@@ -97,6 +117,11 @@ class MappingConfig(StrictModel):
     def on_failure(self) -> str | None:
         config = self.destination_config
         return config.on_failure.destination if config and config.on_failure else None
+
+    @property
+    def filter_patterns(self) -> list[str | dict[str, Any]]:
+        criteria = self.filter_criteria
+        return [item.pattern for item in criteria.filters] if criteria else []
 
 
 class BridgeConfig(StrictModel):
@@ -115,6 +140,7 @@ class BridgeConfig(StrictModel):
         default_factory=_default_store,
         description="Where stream positions are kept: sqlite (in state_dir) by default.",
     )
+    limits: LimitsConfig = LimitsConfig()
     functions: dict[str, FunctionConfig] = Field(min_length=1)
     destinations: dict[str, DestinationConfig] = Field(default_factory=dict)
     mappings: list[MappingConfig] = Field(default_factory=list)
@@ -159,6 +185,8 @@ class LoadedConfig:
     config: BridgeConfig
     name: str
     handler_root: Path
+    # `file:line: key: message` lines about settings that are valid but questionable.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def build_context(self) -> BuildContext:
@@ -189,21 +217,29 @@ def load_config_text(
         config = config_model().model_validate(document.data)
     except ValidationError as exc:
         described = _describe(exc, document, skip=[path for path, _ in unknown])
-        found = [document.problem(path, message) for path, message in unknown]
-        raise ConfigError(found + described) from None
+        unknown_keys = [document.problem(path, message) for path, message in unknown]
+        raise ConfigError(unknown_keys + described) from None
     loaded = LoadedConfig(config, name, handler_root or Path.cwd())
-    problems = [document.problem(path, message) for path, message in check_config(loaded)]
+    found, warnings = check_config(loaded)
+    problems = [document.problem(path, message) for path, message in found]
+    loaded.warnings = [document.problem(path, message) for path, message in warnings]
     if problems:
         raise ConfigError(problems)
     return loaded
 
 
-def check_config(loaded: LoadedConfig) -> list[tuple[tuple[str | int, ...], str]]:
-    """Problems pydantic cannot see: references, per-family settings, connector checks."""
+Found = list[tuple[tuple[str | int, ...], str]]
+
+
+def check_config(loaded: LoadedConfig) -> tuple[Found, Found]:
+    """Problems pydantic cannot see (references, per-family settings, filter patterns,
+    connector checks), and warnings."""
+    from bridge.filtering import filter_problems
     from bridge.settings import check_mapping_settings
 
     config = loaded.config
-    problems: list[tuple[tuple[str | int, ...], str]] = []
+    problems: Found = []
+    warnings: Found = []
     for name, function in config.functions.items():
         problems += [
             (("functions", name, *path), message)
@@ -227,7 +263,15 @@ def check_config(loaded: LoadedConfig) -> list[tuple[tuple[str | int, ...], str]
         problems += [
             ((*at, *path), message) for path, message in mapping.source.check_mapping(mapping)
         ]
-    return problems
+        found, cautions = filter_problems(
+            mapping.filter_patterns,
+            mapping.source.filter_data_key,
+            config.limits.filters_per_mapping,
+            mapping.name,
+        )
+        problems += [((*at, "filter_criteria", *path), message) for path, message in found]
+        warnings += [((*at, "filter_criteria", *path), message) for path, message in cautions]
+    return problems, warnings
 
 
 def _destination_problem(mapping: MappingConfig, config: BridgeConfig) -> str | None:
@@ -322,7 +366,9 @@ def _describe(
         message = str(error["msg"]).removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             key = str(path[-1]) if path else ""
-            close = difflib.get_close_matches(key, _known_keys(), n=1)
+            # The key may be right elsewhere (a filter's `pattern`): suggest another.
+            others = [known for known in _known_keys() if known != key]
+            close = difflib.get_close_matches(key, others, n=1)
             message = "unknown key" + (f" (did you mean {close[0]!r}?)" if close else "")
         elif error["type"] == "missing":
             message = "required key is missing"

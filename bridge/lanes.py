@@ -15,12 +15,16 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 
+import structlog
+
 from bridge.batching import BatchBuilder, BatchPolicy
 from bridge.dispatch import Dispatcher
 from bridge.records import Record
 from bridge.windows import TumblingWindow
 
 Matcher = Callable[[Record], bool]
+
+_log = structlog.get_logger("bridge.lanes")
 Settle = Callable[[Sequence[Record]], Awaitable[None]]
 
 
@@ -226,9 +230,18 @@ class Lane:
                 candidates = self._take(builder.room)
                 self._buffer.remove(len(candidates))
                 if matches is not None:
-                    filtered = [record for record in candidates if not matches(record)]
+                    kept: list[Record] = []
+                    filtered: list[Record] = []
+                    for record in candidates:
+                        (kept if matches(record) else filtered).append(record)
                     if filtered:
-                        candidates = [record for record in candidates if matches(record)]
+                        # Filtered out: settled at once, never delivered (esm-reference.md 11.5).
+                        candidates = kept
+                        _log.debug(
+                            "records.filtered",
+                            mapping=self._dispatcher.mapping,
+                            count=len(filtered),
+                        )
                         await self._settle(filtered)
                 if not candidates:
                     continue

@@ -16,6 +16,7 @@ from collections.abc import Callable, Hashable
 import structlog
 
 from bridge.errors import BridgeError
+from bridge.filtering import FilterSet
 from bridge.lanes import Lane, Matcher
 from bridge.protocols import Destination, Invoker, Source
 from bridge.retry import Backoff, sleep_unless
@@ -45,7 +46,7 @@ class MappingRunner:
         source_factory: Callable[[], Source],
         invoker: Invoker,
         destination: Destination | None,
-        matches: Matcher | None = None,
+        filters: FilterSet | None = None,
         reconnect_backoff: Backoff = RECONNECT_BACKOFF,
     ) -> None:
         self.name = name
@@ -54,7 +55,8 @@ class MappingRunner:
         self._source_factory = source_factory
         self._invoker = invoker
         self._destination = destination
-        self._matches = matches
+        self.filters = filters
+        self._matches: Matcher | None = filters.matches if filters else None
         self._reconnect_backoff = reconnect_backoff
         self._stopping = asyncio.Event()
         self._session: Session | None = None
@@ -131,7 +133,10 @@ class MappingRunner:
                 self._log.warning("mapping.reconnecting", attempt=failures, delay=round(delay, 3))
                 await sleep_unless(self._stopping, delay)
         self._set_state(MappingState.STOPPED)
-        self._log.info("mapping.stopped")
+        if self.filters is not None:
+            self._log.info("mapping.stopped", filtered_out=self.filters.filtered_out)
+        else:
+            self._log.info("mapping.stopped")
 
     def _note_failure(self, exc: Exception, started: float, failures: int) -> int:
         if time.monotonic() - started > HEALTHY_SESSION_SECONDS:

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bridge.filtering import DataKey
 from bridge.protocols import CheckpointStore, Destination, Invoker, Source
 
 ConfigPath = tuple[str | int, ...]
@@ -115,6 +116,9 @@ class BuildContext:
 class SourceConfig(StrictModel):
     type: str
     family: ClassVar[SourceFamily] = STREAM
+    # Where filter patterns find the record's payload (esm-reference.md 11.2); None:
+    # patterns match the record as the function receives it, with nothing decoded.
+    filter_data_key: ClassVar[DataKey | None] = None
 
     def check(self) -> list[tuple[ConfigPath, str]]:
         """Problems only this source can see, as (path below `source`, message)."""

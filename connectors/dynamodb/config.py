@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from bridge.filtering import DYNAMODB_RECORD
 from bridge.plugins import (
     AWS_STREAM,
     BuildContext,
@@ -30,6 +31,7 @@ class DynamoDBStreamsSourceConfig(SourceConfig, AwsConnectionConfig):
 
     type: Literal["dynamodb-streams"]
     family = AWS_STREAM
+    filter_data_key = DYNAMODB_RECORD
     table: str | None = Field(
         None, pattern=TABLE_NAME, description="Read the table's latest stream."
     )

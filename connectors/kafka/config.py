@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from bridge.filtering import KAFKA_VALUE
 from bridge.plugins import (
     KAFKA,
     BuildContext,
@@ -93,6 +94,7 @@ class KafkaSourceConfig(SourceConfig, KafkaConnectionConfig):
 
     type: Literal["kafka"]
     family = KAFKA
+    filter_data_key = KAFKA_VALUE
     topics: list[str] = Field(
         min_length=1, description="Topics to read (AWS allows one; several are accepted here)."
     )

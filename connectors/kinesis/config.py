@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from bridge.filtering import KINESIS_DATA
 from bridge.plugins import AWS_STREAM, Identity, SourceConfig, SourceContext
 from bridge.protocols import Source
 from connectors.aws.config import AwsConnectionConfig
@@ -25,6 +26,7 @@ class KinesisSourceConfig(SourceConfig, AwsConnectionConfig):
 
     type: Literal["kinesis"]
     family = AWS_STREAM
+    filter_data_key = KINESIS_DATA
     stream: str = Field(min_length=1, max_length=2048, description="Stream name or ARN.")
     starting_position: Literal["TRIM_HORIZON", "LATEST", "AT_TIMESTAMP"] = Field(
         description="Where a new mapping starts; once positions are saved it resumes from them."

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from bridge.filtering import SQS_BODY
 from bridge.plugins import (
     QUEUE,
     BuildContext,
@@ -101,6 +102,7 @@ class SqsSourceConfig(SourceConfig, SqsQueueConfig):
 
     type: Literal["sqs"]
     family = QUEUE
+    filter_data_key = SQS_BODY
     wait_time_seconds: int = Field(
         20, ge=0, le=20, description="Long polling: how long one ReceiveMessage waits."
     )

@@ -66,6 +66,11 @@ class MessageRecords:
         self.queue_name = queue_arn.rsplit(":", 1)[1]
         self.fifo = fifo
         self.lanes = max(lanes, 1)
+        self._tail_fields = {
+            "eventSource": EVENT_SOURCE,
+            "eventSourceARN": queue_arn,
+            "awsRegion": self.region,
+        }
         # Every record ends the same way: the closing fields go in once, as bytes.
         self._tail = (
             b',"eventSource":"'
@@ -83,21 +88,23 @@ class MessageRecords:
     def record(self, message: Mapping[str, Any]) -> Record:
         attributes = message.get("Attributes") or {}
         raw_attributes = message.get("MessageAttributes")
-        head = dumps(
-            {
-                "messageId": message["MessageId"],
-                "receiptHandle": message["ReceiptHandle"],
-                "body": message["Body"],
-                "attributes": attributes,
-                "messageAttributes": lambda_message_attributes(raw_attributes)
-                if raw_attributes
-                else {},
-                "md5OfMessageAttributes": message.get("MD5OfMessageAttributes")
-                if raw_attributes
-                else None,
-                "md5OfBody": message["MD5OfBody"],
-            }
-        )
+        # The dict is kept beside its JSON: filters read it without decoding anything
+        # but the body.
+        payload = {
+            "messageId": message["MessageId"],
+            "receiptHandle": message["ReceiptHandle"],
+            "body": message["Body"],
+            "attributes": attributes,
+            "messageAttributes": lambda_message_attributes(raw_attributes)
+            if raw_attributes
+            else {},
+            "md5OfMessageAttributes": message.get("MD5OfMessageAttributes")
+            if raw_attributes
+            else None,
+            "md5OfBody": message["MD5OfBody"],
+        }
+        head = dumps(payload)
+        payload.update(self._tail_fields)
         sent = attributes.get("SentTimestamp")
         sent_ms = int(sent) if sent else int(time.time() * 1000)
         if self.fifo:
@@ -112,7 +119,7 @@ class MessageRecords:
             partition,
             position,
             message["MessageId"],
-            None,
+            payload,
             sent_ms / 1000,
             lane,
             message["ReceiptHandle"],
