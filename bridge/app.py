@@ -1,40 +1,65 @@
-"""The daemon: builds every mapping from the config, supervises them, stops in two phases.
+"""The daemon: builds every mapping from the config, supervises them, reloads and stops.
 
 SIGTERM or SIGINT: stop reading, let in-flight batches finish within
 `drain_timeout_seconds`, cancel what is left (unsettled records are not acknowledged
 and come back after a restart), save checkpoints, exit 0. A second signal exits at once.
+SIGHUP (or POST /reload) re-reads the config file (see bridge.reload). Under systemd
+the daemon reports READY, RELOADING, STOPPING and watchdog pings itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 import structlog
 
-from bridge.config import LoadedConfig, MappingConfig
-from bridge.errors import BridgeError
+from bridge.admin import AdminServer, ReloadRejected
+from bridge.config import LoadedConfig, MappingConfig, load_config
+from bridge.errors import BridgeError, ConfigError
 from bridge.filtering import build_filter_set
 from bridge.invokers import LimitedInvoker
 from bridge.mapping import MappingRunner, MappingState
+from bridge.metrics import MappingView
 from bridge.plugins import SourceContext
 from bridge.protocols import Destination, Invoker, Source
+from bridge.reload import plan_reload, restart_only_changes
 from bridge.settings import resolve
+from bridge.systemd import Notifier
+
+# How long /metrics waits for a source to report its lag.
+LAG_TIMEOUT_SECONDS = 2.0
 
 
 class Daemon:
-    def __init__(self, loaded: LoadedConfig) -> None:
+    def __init__(self, loaded: LoadedConfig, config_path: Path | None = None) -> None:
         self.loaded = loaded
         self.config = loaded.config
+        self.config_path = config_path
         self.store = self.config.checkpoint_store.build(loaded.build_context)
         self.invokers: dict[str, Invoker] = {}
         self.destinations: dict[str, Destination] = {}
-        self.runners: list[MappingRunner] = []
+        self.runners: dict[str, MappingRunner] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stop_requested = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+        self._background: set[asyncio.Task[Any]] = set()
         self._signals = 0
+        self._notifier = Notifier.from_environment()
+        self._admin: AdminServer | None = None
+        self._started = False
         self._log = structlog.get_logger("bridge.daemon")
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_requested.is_set()
+
+    # -- building ---------------------------------------------------------------------
 
     async def start(self) -> None:
         """Open the checkpoint store and prepare functions and destinations.
@@ -42,31 +67,57 @@ class Daemon:
         Raises BridgeError if a function cannot be prepared (e.g. its handler does not
         import), before any record is read.
         """
-        context = self.loaded.build_context
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
         await self.store.open()
-        for name, function in self.config.functions.items():
-            invoker = function.build(name, context)
-            if function.reserved_concurrency:
-                invoker = LimitedInvoker(invoker, function.reserved_concurrency)
-            await invoker.start()
-            self.invokers[name] = invoker
-        for name, destination_config in self.config.destinations.items():
-            destination = destination_config.build(name, context)
-            await destination.start()
-            self.destinations[name] = destination
+        invokers, destinations = await self._build_clients(
+            self.loaded, set(self.config.functions), set(self.config.destinations)
+        )
+        self.invokers.update(invokers)
+        self.destinations.update(destinations)
         for mapping in self.config.mappings:
-            reference = mapping.on_failure
-            if reference is None or reference in self.destinations:
-                continue
-            # A destination the source names by URI, e.g. Kafka's kafka://topic.
-            provided = mapping.source.destination_for(reference)
-            assert provided is not None, "checked when the config was loaded"
-            name = f"{mapping.name}:{reference}"
-            destination = provided.build(name, context)
-            await destination.start()
-            self.destinations[name] = destination
-        self.runners = [self._runner(mapping) for mapping in self.config.mappings]
+            await self._prepare_provided(mapping)
+            self.runners[mapping.name] = self._runner(mapping)
+        self._started = True
+
+    async def _build_clients(
+        self, loaded: LoadedConfig, functions: set[str], destinations: set[str]
+    ) -> tuple[dict[str, Invoker], dict[str, Destination]]:
+        """Started invokers and destinations of `loaded`; if one fails, those already
+        started are closed and the BridgeError raised."""
+        context = loaded.build_context
+        invokers: dict[str, Invoker] = {}
+        built: dict[str, Destination] = {}
+        try:
+            for name in sorted(functions):
+                function = loaded.config.functions[name]
+                invoker = function.build(name, context)
+                if function.reserved_concurrency:
+                    invoker = LimitedInvoker(invoker, function.reserved_concurrency)
+                await invoker.start()
+                invokers[name] = invoker
+            for name in sorted(destinations):
+                destination = loaded.config.destinations[name].build(name, context)
+                await destination.start()
+                built[name] = destination
+        except BaseException:
+            for invoker in invokers.values():
+                await _quietly(invoker.close(), self._log, "invoker.close_failed")
+            for destination in built.values():
+                await _quietly(destination.close(), self._log, "destination.close_failed")
+            raise
+        return invokers, built
+
+    async def _prepare_provided(self, mapping: MappingConfig) -> None:
+        """A destination the source names by URI, e.g. Kafka's kafka://topic."""
+        reference = mapping.on_failure
+        if reference is None or reference in self.config.destinations:
+            return
+        provided = mapping.source.destination_for(reference)
+        assert provided is not None, "checked when the config was loaded"
+        name = f"{mapping.name}:{reference}"
+        destination = provided.build(name, self.loaded.build_context)
+        await destination.start()
+        self.destinations[name] = destination
 
     def _runner(self, mapping: MappingConfig) -> MappingRunner:
         function = self.config.functions[mapping.function]
@@ -112,6 +163,28 @@ class Daemon:
         )
         return lambda: mapping.source.build(context)
 
+    # -- running ----------------------------------------------------------------------
+
+    def _launch(self, runner: MappingRunner) -> None:
+        if runner.state is MappingState.DISABLED:
+            self._log.info("mapping.disabled", mapping=runner.name)
+            return
+        self._tasks[runner.name] = asyncio.create_task(runner.run(), name=f"mapping:{runner.name}")
+
+    async def _drain(self, names: list[str]) -> None:
+        """Stop these mappings and wait for their batches in flight, up to the deadline."""
+        for name in names:
+            self.runners[name].stop()
+        tasks = [self._tasks.pop(name) for name in names if name in self._tasks]
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=self.config.drain_timeout_seconds)
+        if pending:
+            self._log.warning("daemon.drain_timeout", unfinished_mappings=len(pending))
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
     def request_stop(self, signum: int | None = None) -> None:
         self._signals += 1
         if self._signals > 1:
@@ -120,47 +193,185 @@ class Daemon:
         self._log.info(
             "daemon.stopping", signal=signum, drain_timeout=self.config.drain_timeout_seconds
         )
+        self._notifier.stopping()
         self._stop_requested.set()
+
+    def _spawn(self, work: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop, signum)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self._reload_quietly()))
         try:
             await self.start()
         except BridgeError as exc:
             self._log.error("daemon.start_failed", error=str(exc))
             await self.close()
             return 2
-        tasks: list[asyncio.Task[None]] = []
-        for runner in self.runners:
-            if runner.state is MappingState.DISABLED:
-                self._log.info("mapping.disabled", mapping=runner.name)
-                continue
-            tasks.append(asyncio.create_task(runner.run(), name=f"mapping:{runner.name}"))
-        self._log.info(
-            "daemon.ready", mappings=[runner.name for runner in self.runners], pid=os.getpid()
-        )
+        await self._start_admin()
+        for runner in self.runners.values():
+            self._launch(runner)
+        self._log.info("daemon.ready", mappings=list(self.runners), pid=os.getpid())
+        self._notifier.ready(self._status_line())
+        self._spawn(self._notifier.watchdog_loop(self._stop_requested))
         await self._stop_requested.wait()
-        for runner in self.runners:
-            runner.stop()
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=self.config.drain_timeout_seconds)
-            if pending:
-                self._log.warning("daemon.drain_timeout", unfinished_mappings=len(pending))
-                for task in pending:
-                    task.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
+        async with self._reload_lock:
+            await self._drain(list(self.runners))
         await self.close()
         self._log.info("daemon.stopped")
         return 0
 
+    async def _start_admin(self) -> None:
+        http = self.config.http
+        if not http.enabled:
+            return
+        admin = AdminServer(self, http.address, http.bearer_token, self.config.state_dir)
+        try:
+            await admin.start()
+        except OSError as exc:
+            # The mappings matter more than their dashboard: run on without it.
+            self._log.error("admin.unavailable", listen=http.address, error=str(exc))
+            return
+        self._admin = admin
+
+    def _status_line(self) -> str:
+        states = [runner.state.value for runner in self.runners.values()]
+        counts = {state: states.count(state) for state in dict.fromkeys(states)}
+        listed = ", ".join(f"{count} {state}" for state, count in counts.items())
+        return f"{len(states)} mappings: {listed}" if states else "no mappings"
+
+    # -- observing --------------------------------------------------------------------
+
+    async def views(self) -> list[MappingView]:
+        runners = list(self.runners.values())
+        lags = await asyncio.gather(*(_offset_lag(runner.source) for runner in runners))
+        return [
+            MappingView(
+                name=runner.name,
+                state=runner.state.value,
+                reason=runner.state_reason,
+                metrics=runner.metrics,
+                filtered_out=runner.filtered_out,
+                offset_lag=lag,
+                progress=getattr(runner.source, "progress", None),
+            )
+            for runner, lag in zip(runners, lags, strict=True)
+        ]
+
+    # -- reloading --------------------------------------------------------------------
+
+    async def _reload_quietly(self) -> None:
+        with contextlib.suppress(ReloadRejected):  # reload() logged why
+            await self.reload()
+
+    async def reload(self) -> dict[str, Any]:
+        """Apply the config file as it is now; raises ReloadRejected if it is invalid."""
+        async with self._reload_lock:
+            if self.stopping:
+                raise ReloadRejected(["the daemon is stopping"])
+            if self.config_path is None:
+                raise ReloadRejected(["running the bundled example: there is no file to reload"])
+            if not self._started:
+                raise ReloadRejected(["the daemon is still starting"])
+            self._notifier.reloading()
+            try:
+                return await self._apply(self._read_new_config())
+            finally:
+                self._notifier.ready(self._status_line())
+
+    def _read_new_config(self) -> LoadedConfig:
+        assert self.config_path is not None
+        try:
+            loaded = load_config(self.config_path)
+        except ConfigError as error:
+            self._log.error("reload.rejected", problems=error.problems)
+            raise ReloadRejected(error.problems) from None
+        problems = restart_only_changes(self.config, loaded.config)
+        if problems:
+            self._log.error("reload.rejected", problems=problems)
+            raise ReloadRejected(problems)
+        for warning in loaded.warnings:
+            self._log.warning("config.warning", warning=warning)
+        return loaded
+
+    async def _apply(self, loaded: LoadedConfig) -> dict[str, Any]:
+        new = loaded.config
+        plan = plan_reload(self.config, new)
+        try:
+            invokers, destinations = await self._build_clients(
+                loaded,
+                {
+                    name
+                    for name in new.functions
+                    if name not in self.invokers or name in plan.functions
+                },
+                {
+                    name
+                    for name in new.destinations
+                    if name not in self.destinations or name in plan.destinations
+                },
+            )
+        except BridgeError as exc:
+            self._log.error("reload.rejected", problems=[str(exc)])
+            raise ReloadRejected([str(exc)]) from None
+        going = plan.removed + plan.changed
+        await self._drain(going)
+        for name in going:
+            del self.runners[name]
+            await self._close_provided(name)
+        await self._close_clients(plan.functions, plan.destinations)
+        self.invokers.update(invokers)
+        self.destinations.update(destinations)
+        self.loaded, self.config = loaded, new
+        order = {mapping.name: index for index, mapping in enumerate(new.mappings)}
+        for mapping in new.mappings:
+            if mapping.name in plan.added or mapping.name in plan.changed:
+                await self._prepare_provided(mapping)
+                runner = self._runner(mapping)
+                self.runners[mapping.name] = runner
+                self._launch(runner)
+        self.runners = dict(sorted(self.runners.items(), key=lambda item: order[item[0]]))
+        summary = plan.summary()
+        self._log.info("reload.applied", **summary)
+        return summary
+
+    async def _close_provided(self, mapping: str) -> None:
+        for name in [name for name in self.destinations if name.startswith(f"{mapping}:")]:
+            await _quietly(
+                self.destinations.pop(name).close(), self._log, "destination.close_failed"
+            )
+
+    async def _close_clients(self, functions: set[str], destinations: set[str]) -> None:
+        for name in functions & set(self.invokers):
+            await _quietly(self.invokers.pop(name).close(), self._log, "invoker.close_failed")
+        for name in destinations & set(self.destinations):
+            await _quietly(
+                self.destinations.pop(name).close(), self._log, "destination.close_failed"
+            )
+
     async def close(self) -> None:
+        if self._admin is not None:
+            await self._admin.close()
         for destination in self.destinations.values():
             await _quietly(destination.close(), self._log, "destination.close_failed")
         for invoker in self.invokers.values():
             await _quietly(invoker.close(), self._log, "invoker.close_failed")
         await _quietly(self.store.close(), self._log, "checkpoints.close_failed")
+
+
+async def _offset_lag(source: Source | None) -> dict[str, int]:
+    report = getattr(source, "offset_lag", None)
+    if report is None:
+        return {}
+    try:
+        lag: dict[str, int] = await asyncio.wait_for(report(), LAG_TIMEOUT_SECONDS)
+    except Exception:
+        return {}
+    return lag
 
 
 async def _quietly(

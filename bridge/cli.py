@@ -1,4 +1,5 @@
-"""`lambda-bridge`: run | validate | schema | generate-event | filter-test | reset-checkpoints."""
+"""`lambda-bridge`: run | validate | schema | generate-event | filter-test | reset-checkpoints |
+invoke | status | reload."""
 
 from __future__ import annotations
 
@@ -6,9 +7,13 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bridge import __version__
 from bridge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from bridge.config import LoadedConfig
 
 EXIT_INVALID = 2
 
@@ -38,6 +43,38 @@ def _parser() -> argparse.ArgumentParser:
         "validate", help="check a config file without connecting to anything"
     )
     validate.add_argument("config", type=Path)
+    validate.add_argument(
+        "--unit", type=Path, help="systemd unit that runs it: warn if TimeoutStopSec is too short"
+    )
+    validate.add_argument(
+        "--compose", type=Path, help="compose file that runs it: warn if stop_grace_period is short"
+    )
+    validate.add_argument(
+        "--stop-timeout", type=float, metavar="SECONDS", help="the supervisor's stop timeout"
+    )
+
+    invoke = commands.add_parser("invoke", help="invoke a configured function once with an event")
+    invoke.add_argument("function")
+    invoke.add_argument(
+        "--config", "-c", type=Path, help="config file (default: the bundled example)"
+    )
+    invoke.add_argument("--event", help="event file ('-': stdin; default {})")
+
+    for name, text in (
+        ("status", "show the state, lag and rates of a running daemon's mappings"),
+        ("reload", "make a running daemon re-read its config file"),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("--url", help="admin endpoint (default: from --config, or :9090)")
+        command.add_argument("--config", "-c", type=Path, help="the daemon's config file")
+        command.add_argument("--token", help="bearer token (default: config or env)")
+        if name == "status":
+            command.add_argument(
+                "--interval",
+                type=float,
+                default=1.0,
+                help="seconds between the two samples rates are computed from (0: no rates)",
+            )
 
     commands.add_parser("schema", help="print the JSON Schema of the config file")
 
@@ -76,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         "generate-event": _generate_event,
         "reset-checkpoints": _reset_checkpoints,
         "filter-test": _filter_test,
+        "invoke": _invoke,
+        "status": _admin_command,
+        "reload": _admin_command,
     }
     return handlers[args.command](args)
 
@@ -107,7 +147,7 @@ def _run(args: argparse.Namespace) -> int:
         warn = structlog.get_logger("bridge.config").warning
         for warning in loaded.warnings:
             warn("config.warning", warning=warning)
-    return asyncio.run(Daemon(loaded).run())
+    return asyncio.run(Daemon(loaded, args.config).run())
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -117,9 +157,23 @@ def _validate(args: argparse.Namespace) -> int:
         loaded = load_config(args.config)
     except ConfigError as error:
         return _report(error)
+    from bridge.stoptimeout import stop_timeout_warnings
+
     for warning in loaded.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     config = loaded.config
+    try:
+        stop_warnings = stop_timeout_warnings(
+            config.drain_timeout_seconds,
+            stop_timeout=args.stop_timeout,
+            unit_file=args.unit,
+            compose_file=args.compose,
+        )
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    for warning in stop_warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     enabled = sum(mapping.enabled for mapping in config.mappings)
     counts = (
         f"{len(config.functions)} functions, {len(config.destinations)} destinations, "
@@ -183,6 +237,49 @@ def _filter_test(args: argparse.Namespace) -> int:
         print("error: --pattern needs --event", file=sys.stderr)
         return EXIT_INVALID
     return filtertest.run_single(args.pattern, args.event, args.source)
+
+
+def _load_for_command(path: Path | None) -> LoadedConfig:
+    from bridge.bundled import bundled_root, example_config
+    from bridge.config import load_config
+
+    if path is None:
+        return load_config(example_config(), handler_root=bundled_root())
+    return load_config(path)
+
+
+def _invoke(args: argparse.Namespace) -> int:
+    from bridge import logs, opscli
+
+    try:
+        loaded = _load_for_command(args.config)
+    except ConfigError as error:
+        return _report(error)
+    logs.configure("warning", "console")
+    return opscli.invoke(loaded, args.function, args.event)
+
+
+def _admin_command(args: argparse.Namespace) -> int:
+    from bridge import opscli
+    from bridge.config import load_config
+
+    try:
+        loaded = load_config(args.config) if args.config is not None else None
+    except ConfigError as error:
+        return _report(error)
+    token = args.token or (loaded.config.http.bearer_token if loaded else None)
+    if token is None:
+        import os
+
+        token = os.environ.get("LAMBDA_BRIDGE_HTTP_TOKEN")
+    try:
+        base = opscli.admin_url(args.url, loaded)
+        if args.command == "status":
+            return opscli.status(base, token, args.interval)
+        return opscli.reload(base, token)
+    except opscli.AdminUnreachable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
 
 
 def _reset_checkpoints(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ AWS's defaults and ranges for the source family (esm-reference.md section 2).
 from __future__ import annotations
 
 import difflib
+import os
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -38,6 +39,33 @@ class LogConfig(StrictModel):
     format: Literal["auto", "console", "json"] = Field(
         "auto", description="auto: console on a TTY, JSON lines otherwise."
     )
+
+
+DEFAULT_HTTP_LISTEN = "127.0.0.1:9090"
+
+
+class HttpConfig(StrictModel):
+    """The admin endpoint: /metrics, /healthz, /readyz, POST /reload."""
+
+    enabled: bool = True
+    listen: str | None = Field(
+        None,
+        description="host:port to serve on; default $LAMBDA_BRIDGE_HTTP_LISTEN or "
+        f"{DEFAULT_HTTP_LISTEN}. Port 0 picks a free port.",
+    )
+    token: str | None = Field(
+        None,
+        description="Bearer token the endpoint requires (default $LAMBDA_BRIDGE_HTTP_TOKEN); "
+        "required when listening on anything but loopback.",
+    )
+
+    @property
+    def address(self) -> str:
+        return self.listen or os.environ.get("LAMBDA_BRIDGE_HTTP_LISTEN") or DEFAULT_HTTP_LISTEN
+
+    @property
+    def bearer_token(self) -> str | None:
+        return self.token or os.environ.get("LAMBDA_BRIDGE_HTTP_TOKEN") or None
 
 
 class AwsIdentityConfig(StrictModel):
@@ -127,6 +155,7 @@ class MappingConfig(StrictModel):
 class BridgeConfig(StrictModel):
     state_dir: Path = Field(Path(".lambda-bridge"), description="Checkpoints and other state.")
     log: LogConfig = LogConfig()
+    http: HttpConfig = HttpConfig()
     aws: AwsIdentityConfig = Field(
         AwsIdentityConfig(), description="Identity used in ARNs made up for local resources."
     )
@@ -219,6 +248,8 @@ def load_config_text(
         described = _describe(exc, document, skip=[path for path, _ in unknown])
         unknown_keys = [document.problem(path, message) for path, message in unknown]
         raise ConfigError(unknown_keys + described) from None
+    from bridge.config_checks import check_config
+
     loaded = LoadedConfig(config, name, handler_root or Path.cwd())
     found, warnings = check_config(loaded)
     problems = [document.problem(path, message) for path, message in found]
@@ -226,65 +257,6 @@ def load_config_text(
     if problems:
         raise ConfigError(problems)
     return loaded
-
-
-Found = list[tuple[tuple[str | int, ...], str]]
-
-
-def check_config(loaded: LoadedConfig) -> tuple[Found, Found]:
-    """Problems pydantic cannot see (references, per-family settings, filter patterns,
-    connector checks), and warnings."""
-    from bridge.filtering import filter_problems
-    from bridge.settings import check_mapping_settings
-
-    config = loaded.config
-    problems: Found = []
-    warnings: Found = []
-    for name, function in config.functions.items():
-        problems += [
-            (("functions", name, *path), message)
-            for path, message in function.check(loaded.build_context)
-        ]
-    seen: set[str] = set()
-    for index, mapping in enumerate(config.mappings):
-        at = ("mappings", index)
-        if mapping.name in seen:
-            problems.append(((*at, "name"), f"another mapping is already named {mapping.name!r}"))
-        seen.add(mapping.name)
-        if mapping.function not in config.functions:
-            defined = ", ".join(sorted(config.functions))
-            message = f"no function named {mapping.function!r} (defined: {defined})"
-            problems.append(((*at, "function"), message))
-        problem = _destination_problem(mapping, config)
-        if problem:
-            problems.append(((*at, "destination_config", "on_failure", "destination"), problem))
-        problems += [((*at, *path), message) for path, message in check_mapping_settings(mapping)]
-        problems += [((*at, "source", *path), message) for path, message in mapping.source.check()]
-        problems += [
-            ((*at, *path), message) for path, message in mapping.source.check_mapping(mapping)
-        ]
-        found, cautions = filter_problems(
-            mapping.filter_patterns,
-            mapping.source.filter_data_key,
-            config.limits.filters_per_mapping,
-            mapping.name,
-        )
-        problems += [((*at, "filter_criteria", *path), message) for path, message in found]
-        warnings += [((*at, "filter_criteria", *path), message) for path, message in cautions]
-    return problems, warnings
-
-
-def _destination_problem(mapping: MappingConfig, config: BridgeConfig) -> str | None:
-    reference = mapping.on_failure
-    if reference is None or reference in config.destinations:
-        return None
-    try:
-        if mapping.source.destination_for(reference) is not None:
-            return None
-    except ValueError as exc:
-        return str(exc)
-    defined = ", ".join(sorted(config.destinations)) or "none"
-    return f"no destination named {reference!r} (defined: {defined})"
 
 
 _KNOWN_KEYS: set[str] = set()

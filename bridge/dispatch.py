@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from bridge.errors import DestinationError, TransportError
+from bridge.metrics import MappingMetrics
 from bridge.protocols import Destination, EventFormatter, Invoker
 from bridge.records import (
     FailureCondition,
@@ -84,8 +85,10 @@ class Dispatcher:
         abandoned: set[str] | None = None,
         wall_clock: Callable[[], float] = time.time,
         redelivery_seconds: Callable[[], float | None] = lambda: None,
+        metrics: MappingMetrics | None = None,
     ) -> None:
         self.mapping = mapping
+        self.metrics = metrics if metrics is not None else MappingMetrics()
         self.function_arn = function_arn
         self._invoker = invoker
         self._formatter = formatter
@@ -270,6 +273,7 @@ class Dispatcher:
                 reason=failure.reason or "no on-failure destination is configured",
                 approximate_invoke_count=failure.approximate_invoke_count,
             )
+            self.metrics.dropped += len(failure.records)
             await self._settle(failure.records)
             return True
         failures = 0
@@ -288,6 +292,7 @@ class Dispatcher:
         log.warning(
             "record.sent_to_destination", approximate_invoke_count=failure.approximate_invoke_count
         )
+        self.metrics.sent_to_destination += len(failure.records)
         await self._settle(failure.records)
         return True
 
@@ -320,8 +325,13 @@ class Dispatcher:
     async def _invoke(self, records: list[Record], attempt: int) -> InvokeResult:
         event = self._formatter.encode_event(records)
         request_id = str(uuid.uuid4())
+        metrics = self.metrics
+        metrics.invoking(records, attempt)
         started = time.perf_counter()
-        result = await self._invoker.invoke(event, request_id)
+        try:
+            result = await self._invoker.invoke(event, request_id)
+        finally:
+            metrics.invoked_for(time.perf_counter() - started)
         if self._debug:
             self._log.debug(
                 "batch.invoked",
@@ -334,12 +344,20 @@ class Dispatcher:
         return result
 
     def _classify(self, result: InvokeResult, records: Sequence[Record]) -> Outcome:
-        return classify(
+        outcome = classify(
             result,
             records,
             report_batch_item_failures=self._policy.report_batch_item_failures,
             parse_identifier=self._formatter.parse_item_identifier,
         )
+        if outcome.kind is OutcomeKind.SUCCESS:
+            failed = 0
+        elif outcome.kind is OutcomeKind.PARTIAL_FAILURE:
+            failed = len(outcome.failed_ids)
+        else:
+            failed = len(records)
+        self.metrics.answered(len(records), failed)
+        return outcome
 
     async def _wait_after_transport_error(self, exc: TransportError, failures: int) -> bool:
         delay = self._policy.backoff.delay(failures)

@@ -18,6 +18,7 @@ import structlog
 from bridge.errors import BridgeError
 from bridge.filtering import FilterSet
 from bridge.lanes import Lane, Matcher
+from bridge.metrics import MappingMetrics
 from bridge.protocols import Destination, Invoker, Source
 from bridge.retry import Backoff, sleep_unless
 from bridge.session import Session
@@ -62,6 +63,9 @@ class MappingRunner:
         self._session: Session | None = None
         self._state = MappingState.CONNECTING
         self._reason = ""
+        self.metrics = MappingMetrics()
+        # Set while the mapping runs: the task `run()` is awaited in.
+        self.task: asyncio.Task[None] | None = None
         self._log = structlog.get_logger("bridge.mapping").bind(mapping=name)
 
     def stop(self) -> None:
@@ -111,6 +115,7 @@ class MappingRunner:
                     destination=self._destination,
                     stopping=self._stopping,
                     matches=self._matches,
+                    metrics=self.metrics,
                 )
                 await source.open(session)
                 self._session = session
@@ -159,3 +164,12 @@ class MappingRunner:
     @property
     def lanes(self) -> dict[Hashable, Lane]:
         return self._session.lanes if self._session is not None else {}
+
+    @property
+    def source(self) -> Source | None:
+        """The connected source, while a session runs."""
+        return self._session.source if self._session is not None else None
+
+    @property
+    def filtered_out(self) -> int:
+        return self.filters.filtered_out if self.filters is not None else 0

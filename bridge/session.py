@@ -20,6 +20,7 @@ import structlog
 
 from bridge.dispatch import Dispatcher
 from bridge.lanes import Buffer, Lane, Matcher
+from bridge.metrics import MappingMetrics
 from bridge.protocols import Destination, Invoker, Source
 from bridge.records import Record
 from bridge.settings import MappingSettings
@@ -49,8 +50,10 @@ class Session:
         destination: Destination | None,
         stopping: asyncio.Event,
         matches: Matcher | None = None,
+        metrics: MappingMetrics | None = None,
     ) -> None:
         self.mapping = mapping
+        self.metrics = metrics if metrics is not None else MappingMetrics()
         self.source = source
         self.settings = settings
         self.stopping = stopping
@@ -96,6 +99,7 @@ class Session:
             stopping=self.stopping,
             abandoned=self.abandoned,
             redelivery_seconds=lambda: self.source.redelivery_seconds,
+            metrics=self.metrics,
         )
 
     def _tumbling_window(self) -> TumblingWindow:
@@ -197,6 +201,7 @@ class Session:
                 records = await source.read()
                 if not records:
                     continue
+                self.metrics.polled += len(records)
                 if self.tracker is not None:
                     self.tracker.track(records)
                 if self.abandoned:

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -59,7 +61,13 @@ class DaemonProcess:
         if config is not None:
             self.args += ["--config", str(config)]
         self.args += extra_args or []
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        # Each daemon's admin endpoint on a free port, so tests in parallel do not collide.
+        self.env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "LAMBDA_BRIDGE_HTTP_LISTEN": "127.0.0.1:0",
+            **(env or {}),
+        }
         self.logs: list[dict[str, Any]] = []
         self.raw_stderr: list[str] = []
         self.process: subprocess.Popen[str] | None = None
@@ -142,6 +150,23 @@ class DaemonProcess:
             self.wait(10)
         print(f"--- last log lines of {' '.join(self.args[2:])}:")
         print("".join(self.raw_stderr[-40:]))
+
+    def admin_url(self) -> str:
+        [listening] = self.wait_for_log("admin.listening")
+        return f"http://{listening['address']}"
+
+    def admin(
+        self, path: str, *, token: str | None = None, method: str = "GET"
+    ) -> tuple[int, str]:
+        """(status, body) of a request to the daemon's admin endpoint."""
+        request = urllib.request.Request(self.admin_url() + path, method=method)
+        if token is not None:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
 
     @property
     def stdout(self) -> str:

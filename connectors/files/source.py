@@ -34,6 +34,8 @@ from connectors.files.watch import FolderWatcher
 IDLE_READ_SECONDS = 0.5
 # Files examined per read(), so a large catch-up is delivered in steps.
 EXAMINE_CHUNK = 1000
+# While reconciling the folder at start, progress is logged this often.
+PROGRESS_LOG_SECONDS = 5.0
 
 
 def _state(change: FileChange, sequencer: int | None) -> str | None:
@@ -85,6 +87,10 @@ class FilesSource:
         self._full_scan = True
         self._next_rescan = float("inf")
         self._wakeup = asyncio.Event()
+        # The first full scan's reconciliation: files to examine and how many are done.
+        self._catch_up: dict[str, int] | None = None
+        self._catch_up_started = 0.0
+        self._catch_up_logged = 0.0
         self._log = structlog.get_logger("connectors.files").bind(
             mapping=context.mapping, path=str(root)
         )
@@ -114,6 +120,7 @@ class FilesSource:
         except OSError as exc:
             raise SourceError(f"cannot watch {root}: {exc}") from exc
         self._full_scan = True
+        self._catch_up = {"done": 0, "total": 0}
         self._log.info("files.watching", observer=observer, known_files=len(self._detector.known))
 
     def _touched(self, path: str, is_directory: bool) -> None:
@@ -165,7 +172,36 @@ class FilesSource:
                 raise SourceError(f"cannot scan {self._view.root}: {exc}") from exc
             changes += examined.changes
             refreshed = examined.refreshed
+        self._note_progress(len(keys))
         return await self._to_records(changes, refreshed)
+
+    @property
+    def progress(self) -> dict[str, int] | None:
+        """While the folder is reconciled at start: files examined and to examine."""
+        return (
+            dict(self._catch_up) if self._catch_up is not None and self._catch_up["total"] else None
+        )
+
+    def _note_progress(self, examined: int) -> None:
+        catch_up = self._catch_up
+        if catch_up is None:
+            return
+        now = time.monotonic()
+        if not catch_up["total"]:
+            catch_up["total"] = len(self._dirty) + examined
+            self._catch_up_started = self._catch_up_logged = now
+        catch_up["done"] = min(catch_up["done"] + examined, catch_up["total"])
+        if not self._dirty:
+            if catch_up["total"]:
+                self._log.info(
+                    "files.caught_up",
+                    files=catch_up["total"],
+                    seconds=round(now - self._catch_up_started, 3),
+                )
+            self._catch_up = None
+        elif now - self._catch_up_logged >= PROGRESS_LOG_SECONDS:
+            self._catch_up_logged = now
+            self._log.info("files.catching_up", done=catch_up["done"], total=catch_up["total"])
 
     async def _scan(self, prefix: str) -> list[FileChange]:
         """Scan the folder (or one sub-folder); return removals, queue what to examine."""

@@ -61,6 +61,8 @@ class KafkaSource:
         self._consumer: AIOKafkaConsumer | None = None
         self._ownership: Ownership | None = None
         self._to_commit: dict[TopicPartition, int] = {}
+        # The next offset to settle per partition, for the offset lag.
+        self._settled: dict[TopicPartition, int] = {}
         self._commit_due = asyncio.Event()
         self._committer: asyncio.Task[None] | None = None
         # AT_TIMESTAMP partitions still looking for their first record at or after the
@@ -140,8 +142,25 @@ class KafkaSource:
             return
         for record in checkpoints.values():
             topic, partition = record.handle
-            self._to_commit[TopicPartition(topic, partition)] = record.position + 1
+            tp = TopicPartition(topic, partition)
+            self._to_commit[tp] = self._settled[tp] = record.position + 1
         self._commit_due.set()
+
+    async def offset_lag(self) -> dict[str, int]:
+        """Per assigned partition: records between what this consumer has settled and the
+        end of the partition (Lambda's OffsetLag)."""
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        lag = {}
+        for tp in consumer.assignment():
+            end = consumer.highwater(tp)
+            done = self._settled.get(tp)
+            if done is None:
+                done = await consumer.committed(tp)
+            if end is not None and done is not None:
+                lag[f"{tp.topic}-{tp.partition}"] = max(end - done, 0)
+        return lag
 
     async def release(self, records: Sequence[Record]) -> None:
         return None
@@ -171,6 +190,7 @@ class KafkaSource:
             self._log.warning("kafka.commit_failed", error=str(exc), during="rebalance")
         for tp in revoked:
             self._to_commit.pop(tp, None)
+            self._settled.pop(tp, None)
             self._seeking.pop(tp, None)
 
     async def partitions_assigned(self, assigned: set[TopicPartition]) -> None:

@@ -56,6 +56,7 @@ def test_every_config_in_the_repository_is_valid(monkeypatch: pytest.MonkeyPatch
         "STREAM": "orders",
         "TABLE": "orders",
         "FAILURE_TOPIC_ARN": "arn:aws:sns:eu-west-1:123456789012:orders-failed",
+        "LAMBDA_BRIDGE_HTTP_TOKEN": "test-token",
     }
     for path in files:
         loaded = load_config(path, environ=names)
@@ -200,3 +201,14 @@ def test_cli_generate_event(capsys: pytest.CaptureFixture[str]) -> None:
     event = json.loads(capsys.readouterr().out)
     assert len(event["Records"]) == 2
     assert main(["generate-event", "nosuch"]) == 2
+
+
+def test_the_admin_endpoint_needs_a_token_beyond_loopback(workdir: Path) -> None:
+    exposed = VALID + 'http: {listen: "0.0.0.0:9090"}\n'
+    [problem] = problems(exposed)
+    assert problem.startswith("bridge.yaml:")
+    assert "http.token" in problem and "0.0.0.0:9090" in problem
+    for fine in ('{listen: "0.0.0.0:9090", token: abc}', '{listen: "[::1]:9090"}'):
+        load_config_text(VALID + f"http: {fine}\n", "bridge.yaml")
+    [bad] = problems(VALID + 'http: {listen: "localhost"}\n')
+    assert "http.listen" in bad and "host:port" in bad

@@ -1,0 +1,26 @@
+"""`host:port` listen addresses of the admin endpoint."""
+
+from __future__ import annotations
+
+import ipaddress
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """`127.0.0.1:9090`, `[::1]:9090`, `localhost:0` -> (host, port); ValueError if bad."""
+    host, separator, port_text = text.rpartition(":")
+    if not separator or not host:
+        raise ValueError(f"{text!r} is not host:port")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"{text!r}: the port must be a number from 0 to 65535")
+    return host, int(port_text)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

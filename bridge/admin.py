@@ -1,0 +1,139 @@
+"""The admin endpoint (aiohttp): `/healthz`, `/readyz`, `/metrics` and `POST /reload`.
+
+`/healthz` answers while the event loop runs (liveness). `/readyz` is 200 only when
+every enabled mapping is connected and polling (state `Enabled`), 503 otherwise; its
+JSON lists each mapping's state, the reason, `LastProcessingResult` and catch-up
+progress. `/metrics` is Prometheus text. Beyond loopback every path but `/healthz`
+requires `Authorization: Bearer <token>`; the token is never logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import structlog
+from aiohttp import web
+
+from bridge.addresses import parse_listen
+from bridge.codec import dumps_text
+from bridge.metrics import MappingView, render
+
+ADDRESS_FILE = "admin-address"
+
+
+class ReloadRejected(Exception):
+    """The new config has problems; the running one stays."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = list(problems)
+
+
+class AdminTarget(Protocol):
+    async def views(self) -> list[MappingView]: ...
+
+    @property
+    def stopping(self) -> bool: ...
+
+    async def reload(self) -> dict[str, Any]: ...
+
+
+def readiness(views: Sequence[MappingView], stopping: bool) -> tuple[bool, dict[str, Any]]:
+    mappings = []
+    for view in views:
+        entry: dict[str, Any] = {
+            "name": view.name,
+            "State": view.state,
+            "StateReason": view.reason,
+            "LastProcessingResult": view.metrics.last_processing_result,
+        }
+        if view.progress is not None:
+            entry["CatchUp"] = dict(view.progress)
+        mappings.append(entry)
+    ready = not stopping and all(view.state in ("Enabled", "Disabled") for view in views)
+    return ready, {"ready": ready, "stopping": stopping, "mappings": mappings}
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class AdminServer:
+    def __init__(
+        self, target: AdminTarget, listen: str, token: str | None, state_dir: Path
+    ) -> None:
+        self._target = target
+        self._listen = listen
+        self._token = token
+        self._address_file = state_dir / ADDRESS_FILE
+        self._runner: web.AppRunner | None = None
+        self._log = structlog.get_logger("bridge.admin")
+        self.address: str | None = None
+
+    async def start(self) -> str:
+        """Serve; returns the bound `host:port`. Raises OSError if it cannot bind."""
+        host, port = parse_listen(self._listen)
+        app = web.Application(middlewares=[self._authorize])
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_post("/reload", self._reload)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        bound = runner.addresses[0]
+        shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+        self.address = f"{shown}:{bound[1]}"
+        self._address_file.write_text(self.address + "\n")
+        self._log.info("admin.listening", address=self.address, token=self._token is not None)
+        return self.address
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+            self._address_file.unlink(missing_ok=True)
+
+    @web.middleware
+    async def _authorize(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if self._token is None or request.path == "/healthz":
+            return await handler(request)
+        given = request.headers.get("Authorization", "")
+        expected = f"Bearer {self._token}"
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            return web.json_response(
+                {"error": "a bearer token is required"},
+                status=401,
+                headers={"WWW-Authenticate": 'Bearer realm="lambda-bridge"'},
+            )
+        return await handler(request)
+
+    async def _healthz(self, _: web.Request) -> web.Response:
+        return web.json_response({"status": "alive"})
+
+    async def _readyz(self, _: web.Request) -> web.Response:
+        ready, body = readiness(await self._target.views(), self._target.stopping)
+        return web.Response(
+            text=dumps_text(body), status=200 if ready else 503, content_type="application/json"
+        )
+
+    async def _metrics(self, _: web.Request) -> web.Response:
+        text = render(await self._target.views())
+        return web.Response(
+            text=text, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
+        )
+
+    async def _reload(self, _: web.Request) -> web.Response:
+        try:
+            summary = await self._target.reload()
+        except ReloadRejected as rejected:
+            return web.json_response({"reloaded": False, "errors": rejected.problems}, status=400)
+        return web.json_response({"reloaded": True, **summary})

@@ -1,0 +1,84 @@
+"""Checks of a loaded config that pydantic cannot make: references between sections,
+per-source-family settings, filter patterns, the admin endpoint's exposure, and what
+connectors check themselves."""
+
+from __future__ import annotations
+
+from bridge.addresses import is_loopback, parse_listen
+from bridge.config import BridgeConfig, HttpConfig, LoadedConfig, MappingConfig
+
+Found = list[tuple[tuple[str | int, ...], str]]
+
+
+def check_config(loaded: LoadedConfig) -> tuple[Found, Found]:
+    """Problems pydantic cannot see (references, per-family settings, filter patterns,
+    connector checks), and warnings."""
+    from bridge.filtering import filter_problems
+    from bridge.settings import check_mapping_settings
+
+    config = loaded.config
+    problems: Found = _http_problems(config.http)
+    warnings: Found = []
+    for name, function in config.functions.items():
+        problems += [
+            (("functions", name, *path), message)
+            for path, message in function.check(loaded.build_context)
+        ]
+    seen: set[str] = set()
+    for index, mapping in enumerate(config.mappings):
+        at = ("mappings", index)
+        if mapping.name in seen:
+            problems.append(((*at, "name"), f"another mapping is already named {mapping.name!r}"))
+        seen.add(mapping.name)
+        if mapping.function not in config.functions:
+            defined = ", ".join(sorted(config.functions))
+            message = f"no function named {mapping.function!r} (defined: {defined})"
+            problems.append(((*at, "function"), message))
+        problem = _destination_problem(mapping, config)
+        if problem:
+            problems.append(((*at, "destination_config", "on_failure", "destination"), problem))
+        problems += [((*at, *path), message) for path, message in check_mapping_settings(mapping)]
+        problems += [((*at, "source", *path), message) for path, message in mapping.source.check()]
+        problems += [
+            ((*at, *path), message) for path, message in mapping.source.check_mapping(mapping)
+        ]
+        found, cautions = filter_problems(
+            mapping.filter_patterns,
+            mapping.source.filter_data_key,
+            config.limits.filters_per_mapping,
+            mapping.name,
+        )
+        problems += [((*at, "filter_criteria", *path), message) for path, message in found]
+        warnings += [((*at, "filter_criteria", *path), message) for path, message in cautions]
+    return problems, warnings
+
+
+def _http_problems(http: HttpConfig) -> Found:
+    if not http.enabled:
+        return []
+    try:
+        host, _ = parse_listen(http.address)
+    except ValueError as exc:
+        return [(("http", "listen"), str(exc))]
+    if not is_loopback(host) and http.bearer_token is None:
+        return [
+            (
+                ("http", "token"),
+                f"the admin endpoint listens on {http.address}, beyond loopback: set "
+                "http.token (or LAMBDA_BRIDGE_HTTP_TOKEN) so it requires a bearer token",
+            )
+        ]
+    return []
+
+
+def _destination_problem(mapping: MappingConfig, config: BridgeConfig) -> str | None:
+    reference = mapping.on_failure
+    if reference is None or reference in config.destinations:
+        return None
+    try:
+        if mapping.source.destination_for(reference) is not None:
+            return None
+    except ValueError as exc:
+        return str(exc)
+    defined = ", ".join(sorted(config.destinations)) or "none"
+    return f"no destination named {reference!r} (defined: {defined})"

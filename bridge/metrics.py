@@ -1,0 +1,214 @@
+"""Per-mapping counters, gauges and histograms, and their Prometheus text exposition.
+
+Counting costs an attribute increment on the hot path; the exposition is built only
+when `/metrics` is scraped. Names follow Lambda's event source mapping metrics where
+they exist (esm-reference.md 16: PolledEventCount, FilteredOutEventCount,
+InvokedEventCount, FailedInvokeEventCount, DroppedEventCount,
+OnFailureDestinationDeliveredEventCount, IteratorAge, OffsetLag), in Prometheus style:
+`lambda_bridge_polled_events_total`, `lambda_bridge_iterator_age_seconds`, ...
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from bridge.records import Record
+
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+BATCH_SIZE_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+
+# Lambda's LastProcessingResult values (esm-reference.md 16).
+NO_RECORDS = "No records processed"
+OK = "OK"
+PROBLEM = "PROBLEM: Function call failed"
+
+
+class Histogram:
+    __slots__ = ("bounds", "buckets", "count", "total")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(bounds)
+        self.buckets = [0] * (len(self.bounds) + 1)
+        self.count = 0
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.buckets[bisect.bisect_left(self.bounds, value)] += 1
+        self.count += 1
+        self.total += value
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        """(le, count) pairs as Prometheus wants them, `+Inf` last."""
+        running, pairs = 0, []
+        for bound, count in zip((*self.bounds, math.inf), self.buckets, strict=True):
+            running += count
+            pairs.append(("+Inf" if bound == math.inf else _number(bound), running))
+        return pairs
+
+
+@dataclass
+class MappingMetrics:
+    """What one mapping has done since the daemon started (across reconnects)."""
+
+    polled: int = 0
+    invoked: int = 0
+    invocations: int = 0
+    succeeded: int = 0
+    failed_invoke: int = 0
+    sent_to_destination: int = 0
+    dropped: int = 0
+    retries: int = 0
+    in_flight: int = 0
+    invoke_duration: Histogram = field(default_factory=lambda: Histogram(DURATION_BUCKETS))
+    batch_size: Histogram = field(default_factory=lambda: Histogram(BATCH_SIZE_BUCKETS))
+    # Age in seconds of the last record of the last batch invoked, when it was invoked
+    # (Lambda's IteratorAge: one value per mapping, so partitions by the thousand, such
+    # as a folder's files, do not each become a time series).
+    iterator_age: float | None = None
+    last_processing_result: str = NO_RECORDS
+
+    def invoking(self, records: Sequence[Record], attempt: int) -> None:
+        self.invocations += 1
+        self.invoked += len(records)
+        self.in_flight += 1
+        if attempt > 1:
+            self.retries += 1
+        self.batch_size.observe(len(records))
+        if records:
+            self.iterator_age = max(time.time() - records[-1].arrival, 0.0)
+
+    def invoked_for(self, seconds: float) -> None:
+        self.in_flight -= 1
+        self.invoke_duration.observe(seconds)
+
+    def answered(self, records: int, failed: int) -> None:
+        """The function answered for `records`, of which `failed` failed."""
+        self.succeeded += records - failed
+        self.failed_invoke += failed
+        self.last_processing_result = PROBLEM if failed else OK
+
+
+@dataclass
+class MappingView:
+    """A mapping as `/metrics` and `/readyz` see it at one moment."""
+
+    name: str
+    state: str
+    reason: str
+    metrics: MappingMetrics
+    filtered_out: int
+    offset_lag: Mapping[str, int] = field(default_factory=dict)
+    progress: Mapping[str, int] | None = None
+
+
+STATES = ("Connecting", "Enabled", "Disabled", "Failed", "Stopped")
+
+_COUNTERS = (
+    ("polled_events_total", "Records read from the source (PolledEventCount).", "polled"),
+    (
+        "invoked_events_total",
+        "Records sent to the function, per attempt (InvokedEventCount).",
+        "invoked",
+    ),
+    ("invocations_total", "Function invocations (batches, retries included).", "invocations"),
+    ("succeeded_events_total", "Records the function processed successfully.", "succeeded"),
+    (
+        "failed_invoke_events_total",
+        "Records of invocations that failed or reported them failed (FailedInvokeEventCount).",
+        "failed_invoke",
+    ),
+    (
+        "on_failure_destination_delivered_events_total",
+        "Records written to the on-failure destination (OnFailureDestinationDeliveredEventCount).",
+        "sent_to_destination",
+    ),
+    (
+        "dropped_events_total",
+        "Records given up without an on-failure destination (DroppedEventCount).",
+        "dropped",
+    ),
+    ("retries_total", "Invocations that retried a batch.", "retries"),
+)
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def render(views: Sequence[MappingView], prefix: str = "lambda_bridge") -> str:
+    """The Prometheus text exposition (format 0.0.4) of every mapping's metrics."""
+    lines: list[str] = []
+
+    def family(name: str, kind: str, help_text: str) -> str:
+        full = f"{prefix}_{name}"
+        lines.extend((f"# HELP {full} {help_text}", f"# TYPE {full} {kind}"))
+        return full
+
+    name = family(
+        "filtered_out_events_total",
+        "counter",
+        "Records that matched no filter and were settled unseen (FilteredOutEventCount).",
+    )
+    lines += [f'{name}{{mapping="{_label(v.name)}"}} {v.filtered_out}' for v in views]
+    for metric, help_text, attribute in _COUNTERS:
+        name = family(metric, "counter", help_text)
+        lines += [
+            f'{name}{{mapping="{_label(v.name)}"}} {getattr(v.metrics, attribute)}' for v in views
+        ]
+    name = family("in_flight_batches", "gauge", "Batches being delivered now.")
+    lines += [f'{name}{{mapping="{_label(v.name)}"}} {v.metrics.in_flight}' for v in views]
+    name = family("mapping_state", "gauge", "1 for the mapping's current state.")
+    for view in views:
+        for state in STATES:
+            value = int(view.state == state)
+            lines.append(f'{name}{{mapping="{_label(view.name)}",state="{state}"}} {value}')
+    name = family(
+        "iterator_age_seconds",
+        "gauge",
+        "Age of the last record of the last batch when it was invoked (IteratorAge).",
+    )
+    for view in views:
+        if view.metrics.iterator_age is not None:
+            age = view.metrics.iterator_age
+            lines.append(f'{name}{{mapping="{_label(view.name)}"}} {age:.3f}')
+    name = family(
+        "offset_lag",
+        "gauge",
+        "Records in the partition not yet settled by this consumer (OffsetLag, Kafka).",
+    )
+    for view in views:
+        for partition, lag in sorted(view.offset_lag.items()):
+            labels = f'mapping="{_label(view.name)}",partition="{_label(partition)}"'
+            lines.append(f"{name}{{{labels}}} {lag}")
+    name = family(
+        "catch_up_remaining",
+        "gauge",
+        "Items a source still has to reconcile before it is caught up.",
+    )
+    for view in views:
+        if view.progress is not None:
+            remaining = view.progress.get("total", 0) - view.progress.get("done", 0)
+            lines.append(f'{name}{{mapping="{_label(view.name)}"}} {max(remaining, 0)}')
+    for metric, help_text, attribute in (
+        ("invoke_duration_seconds", "Time the function took to answer.", "invoke_duration"),
+        ("batch_size", "Records per invocation.", "batch_size"),
+    ):
+        name = family(metric, "histogram", help_text)
+        for view in views:
+            histogram: Histogram = getattr(view.metrics, attribute)
+            mapping = f'mapping="{_label(view.name)}"'
+            lines += [
+                f'{name}_bucket{{{mapping},le="{le}"}} {count}'
+                for le, count in histogram.cumulative()
+            ]
+            lines.append(f"{name}_sum{{{mapping}}} {_number(histogram.total)}")
+            lines.append(f"{name}_count{{{mapping}}} {histogram.count}")
+    return "\n".join(lines) + "\n"

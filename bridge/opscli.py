@@ -1,0 +1,230 @@
+"""`lambda-bridge invoke`, `status` and `reload`: the commands an operator reaches for.
+
+`status` and `reload` talk to a running daemon's admin endpoint: `--url`, or the
+`http` section of `--config` (a daemon listening on port 0 leaves the address it got
+in `state_dir/admin-address`). The token comes from `--token`, the config, or
+LAMBDA_BRIDGE_HTTP_TOKEN.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from bridge.admin import ADDRESS_FILE
+from bridge.codec import JSONDecodeError, dumps_text, loads
+from bridge.config import LoadedConfig
+from bridge.errors import BridgeError
+
+EXIT_FUNCTION_ERROR = 1
+EXIT_INVALID = 2
+
+
+class AdminUnreachable(Exception):
+    pass
+
+
+# -- invoke ---------------------------------------------------------------------------
+
+
+def _read_event(source: str | None) -> bytes:
+    if source is None:
+        return b"{}"
+    data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    loads(data)  # the event must be JSON, as Lambda requires
+    return data
+
+
+def invoke(loaded: LoadedConfig, function: str, event_source: str | None) -> int:
+    """Invoke one configured function once and print what came back."""
+    if function not in loaded.config.functions:
+        known = ", ".join(sorted(loaded.config.functions))
+        print(f"error: no function named {function!r} (known: {known})", file=sys.stderr)
+        return EXIT_INVALID
+    try:
+        event = _read_event(event_source)
+    except (OSError, JSONDecodeError) as exc:
+        print(f"error: the event is not a readable JSON document: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    return asyncio.run(_invoke(loaded, function, event))
+
+
+async def _invoke(loaded: LoadedConfig, function: str, event: bytes) -> int:
+    config = loaded.config.functions[function]
+    invoker = config.build(function, loaded.build_context)
+    try:
+        await invoker.start()
+        started = time.perf_counter()
+        result = await invoker.invoke(event, str(uuid.uuid4()))
+        duration = time.perf_counter() - started
+    except BridgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    finally:
+        await invoker.close()
+    print(f"request id: {result.request_id}")
+    print(f"duration: {duration * 1000:.1f} ms")
+    if result.function_error:
+        print(f"function error: {result.function_error}")
+    print("response:")
+    try:
+        print(dumps_text(loads(result.payload), indent=True))
+    except JSONDecodeError:
+        print(result.payload.decode("utf-8", "replace"))
+    return EXIT_FUNCTION_ERROR if result.function_error else 0
+
+
+# -- talking to a daemon -----------------------------------------------------------------
+
+
+def admin_url(url: str | None, loaded: LoadedConfig | None) -> str:
+    if url:
+        return url.rstrip("/")
+    if loaded is None:
+        return "http://127.0.0.1:9090"
+    address = loaded.config.http.address
+    if address.endswith(":0"):
+        written = loaded.config.state_dir / ADDRESS_FILE
+        if not written.exists():
+            raise AdminUnreachable(f"no daemon address in {written}: is the daemon running?")
+        address = written.read_text().strip()
+    host = address.rsplit(":", 1)[0]
+    if host in ("0.0.0.0", "::", "[::]"):
+        address = address.replace(host, "127.0.0.1", 1)
+    return f"http://{address}"
+
+
+def _request(url: str, token: str | None, method: str = "GET") -> tuple[int, bytes]:
+    request = urllib.request.Request(url, method=method)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status), bytes(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except (urllib.error.URLError, OSError) as exc:
+        raise AdminUnreachable(f"cannot reach {url}: {getattr(exc, 'reason', exc)}") from None
+
+
+def reload(base: str, token: str | None) -> int:
+    status, body = _request(f"{base}/reload", token, method="POST")
+    if status == 401:
+        print("error: the daemon wants a bearer token (--token)", file=sys.stderr)
+        return EXIT_INVALID
+    answer = loads(body)
+    if not answer.get("reloaded"):
+        for problem in answer.get("errors", []):
+            print(f"error: {problem}", file=sys.stderr)
+        print("reload rejected: the running config stays", file=sys.stderr)
+        return EXIT_INVALID
+    for key in ("started", "stopped", "restarted", "unchanged"):
+        print(f"{key}: {', '.join(answer.get(key, [])) or '-'}")
+    return 0
+
+
+# -- status -----------------------------------------------------------------------------
+
+
+def parse_metrics(text: str) -> dict[str, dict[str, float]]:
+    """Per mapping, the sum of each sample name over its other labels."""
+    found: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for line in text.splitlines():
+        if not line or line.startswith("#") or "{" not in line:
+            continue
+        name, rest = line.split("{", 1)
+        labels_text, _, value = rest.rpartition("} ")
+        labels = dict(part.split("=", 1) for part in labels_text.split('",') if "=" in part)
+        mapping = labels.get("mapping", "").strip('"')
+        if name.endswith("_bucket") or "mapping_state" in name:
+            continue
+        found[mapping][name.removeprefix("lambda_bridge_")] += float(value)
+    return found
+
+
+def _lag(mapping: dict[str, float]) -> str:
+    parts = []
+    if mapping.get("offset_lag"):
+        parts.append(f"{int(mapping['offset_lag'])} rec")
+    if "iterator_age_seconds" in mapping:
+        parts.append(f"{mapping['iterator_age_seconds']:.1f}s")
+    return " / ".join(parts) or "-"
+
+
+def status(base: str, token: str | None, interval: float) -> int:
+    code, body = _request(f"{base}/readyz", token)
+    if code == 401:
+        print("error: the daemon wants a bearer token (--token)", file=sys.stderr)
+        return EXIT_INVALID
+    readiness = loads(body)
+    first = parse_metrics(_request(f"{base}/metrics", token)[1].decode())
+    second = first
+    if interval > 0:
+        time.sleep(interval)
+        second = parse_metrics(_request(f"{base}/metrics", token)[1].decode())
+    print(_table(readiness, first, second, interval))
+    return 0 if readiness.get("ready") else 1
+
+
+def _rate(name: str, before: dict[str, float], after: dict[str, float], interval: float) -> str:
+    if interval <= 0:
+        return "-"
+    return f"{(after.get(name, 0.0) - before.get(name, 0.0)) / interval:.1f}"
+
+
+def _table(
+    readiness: dict[str, Any],
+    before: dict[str, dict[str, float]],
+    after: dict[str, dict[str, float]],
+    interval: float,
+) -> str:
+    header = [
+        "MAPPING",
+        "STATE",
+        "LAG",
+        "POLLED/S",
+        "INVOKED/S",
+        "FAILED",
+        "TO DLQ",
+        "FILTERED",
+        "LAST RESULT",
+    ]
+    rows = [header]
+    notes = []
+    for entry in readiness.get("mappings", []):
+        name = entry["name"]
+        now, then = after.get(name, {}), before.get(name, {})
+        rows.append(
+            [
+                name,
+                entry["State"],
+                _lag(now),
+                _rate("polled_events_total", then, now, interval),
+                _rate("invoked_events_total", then, now, interval),
+                str(int(now.get("failed_invoke_events_total", 0))),
+                str(int(now.get("on_failure_destination_delivered_events_total", 0))),
+                str(int(now.get("filtered_out_events_total", 0))),
+                entry.get("LastProcessingResult", "-"),
+            ]
+        )
+        if entry.get("StateReason"):
+            notes.append(f"{name}: {entry['StateReason']}")
+        catch_up = entry.get("CatchUp")
+        if catch_up:
+            notes.append(
+                f"{name}: catching up, {catch_up.get('done', 0)} of {catch_up.get('total', 0)}"
+            )
+    widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        for row in rows
+    ]
+    ready = "ready" if readiness.get("ready") else "NOT ready"
+    return "\n".join([f"daemon: {ready}", *lines, *notes])
