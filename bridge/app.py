@@ -29,11 +29,14 @@ from bridge.metrics import MappingView
 from bridge.plugins import SourceContext
 from bridge.protocols import Destination, Invoker, Source
 from bridge.reload import plan_reload, restart_only_changes
+from bridge.retry import sleep_unless
 from bridge.settings import resolve
 from bridge.systemd import Notifier
 
 # How long /metrics waits for a source to report its lag.
 LAG_TIMEOUT_SECONDS = 2.0
+# How often systemd's status line is brought up to date.
+STATUS_INTERVAL_SECONDS = 5.0
 
 
 class Daemon:
@@ -218,6 +221,8 @@ class Daemon:
         self._log.info("daemon.ready", mappings=list(self.runners), pid=os.getpid())
         self._notifier.ready(self._status_line())
         self._spawn(self._notifier.watchdog_loop(self._stop_requested))
+        if self._notifier.enabled:
+            self._spawn(self._report_status())
         await self._stop_requested.wait()
         async with self._reload_lock:
             await self._drain(list(self.runners))
@@ -237,6 +242,15 @@ class Daemon:
             self._log.error("admin.unavailable", listen=http.address, error=str(exc))
             return
         self._admin = admin
+
+    async def _report_status(self) -> None:
+        """Keep systemd's STATUS= (`systemctl status`) in step with the mappings' states."""
+        shown = self._status_line()
+        while await sleep_unless(self._stop_requested, STATUS_INTERVAL_SECONDS):
+            line = self._status_line()
+            if line != shown:
+                self._notifier.status(line)
+                shown = line
 
     def _status_line(self) -> str:
         states = [runner.state.value for runner in self.runners.values()]

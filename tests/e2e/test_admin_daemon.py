@@ -200,6 +200,9 @@ def test_the_daemon_speaks_the_notify_protocol(
     assert f"MAINPID={daemon.process.pid}" in ready  # type: ignore[union-attr]
     next_message(receiver, "WATCHDOG=1")
     next_message(receiver, "WATCHDOG=1")
+    # The status line follows the mapping from Connecting to Enabled.
+    assert "STATUS=1 mappings: 1 Connecting" in ready
+    next_message(receiver, "STATUS=1 mappings: 1 Enabled")
     daemon.signal(signal.SIGHUP)
     reloading = next_message(receiver, "RELOADING=1")
     assert any(line.startswith("MONOTONIC_USEC=") for line in reloading)
