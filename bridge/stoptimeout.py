@@ -49,6 +49,20 @@ _SYSTEMD_PART = re.compile(rf"\s*({_NUMBER})\s*([a-zA-Zµμ]*)")
 _GO_PART = re.compile(rf"({_NUMBER})([a-zµμ]+)")
 
 
+def _sum_of_parts(
+    text: str, part_pattern: re.Pattern[str], units: dict[str, float], problem: str
+) -> float:
+    """A duration written as number-unit parts (`1min 30s`, `1m30s`), in seconds."""
+    total, position = 0.0, 0
+    while position < len(text):
+        part = part_pattern.match(text, position)
+        if part is None or part.group(2) not in units:
+            raise ValueError(problem)
+        total += float(part.group(1)) * units[part.group(2)]
+        position = part.end()
+    return total
+
+
 def parse_systemd_timespan(text: str) -> float | None:
     """Seconds in a systemd time span (`45`, `45s`, `2min`, `1min 30s`, `500ms`, `1h`);
     None for `infinity` (no limit). A number without unit is seconds."""
@@ -57,14 +71,9 @@ def parse_systemd_timespan(text: str) -> float | None:
         return None
     if not stripped:
         raise ValueError("empty time span")
-    total, position = 0.0, 0
-    while position < len(stripped):
-        part = _SYSTEMD_PART.match(stripped, position)
-        if part is None or part.group(2) not in _SYSTEMD_UNITS:
-            raise ValueError(f"not a systemd time span: {text!r}")
-        total += float(part.group(1)) * _SYSTEMD_UNITS[part.group(2)]
-        position = part.end()
-    return total
+    return _sum_of_parts(
+        stripped, _SYSTEMD_PART, _SYSTEMD_UNITS, f"not a systemd time span: {text!r}"
+    )
 
 
 def parse_compose_duration(text: str) -> float:
@@ -74,14 +83,7 @@ def parse_compose_duration(text: str) -> float:
         return 0.0
     if not stripped:
         raise ValueError("empty duration")
-    total, position = 0.0, 0
-    while position < len(stripped):
-        part = _GO_PART.match(stripped, position)
-        if part is None or part.group(2) not in _GO_UNITS:
-            raise ValueError(f"not a duration such as '1m30s': {text!r}")
-        total += float(part.group(1)) * _GO_UNITS[part.group(2)]
-        position = part.end()
-    return total
+    return _sum_of_parts(stripped, _GO_PART, _GO_UNITS, f"not a duration such as '1m30s': {text!r}")
 
 
 @dataclass(frozen=True)
