@@ -118,11 +118,13 @@ class MemorySource:
     async def read(self) -> Sequence[Record]:
         """The next chunk; records of paused partitions are held back, in order, until
         their partition is resumed."""
-        candidates = self._held + list(itertools.islice(self._pending, self._chunk))
-        self._held = []
-        chunk: list[Record] = []
-        for record in candidates:
-            (self._held if record.partition in self.paused else chunk).append(record)
+        fresh = list(itertools.islice(self._pending, self._chunk))
+        if not self.paused and not self._held:
+            chunk = fresh
+        else:
+            candidates, self._held, chunk = self._held + fresh, [], []
+            for record in candidates:
+                (self._held if record.partition in self.paused else chunk).append(record)
         self.served += len(chunk)
         if not chunk:
             await asyncio.sleep(0.01)
