@@ -342,14 +342,20 @@ class Daemon:
         self.destinations.update(destinations)
         self.loaded, self.config = loaded, new
         order = {mapping.name: index for index, mapping in enumerate(new.mappings)}
+        failed = []
         for mapping in new.mappings:
             if mapping.name in plan.added or mapping.name in plan.changed:
-                await self._prepare_provided(mapping)
+                try:
+                    await self._prepare_provided(mapping)
+                except BridgeError as exc:
+                    self._log.error("reload.mapping_failed", mapping=mapping.name, error=str(exc))
+                    failed.append(mapping.name)
+                    continue
                 runner = self._runner(mapping)
                 self.runners[mapping.name] = runner
                 self._launch(runner)
         self.runners = dict(sorted(self.runners.items(), key=lambda item: order[item[0]]))
-        summary = plan.summary()
+        summary = {**plan.summary(), "failed": failed}
         self._log.info("reload.applied", **summary)
         return summary
 

@@ -127,6 +127,9 @@ def reload(base: str, token: str | None) -> int:
         return EXIT_INVALID
     for key in ("started", "stopped", "restarted", "unchanged"):
         print(f"{key}: {', '.join(answer.get(key, [])) or '-'}")
+    if answer.get("failed"):
+        print(f"failed to start: {', '.join(answer['failed'])} (see the daemon's log)")
+        return 1
     return 0
 
 
