@@ -12,6 +12,7 @@ service SDK. Third-party connectors register through the entry point groups
 from __future__ import annotations
 
 import importlib
+import time
 from dataclasses import dataclass, field
 from functools import cache
 from importlib.metadata import entry_points
@@ -146,6 +147,18 @@ class SourceConfig(StrictModel):
     def sample_event(cls, count: int, identity: Identity) -> bytes:
         """An example event with `count` records, built by the source's real formatter."""
         raise NotImplementedError
+
+
+def check_start_timestamp(starting_position: str, timestamp: float | None) -> None:
+    """`starting_position_timestamp` goes with AT_TIMESTAMP, and only with it, and is not
+    in the future (esm-reference.md 2). Raises ValueError for a model validator."""
+    at_timestamp = starting_position == "AT_TIMESTAMP"
+    if at_timestamp and timestamp is None:
+        raise ValueError("starting_position AT_TIMESTAMP needs starting_position_timestamp")
+    if not at_timestamp and timestamp is not None:
+        raise ValueError("starting_position_timestamp goes with starting_position AT_TIMESTAMP")
+    if timestamp is not None and timestamp > time.time():
+        raise ValueError("starting_position_timestamp cannot be in the future")
 
 
 class FunctionConfig(StrictModel):

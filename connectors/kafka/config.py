@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Literal
 
@@ -18,6 +17,7 @@ from bridge.plugins import (
     SourceConfig,
     SourceContext,
     StrictModel,
+    check_start_timestamp,
 )
 from bridge.protocols import Destination, Source
 
@@ -131,16 +131,7 @@ class KafkaSourceConfig(SourceConfig, KafkaConnectionConfig):
 
     @model_validator(mode="after")
     def _timestamp_with_at_timestamp(self) -> KafkaSourceConfig:
-        at_timestamp = self.starting_position == "AT_TIMESTAMP"
-        if at_timestamp and self.starting_position_timestamp is None:
-            raise ValueError("starting_position AT_TIMESTAMP needs starting_position_timestamp")
-        if not at_timestamp and self.starting_position_timestamp is not None:
-            raise ValueError("starting_position_timestamp goes with starting_position AT_TIMESTAMP")
-        if (
-            self.starting_position_timestamp is not None
-            and self.starting_position_timestamp > time.time()
-        ):
-            raise ValueError("starting_position_timestamp cannot be in the future")
+        check_start_timestamp(self.starting_position, self.starting_position_timestamp)
         return self
 
     def check(self) -> list[tuple[ConfigPath, str]]:

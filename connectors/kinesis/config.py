@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import time
 from typing import Literal
 
 from pydantic import Field, model_validator
 
 from bridge.filtering import KINESIS_DATA
-from bridge.plugins import AWS_STREAM, Identity, SourceConfig, SourceContext
+from bridge.plugins import (
+    AWS_STREAM,
+    Identity,
+    SourceConfig,
+    SourceContext,
+    check_start_timestamp,
+)
 from bridge.protocols import Source
 from connectors.aws.config import AwsConnectionConfig
 
@@ -57,16 +62,7 @@ class KinesisSourceConfig(SourceConfig, AwsConnectionConfig):
 
     @model_validator(mode="after")
     def _timestamp_with_at_timestamp(self) -> KinesisSourceConfig:
-        at_timestamp = self.starting_position == "AT_TIMESTAMP"
-        if at_timestamp and self.starting_position_timestamp is None:
-            raise ValueError("starting_position AT_TIMESTAMP needs starting_position_timestamp")
-        if not at_timestamp and self.starting_position_timestamp is not None:
-            raise ValueError("starting_position_timestamp goes with starting_position AT_TIMESTAMP")
-        if (
-            self.starting_position_timestamp is not None
-            and self.starting_position_timestamp > time.time()
-        ):
-            raise ValueError("starting_position_timestamp cannot be in the future")
+        check_start_timestamp(self.starting_position, self.starting_position_timestamp)
         return self
 
     @property
