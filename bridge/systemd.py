@@ -1,11 +1,14 @@
 """Readiness, reload, stop and watchdog notifications to systemd (the sd_notify protocol).
 
 The unit runs with `Type=notify`: systemd considers the service started only once the
-daemon says READY=1, which it does when its mappings are really polling, so units ordered
-after it (and `systemctl start`) wait for a working bridge rather than a process that may
-still fail on its config or its first connection. With `WatchdogSec=`, the pings are sent
-from the asyncio loop itself: a loop that is wedged (a handler blocking it, a deadlock)
-stops pinging and systemd restarts the service, which a separate thread could not detect.
+daemon says READY=1, which it does once its config, functions and destinations are loaded
+and its mappings launched, so units ordered after it (and `systemctl start`) wait for a
+bridge past the failures that would stop it at start. A mapping whose broker is down does
+not hold READY back (it retries for as long as it takes); STATUS= shows its state.
+
+With `WatchdogSec=`, the pings are sent from the asyncio loop itself: a loop that is
+wedged (a handler blocking it, a deadlock) stops pinging and systemd restarts the
+service, which a separate thread could not detect.
 
 The protocol is a newline-separated list of `KEY=value` assignments sent as one datagram
 to the AF_UNIX socket named by NOTIFY_SOCKET. Without NOTIFY_SOCKET (not started by
