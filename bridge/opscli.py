@@ -9,6 +9,7 @@ LAMBDA_BRIDGE_HTTP_TOKEN.
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 import time
 import urllib.error
@@ -136,19 +137,23 @@ def reload(base: str, token: str | None) -> int:
 # -- status -----------------------------------------------------------------------------
 
 
+_SAMPLE = re.compile(r"^(\w+)\{(.*)\} (\S+)$")
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
 def parse_metrics(text: str) -> dict[str, dict[str, float]]:
-    """Per mapping, the sum of each sample name over its other labels."""
+    """Per mapping (its label as exposed), the sum of each sample over its other labels;
+    histogram buckets and the state gauge are left out."""
     found: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for line in text.splitlines():
-        if not line or line.startswith("#") or "{" not in line:
+        sample = _SAMPLE.match(line)
+        if sample is None:
             continue
-        name, rest = line.split("{", 1)
-        labels_text, _, value = rest.rpartition("} ")
-        labels = dict(part.split("=", 1) for part in labels_text.split('",') if "=" in part)
-        mapping = labels.get("mapping", "").strip('"')
-        if name.endswith("_bucket") or "mapping_state" in name:
+        name, labels_text, value = sample.groups()
+        if name.endswith("_bucket") or name.endswith("mapping_state"):
             continue
-        found[mapping][name.removeprefix("lambda_bridge_")] += float(value)
+        labels = dict(_LABEL.findall(labels_text))
+        found[labels.get("mapping", "")][name.removeprefix("lambda_bridge_")] += float(value)
     return found
 
 
