@@ -53,7 +53,10 @@ def messages(count: int) -> list[dict[str, Any]]:
             "status": rng.choice(["created", "paid", "shipped", "refunded"]),
             "currency": rng.choice(["EUR", "USD"]),
             "amount": rng.randint(1, 1200),
-            "customer": {"id": f"c-{index % 97}", "tier": rng.choice(["gold-plus", "silver", "bronze"])},
+            "customer": {
+                "id": f"c-{index % 97}",
+                "tier": rng.choice(["gold-plus", "silver", "bronze"]),
+            },
             "channel": rng.choice(["web", "app", "pos", "phone"]),
         }
         if rng.random() < 0.1:
@@ -96,7 +99,9 @@ def main() -> None:
         filter_times.append(elapsed)
     base_rate = args.records / statistics.median(base_times)
     filter_rate = args.records / statistics.median(filter_times)
-    print(f"records: {args.records:,} SQS records, 5 filters, median of {args.rounds} rounds, one core")
+    print(
+        f"records: {args.records:,} SQS records, 5 filters, median of {args.rounds} rounds, one core"
+    )
     print(f"kept by the filters: {kept:,} ({kept / args.records:.0%})")
     print(f"baseline, decode the body JSON only:         {base_rate:,.0f} records/s")
     print(f"lambda-bridge FilterSet.matches:             {filter_rate:,.0f} records/s")

@@ -26,7 +26,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -34,11 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bridge import logs
 from bridge.config import load_config_text
-from bridge.mapping import MappingRunner
-from bridge.plugins import SourceContext
-from bridge.settings import resolve
-from bridge.testing import NoopInvoker
 from tests import services
+from tests.bench.harness import run_mapping
 from tests.e2e.kafka_helpers import _create, unique
 
 BATCH = 100
@@ -131,54 +127,9 @@ async def through_bridge(
     in_memory_function: bool = False,
 ) -> float:
     loaded = mapping_config(workdir, bootstrap, topic, handler, window, fetch_wait)
-    config = loaded.config  # type: ignore[attr-defined]
-    mapping = config.mappings[0]
-    invoker = (
-        NoopInvoker()
-        if in_memory_function
-        else config.functions["noop"].build("noop", loaded.build_context)
-    )  # type: ignore[attr-defined]
-    await invoker.start()
-    context = SourceContext(
-        mapping="bench", identity=config.identity, checkpoints=None, state_dir=workdir
-    )  # type: ignore[arg-type]
-    settled = 0
-    started = 0.0
-
-    def build_source() -> Any:
-        source = mapping.source.build(context)
-        original = source.settle
-
-        async def counting_settle(records: Any, checkpoints: Any) -> None:
-            nonlocal settled, started
-            if not started:
-                started = time.perf_counter()
-            settled += len(records)
-            await original(records, checkpoints)
-
-        source.settle = counting_settle
-        return source
-
-    runner = MappingRunner(
-        name="bench",
-        function_arn="arn:aws:lambda:us-east-1:000000000000:function:noop",
-        settings=resolve(mapping),
-        source_factory=build_source,
-        invoker=invoker,
-        destination=None,
-    )  # type: ignore[arg-type]
-    task = asyncio.create_task(runner.run())
-    try:
-        if until is not None:
-            await until  # type: ignore[misc]
-        else:
-            while settled < count:
-                await asyncio.sleep(0.005)
-        return time.perf_counter() - started
-    finally:
-        runner.stop()
-        await task
-        await invoker.close()
+    return await run_mapping(
+        loaded, workdir, count, in_memory_function=in_memory_function, until=until
+    )
 
 
 async def latency(workdir: Path, bootstrap: str) -> list[float]:

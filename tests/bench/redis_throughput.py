@@ -32,11 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bridge import logs
 from bridge.config import load_config_text
-from bridge.mapping import MappingRunner
-from bridge.plugins import SourceContext
-from bridge.settings import resolve
-from bridge.testing import NoopInvoker
 from tests import services
+from tests.bench.harness import run_mapping
 from tests.e2e.redis_helpers import unique
 
 BATCH = 100
@@ -109,54 +106,9 @@ mappings:
     source: {{type: redis-streams, url: '{url}', streams: [{", ".join(streams)}], group: {unique("bridge")}, starting_position: TRIM_HORIZON, block_seconds: 0.05}}
 """
     loaded = load_config_text(text, "bench.yaml", environ={})
-    config = loaded.config
-    mapping = config.mappings[0]
-    invoker = (
-        NoopInvoker()
-        if in_memory_function
-        else config.functions["noop"].build("noop", loaded.build_context)
+    return await run_mapping(
+        loaded, workdir, count, in_memory_function=in_memory_function, until=until
     )
-    await invoker.start()
-    context = SourceContext(
-        mapping="bench", identity=config.identity, checkpoints=None, state_dir=workdir
-    )  # type: ignore[arg-type]
-    settled = 0
-    started = 0.0
-
-    def build_source() -> Any:
-        source = mapping.source.build(context)
-        original = source.settle
-
-        async def counting_settle(records: Any, checkpoints: Any) -> None:
-            nonlocal settled, started
-            if not started:
-                started = time.perf_counter()
-            settled += len(records)
-            await original(records, checkpoints)
-
-        source.settle = counting_settle
-        return source
-
-    runner = MappingRunner(
-        name="bench",
-        function_arn="arn:aws:lambda:us-east-1:000000000000:function:noop",
-        settings=resolve(mapping),
-        source_factory=build_source,
-        invoker=invoker,
-        destination=None,
-    )  # type: ignore[arg-type]
-    task = asyncio.create_task(runner.run())
-    try:
-        if until is not None:
-            await until
-        else:
-            while settled < count:
-                await asyncio.sleep(0.005)
-        return time.perf_counter() - started
-    finally:
-        runner.stop()
-        await task
-        await invoker.close()
 
 
 async def latency(workdir: Path, url: str) -> list[float]:

@@ -1,0 +1,76 @@
+"""Shared by the broker benchmarks: run the one mapping of a loaded config until a given
+number of records is settled, timed from the first settle."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from bridge.config import LoadedConfig
+from bridge.mapping import MappingRunner
+from bridge.plugins import SourceContext
+from bridge.settings import resolve
+from bridge.testing import NoopInvoker
+
+
+async def run_mapping(
+    loaded: LoadedConfig,
+    workdir: Path,
+    count: int,
+    *,
+    in_memory_function: bool = False,
+    until: Any = None,
+) -> float:
+    """Seconds from the first settled record until `count` are settled (or `until`, an
+    awaitable, is done). `in_memory_function` swaps the configured function `noop` for
+    bridge.testing.NoopInvoker, which isolates the bridge's own cost."""
+    config = loaded.config
+    mapping = config.mappings[0]
+    invoker: Any = (
+        NoopInvoker()
+        if in_memory_function
+        else config.functions["noop"].build("noop", loaded.build_context)
+    )
+    await invoker.start()
+    context = SourceContext(
+        mapping="bench", identity=config.identity, checkpoints=None, state_dir=workdir
+    )  # type: ignore[arg-type]
+    settled = 0
+    started = 0.0
+
+    def build_source() -> Any:
+        source = mapping.source.build(context)
+        original = source.settle
+
+        async def counting_settle(records: Any, checkpoints: Any) -> None:
+            nonlocal settled, started
+            if not started:
+                started = time.perf_counter()
+            settled += len(records)
+            await original(records, checkpoints)
+
+        source.settle = counting_settle
+        return source
+
+    runner = MappingRunner(
+        name="bench",
+        function_arn="arn:aws:lambda:us-east-1:000000000000:function:noop",
+        settings=resolve(mapping),
+        source_factory=build_source,
+        invoker=invoker,
+        destination=None,
+    )
+    task = asyncio.create_task(runner.run())
+    try:
+        if until is not None:
+            await until
+        else:
+            while settled < count:
+                await asyncio.sleep(0.005)
+        return time.perf_counter() - started
+    finally:
+        runner.stop()
+        await task
+        await invoker.close()
