@@ -33,15 +33,38 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 """
 
 
-class SqliteCheckpointStore:
+class StagedPositions:
+    """Saves staged in memory until the next flush, shared by the checkpoint stores:
+    `save` stages, `overlay` shows what a load must return (the stored positions with
+    the staged ones on top, a staged None deleting)."""
+
+    def __init__(self) -> None:
+        self._staged: dict[tuple[str, str], str | None] = {}
+
+    async def save(self, namespace: str, updates: Mapping[str, str | None]) -> None:
+        for partition, value in updates.items():
+            self._staged[(namespace, partition)] = value
+
+    def overlay(self, namespace: str, stored: dict[str, str]) -> dict[str, str]:
+        for (staged_namespace, partition), value in self._staged.items():
+            if staged_namespace != namespace:
+                continue
+            if value is None:
+                stored.pop(partition, None)
+            else:
+                stored[partition] = value
+        return stored
+
+
+class SqliteCheckpointStore(StagedPositions):
     """CheckpointStore backed by one SQLite file, accessed from one worker thread."""
 
     def __init__(self, path: Path, flush_interval: float = 0.5) -> None:
+        super().__init__()
         self.path = path
         self._flush_interval = flush_interval
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoints")
         self._connection: sqlite3.Connection | None = None
-        self._staged: dict[tuple[str, str], str | None] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._log = structlog.get_logger("bridge.checkpoints")
@@ -74,18 +97,7 @@ class SqliteCheckpointStore:
         # lands, and a load in between would see them in neither place.
         async with self._lock:
             stored: dict[str, str] = await self._run(self._select, namespace)
-        for (staged_namespace, partition), value in self._staged.items():
-            if staged_namespace != namespace:
-                continue
-            if value is None:
-                stored.pop(partition, None)
-            else:
-                stored[partition] = value
-        return stored
-
-    async def save(self, namespace: str, updates: Mapping[str, str | None]) -> None:
-        for partition, value in updates.items():
-            self._staged[(namespace, partition)] = value
+        return self.overlay(namespace, stored)
 
     def _write(self, staged: dict[tuple[str, str], str | None]) -> None:
         assert self._connection is not None

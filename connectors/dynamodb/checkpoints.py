@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 from botocore.exceptions import ClientError
 
+from bridge.checkpoints import StagedPositions
 from bridge.errors import BridgeError
 from bridge.retry import Backoff
 from connectors.aws.client import announce_endpoint, aws_client, aws_errors, error_code
@@ -45,17 +46,17 @@ class PermanentCheckpointStoreError(CheckpointStoreError):
     retriable = False
 
 
-class DynamoDBCheckpointStore:
+class DynamoDBCheckpointStore(StagedPositions):
     """CheckpointStore backed by one DynamoDB table."""
 
     def __init__(self, config: DynamoDBCheckpointStoreConfig, fallback_region: str) -> None:
+        super().__init__()
         self.config = config
         self.table = config.table
         self._region = config.region_or(fallback_region)
         self._where = f"dynamodb checkpoint table {config.table}"
         self._exit = contextlib.AsyncExitStack()
         self._client: Any = None
-        self._staged: dict[tuple[str, str], str | None] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._log = structlog.get_logger("connectors.dynamodb").bind(table=config.table)
@@ -139,18 +140,7 @@ class DynamoDBCheckpointStore:
                     if not last:
                         break
                     request["ExclusiveStartKey"] = last
-            for (staged_namespace, partition), value in self._staged.items():
-                if staged_namespace != namespace:
-                    continue
-                if value is None:
-                    stored.pop(partition, None)
-                else:
-                    stored[partition] = value
-        return stored
-
-    async def save(self, namespace: str, updates: Mapping[str, str | None]) -> None:
-        for partition, value in updates.items():
-            self._staged[(namespace, partition)] = value
+            return self.overlay(namespace, stored)
 
     async def flush(self) -> None:
         async with self._lock:
