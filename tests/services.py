@@ -292,30 +292,3 @@ def started(server: ServerProcess) -> Iterator[ServerProcess]:
         yield server
     finally:
         server.stop()
-
-
-@contextlib.contextmanager
-def moto_in_process() -> Iterator[str]:
-    """moto's server in this process, for tests that must reach into its backends (e.g.
-    to put records into Kinesis child shards, which moto's own routing never fills)."""
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
-def put_into_shard(stream_name: str, shard_id: str, items: list[bytes]) -> None:
-    """Append records to one shard of an in-process moto Kinesis stream."""
-    import base64
-
-    from moto.core.models import DEFAULT_ACCOUNT_ID
-    from moto.kinesis.models import kinesis_backends
-
-    shard = kinesis_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].streams[stream_name].shards[shard_id]
-    for index, data in enumerate(items):
-        shard.put_record(f"child-{index}", base64.b64encode(data).decode(), "")

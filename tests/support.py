@@ -155,9 +155,7 @@ class DaemonProcess:
         [listening] = self.wait_for_log("admin.listening")
         return f"http://{listening['address']}"
 
-    def admin(
-        self, path: str, *, token: str | None = None, method: str = "GET"
-    ) -> tuple[int, str]:
+    def admin(self, path: str, *, token: str | None = None, method: str = "GET") -> tuple[int, str]:
         """(status, body) of a request to the daemon's admin endpoint."""
         request = urllib.request.Request(self.admin_url() + path, method=method)
         if token is not None:

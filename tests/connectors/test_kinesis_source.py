@@ -14,7 +14,7 @@ import copy
 import time
 import uuid
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,6 @@ from connectors.kinesis.lineage import (
     ShardState,
 )
 from connectors.kinesis.source import KinesisSource
-from tests import services
 
 TIMEOUT = 10.0
 QUIET = 0.4
@@ -426,63 +425,77 @@ def test_parallelization_factor_keeps_each_partition_key_in_order(stream: Harnes
 
 # -- resharding ---------------------------------------------------------------------------
 #
-# moto's SplitShard puts the parent's records back into the parent and keeps routing new
-# records to it, so its children never receive any. This test runs moto in-process to put
-# records into the children directly; the source still talks to it over HTTP.
+# moto never routes new records to the children of a split (its closed parent still
+# covers their hash keys), but after MergeShards a PutRecord whose ExplicitHashKey is
+# the first parent's ending hash key lands in the child. moto also copies the parents'
+# records into the merged child, which Kinesis does not: the test compares what the
+# source delivered for the child with what GetRecords says the child holds.
 
 
-@pytest.fixture(scope="module")
-def moto_in_process() -> Iterator[str]:
-    with services.moto_in_process() as endpoint:
-        yield endpoint
+def child_contents(stream: Harness, shard_id: str) -> list[bytes]:
+    iterator = stream.client.get_shard_iterator(
+        StreamName=stream.name, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    return [
+        record["Data"] for record in stream.client.get_records(ShardIterator=iterator)["Records"]
+    ]
 
 
-def test_split_children_are_read_only_after_the_parent_is_settled(
-    moto_in_process: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_merged_child_is_read_only_after_both_parents_are_settled(
+    aws_endpoint: str, tmp_path: Path
 ) -> None:
-    """After a split, the parent is read to its end first; its children start only once
-    every record of the parent is settled, the parent is then saved as finished and never
-    read again, and nothing of either is lost or repeated."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    stream = Harness(moto_in_process, tmp_path)
-    [parent] = stream.shard_ids()
+    """After a merge, both parents are read to their end first; the child starts only
+    once every record of both parents is settled, the parents are then saved as finished
+    and never read again, and nothing of any shard is lost or repeated."""
+    stream = Harness(aws_endpoint, tmp_path, shards=2)
+    listed = stream.client.list_shards(StreamName=stream.name)["Shards"]
+    parents = [shard["ShardId"] for shard in listed]
+    first_end = listed[0]["HashKeyRange"]["EndingHashKey"]
+    second_start = listed[1]["HashKeyRange"]["StartingHashKey"]
+
+    def put(hash_key: str, items: list[bytes]) -> None:
+        for data in items:
+            stream.client.put_record(
+                StreamName=stream.name, Data=data, PartitionKey="k", ExplicitHashKey=hash_key
+            )
 
     async def main() -> None:
         await stream.store.open()
-        parent_payloads = stream.put(4)
+        parent_payloads = {parents[0]: [b"p0-0", b"p0-1"], parents[1]: [b"p1-0", b"p1-1"]}
+        put("0", parent_payloads[parents[0]])
+        put(second_start, parent_payloads[parents[1]])
         async with stream.opened() as source:
             read = await collect(source, 4)
-            assert data_of(read) == parent_payloads
-            stream.client.split_shard(
-                StreamName=stream.name, ShardToSplit=parent, NewStartingHashKey=str(2**127)
+            for parent, payloads in parent_payloads.items():
+                assert data_of([r for r in read if r.partition == parent]) == payloads
+            stream.client.merge_shards(
+                StreamName=stream.name,
+                ShardToMerge=parents[0],
+                AdjacentShardToMerge=parents[1],
             )
-            children = [shard for shard in stream.shard_ids() if shard != parent]
-            child_payloads = {
-                child: [f"{child}-{n}".encode() for n in range(2)] for child in children
-            }
-            for child, items in child_payloads.items():
-                services.put_into_shard(stream.name, child, items)
+            [child] = [shard for shard in stream.shard_ids() if shard not in parents]
+            put(first_end, [b"c-0", b"c-1"])
             assert await quiet(source) == []
-            assert source.phases()[parent] is Phase.DRAINED
-            assert {source.phases()[child] for child in children} == {Phase.WAITING}
-            await settle(source, read[:3])
+            assert {source.phases()[parent] for parent in parents} == {Phase.DRAINED}
+            assert source.phases()[child] is Phase.WAITING
+            await settle(source, [r for r in read if r.partition == parents[0]])
             assert await quiet(source, 0.2) == []
-            await settle(source, read[3:])
-            assert source.phases()[parent] is Phase.FINISHED
-            from_children = await collect(source, 4)
-            for child in children:
-                assert (
-                    data_of([r for r in from_children if r.partition == child])
-                    == child_payloads[child]
-                )
-            await settle(source, from_children)
+            assert source.phases()[parents[0]] is Phase.FINISHED
+            assert source.phases()[child] is Phase.WAITING
+            await settle(source, [r for r in read if r.partition == parents[1]])
+            assert source.phases()[parents[1]] is Phase.FINISHED
+            expected = child_contents(stream, child)
+            assert expected[-2:] == [b"c-0", b"c-1"]
+            from_child = await collect(source, len(expected))
+            assert {r.partition for r in from_child} == {child}
+            assert data_of(from_child) == expected
+            await settle(source, from_child)
             assert await quiet(source, 0.2) == []
         stored = await stream.store.load(stream.namespace())
-        assert stored[parent] == SHARD_END
+        assert {stored[parent] for parent in parents} == {SHARD_END}
         async with stream.opened() as again:
             assert await quiet(again, 0.3) == []
-            assert again.phases()[parent] is Phase.FINISHED
+            assert {again.phases()[parent] for parent in parents} == {Phase.FINISHED}
         await stream.store.close()
 
     run(main)
@@ -504,18 +517,11 @@ def test_stream_named_by_arn(stream: Harness) -> None:
     run(main)
 
 
-def test_a_checkpoint_older_than_the_trim_horizon_is_reported(
-    moto_in_process: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_checkpoint_older_than_the_trim_horizon_is_reported(stream: Harness) -> None:
     """Kinesis would resume after a trimmed sequence number from the oldest record left,
     skipping what expired in between: the source compares the two and stops with advice
-    instead. (moto keeps records forever, so the test trims them in its backend.)"""
-    from moto.core.models import DEFAULT_ACCOUNT_ID
-    from moto.kinesis.models import kinesis_backends
-
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    stream = Harness(moto_in_process, tmp_path)
+    instead. (moto keeps records forever: the saved position is set below the oldest
+    record through the checkpoint store, as if the records after it had expired.)"""
     [shard_id] = stream.shard_ids()
 
     async def main() -> None:
@@ -526,9 +532,8 @@ def test_a_checkpoint_older_than_the_trim_horizon_is_reported(
             await settle(first, records[:2])
         async with stream.opened() as untrimmed:
             assert len(await collect(untrimmed, 4)) == 4
-        shard = kinesis_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].streams[stream.name].shards[shard_id]
-        for sequence in list(shard.records)[:4]:
-            del shard.records[sequence]
+        oldest = min(int(record.item_id) for record in records)
+        await stream.store.save(stream.namespace(), {shard_id: str(oldest - 1)})
         with pytest.raises(PermanentSourceError, match="older than the oldest record") as raised:
             async with stream.opened() as trimmed:
                 await quiet(trimmed)

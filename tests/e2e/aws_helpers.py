@@ -167,7 +167,9 @@ def put_records(endpoint: str, stream: str, bodies: list[dict[str, Any]], keys: 
     kinesis = client("kinesis", endpoint)
     for body in bodies:
         kinesis.put_record(
-            StreamName=stream, Data=json.dumps(body).encode(), PartitionKey=f"key-{body['n'] % keys}"
+            StreamName=stream,
+            Data=json.dumps(body).encode(),
+            PartitionKey=f"key-{body['n'] % keys}",
         )
 
 

@@ -17,7 +17,9 @@ def client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url)
 
 
-def add(url: str, stream: str, bodies: list[dict[str, Any]], ids: list[str] | None = None) -> list[str]:
+def add(
+    url: str, stream: str, bodies: list[dict[str, Any]], ids: list[str] | None = None
+) -> list[str]:
     """XADD each body as the field `body`; with `ids`, at those entry ids."""
     connection = client(url)
     try:

@@ -48,7 +48,12 @@ def test_metrics_count_what_the_function_saw(workspace: Workspace) -> None:
     daemon = workspace.daemon(workspace.write_config(mapping_extra=FILTER_AND_RETRIES)).wait_ready()
     for name in ("a.csv", "b.csv", "skip.txt"):
         (workspace.inbox / name).write_text(name)
-    wait_for(lambda: sorted(k for c in calls(workspace, "done") for k in c["keys"]) == ["a.csv", "b.csv"], what="the good files")
+    wait_for(
+        lambda: (
+            sorted(k for c in calls(workspace, "done") for k in c["keys"]) == ["a.csv", "b.csv"]
+        ),
+        what="the good files",
+    )
     (workspace.inbox / "fail.csv").write_text("x")
     wait_for(lambda: any(workspace.failed.glob("*")), what="the failure record")
 
@@ -112,7 +117,10 @@ def test_readiness_waits_for_every_enabled_mapping(workspace: Workspace) -> None
     assert states["inbox"]["State"] == "Enabled"
     assert states["paused"]["State"] == "Disabled"
     assert states["orders"]["State"] == "Connecting"
-    assert "127.0.0.1:1" in states["orders"]["StateReason"] or "onnect" in states["orders"]["StateReason"]
+    assert (
+        "127.0.0.1:1" in states["orders"]["StateReason"]
+        or "onnect" in states["orders"]["StateReason"]
+    )
     (workspace.inbox / "a.csv").write_text("a")
     wait_for(lambda: calls(workspace, "done"), what="the working mapping delivers")
 
@@ -130,8 +138,21 @@ def test_a_token_guards_everything_but_liveness(workspace: Workspace) -> None:
         assert daemon.admin(path, token=secret)[0] == 200
     assert daemon.admin("/reload", method="POST")[0] == 401
     status = subprocess.run(
-        [sys.executable, "-m", "bridge", "status", "--url", daemon.admin_url(), "--token", secret, "--interval", "0"],
-        capture_output=True, text=True, timeout=30,
+        [
+            sys.executable,
+            "-m",
+            "bridge",
+            "status",
+            "--url",
+            daemon.admin_url(),
+            "--token",
+            secret,
+            "--interval",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert status.returncode == 0, status.stderr
     assert daemon.stop() == 0
@@ -148,12 +169,28 @@ def test_the_status_command_shows_each_mapping(workspace: Workspace) -> None:
     env = {**os.environ, "LAMBDA_BRIDGE_HTTP_LISTEN": "127.0.0.1:0"}
     shown = subprocess.run(
         [sys.executable, "-m", "bridge", "status", "--config", str(config), "--interval", "0.2"],
-        capture_output=True, text=True, timeout=30, cwd=workspace.root, env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=workspace.root,
+        env=env,
     )
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()
     assert lines[0] == "daemon: ready"
-    assert lines[1].split() == ["MAPPING", "STATE", "LAG", "POLLED/S", "INVOKED/S", "FAILED", "TO", "DLQ", "FILTERED", "LAST", "RESULT"]
+    assert lines[1].split() == [
+        "MAPPING",
+        "STATE",
+        "LAG",
+        "POLLED/S",
+        "INVOKED/S",
+        "FAILED",
+        "TO",
+        "DLQ",
+        "FILTERED",
+        "LAST",
+        "RESULT",
+    ]
     row = lines[2].split()
     assert row[:2] == ["inbox", "Enabled"]
     assert row[-1] == "OK"
@@ -166,7 +203,11 @@ def test_catching_up_a_full_folder_is_reported(workspace: Workspace) -> None:
     daemon = workspace.daemon(workspace.write_config(mapping_extra="    batch_size: 1000\n"))
     [caught_up] = daemon.wait_for_log("files.caught_up", timeout=60)
     assert caught_up["files"] == 2500
-    wait_for(lambda: sum(len(c["keys"]) for c in calls(workspace, "done")) == 2500, timeout=60, what="every file")  # type: ignore[arg-type]
+    wait_for(
+        lambda: sum(len(c["keys"]) for c in calls(workspace, "done")) == 2500,
+        timeout=60,
+        what="every file",
+    )  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -250,11 +291,14 @@ mappings:
             found = [
                 float(line.rsplit(" ", 1)[1])
                 for line in daemon.admin("/metrics")[1].splitlines()
-                if line.startswith("lambda_bridge_offset_lag{") and f'partition="{partition}"' in line
+                if line.startswith("lambda_bridge_offset_lag{")
+                and f'partition="{partition}"' in line
             ]
             return found[0] if found else None
 
-        backlog = wait_for(lambda: (value := lag()) is not None and value > 0 and value, what="a positive lag")
+        backlog = wait_for(
+            lambda: (value := lag()) is not None and value > 0 and value, what="a positive lag"
+        )
         assert 0 < backlog < 20
         wait_for(lambda: lag() == 0, timeout=30, what="the backlog worked off")
         assert daemon.stop() == 0

@@ -17,7 +17,7 @@ from tests.support import DaemonProcess, read_jsonl, wait_for
 
 pytestmark = pytest.mark.e2e
 
-KEEPING_HANDLER = '''
+KEEPING_HANDLER = """
 import json, os
 
 
@@ -26,7 +26,7 @@ def handler(event, context):
         out.write(json.dumps(event) + "\\n")
     if any("poison" in (r["dynamodb"].get("NewImage") or {}) for r in event["Records"]):
         raise ValueError("poison item")
-'''
+"""
 
 
 class DynamoDBWorkspace:
@@ -112,14 +112,19 @@ def test_item_changes_in_order_a_failure_through_sns_and_positions_in_dynamodb(
         ExpressionAttributeValues={":n": {"N": "11"}},
     )
     dynamodb.delete_item(TableName=table, Key={"pk": {"S": "item-2"}})
-    expected = [("INSERT", f"item-{n}") for n in range(4)] + [("MODIFY", "item-1"), ("REMOVE", "item-2")]
+    expected = [("INSERT", f"item-{n}") for n in range(4)] + [
+        ("MODIFY", "item-1"),
+        ("REMOVE", "item-2"),
+    ]
     wait_for(lambda: space.changes() == expected, what="the six changes in order")
     for event in read_jsonl(space.record_file):
         model = DynamoDBStreamModel.model_validate(event)
         assert all(record.eventSourceARN == stream_arn for record in model.Records)
 
     aws.put_item(space.endpoint, table, 99, poison=True)
-    [envelope] = wait_for(lambda: aws.drain(space.endpoint, subscriber_url), timeout=30, what="the failure record")
+    [envelope] = wait_for(
+        lambda: aws.drain(space.endpoint, subscriber_url), timeout=30, what="the failure record"
+    )
     failure: dict[str, Any] = json.loads(envelope["Message"])
     assert failure["requestContext"]["condition"] == "RetryAttemptsExhausted"
     assert failure["requestContext"]["approximateInvokeCount"] == 2
@@ -134,5 +139,7 @@ def test_item_changes_in_order_a_failure_through_sns_and_positions_in_dynamodb(
     delivered = len(space.changes())
     again = space.daemon(config).wait_ready()
     aws.put_item(space.endpoint, table, 5)
-    wait_for(lambda: space.changes()[delivered:] == [("INSERT", "item-5")], what="only the new change")
+    wait_for(
+        lambda: space.changes()[delivered:] == [("INSERT", "item-5")], what="only the new change"
+    )
     assert again.stop() == 0

@@ -27,12 +27,16 @@ def test_redis_streams_example(tmp_path: Path, redis_url: str) -> None:
     url = f"{base}/7"
     client = rd.client(url)
     client.flushdb()
-    daemon = DaemonProcess(REPO / "config" / "redis-streams.yaml", workdir(tmp_path), env={"REDIS_URL": url}).start()
+    daemon = DaemonProcess(
+        REPO / "config" / "redis-streams.yaml", workdir(tmp_path), env={"REDIS_URL": url}
+    ).start()
     try:
         daemon.wait_ready()
         rd.add(url, "orders", [{"n": 1}, {"n": 2, "fail": True}])
         wait_for(lambda: '"n": 1' in daemon.stdout, what="the handler's output")
-        failed = wait_for(lambda: client.xrange("orders-failed"), timeout=40, what="the failure stream")
+        failed = wait_for(
+            lambda: client.xrange("orders-failed"), timeout=40, what="the failure stream"
+        )
         document = json.loads(failed[0][1][b"failure"])
         assert rd.redis_bodies(document["payload"]) == [{"n": 2, "fail": True}]
         assert daemon.stop() == 0
@@ -47,7 +51,9 @@ def test_kafka_example(tmp_path: Path, kafka_bootstrap: str) -> None:
     reports failed to orders-failed, keyed like the original."""
     kafka.create_topic(kafka_bootstrap, "orders", 1)
     kafka.create_topic(kafka_bootstrap, "orders-failed", 1)
-    daemon = DaemonProcess(REPO / "config" / "kafka.yaml", workdir(tmp_path), env={"KAFKA_BOOTSTRAP": kafka_bootstrap}).start()
+    daemon = DaemonProcess(
+        REPO / "config" / "kafka.yaml", workdir(tmp_path), env={"KAFKA_BOOTSTRAP": kafka_bootstrap}
+    ).start()
     try:
         daemon.wait_ready()
         kafka.produce(kafka_bootstrap, "orders", [(0, {"n": 1}), (0, {"n": 2, "fail": True})])
@@ -70,12 +76,16 @@ def test_sqs_example(tmp_path: Path, aws_endpoint: str) -> None:
     """config/sqs.yaml delivers messages to the example handler; the one it reports
     failed stays in the queue, received again after the visibility timeout."""
     url, _ = aws.new_queue(aws_endpoint, visibility=30)
-    daemon = DaemonProcess(REPO / "config" / "sqs.yaml", workdir(tmp_path), env=aws_env(aws_endpoint, QUEUE_URL=url)).start()
+    daemon = DaemonProcess(
+        REPO / "config" / "sqs.yaml", workdir(tmp_path), env=aws_env(aws_endpoint, QUEUE_URL=url)
+    ).start()
     try:
         daemon.wait_ready()
         aws.send(aws_endpoint, url, [{"n": 1}, {"n": 2, "fail": True}])
         wait_for(lambda: '"n": 1' in daemon.stdout, what="the handler's output")
-        wait_for(lambda: aws.queue_depth(aws_endpoint, url) == 1, what="only the failed message left")
+        wait_for(
+            lambda: aws.queue_depth(aws_endpoint, url) == 1, what="only the failed message left"
+        )
         assert '"n": 2' not in daemon.stdout
         assert daemon.stop() == 0
     finally:
@@ -93,7 +103,9 @@ def test_kinesis_example(tmp_path: Path, aws_endpoint: str) -> None:
         daemon.wait_ready()
         aws.put_records(aws_endpoint, stream, [{"n": 1}, {"n": 2, "fail": True}], keys=1)
         wait_for(lambda: '"n": 1' in daemon.stdout, what="the handler's output")
-        [failure] = wait_for(lambda: aws.drain(aws_endpoint, failed_url), timeout=60, what="the failure record")
+        [failure] = wait_for(
+            lambda: aws.drain(aws_endpoint, failed_url), timeout=60, what="the failure record"
+        )
         assert failure["KinesisBatchInfo"]["batchSize"] == 1
         assert failure["requestContext"]["approximateInvokeCount"] == 4
         assert daemon.stop() == 0
@@ -107,15 +119,23 @@ def test_dynamodb_streams_example(tmp_path: Path, aws_endpoint: str) -> None:
     table, _ = aws.new_table(aws_endpoint)
     topic, subscriber = aws.topic_into_queue(aws_endpoint)
     env = aws_env(aws_endpoint, TABLE=table, FAILURE_TOPIC_ARN=topic)
-    daemon = DaemonProcess(REPO / "config" / "dynamodb-streams.yaml", workdir(tmp_path), env=env).start()
+    daemon = DaemonProcess(
+        REPO / "config" / "dynamodb-streams.yaml", workdir(tmp_path), env=env
+    ).start()
     try:
         daemon.wait_ready()
         aws.put_item(aws_endpoint, table, 1)
         wait_for(lambda: "item-1" in daemon.stdout, what="the handler's output")
-        aws.client("dynamodb", aws_endpoint).put_item(TableName=table, Item={"pk": {"S": "fail-2"}, "n": {"N": "2"}})
-        [envelope] = wait_for(lambda: aws.drain(aws_endpoint, subscriber), timeout=60, what="the failure record")
+        aws.client("dynamodb", aws_endpoint).put_item(
+            TableName=table, Item={"pk": {"S": "fail-2"}, "n": {"N": "2"}}
+        )
+        [envelope] = wait_for(
+            lambda: aws.drain(aws_endpoint, subscriber), timeout=60, what="the failure record"
+        )
         assert json.loads(envelope["Message"])["DDBStreamBatchInfo"]["batchSize"] == 1
-        positions = aws.client("dynamodb", aws_endpoint).scan(TableName="lambda-bridge-positions")["Items"]
+        positions = aws.client("dynamodb", aws_endpoint).scan(TableName="lambda-bridge-positions")[
+            "Items"
+        ]
         assert positions, "no position saved in the checkpoint table"
         assert daemon.stop() == 0
     finally:

@@ -87,11 +87,16 @@ def test_sqs_messages_that_match_no_filter_are_deleted_unseen(
         - pattern: '{{"body": {{"total": [{{"numeric": [">=", 100]}}]}}}}'
 """,
     )
-    bodies = [{"n": n, "status": "paid" if n % 3 == 0 else "open", "total": 10 * n} for n in range(12)]
+    bodies = [
+        {"n": n, "status": "paid" if n % 3 == 0 else "open", "total": 10 * n} for n in range(12)
+    ]
     aws.send(aws_endpoint, url, bodies)
     aws.client("sqs", aws_endpoint).send_message(QueueUrl=url, MessageBody="not json")
     expected = {n for n in range(12) if n % 3 == 0 or 10 * n >= 100}
-    wait_for(lambda: set(aws.succeeded(tmp_path / "calls.jsonl")) == expected, what="the matching messages")
+    wait_for(
+        lambda: set(aws.succeeded(tmp_path / "calls.jsonl")) == expected,
+        what="the matching messages",
+    )
     wait_for(lambda: aws.queue_depth(aws_endpoint, url) == 0, what="every message deleted")
     assert sorted(aws.succeeded(tmp_path / "calls.jsonl")) == sorted(expected)
     assert filtered_out(daemon) == 13 - len(expected)
@@ -116,7 +121,9 @@ def test_kinesis_records_that_match_no_filter_are_checkpointed_past(
     )
     bodies = [{"n": n, "kind": "order" if n < 5 else "heartbeat"} for n in range(10)]
     aws.put_records(aws_endpoint, stream, bodies)
-    wait_for(lambda: sorted(aws.succeeded(tmp_path / "calls.jsonl")) == list(range(5)), what="the orders")
+    wait_for(
+        lambda: sorted(aws.succeeded(tmp_path / "calls.jsonl")) == list(range(5)), what="the orders"
+    )
     last = aws.client("kinesis", aws_endpoint).get_records(
         ShardIterator=aws.client("kinesis", aws_endpoint).get_shard_iterator(
             StreamName=stream, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
@@ -128,7 +135,9 @@ def test_kinesis_records_that_match_no_filter_are_checkpointed_past(
         if not path.exists():
             return None
         with sqlite3.connect(path) as connection:
-            row = connection.execute("SELECT value FROM checkpoints WHERE partition = ?", (shard,)).fetchone()
+            row = connection.execute(
+                "SELECT value FROM checkpoints WHERE partition = ?", (shard,)
+            ).fetchone()
         return row[0] if row else None
 
     wait_for(lambda: saved() == last, what="the checkpoint past the filtered records")
@@ -155,8 +164,13 @@ def test_kafka_records_are_filtered_on_their_value_and_committed(
         handler="keep.py:handler",
     )
     kafka.produce(kafka_bootstrap, topic, [(0, {"n": n}) for n in range(8)])
-    wait_for(lambda: read_jsonl(tmp_path / "calls.jsonl") == [{"n": 0}, {"n": 1}, {"n": 2}], what="n < 3")
-    wait_for(lambda: kafka.committed(kafka_bootstrap, group, topic, 1) == {0: 8}, what="offset 8 committed")
+    wait_for(
+        lambda: read_jsonl(tmp_path / "calls.jsonl") == [{"n": 0}, {"n": 1}, {"n": 2}], what="n < 3"
+    )
+    wait_for(
+        lambda: kafka.committed(kafka_bootstrap, group, topic, 1) == {0: 8},
+        what="offset 8 committed",
+    )
     assert filtered_out(daemon) == 5
 
 
@@ -179,8 +193,14 @@ def test_redis_entries_are_filtered_as_delivered_and_acknowledged(
     client = rd.client(redis_url)
     for n in range(6):
         client.xadd(stream, {"kind": "order" if n % 2 else "ping", "n": str(n)})
-    wait_for(lambda: sorted(row["n"] for row in read_jsonl(tmp_path / "calls.jsonl")) == ["1", "3", "5"], what="the orders")
-    wait_for(lambda: rd.pending(redis_url, stream, group) == 0 and filtered_count(daemon) == 3, what="all acknowledged")
+    wait_for(
+        lambda: sorted(row["n"] for row in read_jsonl(tmp_path / "calls.jsonl")) == ["1", "3", "5"],
+        what="the orders",
+    )
+    wait_for(
+        lambda: rd.pending(redis_url, stream, group) == 0 and filtered_count(daemon) == 3,
+        what="all acknowledged",
+    )
     client.close()
     assert filtered_out(daemon) == 3
 
@@ -191,14 +211,21 @@ def filtered_count(daemon: DaemonProcess) -> int:
 
 def test_files_are_filtered_on_their_key(workspace: Workspace) -> None:
     """The files source's records are S3 notifications: a suffix filter on the key."""
-    filters = "    filter_criteria:\n      filters:\n        - pattern: '{\"s3\": {\"object\": {\"key\": [{\"suffix\": \".csv\"}]}}}'\n"
+    filters = '    filter_criteria:\n      filters:\n        - pattern: \'{"s3": {"object": {"key": [{"suffix": ".csv"}]}}}\'\n'
     config = workspace.write_config(mapping_extra=filters, top_extra="log: {level: debug}")
     daemon = workspace.daemon(config).wait_ready()
     for name in ("a.csv", "b.txt", "c.csv", "d.log"):
         (workspace.inbox / name).write_text(name)
 
     def keys() -> list[str]:
-        return sorted(key for call in read_jsonl(workspace.record_file) if call["phase"] == "done" for key in call["keys"])
+        return sorted(
+            key
+            for call in read_jsonl(workspace.record_file)
+            if call["phase"] == "done"
+            for key in call["keys"]
+        )
 
-    wait_for(lambda: keys() == ["a.csv", "c.csv"] and filtered_count(daemon) == 2, what="the csv files")
+    wait_for(
+        lambda: keys() == ["a.csv", "c.csv"] and filtered_count(daemon) == 2, what="the csv files"
+    )
     assert filtered_out(daemon) == 2

@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities.parser.models import KinesisDataStreamModel
 
-from tests import services
 from tests.e2e import aws_helpers as aws
 from tests.support import DaemonProcess, read_jsonl, wait_for
 
@@ -53,7 +52,11 @@ class KinesisWorkspace:
         self.daemons: list[DaemonProcess] = []
 
     def config(
-        self, stream: str, mapping: str = "", destinations: str = "", handler: str = "aws_handler.py"
+        self,
+        stream: str,
+        mapping: str = "",
+        destinations: str = "",
+        handler: str = "aws_handler.py",
     ) -> Path:
         path = self.root / "bridge.yaml"
         path.write_text(
@@ -110,13 +113,17 @@ def sequence_numbers_by_shard(record_file: Path) -> dict[str, list[int]]:
     return found
 
 
-def test_shards_in_order_partial_failures_and_an_sqs_failure_record(space: KinesisWorkspace) -> None:
+def test_shards_in_order_partial_failures_and_an_sqs_failure_record(
+    space: KinesisWorkspace,
+) -> None:
     """Two shards: each delivers in sequence order; a partial batch response retries from
     the failed record; a poison record ends, after its retries, as a KinesisBatchInfo
     record in the SQS destination and the shard goes on (esm-reference.md 6, 10.1)."""
     stream = aws.new_stream(space.endpoint, shards=2)
     queue_url, _ = aws.new_queue(space.endpoint)
-    destinations = f'  failed: {{type: sqs, queue_url: "{queue_url}", endpoint_url: "{space.endpoint}"}}\n'
+    destinations = (
+        f'  failed: {{type: sqs, queue_url: "{queue_url}", endpoint_url: "{space.endpoint}"}}\n'
+    )
     mapping = (
         "    function_response_types: [ReportBatchItemFailures]\n"
         "    maximum_retry_attempts: 2\n"
@@ -127,7 +134,9 @@ def test_shards_in_order_partial_failures_and_an_sqs_failure_record(space: Kines
     bodies[17]["poison"] = True
     aws.put_records(space.endpoint, stream, bodies)
 
-    failures = wait_for(lambda: aws.drain(space.endpoint, queue_url), timeout=60, what="the failure record")
+    failures = wait_for(
+        lambda: aws.drain(space.endpoint, queue_url), timeout=60, what="the failure record"
+    )
     assert len(failures) == 1
     [failure] = failures
     assert failure["requestContext"]["condition"] == "RetryAttemptsExhausted"
@@ -137,22 +146,34 @@ def test_shards_in_order_partial_failures_and_an_sqs_failure_record(space: Kines
     assert "payload" not in failure, "SQS failure records carry metadata only"
     info = failure["KinesisBatchInfo"]
     assert set(info) == {
-        "shardId", "startSequenceNumber", "endSequenceNumber", "approximateArrivalOfFirstRecord",
-        "approximateArrivalOfLastRecord", "batchSize", "streamArn",
+        "shardId",
+        "startSequenceNumber",
+        "endSequenceNumber",
+        "approximateArrivalOfFirstRecord",
+        "approximateArrivalOfLastRecord",
+        "batchSize",
+        "streamArn",
     }
     assert info["streamArn"].endswith(f":stream/{stream}")
     # The retried batch starts at the poison record (the handler fails it and, keeping the
     # shard in order, everything after it); that whole batch is what gets discarded.
     poison_row = next(row for row in aws.rows(space.record_file) if row["n"] == 17)
-    assert info["startSequenceNumber"] == poison_row["id"] and info["shardId"] == poison_row["group"]
+    assert (
+        info["startSequenceNumber"] == poison_row["id"] and info["shardId"] == poison_row["group"]
+    )
     first, last = int(info["startSequenceNumber"]), int(info["endSequenceNumber"])
     discarded = {
-        row["n"] for row in aws.rows(space.record_file)
+        row["n"]
+        for row in aws.rows(space.record_file)
         if row["group"] == info["shardId"] and first <= int(row["id"]) <= last
     }
     assert len(discarded) == info["batchSize"]
     expected = set(range(40)) - discarded
-    wait_for(lambda: set(aws.succeeded(space.record_file)) == expected, timeout=60, what="the other records")
+    wait_for(
+        lambda: set(aws.succeeded(space.record_file)) == expected,
+        timeout=60,
+        what="the other records",
+    )
     assert not discarded & set(aws.succeeded(space.record_file))
 
     for shard, numbers in sequence_numbers_by_shard(space.record_file).items():
@@ -161,7 +182,9 @@ def test_shards_in_order_partial_failures_and_an_sqs_failure_record(space: Kines
     assert daemon.stop() == 0
 
 
-def test_events_validate_as_kinesis_data_stream_events(space: KinesisWorkspace, tmp_path: Path) -> None:
+def test_events_validate_as_kinesis_data_stream_events(
+    space: KinesisWorkspace, tmp_path: Path
+) -> None:
     """The event a handler receives under `lambda-bridge run` passes powertools' strict
     KinesisDataStreamModel."""
     (tmp_path / "keep_handler.py").write_text(
@@ -178,7 +201,9 @@ def test_events_validate_as_kinesis_data_stream_events(space: KinesisWorkspace, 
         found = read_jsonl(space.record_file)
         return found if sum(len(event["Records"]) for event in found) == 3 else []
 
-    models = [KinesisDataStreamModel.model_validate(event) for event in wait_for(events, what="3 records")]
+    models = [
+        KinesisDataStreamModel.model_validate(event) for event in wait_for(events, what="3 records")
+    ]
     data = [json.loads(record.kinesis.data) for model in models for record in model.Records]
     assert data == [{"n": 0}, {"n": 1}, {"n": 2}]
     assert daemon.stop() == 0
@@ -193,7 +218,9 @@ def test_a_poison_record_goes_to_s3_with_the_whole_event(space: KinesisWorkspace
     stream = aws.new_stream(space.endpoint)
     destinations = f'  failed: {{type: s3, bucket: "{bucket}", endpoint_url: "{space.endpoint}"}}\n'
     mapping = "    maximum_retry_attempts: 0\n    destination_config: {on_failure: {destination: failed}}\n"
-    daemon = space.daemon(space.config(stream, mapping, destinations), RAISE_ON_FAILURE="1").wait_ready()
+    daemon = space.daemon(
+        space.config(stream, mapping, destinations), RAISE_ON_FAILURE="1"
+    ).wait_ready()
     aws.put_records(space.endpoint, stream, [{"n": 0, "poison": True}])
 
     def objects() -> list[dict[str, Any]]:
@@ -231,7 +258,9 @@ def test_kill_9_resumes_after_the_saved_checkpoint(space: KinesisWorkspace) -> N
     aws.put_records(space.endpoint, stream, [{"n": n} for n in range(30, 60)])
 
     second = space.daemon(config).wait_ready()
-    wait_for(lambda: set(aws.succeeded(space.record_file)) == set(range(60)), timeout=60, what="all 60")
+    wait_for(
+        lambda: set(aws.succeeded(space.record_file)) == set(range(60)), timeout=60, what="all 60"
+    )
     after_restart = aws.rows(space.record_file)[delivered_before:]
     assert after_restart, "the restarted daemon delivered nothing"
     assert min(int(row["id"]) for row in after_restart) > saved
@@ -243,7 +272,11 @@ def test_a_tumbling_window_passes_state_and_ends_with_a_final_call(space: Kinesi
     window returned; the final call (no records, isFinalInvokeForWindow) holds the sum of
     all the window's records (esm-reference.md 1.9)."""
     stream = aws.new_stream(space.endpoint)
-    config = space.config(stream, "    tumbling_window_in_seconds: 2\n    batch_size: 3\n", handler="window_handler.py")
+    config = space.config(
+        stream,
+        "    tumbling_window_in_seconds: 2\n    batch_size: 3\n",
+        handler="window_handler.py",
+    )
     config.write_text(config.read_text().replace("    batch_size: 10\n", "", 1))
     daemon = space.daemon(config).wait_ready()
     aws.put_records(space.endpoint, stream, [{"n": n} for n in range(1, 13)])
@@ -274,44 +307,63 @@ def test_a_tumbling_window_passes_state_and_ends_with_a_final_call(space: Kinesi
     assert daemon.stop() == 0
 
 
-@pytest.fixture(scope="module")
-def moto_in_process() -> Iterator[str]:
-    with services.moto_in_process() as endpoint:
-        yield endpoint
-
-
-def test_after_a_split_the_children_are_read_once_the_parent_is_done(
-    tmp_path: Path, moto_in_process: str, aws_endpoint: str
+def test_after_a_merge_the_child_is_read_once_both_parents_are_done(
+    tmp_path: Path, aws_endpoint: str
 ) -> None:
-    """Resharding: after SplitShard the parent is read to its end, then both children;
-    no child record is delivered before the last parent record, and the parent is saved
-    as finished so a restart does not read it again. (moto never routes new records to
-    child shards, so the test puts them there through its in-process backend.)"""
-    space = KinesisWorkspace(tmp_path, moto_in_process)
-    kinesis = aws.client("kinesis", moto_in_process)
-    stream = aws.new_stream(moto_in_process)
-    [parent] = aws.shard_ids(moto_in_process, stream)
+    """Resharding: after MergeShards both parents are read to their end, then the child;
+    no child record is delivered before the last record of either parent, and the parents
+    are saved as finished so a restart does not read them again. (moto copies the parents'
+    records into the merged child, which Kinesis does not; new records reach the child
+    through PutRecord with an ExplicitHashKey in its range.)"""
+    space = KinesisWorkspace(tmp_path, aws_endpoint)
+    kinesis = aws.client("kinesis", aws_endpoint)
+    stream = aws.new_stream(aws_endpoint, shards=2)
+    listed = kinesis.list_shards(StreamName=stream)["Shards"]
+    parents = [shard["ShardId"] for shard in listed]
     config = space.config(stream)
     daemon = space.daemon(config).wait_ready()
     try:
-        aws.put_records(moto_in_process, stream, [{"n": n} for n in range(6)])
-        wait_for(lambda: sorted(aws.succeeded(space.record_file)) == list(range(6)), what="parent records")
-        kinesis.split_shard(StreamName=stream, ShardToSplit=parent, NewStartingHashKey=str(2**127))
-        children = [shard for shard in aws.shard_ids(moto_in_process, stream) if shard != parent]
-        assert len(children) == 2
-        for offset, child in enumerate(children):
-            items = [json.dumps({"n": 100 + 10 * offset + n}).encode() for n in range(3)]
-            services.put_into_shard(stream, child, items)
-        expected = set(range(6)) | {100, 101, 102, 110, 111, 112}
-        wait_for(lambda: set(aws.succeeded(space.record_file)) == expected, timeout=30, what="child records")
+        aws.put_records(aws_endpoint, stream, [{"n": n} for n in range(6)])
+        wait_for(
+            lambda: sorted(aws.succeeded(space.record_file)) == list(range(6)),
+            what="parent records",
+        )
+        kinesis.merge_shards(
+            StreamName=stream, ShardToMerge=parents[0], AdjacentShardToMerge=parents[1]
+        )
+        [child] = [shard for shard in aws.shard_ids(aws_endpoint, stream) if shard not in parents]
+        child_key = listed[0]["HashKeyRange"]["EndingHashKey"]
+        for n in (100, 101, 102):
+            kinesis.put_record(
+                StreamName=stream,
+                Data=json.dumps({"n": n}).encode(),
+                PartitionKey="k",
+                ExplicitHashKey=child_key,
+            )
+        iterator = kinesis.get_shard_iterator(
+            StreamName=stream, ShardId=child, ShardIteratorType="TRIM_HORIZON"
+        )
+        held = [
+            json.loads(r["Data"])["n"]
+            for r in kinesis.get_records(ShardIterator=iterator["ShardIterator"])["Records"]
+        ]
+        assert held[-3:] == [100, 101, 102]
+
+        def child_rows() -> list[dict[str, Any]]:
+            return [row for row in aws.rows(space.record_file) if row["group"] == child]
+
+        wait_for(
+            lambda: [row["n"] for row in child_rows()] == held, timeout=30, what="child records"
+        )
         rows = aws.rows(space.record_file)
-        last_parent = max(index for index, row in enumerate(rows) if row["group"] == parent)
-        first_child = min(index for index, row in enumerate(rows) if row["group"] in children)
+        last_parent = max(index for index, row in enumerate(rows) if row["group"] in parents)
+        first_child = min(index for index, row in enumerate(rows) if row["group"] == child)
         assert last_parent < first_child
-        for child in children:
-            numbers = [row["n"] for row in rows if row["group"] == child]
-            assert numbers == sorted(numbers)
-        wait_for(lambda: space.checkpoints().get(parent) == "SHARD_END", what="the parent saved as finished")
+        for parent in parents:
+            wait_for(
+                lambda parent=parent: space.checkpoints().get(parent) == "SHARD_END",
+                what="the parents saved as finished",
+            )
         assert daemon.stop() == 0
 
         before = len(aws.rows(space.record_file))

@@ -68,7 +68,9 @@ class InvokeApi(BaseHTTPRequestHandler):
         if poisoned and not ids & self.failed_once:
             self.failed_once.update(ids)
             error = {"errorMessage": "poison", "errorType": "ValueError", "stackTrace": []}
-            self._json(200, error, {"X-Amz-Function-Error": "Unhandled", "X-Amz-Executed-Version": "7"})
+            self._json(
+                200, error, {"X-Amz-Function-Error": "Unhandled", "X-Amz-Executed-Version": "7"}
+            )
             return
         self._json(200, {"ok": len(ids)}, {"X-Amz-Executed-Version": "7"})
 
@@ -116,10 +118,14 @@ mappings:
         daemon.wait_ready()
         bodies = [{"n": n, "poison": n == 4} for n in range(12)]
         aws.send(aws_endpoint, queue_url, bodies)
-        wait_for(lambda: aws.queue_depth(aws_endpoint, queue_url) == 0, timeout=60, what="an empty queue")
+        wait_for(
+            lambda: aws.queue_depth(aws_endpoint, queue_url) == 0, timeout=60, what="an empty queue"
+        )
 
         invocations = list(api.invocations)
-        assert {call["path"] for call in invocations} == {f"/2015-03-31/functions/{FUNCTION}/invocations"}
+        assert {call["path"] for call in invocations} == {
+            f"/2015-03-31/functions/{FUNCTION}/invocations"
+        }
         assert all(call["query"] == {"Qualifier": ["live"]} for call in invocations)
         assert all(call["type"] in (None, "RequestResponse") for call in invocations)
         for call in invocations:

@@ -67,7 +67,9 @@ mappings:
         return path
 
     def daemon(self, config: Path, **env: str) -> DaemonProcess:
-        daemon = DaemonProcess(config, self.root, env={"RECORD_TO": str(self.record_file), **env}).start()
+        daemon = DaemonProcess(
+            config, self.root, env={"RECORD_TO": str(self.record_file), **env}
+        ).start()
         self.daemons.append(daemon)
         return daemon
 
@@ -83,7 +85,9 @@ def space(tmp_path: Path, redis_url: str) -> Iterator[RedisWorkspace]:
 def assert_in_order(space: RedisWorkspace) -> None:
     for stream, ids in successes_by_partition(space.record_file).items():
         assert ids == sorted(ids), f"{stream} went backwards"
-        assert len(ids) == len({tuple(entry) for entry in ids}), f"{stream} delivered an entry twice"
+        assert len(ids) == len({tuple(entry) for entry in ids}), (
+            f"{stream} delivered an entry twice"
+        )
 
 
 def test_entries_arrive_in_order_per_stream_and_are_acknowledged(space: RedisWorkspace) -> None:
@@ -93,19 +97,26 @@ def test_entries_arrive_in_order_per_stream_and_are_acknowledged(space: RedisWor
     rd.spread(space.url, space.streams, 90)
     wait_for(lambda: delivered(space.record_file) == set(range(90)), what="all 90 entries")
     assert_in_order(space)
-    wait_for(lambda: all(rd.pending(space.url, stream, space.group) == 0 for stream in space.streams), what="all acknowledged")
+    wait_for(
+        lambda: all(rd.pending(space.url, stream, space.group) == 0 for stream in space.streams),
+        what="all acknowledged",
+    )
     assert daemon.stop() == 0
 
 
 def test_random_partial_failures_lose_nothing_and_never_go_backwards(space: RedisWorkspace) -> None:
     """Random per-record failures reported as batchItemFailures: every entry is delivered
     or in the failure destination, per stream never going backwards."""
-    config = space.config(mapping="    function_response_types: [ReportBatchItemFailures]\n    maximum_retry_attempts: 3\n")
+    config = space.config(
+        mapping="    function_response_types: [ReportBatchItemFailures]\n    maximum_retry_attempts: 3\n"
+    )
     daemon = space.daemon(config, FAIL_RATE="0.15").wait_ready()
     rd.spread(space.url, space.streams, 120)
 
     def accounted() -> bool:
-        return delivered(space.record_file) | failed_numbers(space.failures, rd.redis_bodies) == set(range(120))
+        return delivered(space.record_file) | failed_numbers(
+            space.failures, rd.redis_bodies
+        ) == set(range(120))
 
     wait_for(accounted, timeout=60, what="every entry delivered or discarded")
     assert_in_order(space)
@@ -115,7 +126,11 @@ def test_random_partial_failures_lose_nothing_and_never_go_backwards(space: Redi
 
 def test_bisect_isolates_one_poison_entry(space: RedisWorkspace) -> None:
     """With bisect on, a poison entry ends in the destination alone."""
-    daemon = space.daemon(space.config(mapping="    bisect_batch_on_function_error: true\n    maximum_retry_attempts: 1\n")).wait_ready()
+    daemon = space.daemon(
+        space.config(
+            mapping="    bisect_batch_on_function_error: true\n    maximum_retry_attempts: 1\n"
+        )
+    ).wait_ready()
     rd.add(space.url, space.streams[0], [{"n": n, "poison": n == 7} for n in range(20)])
     wait_for(lambda: delivered(space.record_file) == set(range(20)) - {7}, what="good entries")
     [failure] = wait_for(lambda: read_jsonl(space.failures), what="failure record")
@@ -129,13 +144,17 @@ def test_bisect_isolates_one_poison_entry(space: RedisWorkspace) -> None:
 def test_old_entries_expire_to_the_destination(space: RedisWorkspace) -> None:
     """Entries whose id says they arrived more than maximum_record_age_in_seconds ago go to
     the destination with RecordAgeExceeded; fresh ones are delivered."""
-    daemon = space.daemon(space.config(mapping="    maximum_record_age_in_seconds: 60\n")).wait_ready()
+    daemon = space.daemon(
+        space.config(mapping="    maximum_record_age_in_seconds: 60\n")
+    ).wait_ready()
     rd.add(space.url, space.streams[0], [{"n": 0}, {"n": 1}], ids=["1000-0", "1000-1"])
     rd.add(space.url, space.streams[0], [{"n": 2}, {"n": 3}])
     wait_for(lambda: delivered(space.record_file) == {2, 3}, what="fresh entries")
     failures = wait_for(lambda: read_jsonl(space.failures), what="age failure")
     assert failed_numbers(space.failures, rd.redis_bodies) == {0, 1}
-    assert all(failure["requestContext"]["condition"] == "RecordAgeExceeded" for failure in failures)
+    assert all(
+        failure["requestContext"]["condition"] == "RecordAgeExceeded" for failure in failures
+    )
     assert daemon.stop() == 0
 
 
@@ -149,7 +168,11 @@ def test_kill_9_mid_run_then_restart_loses_nothing(space: RedisWorkspace) -> Non
     os.kill(daemon.process.pid, signal.SIGKILL)
     daemon.wait()
     second = space.daemon(config).wait_ready()
-    wait_for(lambda: delivered(space.record_file) == set(range(60)), timeout=60, what="every entry after restart")
+    wait_for(
+        lambda: delivered(space.record_file) == set(range(60)),
+        timeout=60,
+        what="every entry after restart",
+    )
     assert_in_order_after_restart(space)
     assert second.stop() == 0
 
@@ -172,17 +195,26 @@ def test_two_instances_split_the_streams_and_take_over(space: RedisWorkspace) ->
     first = workspace.daemon(workspace.config(name="a.yaml", state="state-a")).wait_ready()
     second = workspace.daemon(workspace.config(name="b.yaml", state="state-b")).wait_ready()
     rd.spread(workspace.url, workspace.streams, 120)
-    wait_for(lambda: delivered(workspace.record_file) == set(range(120)), timeout=40, what="every entry")
+    wait_for(
+        lambda: delivered(workspace.record_file) == set(range(120)), timeout=40, what="every entry"
+    )
     by_stream: dict[str, set[str]] = {}
     for row in calls(workspace.record_file):
         by_stream.setdefault(row["partition"], set()).add(row["request"])
     assert len({request for requests in by_stream.values() for request in requests}) >= 2
     assert second.process is not None
     rd.spread(workspace.url, workspace.streams, 60, start=1000, slow=0.05)
-    wait_for(lambda: len(delivered(workspace.record_file) & set(range(1000, 1060))) >= 5, what="second wave started")
+    wait_for(
+        lambda: len(delivered(workspace.record_file) & set(range(1000, 1060))) >= 5,
+        what="second wave started",
+    )
     os.kill(second.process.pid, signal.SIGKILL)
     second.wait()
-    wait_for(lambda: set(range(1000, 1060)) <= delivered(workspace.record_file), timeout=60, what="the survivor delivers everything")
+    wait_for(
+        lambda: set(range(1000, 1060)) <= delivered(workspace.record_file),
+        timeout=60,
+        what="the survivor delivers everything",
+    )
     assert first.stop() == 0
 
 
@@ -195,7 +227,9 @@ def own_redis(tmp_path: Path) -> Iterator[services.ServerProcess]:
         server.stop()
 
 
-def test_broker_restart_mid_run_loses_nothing(tmp_path: Path, own_redis: services.ServerProcess) -> None:
+def test_broker_restart_mid_run_loses_nothing(
+    tmp_path: Path, own_redis: services.ServerProcess
+) -> None:
     """Redis restarts (with its data on disk) while the daemon runs: the mapping reports
     the failure, reconnects with backoff and delivers everything, written before and
     after the restart."""
@@ -209,7 +243,11 @@ def test_broker_restart_mid_run_loses_nothing(tmp_path: Path, own_redis: service
         daemon.wait_for_log("mapping.source_failed")
         own_redis.start()
         rd.spread(url, space.streams, 20, start=20)
-        wait_for(lambda: set(range(40)) <= delivered(space.record_file), timeout=60, what="after the restart")
+        wait_for(
+            lambda: set(range(40)) <= delivered(space.record_file),
+            timeout=60,
+            what="after the restart",
+        )
         assert daemon.events("mapping.reconnecting")
         assert daemon.stop() == 0
     finally:

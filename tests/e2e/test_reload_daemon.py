@@ -45,7 +45,10 @@ mappings:
 
 def delivered(workspace: Workspace) -> list[str]:
     return sorted(
-        key for call in read_jsonl(workspace.record_file) if call["phase"] == "done" for key in call["keys"]  # type: ignore[union-attr]
+        key
+        for call in read_jsonl(workspace.record_file)
+        if call["phase"] == "done"
+        for key in call["keys"]  # type: ignore[union-attr]
     )
 
 
@@ -58,19 +61,28 @@ def drop(workspace: Workspace, folder: str, name: str) -> None:
 def reload_cli(daemon: DaemonProcess) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "bridge", "reload", "--url", daemon.admin_url()],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
 def test_add_remove_change_and_keep_mappings_without_losing_records(workspace: Workspace) -> None:
-    config = write(workspace, folder_mapping("alpha"), folder_mapping("beta"), folder_mapping("gamma"))
+    config = write(
+        workspace, folder_mapping("alpha"), folder_mapping("beta"), folder_mapping("gamma")
+    )
     daemon = workspace.daemon(config, SLOW_SECONDS="2").wait_ready(mappings=3)
     for folder in ("alpha", "beta", "gamma"):
         drop(workspace, folder, f"{folder}-1")
-    wait_for(lambda: delivered(workspace) == ["alpha-1", "beta-1", "gamma-1"], what="the first files")
+    wait_for(
+        lambda: delivered(workspace) == ["alpha-1", "beta-1", "gamma-1"], what="the first files"
+    )
     # alpha has a batch in flight when it is changed.
     drop(workspace, "alpha", "alpha-slow")
-    wait_for(lambda: any("alpha-slow" in c["keys"] for c in read_jsonl(workspace.record_file)), what="the slow batch started")  # type: ignore[operator]
+    wait_for(
+        lambda: any("alpha-slow" in c["keys"] for c in read_jsonl(workspace.record_file)),
+        what="the slow batch started",
+    )  # type: ignore[operator]
     write(
         workspace,
         folder_mapping("alpha", "    batch_size: 5\n"),
@@ -88,7 +100,9 @@ def test_add_remove_change_and_keep_mappings_without_losing_records(workspace: W
     for folder in ("alpha", "beta", "gamma", "delta"):
         drop(workspace, folder, f"{folder}-2")
     expected = ["alpha-1", "alpha-2", "alpha-slow", "beta-1", "delta-2", "gamma-1", "gamma-2"]
-    wait_for(lambda: set(expected) <= set(delivered(workspace)), what="every file of a running mapping")
+    wait_for(
+        lambda: set(expected) <= set(delivered(workspace)), what="every file of a running mapping"
+    )
     time.sleep(1.0)  # beta-2 would have been seen by now if beta still ran
     assert "beta-2" not in delivered(workspace)
     assert daemon.events("mapping.stopped", mapping="beta")
@@ -108,7 +122,9 @@ def test_an_invalid_config_is_rejected_and_the_running_one_stays(workspace: Work
     assert "the running config stays" in answer.stderr
     # A change only a restart applies is rejected too.
     write(workspace, folder_mapping("alpha")).write_text(
-        config.read_text().replace("batch_size: not-a-number\n", "").replace("state_dir: ./state", "state_dir: ./elsewhere")
+        config.read_text()
+        .replace("batch_size: not-a-number\n", "")
+        .replace("state_dir: ./state", "state_dir: ./elsewhere")
     )
     answer = reload_cli(daemon)
     assert answer.returncode == 2 and "state_dir" in answer.stderr
@@ -134,13 +150,30 @@ def test_sighup_reloads(workspace: Workspace) -> None:
 def test_invoke_runs_a_function_once(workspace: Workspace, tmp_path: Path) -> None:
     config = write(workspace, folder_mapping("alpha"))
     event = subprocess.run(
-        [sys.executable, "-m", "bridge", "generate-event", "files"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "bridge", "generate-event", "files"],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     (tmp_path / "event.json").write_text(event)
     env = {**os.environ, "RECORD_TO": str(workspace.record_file)}
     ran = subprocess.run(
-        [sys.executable, "-m", "bridge", "invoke", "recorder", "--config", str(config), "--event", str(tmp_path / "event.json")],
-        capture_output=True, text=True, timeout=60, cwd=workspace.root, env=env,
+        [
+            sys.executable,
+            "-m",
+            "bridge",
+            "invoke",
+            "recorder",
+            "--config",
+            str(config),
+            "--event",
+            str(tmp_path / "event.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=workspace.root,
+        env=env,
     )
     assert ran.returncode == 0, ran.stderr
     assert "duration: " in ran.stdout and '"batchItemFailures": []' in ran.stdout
@@ -149,8 +182,23 @@ def test_invoke_runs_a_function_once(workspace: Workspace, tmp_path: Path) -> No
     assert call["phase"] == "start"
     failing = event.replace('"key": "', '"key": "fail-', 1)
     failed = subprocess.run(
-        [sys.executable, "-m", "bridge", "invoke", "recorder", "--config", str(config), "--event", "-"],
-        input=failing, capture_output=True, text=True, timeout=60, cwd=workspace.root, env=env,
+        [
+            sys.executable,
+            "-m",
+            "bridge",
+            "invoke",
+            "recorder",
+            "--config",
+            str(config),
+            "--event",
+            "-",
+        ],
+        input=failing,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=workspace.root,
+        env=env,
     )
     assert failed.returncode == 1
     assert "function error: Unhandled" in failed.stdout

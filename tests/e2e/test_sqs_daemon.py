@@ -71,12 +71,20 @@ def test_partial_failures_are_redelivered_and_poison_goes_to_the_queues_dead_let
     config = space.config(url, mapping="    function_response_types: [ReportBatchItemFailures]\n")
     daemon = space.daemon(config).wait_ready()
 
-    wait_for(lambda: sorted(aws.succeeded(space.record_file)) == list(range(40)), timeout=60, what="all good messages")
-    wait_for(lambda: aws.queue_depth(space.endpoint, url) == 0, timeout=30, what="the queue to empty")
+    wait_for(
+        lambda: sorted(aws.succeeded(space.record_file)) == list(range(40)),
+        timeout=60,
+        what="all good messages",
+    )
+    wait_for(
+        lambda: aws.queue_depth(space.endpoint, url) == 0, timeout=30, what="the queue to empty"
+    )
     assert [body["n"] for body in aws.drain(space.endpoint, dead_url)] == [40]
 
     rows = aws.rows(space.record_file)
-    retried = {row["n"]: row["count"] for row in rows if row["body"].get("fail_times") and row["ok"]}
+    retried = {
+        row["n"]: row["count"] for row in rows if row["body"].get("fail_times") and row["ok"]
+    }
     assert retried == {3: 2, 13: 2, 23: 2, 33: 2}
     assert [row["count"] for row in rows if row["n"] == 40] == [1, 2]
     assert len(aws.succeeded(space.record_file)) == 40, "a deleted message came back"
@@ -90,8 +98,14 @@ def test_a_function_error_leaves_the_whole_batch_to_the_queue(space: SqsWorkspac
     aws.send(space.endpoint, url, [{"n": n, "fail_times": 1 if n == 0 else 0} for n in range(5)])
     daemon = space.daemon(space.config(url), RAISE_ON_FAILURE="1").wait_ready()
 
-    wait_for(lambda: sorted(aws.succeeded(space.record_file)) == list(range(5)), timeout=60, what="every message")
-    wait_for(lambda: aws.queue_depth(space.endpoint, url) == 0, timeout=30, what="the queue to empty")
+    wait_for(
+        lambda: sorted(aws.succeeded(space.record_file)) == list(range(5)),
+        timeout=60,
+        what="every message",
+    )
+    wait_for(
+        lambda: aws.queue_depth(space.endpoint, url) == 0, timeout=30, what="the queue to empty"
+    )
     first_receives = [row for row in aws.rows(space.record_file) if row["count"] == 1]
     batch_with_failure = {row["request"] for row in first_receives if row["n"] == 0}
     redelivered = {row["n"] for row in first_receives if row["request"] in batch_with_failure}
@@ -106,11 +120,20 @@ def test_fifo_groups_stay_in_order_and_a_failure_blocks_only_its_group(space: Sq
     while groups b and c finish (esm-reference.md 5.3)."""
     url, _ = aws.new_queue(space.endpoint, fifo=True, visibility=3)
     for group in "abc":
-        aws.send(space.endpoint, url, [{"n": n, "fail_times": int(group == "a" and n == 3)} for n in range(8)], group=group)
-    config = space.config(url, mapping="    function_response_types: [ReportBatchItemFailures]\n", batch_size=2)
+        aws.send(
+            space.endpoint,
+            url,
+            [{"n": n, "fail_times": int(group == "a" and n == 3)} for n in range(8)],
+            group=group,
+        )
+    config = space.config(
+        url, mapping="    function_response_types: [ReportBatchItemFailures]\n", batch_size=2
+    )
     daemon = space.daemon(config).wait_ready()
 
-    wait_for(lambda: len(aws.succeeded(space.record_file)) == 24, timeout=60, what="all 24 messages")
+    wait_for(
+        lambda: len(aws.succeeded(space.record_file)) == 24, timeout=60, what="all 24 messages"
+    )
     rows = aws.rows(space.record_file)
     by_group: dict[str, list[int]] = defaultdict(list)
     for row in rows:
@@ -119,10 +142,18 @@ def test_fifo_groups_stay_in_order_and_a_failure_blocks_only_its_group(space: Sq
     assert by_group["b"] == by_group["c"] == list(range(8))
     assert by_group["a"][:4] == [0, 1, 2, 3]
     failure = next(index for index, row in enumerate(rows) if row["group"] == "a" and not row["ok"])
-    retry = next(index for index, row in enumerate(rows) if row["group"] == "a" and row["n"] == 3 and row["count"] == 2)
+    retry = next(
+        index
+        for index, row in enumerate(rows)
+        if row["group"] == "a" and row["n"] == 3 and row["count"] == 2
+    )
     # moto hands redelivered FIFO messages back out of order (testing.md), so only first
     # deliveries are checked: none of group a's later messages went out while it was blocked.
-    assert not [row["n"] for row in rows[failure:retry] if row["group"] == "a" and row["count"] == 1 and row["n"] > 3]
+    assert not [
+        row["n"]
+        for row in rows[failure:retry]
+        if row["group"] == "a" and row["count"] == 1 and row["n"] > 3
+    ]
     assert sorted(n for n in aws.succeeded(space.record_file)) == sorted(list(range(8)) * 3)
     assert daemon.stop() == 0
 
@@ -172,7 +203,10 @@ mappings:
     source: {type: sqs, queue_url: "https://sqs.xx-nowhere-1.amazonaws.com/123456789012/orders"}
 """
     )
-    env = {"HTTPS_PROXY": f"http://127.0.0.1:{closed_port}", "HTTP_PROXY": f"http://127.0.0.1:{closed_port}"}
+    env = {
+        "HTTPS_PROXY": f"http://127.0.0.1:{closed_port}",
+        "HTTP_PROXY": f"http://127.0.0.1:{closed_port}",
+    }
     daemon = space.daemon(config, **env)
     [banner] = daemon.wait_for_log("aws.real_endpoint")
     assert banner["level"] == "warning" and banner["region"] == "xx-nowhere-1"

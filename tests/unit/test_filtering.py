@@ -46,7 +46,12 @@ def kinesis(data: bytes) -> dict[str, Any]:
 
 
 def kafka(value: bytes) -> dict[str, Any]:
-    return {"topic": "orders", "partition": 0, "offset": 5, "value": base64.b64encode(value).decode()}
+    return {
+        "topic": "orders",
+        "partition": 0,
+        "offset": 5,
+        "value": base64.b64encode(value).decode(),
+    }
 
 
 # -- SQS: body ----------------------------------------------------------------------------
@@ -72,7 +77,9 @@ def test_sqs_json_body_is_matched_as_json() -> None:
         ('{"status": "paid"}', '{"body": {"status": ["paid"]}}', True),
     ],
 )
-def test_sqs_json_and_plain_bodies_follow_awss_table(body: str, pattern: str, expected: bool) -> None:
+def test_sqs_json_and_plain_bodies_follow_awss_table(
+    body: str, pattern: str, expected: bool
+) -> None:
     assert matches([pattern], sqs(body), SQS_BODY) is expected
 
 
@@ -98,7 +105,9 @@ def test_patterns_may_be_given_as_objects() -> None:
 
 def test_kinesis_data_is_decoded_from_base64_then_matched_as_json() -> None:
     assert matches(['{"data": {"kind": ["click"]}}'], kinesis(b'{"kind": "click"}'), KINESIS_DATA)
-    assert not matches(['{"data": {"kind": ["view"]}}'], kinesis(b'{"kind": "click"}'), KINESIS_DATA)
+    assert not matches(
+        ['{"data": {"kind": ["view"]}}'], kinesis(b'{"kind": "click"}'), KINESIS_DATA
+    )
 
 
 def test_kinesis_non_json_data_is_dropped_by_a_data_pattern() -> None:
@@ -121,10 +130,16 @@ def test_dynamodb_images_are_matched_in_dynamodb_json() -> None:
         "eventName": "INSERT",
         "dynamodb": {"NewImage": {"total": {"N": "42"}, "state": {"S": "paid"}}},
     }
-    assert matches(['{"dynamodb": {"NewImage": {"state": {"S": ["paid"]}}}}'], record, DYNAMODB_RECORD)
+    assert matches(
+        ['{"dynamodb": {"NewImage": {"state": {"S": ["paid"]}}}}'], record, DYNAMODB_RECORD
+    )
     assert matches(['{"eventName": ["INSERT"]}'], record, DYNAMODB_RECORD)
     # Numbers are strings in DynamoDB JSON: numeric never matches them (11.2).
-    assert not matches(['{"dynamodb": {"NewImage": {"total": {"N": [{"numeric": [">", 1]}]}}}}'], record, DYNAMODB_RECORD)
+    assert not matches(
+        ['{"dynamodb": {"NewImage": {"total": {"N": [{"numeric": [">", 1]}]}}}}'],
+        record,
+        DYNAMODB_RECORD,
+    )
 
 
 # -- Kafka: value, and metadata only on a mismatch -----------------------------------------
@@ -140,7 +155,9 @@ def test_kafka_value_is_decoded_and_a_mismatch_falls_back_to_metadata() -> None:
     assert not matches(['{"value": ["bye"]}'], plain_value, KAFKA_VALUE)
     # JSON pattern on a plain or binary value: only the metadata is matched (11.4).
     assert matches(['{"value": {"device": ["x"]}, "topic": ["orders"]}'], plain_value, KAFKA_VALUE)
-    assert not matches(['{"value": {"device": ["x"]}, "topic": ["other"]}'], plain_value, KAFKA_VALUE)
+    assert not matches(
+        ['{"value": {"device": ["x"]}, "topic": ["other"]}'], plain_value, KAFKA_VALUE
+    )
     assert matches(['{"value": {"device": ["x"]}}'], binary_value, KAFKA_VALUE)
 
 
@@ -155,9 +172,7 @@ def test_without_a_data_key_the_record_is_matched_as_delivered() -> None:
 
 def test_the_filter_set_counts_what_it_turns_away() -> None:
     filters = build_filter_set(['{"body": {"keep": [true]}}'], SQS_BODY)
-    records = [
-        Record("q", n, str(n), sqs(json.dumps({"keep": n % 3 == 0})), 0.0) for n in range(9)
-    ]
+    records = [Record("q", n, str(n), sqs(json.dumps({"keep": n % 3 == 0})), 0.0) for n in range(9)]
     kept = [record.item_id for record in records if filters.matches(record)]
     assert kept == ["0", "3", "6"]
     assert filters.filtered_out == 6
@@ -184,8 +199,12 @@ mappings:
 {filters}"""
 
 
-def test_an_invalid_pattern_is_a_config_error_naming_file_line_mapping_and_filter(tmp_path: Path) -> None:
-    text = config_with('        - pattern: \'{"body": {"a": ["x"]}}\'\n        - pattern: \'{"body": {"a": []}}\'\n')
+def test_an_invalid_pattern_is_a_config_error_naming_file_line_mapping_and_filter(
+    tmp_path: Path,
+) -> None:
+    text = config_with(
+        '        - pattern: \'{"body": {"a": ["x"]}}\'\n        - pattern: \'{"body": {"a": []}}\'\n'
+    )
     with pytest.raises(ConfigError) as raised:
         load_config_text(text, "bridge.yaml", handler_root=tmp_path)
     [problem] = raised.value.problems
@@ -195,15 +214,19 @@ def test_an_invalid_pattern_is_a_config_error_naming_file_line_mapping_and_filte
 
 
 def test_more_filters_than_the_quota_is_an_error_unless_the_limit_is_raised(tmp_path: Path) -> None:
-    six = "".join(f"        - pattern: '{{\"body\": {{\"n\": [{n}]}}}}'\n" for n in range(6))
+    six = "".join(f'        - pattern: \'{{"body": {{"n": [{n}]}}}}\'\n' for n in range(6))
     with pytest.raises(ConfigError, match="at most 5"):
         load_config_text(config_with(six), "bridge.yaml", handler_root=tmp_path)
-    loaded = load_config_text(config_with(six, "limits: {filters_per_mapping: 10}\n"), "bridge.yaml", handler_root=tmp_path)
+    loaded = load_config_text(
+        config_with(six, "limits: {filters_per_mapping: 10}\n"),
+        "bridge.yaml",
+        handler_root=tmp_path,
+    )
     assert len(loaded.config.mappings[0].filter_patterns) == 6
 
 
 def test_an_eventbridge_only_operator_is_a_warning(tmp_path: Path) -> None:
-    text = config_with("        - pattern: '{\"body\": {\"name\": [{\"wildcard\": \"order-*\"}]}}'\n")
+    text = config_with('        - pattern: \'{"body": {"name": [{"wildcard": "order-*"}]}}\'\n')
     loaded = load_config_text(text, "bridge.yaml", handler_root=tmp_path)
     [warning] = loaded.warnings
     assert "wildcard" in warning and "filter 1 of mapping 'orders'" in warning

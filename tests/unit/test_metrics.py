@@ -13,7 +13,9 @@ def record(partition: str, position: int, arrival: float) -> Record:
     return Record(partition, position, str(position), {"n": position}, arrival)
 
 
-def view(name: str, metrics: MappingMetrics, state: str = "Enabled", **extra: object) -> MappingView:
+def view(
+    name: str, metrics: MappingMetrics, state: str = "Enabled", **extra: object
+) -> MappingView:
     return MappingView(name=name, state=state, reason="", metrics=metrics, filtered_out=3, **extra)  # type: ignore[arg-type]
 
 
@@ -35,10 +37,17 @@ def test_a_batch_lifecycle_is_counted() -> None:
     metrics.invoking(batch[1:2], attempt=2)
     metrics.invoked_for(0.01)
     metrics.answered(1, failed=1)
-    assert (metrics.invocations, metrics.invoked, metrics.retries, metrics.in_flight) == (2, 5, 1, 0)
+    assert (metrics.invocations, metrics.invoked, metrics.retries, metrics.in_flight) == (
+        2,
+        5,
+        1,
+        0,
+    )
     assert (metrics.succeeded, metrics.failed_invoke) == (3, 2)
     assert metrics.last_processing_result == PROBLEM
-    assert metrics.iterator_age is not None and metrics.iterator_age > 1_000_000  # arrival at epoch 0
+    assert (
+        metrics.iterator_age is not None and metrics.iterator_age > 1_000_000
+    )  # arrival at epoch 0
 
 
 def test_render_and_read_back() -> None:
@@ -47,12 +56,14 @@ def test_render_and_read_back() -> None:
     first.batch_size.observe(7)
     text = render(
         [
-            view("orders", first, offset_lag={"t-0": 5, "t-1": 7}, progress={"done": 2, "total": 9}),
+            view(
+                "orders", first, offset_lag={"t-0": 5, "t-1": 7}, progress={"done": 2, "total": 9}
+            ),
             view('we"ird', second, state="Connecting"),
         ]
     )
     assert text.endswith("\n")
-    assert '# TYPE lambda_bridge_polled_events_total counter' in text
+    assert "# TYPE lambda_bridge_polled_events_total counter" in text
     assert 'lambda_bridge_mapping_state{mapping="orders",state="Enabled"} 1' in text
     assert 'lambda_bridge_mapping_state{mapping="we\\"ird",state="Connecting"} 1' in text
     assert 'lambda_bridge_batch_size_bucket{mapping="orders",le="10"} 1' in text
@@ -72,7 +83,9 @@ def test_ready_only_when_every_enabled_mapping_is_enabled() -> None:
     metrics = MappingMetrics()
     ok, body = readiness([view("a", metrics), view("b", metrics, state="Disabled")], stopping=False)
     assert ok and body["ready"] is True
-    ok, body = readiness([view("a", metrics), view("b", metrics, state="Connecting")], stopping=False)
+    ok, body = readiness(
+        [view("a", metrics), view("b", metrics, state="Connecting")], stopping=False
+    )
     assert not ok and [m["State"] for m in body["mappings"]] == ["Enabled", "Connecting"]
     ok, _ = readiness([view("a", metrics)], stopping=True)
     assert not ok

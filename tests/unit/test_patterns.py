@@ -64,7 +64,11 @@ CASES: list[tuple[str, dict[str, Any], bool]] = [
     ("suffix ignoring case", {"file": [{"suffix": {"equals-ignore-case": ".CSV"}}]}, True),
     # equals-ignore-case
     ("equals-ignore-case", {"customer": {"tier": [{"equals-ignore-case": "gold"}]}}, True),
-    ("equals-ignore-case is whole value", {"customer": {"tier": [{"equals-ignore-case": "gol"}]}}, False),
+    (
+        "equals-ignore-case is whole value",
+        {"customer": {"tier": [{"equals-ignore-case": "gol"}]}},
+        False,
+    ),
     # anything-but
     ("anything-but value", {"kind": [{"anything-but": "refund"}]}, True),
     ("anything-but excluded value", {"kind": [{"anything-but": "order"}]}, False),
@@ -74,11 +78,19 @@ CASES: list[tuple[str, dict[str, Any], bool]] = [
     ("anything-but matches null", {"coupon": [{"anything-but": "X"}]}, True),
     ("anything-but needs the field", {"missing": [{"anything-but": "X"}]}, False),
     ("anything-but on arrays: any element", {"tags": [{"anything-but": "new"}]}, True),
-    ("anything-but on arrays: all excluded", {"tags": [{"anything-but": ["new", "priority"]}]}, False),
+    (
+        "anything-but on arrays: all excluded",
+        {"tags": [{"anything-but": ["new", "priority"]}]},
+        False,
+    ),
     ("anything-but prefix", {"file": [{"anything-but": {"prefix": "tmp/"}}]}, True),
     ("anything-but prefix excluded", {"file": [{"anything-but": {"prefix": "reports/"}}]}, False),
     ("anything-but suffix list", {"file": [{"anything-but": {"suffix": [".txt", ".csv"]}}]}, False),
-    ("anything-but ignoring case", {"kind": [{"anything-but": {"equals-ignore-case": ["ORDER"]}}]}, False),
+    (
+        "anything-but ignoring case",
+        {"kind": [{"anything-but": {"equals-ignore-case": ["ORDER"]}}]},
+        False,
+    ),
     ("anything-but wildcard", {"file": [{"anything-but": {"wildcard": "*/2025/*"}}]}, True),
     # numeric
     ("numeric range", {"total": [{"numeric": [">", 100, "<=", 250]}]}, True),
@@ -137,7 +149,9 @@ def test_duplicate_keys_in_a_pattern_string_keep_the_last() -> None:
 
 def test_a_pattern_string_and_object_compile_alike() -> None:
     pattern = {"customer": {"tier": [{"prefix": "GO"}]}}
-    assert compile_pattern(json.dumps(pattern)).matches(ORDER) is compile_pattern(pattern).matches(ORDER)
+    assert compile_pattern(json.dumps(pattern)).matches(ORDER) is compile_pattern(pattern).matches(
+        ORDER
+    )
 
 
 def test_keys_parts_and_operators() -> None:
@@ -151,8 +165,15 @@ def test_keys_parts_and_operators() -> None:
     assert rest is not None and rest.keys == {"m", "n"}
     assert compiled.operators == {"prefix", "equals", "exists", "$or"}
     assert compile_pattern({"body": ["x"]}).without("body") is None
-    ops = compile_pattern({"a": [{"anything-but": {"suffix": ".x"}}, {"suffix": {"equals-ignore-case": "y"}}]})
-    assert ops.operators == {"anything-but", "anything-but/suffix", "suffix", "suffix/equals-ignore-case"}
+    ops = compile_pattern(
+        {"a": [{"anything-but": {"suffix": ".x"}}, {"suffix": {"equals-ignore-case": "y"}}]}
+    )
+    assert ops.operators == {
+        "anything-but",
+        "anything-but/suffix",
+        "suffix",
+        "suffix/equals-ignore-case",
+    }
 
 
 REJECTED: list[tuple[Any, str]] = [
@@ -167,13 +188,25 @@ REJECTED: list[tuple[Any, str]] = [
     ({"a": [{"suffix": None}]}, "suffix match pattern must be a string"),
     ({"a": [{"prefix": {"equals-ignore-case": 1}}]}, "prefix match pattern must be a string"),
     ({"a": [{"equals-ignore-case": ["x"]}]}, "equals-ignore-case match pattern must be a string"),
-    ({"a": [{"anything-but": None}]}, "Value of anything-but must be an array or single string/number value."),
-    ({"a": [{"anything-but": True}]}, "Value of anything-but must be an array or single string/number value."),
-    ({"a": [{"anything-but": ["x", None]}]}, "Inside anything but list, start|null|boolean is not supported."),
+    (
+        {"a": [{"anything-but": None}]},
+        "Value of anything-but must be an array or single string/number value.",
+    ),
+    (
+        {"a": [{"anything-but": True}]},
+        "Value of anything-but must be an array or single string/number value.",
+    ),
+    (
+        {"a": [{"anything-but": ["x", None]}]},
+        "Inside anything but list, start|null|boolean is not supported.",
+    ),
     ({"a": [{"anything-but": []}]}, "Empty arrays are not allowed"),
     ({"a": [{"anything-but": {"prefix": ""}}]}, "Null prefix/suffix not allowed"),
     ({"a": [{"anything-but": {"suffix": [1]}}]}, "prefix/suffix match pattern must be a string"),
-    ({"a": [{"anything-but": {"prefix": {"equals-ignore-case": "x"}}}]}, "Value of anything-but must be"),
+    (
+        {"a": [{"anything-but": {"prefix": {"equals-ignore-case": "x"}}}]},
+        "Value of anything-but must be",
+    ),
     ({"a": [{"numeric": 5}]}, "Value of numeric must be an array."),
     ({"a": [{"numeric": [">", "5"]}]}, "Value of > must be numeric"),
     ({"a": [{"numeric": ["!=", 5]}]}, "Unrecognized numeric range operator: !="),

@@ -32,7 +32,12 @@ def test_added_removed_changed_unchanged(tmp_path: Path) -> None:
     old = config(tmp_path, mapping("a"), mapping("b"), mapping("c"))
     new = config(tmp_path, mapping("a", extra="    batch_size: 7\n"), mapping("c"), mapping("d"))
     plan = plan_reload(old, new)
-    assert plan.summary() == {"started": ["d"], "stopped": ["b"], "restarted": ["a"], "unchanged": ["c"]}
+    assert plan.summary() == {
+        "started": ["d"],
+        "stopped": ["b"],
+        "restarted": ["a"],
+        "unchanged": ["c"],
+    }
     assert plan.functions == set() and plan.destinations == set()
 
 
@@ -55,4 +60,6 @@ def test_daemon_wide_settings_need_a_restart(tmp_path: Path) -> None:
     old = config(tmp_path, mapping("a"))
     assert restart_only_changes(old, config(tmp_path, mapping("b"))) == []
     moved = old.model_copy(update={"state_dir": Path("./elsewhere")})
-    assert restart_only_changes(old, moved) == ["state_dir: changed; it applies only when the daemon restarts"]
+    assert restart_only_changes(old, moved) == [
+        "state_dir: changed; it applies only when the daemon restarts"
+    ]
