@@ -38,6 +38,9 @@ class AdminTarget(Protocol):
     @property
     def stopping(self) -> bool: ...
 
+    @property
+    def checkpoint_write_failures(self) -> int: ...
+
     async def reload(self) -> dict[str, Any]: ...
 
 
@@ -53,6 +56,7 @@ def readiness(views: Sequence[MappingView], stopping: bool) -> tuple[bool, dict[
         if view.progress is not None:
             entry["CatchUp"] = dict(view.progress)
         mappings.append(entry)
+    # Degraded mappings read, but something they must do keeps failing: not ready.
     ready = not stopping and all(view.state in ("Enabled", "Disabled") for view in views)
     return ready, {"ready": ready, "stopping": stopping, "mappings": mappings}
 
@@ -126,7 +130,10 @@ class AdminServer:
         )
 
     async def _metrics(self, _: web.Request) -> web.Response:
-        text = render(await self._target.views())
+        text = render(
+            await self._target.views(),
+            checkpoint_write_failures=self._target.checkpoint_write_failures,
+        )
         return web.Response(
             text=text, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
         )

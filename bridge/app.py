@@ -20,14 +20,14 @@ from typing import Any
 import structlog
 
 from bridge.admin import AdminServer, ReloadRejected
+from bridge.clients import Clients, quietly
 from bridge.config import LoadedConfig, MappingConfig, load_config
 from bridge.errors import BridgeError, ConfigError
 from bridge.filtering import build_filter_set
-from bridge.invokers import LimitedInvoker
 from bridge.mapping import MappingRunner, MappingState
 from bridge.metrics import MappingView
 from bridge.plugins import SourceContext
-from bridge.protocols import Destination, Invoker, Source
+from bridge.protocols import Source
 from bridge.reload import plan_reload, restart_only_changes
 from bridge.retry import sleep_unless
 from bridge.settings import resolve
@@ -45,8 +45,7 @@ class Daemon:
         self.config = loaded.config
         self.config_path = config_path
         self.store = self.config.checkpoint_store.build(loaded.build_context)
-        self.invokers: dict[str, Invoker] = {}
-        self.destinations: dict[str, Destination] = {}
+        self.clients = Clients()
         self.runners: dict[str, MappingRunner] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stop_requested = asyncio.Event()
@@ -62,6 +61,10 @@ class Daemon:
     def stopping(self) -> bool:
         return self._stop_requested.is_set()
 
+    @property
+    def checkpoint_write_failures(self) -> int:
+        return self.store.write_failures
+
     # -- building ---------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -72,55 +75,14 @@ class Daemon:
         """
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
         await self.store.open()
-        invokers, destinations = await self._build_clients(
+        invokers, destinations = await self.clients.build(
             self.loaded, set(self.config.functions), set(self.config.destinations)
         )
-        self.invokers.update(invokers)
-        self.destinations.update(destinations)
+        self.clients.adopt(invokers, destinations)
         for mapping in self.config.mappings:
-            await self._prepare_provided(mapping)
+            await self.clients.prepare_provided(mapping, self.loaded)
             self.runners[mapping.name] = self._runner(mapping)
         self._started = True
-
-    async def _build_clients(
-        self, loaded: LoadedConfig, functions: set[str], destinations: set[str]
-    ) -> tuple[dict[str, Invoker], dict[str, Destination]]:
-        """Started invokers and destinations of `loaded`; if one fails, those already
-        started are closed and the BridgeError raised."""
-        context = loaded.build_context
-        invokers: dict[str, Invoker] = {}
-        built: dict[str, Destination] = {}
-        try:
-            for name in sorted(functions):
-                function = loaded.config.functions[name]
-                invoker = function.build(name, context)
-                if function.reserved_concurrency:
-                    invoker = LimitedInvoker(invoker, function.reserved_concurrency)
-                await invoker.start()
-                invokers[name] = invoker
-            for name in sorted(destinations):
-                destination = loaded.config.destinations[name].build(name, context)
-                await destination.start()
-                built[name] = destination
-        except BaseException:
-            for invoker in invokers.values():
-                await _quietly(invoker.close(), self._log, "invoker.close_failed")
-            for destination in built.values():
-                await _quietly(destination.close(), self._log, "destination.close_failed")
-            raise
-        return invokers, built
-
-    async def _prepare_provided(self, mapping: MappingConfig) -> None:
-        """A destination the source names by URI, e.g. Kafka's kafka://topic."""
-        reference = mapping.on_failure
-        if reference is None or reference in self.config.destinations:
-            return
-        provided = mapping.source.destination_for(reference)
-        assert provided is not None, "checked when the config was loaded"
-        name = f"{mapping.name}:{reference}"
-        destination = provided.build(name, self.loaded.build_context)
-        await destination.start()
-        self.destinations[name] = destination
 
     def _runner(self, mapping: MappingConfig) -> MappingRunner:
         function = self.config.functions[mapping.function]
@@ -132,19 +94,17 @@ class Daemon:
             function_arn=function.arn or identity.function_arn(mapping.function),
             settings=resolve(mapping),
             source_factory=self._source_factory(mapping),
-            invoker=self.invokers[mapping.function],
-            destination=self._destination_of(mapping),
+            invoker=self.clients.invokers[mapping.function],
+            destination=self.clients.destination_of(mapping),
             filters=filters,
+            store_problem=self._store_problem if mapping.source.checkpoints_in_store else None,
         )
         if not mapping.enabled:
             runner.disable()
         return runner
 
-    def _destination_of(self, mapping: MappingConfig) -> Destination | None:
-        reference = mapping.on_failure
-        if reference is None:
-            return None
-        return self.destinations.get(reference) or self.destinations[f"{mapping.name}:{reference}"]
+    def _store_problem(self) -> str | None:
+        return self.store.problem
 
     def _source_factory(self, mapping: MappingConfig) -> Callable[[], Source]:
         context = SourceContext(
@@ -172,7 +132,9 @@ class Daemon:
         if runner.state is MappingState.DISABLED:
             self._log.info("mapping.disabled", mapping=runner.name)
             return
-        self._tasks[runner.name] = asyncio.create_task(runner.run(), name=f"mapping:{runner.name}")
+        task = asyncio.create_task(runner.run(), name=f"mapping:{runner.name}")
+        task.add_done_callback(lambda ended: _report_crash(runner, ended))
+        self._tasks[runner.name] = task
 
     async def _drain(self, names: list[str]) -> None:
         """Stop these mappings and wait for their batches in flight, up to the deadline."""
@@ -269,6 +231,7 @@ class Daemon:
                 state=runner.state.value,
                 reason=runner.state_reason,
                 metrics=runner.metrics,
+                failures=dict(runner.health.failures),
                 filtered_out=runner.filtered_out,
                 offset_lag=lag,
                 progress=getattr(runner.source, "progress", None),
@@ -316,17 +279,17 @@ class Daemon:
         new = loaded.config
         plan = plan_reload(self.config, new)
         try:
-            invokers, destinations = await self._build_clients(
+            invokers, destinations = await self.clients.build(
                 loaded,
                 {
                     name
                     for name in new.functions
-                    if name not in self.invokers or name in plan.functions
+                    if name not in self.clients.invokers or name in plan.functions
                 },
                 {
                     name
                     for name in new.destinations
-                    if name not in self.destinations or name in plan.destinations
+                    if name not in self.clients.destinations or name in plan.destinations
                 },
             )
         except BridgeError as exc:
@@ -336,17 +299,16 @@ class Daemon:
         await self._drain(going)
         for name in going:
             del self.runners[name]
-            await self._close_provided(name)
-        await self._close_clients(plan.functions, plan.destinations)
-        self.invokers.update(invokers)
-        self.destinations.update(destinations)
+            await self.clients.close_provided(name)
+        await self.clients.close_named(plan.functions, plan.destinations)
+        self.clients.adopt(invokers, destinations)
         self.loaded, self.config = loaded, new
         order = {mapping.name: index for index, mapping in enumerate(new.mappings)}
         failed = []
         for mapping in new.mappings:
             if mapping.name in plan.added or mapping.name in plan.changed:
                 try:
-                    await self._prepare_provided(mapping)
+                    await self.clients.prepare_provided(mapping, loaded)
                 except BridgeError as exc:
                     self._log.error("reload.mapping_failed", mapping=mapping.name, error=str(exc))
                     failed.append(mapping.name)
@@ -359,28 +321,18 @@ class Daemon:
         self._log.info("reload.applied", **summary)
         return summary
 
-    async def _close_provided(self, mapping: str) -> None:
-        for name in [name for name in self.destinations if name.startswith(f"{mapping}:")]:
-            await _quietly(
-                self.destinations.pop(name).close(), self._log, "destination.close_failed"
-            )
-
-    async def _close_clients(self, functions: set[str], destinations: set[str]) -> None:
-        for name in functions & set(self.invokers):
-            await _quietly(self.invokers.pop(name).close(), self._log, "invoker.close_failed")
-        for name in destinations & set(self.destinations):
-            await _quietly(
-                self.destinations.pop(name).close(), self._log, "destination.close_failed"
-            )
-
     async def close(self) -> None:
         if self._admin is not None:
             await self._admin.close()
-        for destination in self.destinations.values():
-            await _quietly(destination.close(), self._log, "destination.close_failed")
-        for invoker in self.invokers.values():
-            await _quietly(invoker.close(), self._log, "invoker.close_failed")
-        await _quietly(self.store.close(), self._log, "checkpoints.close_failed")
+        await self.clients.close()
+        await quietly(self.store.close(), "checkpoints.close_failed")
+
+
+def _report_crash(runner: MappingRunner, task: asyncio.Task[None]) -> None:
+    """A mapping task that ended with an error nothing handled leaves the mapping Failed
+    with the reason, never `Connecting` for ever."""
+    if not task.cancelled() and task.exception() is not None:
+        runner.crashed(task.exception())  # type: ignore[arg-type]
 
 
 async def _offset_lag(source: Source | None) -> dict[str, int]:
@@ -392,13 +344,3 @@ async def _offset_lag(source: Source | None) -> dict[str, int]:
     except Exception:
         return {}
     return lag
-
-
-async def _quietly(
-    closing: Awaitable[None], log: structlog.typing.FilteringBoundLogger, event: str
-) -> None:
-    """Await a close; log its failure instead of letting it stop the rest of the shutdown."""
-    try:
-        await closing
-    except Exception as exc:
-        log.error(event, error=str(exc))

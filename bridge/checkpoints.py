@@ -2,7 +2,10 @@
 
 Saves are staged in memory and written in one transaction at a short interval and on
 close, so a busy mapping does not pay a disk write per batch. A crash loses at most the
-last interval's progress, which means redelivery, never a skipped record.
+last interval's progress, which means redelivery, never a skipped record. A write that
+fails (disk full, a locked or broken file) keeps what it could not write, is tried again
+with backoff, and says so: the store's `problem` makes every mapping that checkpoints
+here `Degraded`, and `write_failures` is exported as a metric.
 """
 
 from __future__ import annotations
@@ -19,8 +22,13 @@ import structlog
 from pydantic import Field
 
 from bridge.plugins import BuildContext, CheckpointStoreConfig
+from bridge.retry import Backoff
 
 T = TypeVar("T")
+
+# After a failed write, the next one is tried after this backoff (never sooner than the
+# flush interval).
+FLUSH_BACKOFF = Backoff(initial=1.0, maximum=30.0)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS checkpoints (
@@ -36,10 +44,44 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 class StagedPositions:
     """Saves staged in memory until the next flush, shared by the checkpoint stores:
     `save` stages, `overlay` shows what a load must return (the stored positions with
-    the staged ones on top, a staged None deleting)."""
+    the staged ones on top, a staged None deleting), `flush_periodically` writes them
+    in the background and reports failures."""
 
     def __init__(self) -> None:
         self._staged: dict[tuple[str, str], str | None] = {}
+        self.problem: str | None = None
+        self.write_failures = 0
+
+    async def flush(self) -> None:
+        raise NotImplementedError
+
+    async def flush_periodically(self, interval: float, where: str) -> None:
+        """Flush every `interval` seconds until cancelled. A failed flush keeps its
+        positions staged; it is reported (`problem`, `write_failures`, a log line per
+        attempt) and tried again with backoff, until a flush succeeds."""
+        log = structlog.get_logger("bridge.checkpoints").bind(store=where)
+        failures = 0
+        while True:
+            delay = interval if not failures else max(interval, FLUSH_BACKOFF.delay(failures))
+            await asyncio.sleep(delay)
+            try:
+                await self.flush()
+            except Exception as exc:
+                failures += 1
+                self.write_failures += 1
+                self.problem = f"cannot write checkpoints to {where}: {exc or type(exc).__name__}"
+                log.error(
+                    "checkpoints.write_failed",
+                    error=str(exc) or type(exc).__name__,
+                    error_type=type(exc).__name__,
+                    attempt=failures,
+                    staged=len(self._staged),
+                )
+                continue
+            if failures:
+                log.info("checkpoints.write_recovered", after_attempts=failures)
+                failures = 0
+                self.problem = None
 
     async def save(self, namespace: str, updates: Mapping[str, str | None]) -> None:
         for partition, value in updates.items():
@@ -67,7 +109,6 @@ class SqliteCheckpointStore(StagedPositions):
         self._connection: sqlite3.Connection | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
-        self._log = structlog.get_logger("bridge.checkpoints")
 
     async def _run(self, function: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
@@ -83,7 +124,10 @@ class SqliteCheckpointStore(StagedPositions):
 
     async def open(self) -> None:
         await self._run(self._connect)
-        self._flusher = asyncio.create_task(self._flush_periodically(), name="checkpoint-flusher")
+        self._flusher = asyncio.create_task(
+            self.flush_periodically(self._flush_interval, str(self.path)),
+            name="checkpoint-flusher",
+        )
 
     def _select(self, namespace: str) -> dict[str, str]:
         assert self._connection is not None
@@ -129,14 +173,6 @@ class SqliteCheckpointStore(StagedPositions):
                 # Keep what could not be written, without overwriting anything newer.
                 self._staged = {**staged, **self._staged}
                 raise
-
-    async def _flush_periodically(self) -> None:
-        while True:
-            await asyncio.sleep(self._flush_interval)
-            try:
-                await self.flush()
-            except sqlite3.Error as exc:
-                self._log.error("checkpoints.write_failed", error=str(exc), path=str(self.path))
 
     def _delete(self, prefix: str) -> int:
         assert self._connection is not None

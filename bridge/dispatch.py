@@ -21,7 +21,10 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from bridge.errors import DestinationError, TransportError
+from bridge.discard import Discarder
+from bridge.errors import TransportError
+from bridge.health import Health, Reporter
+from bridge.logs import batch_fields
 from bridge.metrics import MappingMetrics
 from bridge.protocols import Destination, EventFormatter, Invoker
 from bridge.records import (
@@ -32,7 +35,7 @@ from bridge.records import (
     OutcomeKind,
     Record,
 )
-from bridge.responses import classify, split_at_first_failures
+from bridge.responses import classify, error_summary, split_at_first_failures
 from bridge.retry import Backoff, sleep_unless
 
 Settle = Callable[[Sequence[Record]], Awaitable[None]]
@@ -86,6 +89,7 @@ class Dispatcher:
         wall_clock: Callable[[], float] = time.time,
         redelivery_seconds: Callable[[], float | None] = lambda: None,
         metrics: MappingMetrics | None = None,
+        health: Reporter | None = None,
     ) -> None:
         self.mapping = mapping
         self.metrics = metrics if metrics is not None else MappingMetrics()
@@ -101,6 +105,18 @@ class Dispatcher:
         self._abandoned = abandoned if abandoned is not None else set()
         self._now = wall_clock
         self._redelivery_seconds = redelivery_seconds
+        self.discarder = Discarder(
+            mapping=mapping,
+            function_arn=function_arn,
+            formatter=formatter,
+            destination=destination,
+            settle=settle,
+            stopping=stopping,
+            backoff=policy.backoff,
+            metrics=self.metrics,
+            health=health if health is not None else Health(),
+            wall_clock=wall_clock,
+        )
         self._log = structlog.get_logger("bridge.dispatch").bind(mapping=mapping)
         self._debug = self._log.is_enabled_for(logging.DEBUG)
 
@@ -157,7 +173,7 @@ class Dispatcher:
                 work.appendleft(_Segment(segment.records[middle:]))
                 work.appendleft(_Segment(segment.records[:middle]))
                 halves = [middle, len(segment.records) - middle]
-                self._log.info("batch.bisected", **_batch_fields(segment.records), halves=halves)
+                self._log.info("batch.bisected", **batch_fields(segment.records), halves=halves)
                 continue
             if policy.exhausted(segment.attempts):
                 failure = self._failure(
@@ -173,7 +189,7 @@ class Dispatcher:
             delay = policy.backoff.delay(segment.attempts)
             self._log.info(
                 "batch.retrying",
-                **_batch_fields(segment.records),
+                **batch_fields(segment.records),
                 attempt=segment.attempts + 1,
                 delay=round(delay, 3),
             )
@@ -239,7 +255,7 @@ class Dispatcher:
                     if out_of_time:
                         self._log.warning(
                             "batch.released_unavailable",
-                            **_batch_fields(records),
+                            **batch_fields(records),
                             attempts=failures,
                             redelivery_seconds=limit,
                         )
@@ -264,37 +280,8 @@ class Dispatcher:
     # -- shared ----------------------------------------------------------------------
 
     async def discard(self, failure: FailureRecord) -> bool:
-        """Write the failure record, then settle its records. False if stopping first."""
-        destination = self._destination
-        log = self._log.bind(condition=failure.condition.value, **_batch_fields(failure.records))
-        if destination is None:
-            log.warning(
-                "records.discarded",
-                reason=failure.reason or "no on-failure destination is configured",
-                approximate_invoke_count=failure.approximate_invoke_count,
-            )
-            self.metrics.dropped += len(failure.records)
-            await self._settle(failure.records)
-            return True
-        failures = 0
-        while True:
-            try:
-                await destination.send(failure, self._formatter)
-                break
-            except DestinationError as exc:
-                failures += 1
-                delay = self._policy.backoff.delay(failures)
-                log.error(
-                    "destination.failed", error=str(exc), attempt=failures, delay=round(delay, 3)
-                )
-                if not await sleep_unless(self._stopping, delay):
-                    return False
-        log.warning(
-            "record.sent_to_destination", approximate_invoke_count=failure.approximate_invoke_count
-        )
-        self.metrics.sent_to_destination += len(failure.records)
-        await self._settle(failure.records)
-        return True
+        """Give up the failure's records (bridge.discard). False if stopping first."""
+        return await self.discarder.discard(failure)
 
     def _failure(
         self,
@@ -302,25 +289,11 @@ class Dispatcher:
         records: Sequence[Record],
         attempts: int,
         last_result: InvokeResult | None,
-        reason: str = "",
     ) -> FailureRecord:
-        return FailureRecord(
-            mapping=self.mapping,
-            condition=condition,
-            records=list(records),
-            approximate_invoke_count=attempts,
-            function_arn=self.function_arn,
-            timestamp=self._now(),
-            last_result=last_result,
-            reason=reason,
-        )
+        return self.discarder.failure(condition, records, attempts, last_result)
 
     def oversized(self, record: Record, limit: int) -> FailureRecord:
-        reason = (
-            f"the record alone makes an event of {record.size} bytes, "
-            f"over the {limit}-byte synchronous invoke limit"
-        )
-        return self._failure(FailureCondition.PAYLOAD_SIZE_EXCEEDED, [record], 0, None, reason)
+        return self.discarder.oversized(record, limit)
 
     async def _invoke(self, records: list[Record], attempt: int) -> InvokeResult:
         event = self._formatter.encode_event(records)
@@ -335,7 +308,7 @@ class Dispatcher:
         if self._debug:
             self._log.debug(
                 "batch.invoked",
-                **_batch_fields(records),
+                **batch_fields(records),
                 attempt=attempt,
                 duration=round(time.perf_counter() - started, 6),
                 request_id=result.request_id,
@@ -370,7 +343,7 @@ class Dispatcher:
 
     def _log_failure(self, outcome: Outcome, result: InvokeResult, segment: _Segment) -> None:
         fields: dict[str, object] = {
-            **_batch_fields(segment.records),
+            **batch_fields(segment.records),
             "attempt": segment.attempts,
             "outcome": outcome.kind.value,
             "request_id": result.request_id,
@@ -380,31 +353,5 @@ class Dispatcher:
         elif outcome.kind is OutcomeKind.INVALID_RESPONSE:
             fields["reason"] = outcome.reason
         else:
-            fields.update(_error_summary(result.payload))
+            fields.update(error_summary(result.payload))
         self._log.warning("batch.failed", **fields)
-
-
-def _batch_fields(records: Sequence[Record]) -> dict[str, object]:
-    """The batch size and its partition (or how many partitions it spans), for logs."""
-    partitions = {record.partition for record in records}
-    if len(partitions) == 1:
-        return {"batch_size": len(records), "partition": next(iter(partitions))}
-    return {"batch_size": len(records), "partitions": len(partitions)}
-
-
-def _error_summary(payload: bytes) -> dict[str, object]:
-    """errorType and a short errorMessage from Lambda's error document, if it is one."""
-    from bridge.codec import JSONDecodeError, loads
-
-    try:
-        document = loads(payload) if payload else None
-    except JSONDecodeError:
-        return {"error_message": payload[:200].decode("utf-8", "replace")}
-    if not isinstance(document, dict):
-        return {}
-    summary: dict[str, object] = {}
-    if isinstance(document.get("errorType"), str):
-        summary["error_type"] = document["errorType"]
-    if isinstance(document.get("errorMessage"), str):
-        summary["error_message"] = document["errorMessage"][:200]
-    return summary

@@ -57,5 +57,12 @@ class DestinationError(BridgeError):
     retriable = True
 
 
+class PermanentDestinationError(DestinationError):
+    """The destination refuses the record for good (missing queue, access denied, a
+    record it cannot take): the mapping fails with the reason; its records stay unsettled."""
+
+    retriable = False
+
+
 class InvokerStartError(BridgeError):
     """A function cannot be prepared (missing handler file, import error, bad command)."""

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any, TextIO
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
 import structlog
+
+if TYPE_CHECKING:
+    from bridge.records import Record
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -63,3 +67,11 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     root.setLevel(max(_LEVELS[level], logging.WARNING))
     for name, library_level in QUIET_LIBRARIES.items():
         logging.getLogger(name).setLevel(library_level)
+
+
+def batch_fields(records: Sequence[Record]) -> dict[str, object]:
+    """The batch size and its partition (or how many partitions it spans), for logs."""
+    partitions = {record.partition for record in records}
+    if len(partitions) == 1:
+        return {"batch_size": len(records), "partition": next(iter(partitions))}
+    return {"batch_size": len(records), "partitions": len(partitions)}

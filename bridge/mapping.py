@@ -1,9 +1,15 @@
 """The mapping worker: one session at a time (bridge.session), restarted with backoff.
 
-If the source cannot connect or fails while running, the session ends without
-acknowledging anything unsettled and a new one starts after a capped, jittered backoff;
-other mappings are not affected. A permanent error (access denied, not found) marks the
-mapping Failed with the reason.
+If the source cannot connect or fails while running (a background task of the session
+included), the session ends without acknowledging anything unsettled and a new one
+starts after a capped, jittered backoff; other mappings are not affected. A permanent
+error (access denied, not found, a destination that refuses for good) marks the mapping
+Failed with the reason.
+
+States: `Connecting` (opening, or the source's broker is unreachable), `Enabled`,
+`Degraded` (reading, but background work is failing and being retried: a checkpoint
+store that cannot write, a destination that cannot be reached, commits that fail),
+`Disabled`, `Failed`, `Stopped`. The reason is `StateReason` in `/readyz`.
 """
 
 from __future__ import annotations
@@ -15,8 +21,9 @@ from collections.abc import Callable, Hashable
 
 import structlog
 
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, DestinationError
 from bridge.filtering import FilterSet
+from bridge.health import BackgroundTaskFailed, Health
 from bridge.lanes import Lane, Matcher
 from bridge.metrics import MappingMetrics
 from bridge.protocols import Destination, Invoker, Source
@@ -32,6 +39,7 @@ RECONNECT_BACKOFF = Backoff(initial=0.5, maximum=30.0)
 class MappingState(enum.Enum):
     CONNECTING = "Connecting"
     ENABLED = "Enabled"
+    DEGRADED = "Degraded"
     DISABLED = "Disabled"
     FAILED = "Failed"
     STOPPED = "Stopped"
@@ -49,6 +57,7 @@ class MappingRunner:
         destination: Destination | None,
         filters: FilterSet | None = None,
         reconnect_backoff: Backoff = RECONNECT_BACKOFF,
+        store_problem: Callable[[], str | None] | None = None,
     ) -> None:
         self.name = name
         self.function_arn = function_arn
@@ -64,6 +73,8 @@ class MappingRunner:
         self._state = MappingState.CONNECTING
         self._reason = ""
         self.metrics = MappingMetrics()
+        self.health = Health()
+        self._store_problem = store_problem
         # Set while the mapping runs: the task `run()` is awaited in.
         self.task: asyncio.Task[None] | None = None
         self._log = structlog.get_logger("bridge.mapping").bind(mapping=name)
@@ -82,30 +93,47 @@ class MappingRunner:
 
     @property
     def state(self) -> MappingState:
-        """Enabled only while the source can read: a connected mapping whose broker is
-        unreachable reports Connecting until its client is back."""
-        if self._state is MappingState.ENABLED and self._source_problem():
-            return MappingState.CONNECTING
+        """Enabled only while the source can read and nothing fails in the background: a
+        connected mapping whose broker is unreachable reports Connecting until its client
+        is back, one whose background work fails reports Degraded."""
+        if self._state is MappingState.ENABLED:
+            if self._source_problem():
+                return MappingState.CONNECTING
+            if self._background_problem():
+                return MappingState.DEGRADED
         return self._state
 
     @property
     def state_reason(self) -> str:
-        return (
-            self._source_problem() or self._reason
-            if self._state is MappingState.ENABLED
-            else self._reason
-        )
+        if self._state is MappingState.ENABLED:
+            return self._source_problem() or self._background_problem() or self._reason
+        return self._reason
 
     def _source_problem(self) -> str | None:
         return self._session.source.problem if self._session is not None else None
 
+    def _background_problem(self) -> str | None:
+        problems = [self.health.problem]
+        if self._store_problem is not None:
+            store = self._store_problem()
+            problems.append(f"checkpoint store: {store}" if store else None)
+        return "; ".join(problem for problem in problems if problem) or None
+
+    def crashed(self, error: BaseException) -> None:
+        """The mapping's task ended with an error nothing handled (a bug): say so."""
+        self.health.failures["internal"] += 1
+        self._set_state(MappingState.FAILED, f"internal error: {type(error).__name__}: {error}")
+        self._log.error("mapping.crashed", error=str(error), exc_info=error)
+
     async def run(self) -> None:
         failures = 0
         while not self._stopping.is_set():
-            source = self._source_factory()
+            source: Source | None = None
+            session: Session | None = None
             started = time.monotonic()
             try:
                 self._set_state(MappingState.CONNECTING)
+                source = self._source_factory()
                 session = Session(
                     mapping=self.name,
                     function_arn=self.function_arn,
@@ -116,6 +144,7 @@ class MappingRunner:
                     stopping=self._stopping,
                     matches=self._matches,
                     metrics=self.metrics,
+                    health=self.health,
                 )
                 await source.open(session)
                 self._session = session
@@ -124,15 +153,27 @@ class MappingRunner:
                 await session.run()
             except BridgeError as exc:
                 if not exc.retriable:
+                    component = "destination" if isinstance(exc, DestinationError) else "source"
+                    self.health.failures[component] += 1
                     self._set_state(MappingState.FAILED, str(exc))
                     self._log.error("mapping.failed", error=str(exc), error_type=type(exc).__name__)
                     return
                 failures = self._note_failure(exc, started, failures)
+            except ImportError as exc:
+                # A connector whose client library is not installed: retrying cannot help.
+                reason = f"cannot load the {self.name!r} source: {exc} (is its extra installed?)"
+                self.health.failures["source"] += 1
+                self._set_state(MappingState.FAILED, reason)
+                self._log.error("mapping.failed", error=reason, error_type=type(exc).__name__)
+                return
             except Exception as exc:
                 failures = self._note_failure(exc, started, failures)
             finally:
                 self._session = None
-                await self._close(source)
+                if source is not None:
+                    await self._close(source)
+                if session is not None:
+                    await session.close()
             if not self._stopping.is_set():
                 delay = self._reconnect_backoff.delay(failures)
                 self._log.warning("mapping.reconnecting", attempt=failures, delay=round(delay, 3))
@@ -146,7 +187,9 @@ class MappingRunner:
     def _note_failure(self, exc: Exception, started: float, failures: int) -> int:
         if time.monotonic() - started > HEALTHY_SESSION_SECONDS:
             failures = 0
-        self._set_state(MappingState.CONNECTING, str(exc))
+        if not isinstance(exc, BackgroundTaskFailed):
+            self.health.failures["source"] += 1
+        self._set_state(MappingState.CONNECTING, str(exc) or type(exc).__name__)
         self._log.error(
             "mapping.source_failed",
             error=str(exc) or type(exc).__name__,

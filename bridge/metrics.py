@@ -101,11 +101,12 @@ class MappingView:
     reason: str
     metrics: MappingMetrics
     filtered_out: int
+    failures: Mapping[str, int] = field(default_factory=dict)
     offset_lag: Mapping[str, int] = field(default_factory=dict)
     progress: Mapping[str, int] | None = None
 
 
-STATES = ("Connecting", "Enabled", "Disabled", "Failed", "Stopped")
+STATES = ("Connecting", "Enabled", "Degraded", "Disabled", "Failed", "Stopped")
 
 _COUNTERS = (
     ("polled_events_total", "Records read from the source (PolledEventCount).", "polled"),
@@ -143,7 +144,12 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def render(views: Sequence[MappingView], prefix: str = "lambda_bridge") -> str:
+def render(
+    views: Sequence[MappingView],
+    prefix: str = "lambda_bridge",
+    *,
+    checkpoint_write_failures: int = 0,
+) -> str:
     """The Prometheus text exposition (format 0.0.4) of every mapping's metrics."""
     lines: list[str] = []
 
@@ -163,6 +169,22 @@ def render(views: Sequence[MappingView], prefix: str = "lambda_bridge") -> str:
         lines += [
             f'{name}{{mapping="{_label(v.name)}"}} {getattr(v.metrics, attribute)}' for v in views
         ]
+    name = family(
+        "failures_total",
+        "counter",
+        "Failures by component: source (a session ended), destination, checkpoint store, "
+        "background tasks (commits, acknowledgements); each was reported and retried.",
+    )
+    for view in views:
+        for component, count in sorted(view.failures.items()):
+            labels = f'mapping="{_label(view.name)}",component="{_label(component)}"'
+            lines.append(f"{name}{{{labels}}} {count}")
+    name = family(
+        "checkpoint_write_failures_total",
+        "counter",
+        "Failed writes of the checkpoint store (kept and written again with backoff).",
+    )
+    lines.append(f"{name} {checkpoint_write_failures}")
     name = family("in_flight_batches", "gauge", "Batches being delivered now.")
     lines += [f'{name}{{mapping="{_label(v.name)}"}} {v.metrics.in_flight}' for v in views]
     name = family("mapping_state", "gauge", "1 for the mapping's current state.")

@@ -120,6 +120,10 @@ class SourceConfig(StrictModel):
     # Where filter patterns find the record's payload (esm-reference.md 11.2); None:
     # patterns match the record as the function receives it, with nothing decoded.
     filter_data_key: ClassVar[DataKey | None] = None
+    # Whether the source keeps its positions in the daemon's checkpoint store (so a store
+    # that cannot write makes the mapping Degraded); Kafka, Redis and SQS settle with
+    # their broker instead.
+    checkpoints_in_store: ClassVar[bool] = False
 
     def check(self) -> list[tuple[ConfigPath, str]]:
         """Problems only this source can see, as (path below `source`, message)."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Hashable, Mapping, Sequence
+import asyncio
+from collections.abc import Collection, Coroutine, Hashable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from bridge.records import FailureRecord, InvokeResult, Record
@@ -26,12 +27,25 @@ class EventFormatter(Protocol):
 
 
 class Ownership(Protocol):
-    """What a source tells its mapping about the partitions it reads (e.g. a rebalance)."""
+    """The mapping a source reads for: told about lost partitions, and the owner of the
+    source's background work and of its failures (bridge.health)."""
 
     def revoked(self, partitions: Collection[str]) -> None:
         """These partitions now belong to someone else: their queued records are dropped,
         retries of their records stop, and nothing of them is settled any more. Call this
         before committing what was settled for them."""
+
+    def spawn(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """Run a background task for the source (a committer, an acknowledger). The
+        mapping owns it: if it raises or ends, the session ends with that error and the
+        mapping reconnects with backoff. Cancel it in `close()`."""
+
+    def failed(self, component: str, reason: str) -> None:
+        """Background work of the source failed and will be tried again: the mapping is
+        reported Degraded with the reason, and the failure counted."""
+
+    def recovered(self, component: str) -> None:
+        """The component that failed works again."""
 
 
 @runtime_checkable
@@ -115,7 +129,17 @@ class Destination(Protocol):
 
 
 class CheckpointStore(Protocol):
-    """Durable positions per (namespace, partition). Values are opaque strings."""
+    """Durable positions per (namespace, partition). Values are opaque strings.
+
+    Staged positions are written in the background; a write that fails is kept and tried
+    again with backoff, and `problem` says why meanwhile (the mappings that checkpoint here
+    are reported Degraded), `write_failures` counts such failures."""
+
+    @property
+    def problem(self) -> str | None: ...
+
+    @property
+    def write_failures(self) -> int: ...
 
     async def open(self) -> None: ...
 

@@ -93,3 +93,19 @@ def split_at_first_failures(
         else:
             done.append(record)
     return done, retry
+
+
+def error_summary(payload: bytes) -> dict[str, object]:
+    """errorType and a short errorMessage from Lambda's error document, if it is one."""
+    try:
+        document = loads(payload) if payload else None
+    except JSONDecodeError:
+        return {"error_message": payload[:200].decode("utf-8", "replace")}
+    if not isinstance(document, dict):
+        return {}
+    summary: dict[str, object] = {}
+    if isinstance(document.get("errorType"), str):
+        summary["error_type"] = document["errorType"]
+    if isinstance(document.get("errorMessage"), str):
+        summary["error_message"] = document["errorMessage"][:200]
+    return summary

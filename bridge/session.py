@@ -6,19 +6,26 @@ lane that is full, so one blocked partition does not stop the others; for other 
 the reader waits until lanes have room. A source that loses partitions (a rebalance,
 a lost lease) calls `revoked`: their waiting records are dropped, their retries stop and
 they are never checkpointed again by this session.
+
+The session owns the source's background tasks (`spawn`): the first one to fail ends the
+session with its error, as a failing read does. Failures the source retries by itself
+are reported through `failed`/`recovered` into the mapping's Health (bridge.health).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable, Collection, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Hashable, Sequence
 from itertools import groupby
 from operator import attrgetter
+from typing import Any
 
 import structlog
 
 from bridge.dispatch import Dispatcher
+from bridge.errors import BridgeError
+from bridge.health import BackgroundTaskFailed, Health, TaskOwner
 from bridge.lanes import Buffer, Lane, Matcher
 from bridge.metrics import MappingMetrics
 from bridge.protocols import Destination, Invoker, Source
@@ -51,9 +58,15 @@ class Session:
         stopping: asyncio.Event,
         matches: Matcher | None = None,
         metrics: MappingMetrics | None = None,
+        health: Health | None = None,
     ) -> None:
         self.mapping = mapping
         self.metrics = metrics if metrics is not None else MappingMetrics()
+        self.health = health if health is not None else Health()
+        self.tasks = TaskOwner(self._task_failed)
+        self._task_failure: BackgroundTaskFailed | None = None
+        self._task_failed_event = asyncio.Event()
+        self._reported: set[str] = set()
         self.source = source
         self.settings = settings
         self.stopping = stopping
@@ -100,6 +113,7 @@ class Session:
             abandoned=self.abandoned,
             redelivery_seconds=lambda: self.source.redelivery_seconds,
             metrics=self.metrics,
+            health=self,
         )
 
     def _tumbling_window(self) -> TumblingWindow:
@@ -145,6 +159,39 @@ class Session:
                 lane.paused = lane.paused - lost or None
         self._log.info("partitions.revoked", partitions=sorted(lost), dropped_records=dropped)
 
+    def spawn(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        return self.tasks.spawn(work, f"{self.mapping}:{name}")
+
+    def failed(self, component: str, reason: str) -> None:
+        self._reported.add(component)
+        self.health.failed(component, reason)
+
+    def recovered(self, component: str) -> None:
+        self.health.recovered(component)
+
+    def _task_failed(self, failure: BackgroundTaskFailed) -> None:
+        if self._task_failure is None:
+            self._task_failure = failure
+            self.health.failures[failure.task_name.rpartition(":")[2]] += 1
+            self._task_failed_event.set()
+
+    async def _watch_tasks(self) -> None:
+        """End the session with the first background task failure, until it stops."""
+        failed = asyncio.ensure_future(self._task_failed_event.wait())
+        stopping = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait((failed, stopping), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            failed.cancel()
+            stopping.cancel()
+        failure = self._task_failure
+        if failure is not None:
+            cause = failure.__cause__
+            if isinstance(cause, BridgeError) and not cause.retriable:
+                # Refused for good (no permission, ...): the mapping fails with the reason.
+                raise cause
+            raise failure
+
     # -- running ---------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -152,9 +199,17 @@ class Session:
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
+                group.create_task(self._watch_tasks(), name=f"{self.mapping}:tasks")
                 self._reader = group.create_task(self._read(), name=f"{self.mapping}:reader")
         except BaseExceptionGroup as failures:
             raise _first_error(failures) from None
+
+    async def close(self) -> None:
+        """After the source is closed: cancel background tasks it left running, and take
+        back the problems this session reported (a new session reports its own)."""
+        await self.tasks.close()
+        for component in self._reported:
+            self.health.recovered(component)
 
     def stop(self) -> None:
         if self._reader is not None:

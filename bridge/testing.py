@@ -8,14 +8,52 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Collection,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from typing import Any
 
 from bridge.codec import loads
 from bridge.events import RecordsEventFormatter
 from bridge.failures import failure_document
+from bridge.health import BackgroundTaskFailed, Health, TaskOwner
 from bridge.protocols import EventFormatter, Ownership
 from bridge.records import FailureRecord, InvokeResult, Record
+
+
+class StandaloneOwnership:
+    """An Ownership for a source opened outside a mapping (tests, tools): it records
+    revocations and reported problems and runs the source's background tasks, keeping
+    the first failure of one in `task_failure`."""
+
+    def __init__(self) -> None:
+        self.revoked_partitions: list[list[str]] = []
+        self.health = Health()
+        self.task_failure: BackgroundTaskFailed | None = None
+        self.tasks = TaskOwner(self._task_failed)
+
+    def _task_failed(self, failure: BackgroundTaskFailed) -> None:
+        if self.task_failure is None:
+            self.task_failure = failure
+
+    def revoked(self, partitions: Collection[str]) -> None:
+        self.revoked_partitions.append(sorted(partitions))
+
+    def spawn(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        return self.tasks.spawn(work, name)
+
+    def failed(self, component: str, reason: str) -> None:
+        self.health.failed(component, reason)
+
+    def recovered(self, component: str) -> None:
+        self.health.recovered(component)
 
 
 class MemoryEventFormatter(RecordsEventFormatter):

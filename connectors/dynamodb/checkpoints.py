@@ -78,7 +78,10 @@ class DynamoDBCheckpointStore(StagedPositions):
         if self.config.create_table:
             await self._create_table()
         await self._wait_until_active()
-        self._flusher = asyncio.create_task(self._flush_periodically(), name="checkpoint-flusher")
+        self._flusher = asyncio.create_task(
+            self.flush_periodically(self.config.flush_interval_seconds, self._where),
+            name="checkpoint-flusher",
+        )
 
     async def _create_table(self) -> None:
         with self._errors("CreateTable"):
@@ -178,14 +181,6 @@ class DynamoDBCheckpointStore(StagedPositions):
                 return
             await asyncio.sleep(UNPROCESSED_BACKOFF.delay(attempt))
         raise CheckpointStoreError(f"{self._where}: writes stayed unprocessed (throttled)")
-
-    async def _flush_periodically(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.flush_interval_seconds)
-            try:
-                await self.flush()
-            except CheckpointStoreError as exc:
-                self._log.error("checkpoints.write_failed", error=str(exc))
 
     async def clear(self, namespace_prefix: str) -> int:
         await self.flush()

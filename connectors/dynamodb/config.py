@@ -29,6 +29,7 @@ class DynamoDBStreamsSourceConfig(SourceConfig, AwsConnectionConfig):
     the checkpoint store; a new stream (disabled and enabled again, so a new label)
     starts afresh."""
 
+    checkpoints_in_store = True
     type: Literal["dynamodb-streams"]
     family = AWS_STREAM
     filter_data_key = DYNAMODB_RECORD

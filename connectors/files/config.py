@@ -30,6 +30,7 @@ class FilesSourceConfig(SourceConfig):
     lanes, each file staying in its lane.
     """
 
+    checkpoints_in_store = True
     type: Literal["files"]
     family = STREAM
     path: Path = Field(description="The folder to watch.")

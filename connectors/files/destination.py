@@ -8,15 +8,20 @@ records themselves are kept and can be replayed.
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 from pathlib import Path
 
 from bridge.codec import dumps
-from bridge.errors import DestinationError
+from bridge.errors import DestinationError, PermanentDestinationError
 from bridge.failures import failure_document
 from bridge.protocols import EventFormatter
 from bridge.records import FailureRecord
 from connectors.files.config import FileDestinationConfig
+
+_REFUSED = frozenset(
+    {errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR, errno.ENOTDIR, errno.ENAMETOOLONG}
+)
 
 
 class FileDestination:
@@ -62,9 +67,10 @@ class FileDestination:
             try:
                 await asyncio.to_thread(self._append, path, line)
             except OSError as exc:
-                raise DestinationError(
-                    f"destination {self.name!r}: cannot write {path}: {exc}"
-                ) from exc
+                # A full disk or an I/O error may pass; a path that cannot be written
+                # (no permission, read-only, not a folder) will not.
+                kind = PermanentDestinationError if exc.errno in _REFUSED else DestinationError
+                raise kind(f"destination {self.name!r}: cannot write {path}: {exc}") from exc
 
     async def close(self) -> None:
         return None

@@ -15,10 +15,17 @@ import dataclasses
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    InvalidTopicError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    TopicAuthorizationFailedError,
+)
 
 from bridge.codec import dumps
-from bridge.errors import DestinationError
+from bridge.errors import DestinationError, PermanentDestinationError
 from bridge.failures import failure_document
 from bridge.protocols import EventFormatter
 from bridge.records import FailureCondition, FailureRecord, Record
@@ -26,6 +33,14 @@ from connectors.kafka.client import client_settings
 from connectors.kafka.config import KafkaDestinationConfig
 from connectors.kafka.events import KafkaEventFormatter
 
+# The broker refuses these for good: retrying the same record cannot help.
+REFUSED = (
+    TopicAuthorizationFailedError,
+    ClusterAuthorizationFailedError,
+    InvalidTopicError,
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+)
 TOPIC_DESTINATION_CONDITIONS = {FailureCondition.RETRY_ATTEMPTS_EXHAUSTED: "RetriesExhausted"}
 
 
@@ -77,7 +92,8 @@ class KafkaTopicDestination:
                 )
             await asyncio.gather(*sends)
         except KafkaError as exc:
-            raise DestinationError(
+            kind = PermanentDestinationError if isinstance(exc, REFUSED) else DestinationError
+            raise kind(
                 f"destination {self.name!r}: cannot produce to {self.config.topic}: {exc}"
             ) from exc
 

@@ -18,12 +18,18 @@ from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    KafkaError,
+    TopicAuthorizationFailedError,
+)
 
-from bridge.errors import SourceError
+from bridge.errors import PermanentSourceError, SourceError
 from bridge.plugins import SourceContext
 from bridge.protocols import Ownership
 from bridge.records import Record
+from bridge.retry import Backoff
 from connectors.kafka.client import client_settings
 from connectors.kafka.config import KafkaSourceConfig
 from connectors.kafka.events import KafkaEventFormatter
@@ -33,6 +39,13 @@ POLL_MS = 500
 MAX_RECORDS_PER_READ = 1000
 # Settled offsets are committed at most this often.
 COMMIT_INTERVAL_SECONDS = 0.1
+COMMIT_BACKOFF = Backoff(initial=0.2, maximum=5.0)
+# A commit refused for one of these will not succeed by trying again.
+REFUSED = (
+    GroupAuthorizationFailedError,
+    TopicAuthorizationFailedError,
+    ClusterAuthorizationFailedError,
+)
 # aiokafka reconnects by itself and does not tell; this is how often reachability is checked.
 HEALTH_INTERVAL_SECONDS = 2.0
 
@@ -107,10 +120,8 @@ class KafkaSource:
             raise SourceError(
                 f"cannot join group {self.group_id} at {self.config.servers_text}: {reason}"
             ) from exc
-        self._committer = asyncio.create_task(
-            self._commit_periodically(), name=f"{self.group_id}:commits"
-        )
-        self._health = asyncio.create_task(self._watch_brokers(), name=f"{self.group_id}:health")
+        self._committer = ownership.spawn(self._commit_periodically(), "commits")
+        self._health = ownership.spawn(self._watch_brokers(), "broker-health")
         self._log.info(
             "kafka.consuming", topics=self.config.topics, servers=self.config.servers_text
         )
@@ -230,16 +241,33 @@ class KafkaSource:
                 del self._to_commit[tp]
 
     async def _commit_periodically(self) -> None:
+        """Commit what was settled, at most every COMMIT_INTERVAL_SECONDS. A commit the
+        broker refuses for now (a rebalance under way, the broker away) keeps its offsets
+        and is tried again with backoff, the mapping reported Degraded meanwhile; any
+        other error ends the task, and with it the session (bridge.health)."""
+        failures = 0
         while True:
             await self._commit_due.wait()
             self._commit_due.clear()
             try:
                 await self._commit()
             except KafkaError as exc:
-                # A rebalance in progress, or the broker went away: keep the offsets and try
-                # again; read() fails the session if the consumer itself is broken.
-                self._log.warning("kafka.commit_failed", error=str(exc))
+                if isinstance(exc, REFUSED):
+                    raise PermanentSourceError(
+                        f"committing offsets of group {self.group_id} refused: {exc}"
+                    ) from exc
+                failures += 1
+                reason = f"committing offsets failed: {exc or type(exc).__name__}"
+                assert self._ownership is not None
+                self._ownership.failed("commits", reason)
+                self._log.warning("kafka.commit_failed", error=str(exc), attempt=failures)
                 self._commit_due.set()
+                await asyncio.sleep(COMMIT_BACKOFF.delay(failures) + COMMIT_INTERVAL_SECONDS)
+                continue
+            if failures:
+                failures = 0
+                assert self._ownership is not None
+                self._ownership.recovered("commits")
             await asyncio.sleep(COMMIT_INTERVAL_SECONDS)
 
     async def _watch_brokers(self) -> None:

@@ -29,6 +29,7 @@ class KinesisSourceConfig(SourceConfig, AwsConnectionConfig):
     6 and 13), following splits and merges: a child shard is read once its parents are
     read to their end and settled. Positions are saved in the checkpoint store."""
 
+    checkpoints_in_store = True
     type: Literal["kinesis"]
     family = AWS_STREAM
     filter_data_key = KINESIS_DATA

@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 
 import structlog
-from redis.exceptions import RedisError
+from redis.exceptions import AuthenticationError, NoPermissionError, RedisError, ResponseError
 
 from bridge.codec import dumps
-from bridge.errors import DestinationError
+from bridge.errors import DestinationError, PermanentDestinationError
 from bridge.failures import failure_document, iso_millis
 from bridge.protocols import EventFormatter
 from bridge.records import FailureRecord
-from connectors.redis.client import CONNECT_TIMEOUT_SECONDS, connect
+from connectors.redis.client import CONNECT_TIMEOUT_SECONDS, connect, is_refusal
 from connectors.redis.config import RedisStreamDestinationConfig
 
 REPLY_TIMEOUT_SECONDS = 10.0
@@ -61,9 +61,11 @@ class RedisStreamDestination:
                 approximate=True,
             )
         except (RedisError, OSError) as exc:
-            raise DestinationError(
-                f"{self._where}: XADD failed: {exc or type(exc).__name__}"
-            ) from exc
+            refused = isinstance(exc, AuthenticationError | NoPermissionError) or (
+                isinstance(exc, ResponseError) and is_refusal(exc)
+            )
+            kind = PermanentDestinationError if refused else DestinationError
+            raise kind(f"{self._where}: XADD failed: {exc or type(exc).__name__}") from exc
 
     async def close(self) -> None:
         await self._client.aclose()

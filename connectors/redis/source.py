@@ -46,6 +46,7 @@ from bridge.errors import SourceError
 from bridge.plugins import SourceContext
 from bridge.protocols import Ownership
 from bridge.records import Record
+from bridge.retry import Backoff
 from connectors.redis.client import connect, source_errors
 from connectors.redis.config import RedisStreamsSourceConfig, server_arn
 from connectors.redis.events import EntryRecords, RedisStreamsFormatter
@@ -58,6 +59,7 @@ REPLY_GRACE_SECONDS = 10.0
 LEAVE_TIMEOUT_SECONDS = 3.0
 START_IDS = {"TRIM_HORIZON": "0", "LATEST": "$"}
 NO_ENTRY = b"0-0"
+ACK_BACKOFF = Backoff(initial=0.1, maximum=5.0)
 
 
 def default_consumer(state_dir: Path) -> str:
@@ -154,9 +156,7 @@ class RedisStreamsSource:
                 if isinstance(reply, Exception):
                     raise reply
         self._joined = True
-        self._acker = asyncio.create_task(
-            self._acknowledge_continuously(), name=f"{self.group}:xack"
-        )
+        self._acker = ownership.spawn(self._acknowledge_continuously(), "xack")
         await self._upkeep()
         self._log.info(
             "redis.reading",
@@ -339,10 +339,30 @@ class RedisStreamsSource:
         self._ack_due.set()
 
     async def _acknowledge_continuously(self) -> None:
+        """XACK what settled. A failed XACK keeps its ids for the next attempt, with
+        backoff, and reports the mapping Degraded meanwhile (if the connection is gone,
+        read() fails the session too and the entries stay pending, to be delivered
+        again); anything else ends the task, and with it the session (bridge.health)."""
+        failures = 0
         while True:
             await self._ack_due.wait()
             self._ack_due.clear()
-            await self._flush_acks()
+            try:
+                await self._flush_acks()
+            except SourceError as exc:
+                if not exc.retriable:
+                    raise
+                failures += 1
+                assert self._ownership is not None
+                self._ownership.failed("xack", str(exc))
+                self._log.warning("redis.xack_failed", error=str(exc), attempt=failures)
+                self._ack_due.set()
+                await asyncio.sleep(ACK_BACKOFF.delay(failures))
+                continue
+            if failures:
+                failures = 0
+                assert self._ownership is not None
+                self._ownership.recovered("xack")
 
     async def _flush_acks(self) -> None:
         if not self._to_ack:
@@ -350,14 +370,11 @@ class RedisStreamsSource:
         batch, self._to_ack = self._to_ack, {}
         try:
             await self._ack(batch)
-        except SourceError as exc:
-            # Keep them for the next attempt; if the connection is gone, read() fails the
-            # session too and the entries stay pending, to be delivered again.
+        except BaseException:
+            # Keep them for the next attempt, ahead of what settled since.
             for stream, ids in batch.items():
                 self._to_ack.setdefault(stream, [])[:0] = ids
-            self._log.warning("redis.xack_failed", error=str(exc))
-            await asyncio.sleep(0.1)
-            self._ack_due.set()
+            raise
 
     async def _ack(self, ids: Mapping[str, Sequence[Any]]) -> None:
         with source_errors(self._where, "XACK"):
@@ -390,7 +407,7 @@ class RedisStreamsSource:
                 async with asyncio.timeout(LEAVE_TIMEOUT_SECONDS):
                     await self._flush_acks()
                     await self._leases.leave()
-        except (RedisError, OSError) as exc:
+        except (RedisError, OSError, SourceError, TimeoutError) as exc:
             self._log.warning("redis.leave_failed", error=str(exc) or type(exc).__name__)
         finally:
             self._streams.clear()

@@ -24,7 +24,7 @@ from urllib.parse import quote
 import structlog
 
 from bridge.codec import dumps
-from bridge.errors import BridgeError, DestinationError
+from bridge.errors import BridgeError, DestinationError, PermanentDestinationError
 from bridge.failures import failure_document
 from bridge.plugins import BuildContext
 from bridge.protocols import EventFormatter
@@ -91,14 +91,17 @@ class S3Destination:
             self._where,
             "creating the client",
             retriable=DestinationError,
-            permanent=DestinationError,
+            permanent=PermanentDestinationError,
         ):
             self._client = await self._stack.enter_async_context(
                 aws_client(self._connection, "s3", self._region, read_timeout=READ_TIMEOUT_SECONDS)
             )
         try:
             with aws_errors(
-                self._where, "HeadBucket", retriable=_Unreachable, permanent=DestinationError
+                self._where,
+                "HeadBucket",
+                retriable=_Unreachable,
+                permanent=PermanentDestinationError,
             ):
                 await self._client.head_bucket(Bucket=self.bucket)
         except _Unreachable as exc:
@@ -110,7 +113,10 @@ class S3Destination:
         body = dumps(failure_document(failure, formatter, include_payload=True))
         key = object_key(failure, self.prefix)
         with aws_errors(
-            self._where, "PutObject", retriable=DestinationError, permanent=DestinationError
+            self._where,
+            "PutObject",
+            retriable=DestinationError,
+            permanent=PermanentDestinationError,
         ):
             await client.put_object(
                 Bucket=self.bucket, Key=key, Body=body, ContentType="application/json"

@@ -2,9 +2,9 @@
 
 The message is the invocation record as a JSON string, metadata only (the `*BatchInfo`
 says where the records are; they are not embedded), as Lambda sends to SNS. SNS takes
-messages of at most 256 KB; a larger record is refused with a DestinationError that
-says so rather than being cut, so nothing is lost silently (the dispatcher keeps it
-unsettled and logs each attempt).
+messages of at most 256 KB; a larger record is refused with a PermanentDestinationError
+that says so rather than being cut, so nothing is lost silently: the mapping fails with
+that reason and the records stay unsettled.
 
 The client talks to the topic's region (from its ARN) unless `region` is set.
 """
@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 
 from bridge.codec import dumps
-from bridge.errors import BridgeError, DestinationError
+from bridge.errors import BridgeError, DestinationError, PermanentDestinationError
 from bridge.failures import failure_document
 from bridge.protocols import EventFormatter
 from bridge.records import FailureRecord
@@ -56,7 +56,7 @@ class SnsDestination:
             self._where,
             "creating the client",
             retriable=DestinationError,
-            permanent=DestinationError,
+            permanent=PermanentDestinationError,
         ):
             self._client = await self._stack.enter_async_context(
                 aws_client(self._connection, "sns", region, read_timeout=READ_TIMEOUT_SECONDS)
@@ -66,7 +66,7 @@ class SnsDestination:
                 self._where,
                 "GetTopicAttributes",
                 retriable=_Unreachable,
-                permanent=DestinationError,
+                permanent=PermanentDestinationError,
             ):
                 await self._client.get_topic_attributes(TopicArn=self.topic_arn)
         except _Unreachable as exc:
@@ -76,7 +76,7 @@ class SnsDestination:
         """The Message: the failure record as JSON, without the records themselves."""
         body = dumps(failure_document(failure, formatter, include_payload=False))
         if len(body) > MAX_MESSAGE_BYTES:
-            raise DestinationError(
+            raise PermanentDestinationError(
                 f"{self._where}: the failure record is {len(body)} bytes, over SNS's "
                 f"{MAX_MESSAGE_BYTES}-byte message limit; it was not published "
                 f"(records {failure.records[0]!r} to {failure.records[-1]!r})"
@@ -88,7 +88,10 @@ class SnsDestination:
         assert client is not None, "start() was not called"
         message = self.message(failure, formatter)
         with aws_errors(
-            self._where, "Publish", retriable=DestinationError, permanent=DestinationError
+            self._where,
+            "Publish",
+            retriable=DestinationError,
+            permanent=PermanentDestinationError,
         ):
             await client.publish(TopicArn=self.topic_arn, Message=message)
 

@@ -14,11 +14,11 @@ from typing import Any
 import structlog
 
 from bridge.codec import dumps
-from bridge.errors import DestinationError
+from bridge.errors import DestinationError, PermanentDestinationError
 from bridge.failures import failure_document
 from bridge.protocols import EventFormatter
 from bridge.records import FailureRecord
-from connectors.aws.client import announce_endpoint, aws_client, aws_errors, is_retriable
+from connectors.aws.client import announce_endpoint, aws_client, aws_errors
 from connectors.sqs.config import SqsDestinationConfig
 
 
@@ -44,7 +44,7 @@ class SqsQueueDestination:
             f"destination {self.name!r} ({self.config.queue})",
             doing,
             retriable=DestinationError,
-            permanent=DestinationError,
+            permanent=PermanentDestinationError,
         )
 
     async def start(self) -> None:
@@ -64,8 +64,7 @@ class SqsQueueDestination:
                     QueueUrl=queue_url, AttributeNames=["QueueArn"]
                 )
         except DestinationError as exc:
-            cause = exc.__cause__
-            if cause is not None and not is_retriable(cause):
+            if not exc.retriable:
                 raise
             self._log.warning("sqs.destination_unavailable", error=str(exc))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,16 +14,11 @@ import pytest
 from bridge.plugins import Identity, SourceContext
 from bridge.protocols import Source
 from bridge.records import FailureCondition, FailureRecord, InvokeResult, Record
+from bridge.testing import StandaloneOwnership
 from connectors.kafka.config import KafkaSourceConfig
 from tests.e2e import kafka_helpers as kafka
 
-
-class Ownership:
-    def __init__(self) -> None:
-        self.revoked_partitions: list[list[str]] = []
-
-    def revoked(self, partitions: Collection[str]) -> None:
-        self.revoked_partitions.append(sorted(partitions))
+Ownership = StandaloneOwnership
 
 
 def run(main: Callable[[], Awaitable[None]]) -> None:

@@ -24,6 +24,7 @@ import redis
 from bridge.errors import DestinationError, PermanentSourceError, SourceError
 from bridge.plugins import BuildContext, Identity, SourceContext
 from bridge.records import FailureCondition, FailureRecord, InvokeResult, Record
+from bridge.testing import StandaloneOwnership
 from connectors.redis.config import RedisStreamDestinationConfig, RedisStreamsSourceConfig
 from connectors.redis.events import EntryRecords
 from connectors.redis.leases import lease_key, members_key, owner_of
@@ -51,17 +52,19 @@ class UnusedCheckpoints:
         raise AssertionError(f"the redis source used the checkpoint store ({name})")
 
 
-class Revocations:
+class Revocations(StandaloneOwnership):
     """An Ownership that records each revocation and, at that moment, who holds the
     lease of each revoked stream."""
 
     def __init__(self, admin: redis.Redis, group: str) -> None:
+        super().__init__()
         self.admin = admin
         self.group = group
         self.revoked_streams: list[str] = []
         self.holders_at_revocation: dict[str, bytes | None] = {}
 
     def revoked(self, partitions: Collection[str]) -> None:
+        super().revoked(partitions)
         for stream in partitions:
             self.revoked_streams.append(stream)
             self.holders_at_revocation[stream] = self.admin.get(lease_key(self.group, stream))

@@ -1,0 +1,95 @@
+"""The daemon's started invokers and on-failure destinations, by name.
+
+They are started before any mapping reads (a function that cannot be prepared stops the
+start) and replaced one by one on reload; closing one that fails is logged, never fatal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+
+import structlog
+
+from bridge.config import LoadedConfig, MappingConfig
+from bridge.invokers import LimitedInvoker
+from bridge.protocols import Destination, Invoker
+
+_log = structlog.get_logger("bridge.daemon")
+
+
+class Clients:
+    def __init__(self) -> None:
+        self.invokers: dict[str, Invoker] = {}
+        self.destinations: dict[str, Destination] = {}
+
+    @staticmethod
+    async def build(
+        loaded: LoadedConfig, functions: set[str], destinations: set[str]
+    ) -> tuple[dict[str, Invoker], dict[str, Destination]]:
+        """Started invokers and destinations of `loaded`; if one fails, those already
+        started are closed and the BridgeError raised."""
+        context = loaded.build_context
+        invokers: dict[str, Invoker] = {}
+        built: dict[str, Destination] = {}
+        try:
+            for name in sorted(functions):
+                function = loaded.config.functions[name]
+                invoker = function.build(name, context)
+                if function.reserved_concurrency:
+                    invoker = LimitedInvoker(invoker, function.reserved_concurrency)
+                await invoker.start()
+                invokers[name] = invoker
+            for name in sorted(destinations):
+                destination = loaded.config.destinations[name].build(name, context)
+                await destination.start()
+                built[name] = destination
+        except BaseException:
+            for invoker in invokers.values():
+                await quietly(invoker.close(), "invoker.close_failed")
+            for destination in built.values():
+                await quietly(destination.close(), "destination.close_failed")
+            raise
+        return invokers, built
+
+    def adopt(self, invokers: dict[str, Invoker], destinations: dict[str, Destination]) -> None:
+        self.invokers.update(invokers)
+        self.destinations.update(destinations)
+
+    async def prepare_provided(self, mapping: MappingConfig, loaded: LoadedConfig) -> None:
+        """A destination the source names by URI, e.g. Kafka's kafka://topic."""
+        reference = mapping.on_failure
+        if reference is None or reference in loaded.config.destinations:
+            return
+        provided = mapping.source.destination_for(reference)
+        assert provided is not None, "checked when the config was loaded"
+        name = f"{mapping.name}:{reference}"
+        destination = provided.build(name, loaded.build_context)
+        await destination.start()
+        self.destinations[name] = destination
+
+    def destination_of(self, mapping: MappingConfig) -> Destination | None:
+        reference = mapping.on_failure
+        if reference is None:
+            return None
+        return self.destinations.get(reference) or self.destinations[f"{mapping.name}:{reference}"]
+
+    async def close_provided(self, mapping: str) -> None:
+        for name in [name for name in self.destinations if name.startswith(f"{mapping}:")]:
+            await quietly(self.destinations.pop(name).close(), "destination.close_failed")
+
+    async def close_named(self, functions: set[str], destinations: set[str]) -> None:
+        for name in functions & set(self.invokers):
+            await quietly(self.invokers.pop(name).close(), "invoker.close_failed")
+        for name in destinations & set(self.destinations):
+            await quietly(self.destinations.pop(name).close(), "destination.close_failed")
+
+    async def close(self) -> None:
+        await self.close_named(set(self.invokers), set(self.destinations))
+
+
+async def quietly(closing: Awaitable[None], event: str) -> None:
+    """Await a close; log its failure instead of letting it stop the rest of the shutdown."""
+    try:
+        await closing
+    except Exception as exc:
+        _log.error(event, error=str(exc))
