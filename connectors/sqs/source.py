@@ -76,6 +76,7 @@ class SqsSource:
         # Receipt handle -> when (time.monotonic) its message becomes visible again.
         self._in_flight: dict[str, float] = {}
         self._keeper: asyncio.Task[None] | None = None
+        self._ownership: Ownership | None = None
         self._requests = asyncio.Semaphore(REQUESTS_AT_ONCE)
         self._fatal: BridgeError | None = None
         self._log = structlog.get_logger("connectors.sqs").bind(
@@ -137,9 +138,8 @@ class SqsSource:
             "MessageAttributeNames": ["All"],
             "WaitTimeSeconds": self.config.wait_time_seconds,
         }
-        self._keeper = asyncio.create_task(
-            self._keep_invisible(), name=f"sqs:{self.config.queue_name}:visibility"
-        )
+        self._ownership = ownership
+        self._keeper = ownership.spawn(self._keep_invisible(), "visibility")
         self._log.info(
             "sqs.reading", fifo=self.ordered, visibility_timeout=visibility, region=self._region
         )
@@ -310,8 +310,12 @@ class SqsSource:
             if not exc.retriable:
                 raise
             # Tried again at the next check; if SQS stays away, read() fails too.
+            assert self._ownership is not None
+            self._ownership.failed("visibility", str(exc))
             self._log.warning("sqs.visibility_failed", error=str(exc), messages=len(handles))
             return
+        assert self._ownership is not None
+        self._ownership.recovered("visibility")
         failed = {entry["Id"]: entry for entry in reply.get("Failed") or ()}
         in_flight = self._in_flight
         lost = []

@@ -35,7 +35,7 @@ from bridge.plugins import Identity, SourceContext
 from bridge.records import InvokeResult, Record
 from bridge.retry import Backoff
 from bridge.settings import MappingSettings
-from bridge.testing import ScriptedInvoker
+from bridge.testing import ScriptedInvoker, StandaloneOwnership
 from connectors.sqs.config import SqsSourceConfig
 from connectors.sqs.source import SqsSource
 from tests.services import free_port
@@ -48,7 +48,7 @@ def run(main: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(asyncio.wait_for(main(), 60))
 
 
-class NoOwnership:
+class NoOwnership(StandaloneOwnership):
     """SQS has no partitions to revoke."""
 
     def revoked(self, partitions: Collection[str]) -> None:
