@@ -82,7 +82,8 @@ class DestinationRefConfig(StrictModel):
 
 
 class ScalingConfig(StrictModel):
-    maximum_concurrency: int = Field(ge=2, le=1000)
+    # AWS's range is 2-1000 (queues); a folder may also run one file at a time.
+    maximum_concurrency: int = Field(ge=1, le=1000)
 
 
 class FilterConfig(StrictModel):
@@ -129,7 +130,10 @@ class MappingConfig(StrictModel):
     destination_config: DestinationRefConfig | None = None
     scaling_config: ScalingConfig | None = None
     maximum_concurrency: int | None = Field(
-        None, ge=2, le=1000, description="Shorthand for scaling_config.maximum_concurrency."
+        None,
+        ge=1,
+        le=1000,
+        description="Shorthand for scaling_config.maximum_concurrency (at least 2 for queues).",
     )
     retry_backoff: RetryBackoffConfig | None = None
     filter_criteria: FilterCriteriaConfig | None = None

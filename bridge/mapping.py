@@ -17,14 +17,14 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 
 import structlog
 
 from bridge.errors import BridgeError, DestinationError
 from bridge.filtering import FilterSet
 from bridge.health import BackgroundTaskFailed, Health
-from bridge.lanes import Lane, Matcher
+from bridge.lanes import Matcher
 from bridge.metrics import MappingMetrics
 from bridge.protocols import Destination, Invoker, Source
 from bridge.retry import Backoff, sleep_unless
@@ -203,10 +203,6 @@ class MappingRunner:
             await source.close()
         except Exception as exc:
             self._log.warning("mapping.close_failed", error=str(exc))
-
-    @property
-    def lanes(self) -> dict[Hashable, Lane]:
-        return self._session.lanes if self._session is not None else {}
 
     @property
     def source(self) -> Source | None:

@@ -57,6 +57,14 @@ class SourceFamily:
     settings: frozenset[str]
     # Unlimited retries with an on-failure destination are capped at this (Kafka: 10).
     retry_cap_with_destination: int | None = None
+    # Defaults of settings the mapping leaves unset (-1: unlimited).
+    retry_attempts_default: int = -1
+    record_age_default: int = -1
+    concurrency_default: int = 5
+    concurrency_min: int = 2
+    # Records in order per key, keys independent, up to `maximum_concurrency` batches at
+    # once (bridge.keyed_lanes), instead of one lane per partition.
+    keyed: bool = False
 
 
 _COMMON = frozenset({"batch_size", "maximum_batching_window_in_seconds", "function_response_types"})
@@ -84,6 +92,21 @@ AWS_STREAM = SourceFamily(
     0.0,
     False,
     _COMMON | _STREAM_ERRORS | {"parallelization_factor", "tumbling_window_in_seconds"},
+)
+# A folder's files, as S3 invokes Lambda: each object's events on their own, asynchronously,
+# retried twice, for at most six hours (esm-reference.md 1.10, 12).
+FILES = SourceFamily(
+    "files",
+    1,
+    10_000,
+    0.0,
+    False,
+    _COMMON | _STREAM_ERRORS | {"scaling_config", "maximum_concurrency"},
+    retry_attempts_default=2,
+    record_age_default=21_600,
+    concurrency_default=10,
+    concurrency_min=1,
+    keyed=True,
 )
 KAFKA = SourceFamily(
     "kafka", 100, 10_000, 0.5, True, _COMMON | _STREAM_ERRORS, retry_cap_with_destination=10

@@ -26,6 +26,7 @@ import structlog
 from bridge.dispatch import Dispatcher
 from bridge.errors import BridgeError
 from bridge.health import BackgroundTaskFailed, Health, TaskOwner
+from bridge.keyed_lanes import KeyedLane
 from bridge.lanes import Buffer, Lane, Matcher
 from bridge.metrics import MappingMetrics
 from bridge.protocols import Destination, Invoker, Source
@@ -35,6 +36,8 @@ from bridge.tracking import PartitionTracker
 from bridge.windows import TumblingWindow
 
 _LANE = attrgetter("lane")
+
+AnyLane = Lane | KeyedLane
 
 # Records read ahead per lane before its partitions are paused (or the reader waits).
 READ_AHEAD_BATCHES = 4
@@ -87,11 +90,12 @@ class Session:
         self.lane_capacity = settings.batch.max_records * READ_AHEAD_BATCHES
         if source.can_pause:
             self.lane_capacity = max(self.lane_capacity, PAUSABLE_READ_AHEAD_RECORDS)
+        concurrent = settings.keyed or not source.ordered
         lanes_wanted = max(
-            settings.parallelization_factor, 1 if source.ordered else settings.maximum_concurrency
+            settings.parallelization_factor, settings.maximum_concurrency if concurrent else 1
         )
         self.buffer = Buffer(self.lane_capacity * lanes_wanted)
-        self.lanes: dict[Hashable, Lane] = {}
+        self.lanes: dict[Hashable, AnyLane] = {}
         self._windows: list[TumblingWindow] = []
         self._group: asyncio.TaskGroup | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -219,10 +223,21 @@ class Session:
         for window in self._windows:
             window.wake()
 
-    def _lane(self, key: Hashable) -> Lane:
+    def _lane(self, key: Hashable) -> AnyLane:
         lane = self.lanes.get(key)
         if lane is not None:
             return lane
+        if self.settings.keyed:
+            lane = KeyedLane(
+                policy=self.policy,
+                dispatcher=self.dispatcher,
+                settle=self.settle,
+                buffer=self.buffer,
+                stopping=self.stopping,
+                matches=self.matches,
+                concurrency=self.settings.maximum_concurrency,
+            )
+            return self._start_lane(key, lane)
         ordered = self.source.ordered
         window = self._tumbling_window() if self.settings.tumbling_window and self.tracker else None
         dispatcher = self._dispatcher(window.invoker, window.hold) if window else self.dispatcher
@@ -240,6 +255,9 @@ class Session:
             window=window,
             concurrency=1 if ordered else self.settings.maximum_concurrency,
         )
+        return self._start_lane(key, lane)
+
+    def _start_lane(self, key: Hashable, lane: AnyLane) -> AnyLane:
         lane.capacity = self.lane_capacity
         lane.low_water = self.lane_capacity // 2
         lane.on_drained = self._drained
@@ -271,8 +289,8 @@ class Session:
             if not self.stopping.is_set():
                 raise
 
-    def _route(self, records: Sequence[Record]) -> list[Lane]:
-        if not self.source.ordered:
+    def _route(self, records: Sequence[Record]) -> list[AnyLane]:
+        if not self.source.ordered or self.settings.keyed:
             lane = self._lane(None)
             lane.put(list(records))
             return [lane]
@@ -290,7 +308,7 @@ class Session:
             touched.append(lane)
         return touched
 
-    async def _wait_or_pause(self, lanes: list[Lane]) -> None:
+    async def _wait_or_pause(self, lanes: list[AnyLane]) -> None:
         """A full lane that is busy soon has room again: wait for it, as reading more now
         would only pile up. One that stays full is stuck (retrying a failing batch): pause
         its partitions so the others keep flowing."""
@@ -303,7 +321,7 @@ class Session:
                 lane.paused = lane.waiting_partitions()
                 self.source.pause(lane.paused)
 
-    def _drained(self, lane: Lane) -> None:
+    def _drained(self, lane: AnyLane) -> None:
         partitions, lane.paused = lane.paused, None
         if partitions:
             self.source.resume(partitions)

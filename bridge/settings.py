@@ -25,9 +25,6 @@ _FAMILY_SETTINGS = (
     "retry_backoff",
 )
 
-# Unordered sources start with five concurrent batches on AWS (esm-reference.md 13).
-DEFAULT_MAXIMUM_CONCURRENCY = 5
-
 
 def check_mapping_settings(mapping: MappingConfig) -> list[tuple[tuple[str | int, ...], str]]:
     family = mapping.source.family
@@ -40,6 +37,17 @@ def check_mapping_settings(mapping: MappingConfig) -> list[tuple[tuple[str | int
             (
                 ("batch_size",),
                 f"must be at most {family.batch_size_max} for {mapping.source.type} sources",
+            )
+        )
+    concurrency = mapping.maximum_concurrency or (
+        mapping.scaling_config.maximum_concurrency if mapping.scaling_config else None
+    )
+    if concurrency is not None and concurrency < family.concurrency_min:
+        key = "maximum_concurrency" if mapping.maximum_concurrency else "scaling_config"
+        problems.append(
+            (
+                (key,) if key == "maximum_concurrency" else (key, "maximum_concurrency"),
+                f"must be at least {family.concurrency_min} for {mapping.source.type} sources",
             )
         )
     if mapping.scaling_config is not None and mapping.maximum_concurrency is not None:
@@ -69,6 +77,8 @@ class MappingSettings:
     parallelization_factor: int
     maximum_concurrency: int
     tumbling_window: int = 0
+    # One keyed lane (bridge.keyed_lanes) rather than one lane per partition.
+    keyed: bool = False
 
 
 def resolve(mapping: MappingConfig) -> MappingSettings:
@@ -84,9 +94,18 @@ def resolve(mapping: MappingConfig) -> MappingSettings:
     concurrency = mapping.maximum_concurrency or (
         mapping.scaling_config.maximum_concurrency
         if mapping.scaling_config
-        else DEFAULT_MAXIMUM_CONCURRENCY
+        else family.concurrency_default
     )
-    retries = -1 if mapping.maximum_retry_attempts is None else mapping.maximum_retry_attempts
+    retries = (
+        family.retry_attempts_default
+        if mapping.maximum_retry_attempts is None
+        else mapping.maximum_retry_attempts
+    )
+    age = (
+        family.record_age_default
+        if mapping.maximum_record_age_in_seconds is None
+        else mapping.maximum_record_age_in_seconds
+    )
     if retries == -1 and mapping.on_failure and family.retry_cap_with_destination is not None:
         # Kafka: unlimited retries with an on-failure destination are capped (esm-reference.md 7).
         retries = family.retry_cap_with_destination
@@ -98,9 +117,7 @@ def resolve(mapping: MappingConfig) -> MappingSettings:
         ),
         retry=RetryPolicy(
             maximum_retry_attempts=retries,
-            maximum_record_age_in_seconds=-1
-            if mapping.maximum_record_age_in_seconds is None
-            else mapping.maximum_record_age_in_seconds,
+            maximum_record_age_in_seconds=age,
             bisect_batch_on_function_error=bool(mapping.bisect_batch_on_function_error),
             report_batch_item_failures="ReportBatchItemFailures" in mapping.function_response_types,
             backoff=backoff,
@@ -108,4 +125,5 @@ def resolve(mapping: MappingConfig) -> MappingSettings:
         parallelization_factor=mapping.parallelization_factor or 1,
         maximum_concurrency=concurrency,
         tumbling_window=mapping.tumbling_window_in_seconds or 0,
+        keyed=family.keyed,
     )

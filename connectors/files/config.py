@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from bridge.plugins import (
-    STREAM,
+    FILES,
     BuildContext,
     ConfigPath,
     DestinationConfig,
@@ -25,14 +25,15 @@ ALL_EVENTS: tuple[EventFilter, ...] = ("s3:ObjectCreated:*", "s3:ObjectRemoved:*
 class FilesSourceConfig(SourceConfig):
     """A folder whose file changes become S3 event notification records.
 
-    Ordered per file, with the stream family's settings (retries, record age, bisect,
-    on-failure destination); `parallelization_factor` spreads files over that many
-    lanes, each file staying in its lane.
+    As S3 invokes Lambda (esm-reference.md 1.10, 12): each file's events in order, files
+    independent of each other (up to `maximum_concurrency` batches at once, default 10),
+    one record per event, a failing event retried twice and given up after six hours,
+    to the on-failure destination if there is one. Every one of these can be set.
     """
 
     checkpoints_in_store = True
     type: Literal["files"]
-    family = STREAM
+    family = FILES
     path: Path = Field(description="The folder to watch.")
     recursive: bool = True
     patterns: list[str] = Field(

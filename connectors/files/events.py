@@ -14,7 +14,6 @@ import base64
 import os
 import threading
 import time
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -123,13 +122,11 @@ class FileEventBuilder:
         bucket: str,
         region: str,
         configuration_id: str,
-        parallelization_factor: int = 1,
     ) -> None:
         self.root = root
         self.bucket = bucket
         self.region = region
         self.configuration_id = configuration_id
-        self._lanes = parallelization_factor
         self._sequencer = Sequencer()
 
     def continue_after(self, sequencer: int) -> None:
@@ -154,7 +151,9 @@ class FileEventBuilder:
             item_id=sequencer,
             payload=payload,
             arrival=event_time,
-            lane=zlib.crc32(change.key.encode()) % self._lanes,
+            # Each file is its own key: its events in order, files independent of each
+            # other (bridge.keyed_lanes).
+            lane=change.key,
             handle=change,
         )
 

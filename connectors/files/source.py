@@ -69,7 +69,6 @@ class FilesSource:
             bucket=config.bucket or root.name,
             region=context.identity.region,
             configuration_id=context.mapping,
-            parallelization_factor=context.parallelization_factor,
         )
         self.formatter: FileEventFormatter = self._events.formatter
         self._emit_created = "s3:ObjectCreated:*" in config.events

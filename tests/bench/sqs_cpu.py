@@ -43,9 +43,9 @@ from bridge import logs
 from bridge.batching import BatchPolicy
 from bridge.dispatch import RetryPolicy
 from bridge.mapping import MappingRunner
-from bridge.plugins import Identity, SourceContext
+from bridge.plugins import QUEUE, Identity, SourceContext
 from bridge.records import Record
-from bridge.settings import DEFAULT_MAXIMUM_CONCURRENCY, MappingSettings
+from bridge.settings import MappingSettings
 from bridge.testing import NoopInvoker
 from connectors.sqs.config import SqsSourceConfig
 from tests import services
@@ -169,7 +169,7 @@ async def through_bridge(endpoint: str, url: str, count: int, workdir: Path) -> 
             batch=BatchPolicy(max_records=BATCH),
             retry=RetryPolicy(),
             parallelization_factor=1,
-            maximum_concurrency=DEFAULT_MAXIMUM_CONCURRENCY,
+            maximum_concurrency=QUEUE.concurrency_default,
         ),
         source_factory=build_source,
         invoker=NoopInvoker(),

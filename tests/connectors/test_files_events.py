@@ -54,13 +54,9 @@ def removed_record(key: str = "docs/report.csv") -> dict[str, Any]:
     )
 
 
-def builder(parallelization_factor: int = 1) -> FileEventBuilder:
+def builder() -> FileEventBuilder:
     return FileEventBuilder(
-        root="/srv/inbox",
-        bucket="inbox",
-        region="eu-west-1",
-        configuration_id="mapping-a",
-        parallelization_factor=parallelization_factor,
+        root="/srv/inbox", bucket="inbox", region="eu-west-1", configuration_id="mapping-a"
     )
 
 
@@ -205,18 +201,17 @@ def test_builder_record_fields() -> None:
     assert record.position == int(record.item_id, 16)
     assert record.handle is change
     assert record.arrival == MTIME_NS / 1e9
-    assert record.lane == 0
+    assert record.lane == record.partition == change.key
 
 
-def test_builder_keeps_each_key_in_one_lane() -> None:
-    """With a parallelization factor, a key always maps to the same lane within range."""
-    events = builder(parallelization_factor=4)
-    keys = [f"file-{index}.txt" for index in range(50)]
+def test_each_file_is_its_own_key() -> None:
+    """Every change of one file carries the file's key, so its events stay in order while
+    different files are delivered independently (bridge.keyed_lanes)."""
+    events = builder()
+    keys = [f"file-{index}.txt" for index in range(5)]
     first = {key: events.record(FileChange(key)).lane for key in keys}
     second = {key: events.record(FileChange(key, 1, MTIME_NS, MD5, MTIME_NS)).lane for key in keys}
-    assert first == second
-    assert set(first.values()) <= {0, 1, 2, 3}
-    assert len(set(first.values())) > 1
+    assert first == second == {key: key for key in keys}
 
 
 def test_formatter_parses_sequencers_as_item_identifiers() -> None:

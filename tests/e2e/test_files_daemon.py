@@ -86,7 +86,7 @@ def test_partial_batch_response_retries_from_the_first_failed_item(workspace: Wo
     """ReportBatchItemFailures: records before the first reported one are done; the rest
     is retried; when retries run out only the remaining records are discarded."""
     config = workspace.write_config(
-        mapping_extra="    function_response_types: [ReportBatchItemFailures]\n    maximum_retry_attempts: 1\n    maximum_batching_window_in_seconds: 2\n    parallelization_factor: 1\n"
+        mapping_extra="    function_response_types: [ReportBatchItemFailures]\n    maximum_retry_attempts: 1\n    maximum_batching_window_in_seconds: 2\n"
     )
     daemon = workspace.daemon(config).wait_ready()
     drop(workspace, "a.txt")

@@ -64,13 +64,16 @@ def test_every_config_in_the_repository_is_valid(monkeypatch: pytest.MonkeyPatch
 
 
 def test_valid_config_and_family_defaults(workdir: Path) -> None:
-    """Unset stream settings take AWS's defaults: batch 100, window 0, unlimited retries and age."""
+    """Unset folder settings take the defaults of S3's asynchronous invocation: one record
+    per event, ten files at once, each in order, two retries, six hours at most."""
     loaded = load_config_text(VALID, "bridge.yaml", environ={})
     settings = resolve(loaded.config.mappings[0])
-    assert settings.batch.max_records == 100
+    assert settings.batch.max_records == 1
     assert settings.batch.window == 0
-    assert settings.retry.maximum_retry_attempts == -1
-    assert settings.retry.maximum_record_age_in_seconds == -1
+    assert settings.retry.maximum_retry_attempts == 2
+    assert settings.retry.maximum_record_age_in_seconds == 21600
+    assert settings.maximum_concurrency == 10
+    assert settings.keyed
     assert not settings.retry.bisect_batch_on_function_error
     assert loaded.config.mappings[0].on_failure == "failed"
 
@@ -133,14 +136,14 @@ def test_settings_of_another_family_are_rejected(workdir: Path) -> None:
     """Queue-only settings on a stream source (and out-of-range AWS values) are errors."""
     text = VALID.replace(
         "    function: f\n",
-        "    function: f\n    maximum_concurrency: 5\n    maximum_record_age_in_seconds: 30\n",
+        "    function: f\n    tumbling_window_in_seconds: 5\n    maximum_record_age_in_seconds: 30\n",
     )
     assert problems(text) == [
         "bridge.yaml:11: mappings[0].maximum_record_age_in_seconds: must be -1 (no limit) or between 60 and 604800, as on AWS",
     ]
-    text = VALID.replace("    function: f\n", "    function: f\n    maximum_concurrency: 5\n")
+    text = VALID.replace("    function: f\n", "    function: f\n    parallelization_factor: 2\n")
     assert problems(text) == [
-        "bridge.yaml:10: mappings[0].maximum_concurrency: does not apply to files sources"
+        "bridge.yaml:10: mappings[0].parallelization_factor: does not apply to files sources"
     ]
 
 
