@@ -88,6 +88,7 @@ class Dispatcher:
         abandoned: set[str] | None = None,
         wall_clock: Callable[[], float] = time.time,
         redelivery_seconds: Callable[[], float | None] = lambda: None,
+        retention_seconds: Callable[[], float | None] = lambda: None,
         metrics: MappingMetrics | None = None,
         health: Reporter | None = None,
     ) -> None:
@@ -105,6 +106,7 @@ class Dispatcher:
         self._abandoned = abandoned if abandoned is not None else set()
         self._now = wall_clock
         self._redelivery_seconds = redelivery_seconds
+        self._retention_seconds = retention_seconds
         self.discarder = Discarder(
             mapping=mapping,
             function_arn=function_arn,
@@ -142,7 +144,8 @@ class Dispatcher:
             if self._abandoned and not self._keep_owned(segment):
                 work.popleft()
                 continue
-            if policy.maximum_record_age_in_seconds >= 0 and not await self._expire_old(segment):
+            max_age = self._max_age()
+            if max_age is not None and not await self._expire_old(segment, max_age):
                 work.popleft()
                 continue
             try:
@@ -208,13 +211,23 @@ class Dispatcher:
             segment.records = owned
         return bool(owned)
 
-    async def _expire_old(self, segment: _Segment) -> bool:
-        """Split off records older than the maximum record age; False if none is left.
+    def _max_age(self) -> float | None:
+        """The age at which a record is given up: `maximum_record_age_in_seconds`, and in
+        any case the source's retention, after which the record has left the stream
+        (Kinesis: its retention period, DynamoDB Streams: 24 h; esm-reference.md 6.1)."""
+        configured = self._policy.maximum_record_age_in_seconds
+        retention = self._retention_seconds()
+        if retention is None:
+            return configured if configured >= 0 else None
+        return retention if configured < 0 else min(configured, retention)
+
+    async def _expire_old(self, segment: _Segment, max_age: float) -> bool:
+        """Split off records older than `max_age`; False if none is left.
 
         Expired records go to the destination with RecordAgeExceeded and no
         responseContext; the younger ones are still delivered (esm-reference.md 6.2).
         """
-        limit = self._now() - self._policy.maximum_record_age_in_seconds
+        limit = self._now() - max_age
         records = segment.records
         if all(record.arrival >= limit for record in records):
             return True

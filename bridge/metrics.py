@@ -62,6 +62,7 @@ class MappingMetrics:
     sent_to_destination: int = 0
     dropped: int = 0
     retries: int = 0
+    retention_gaps: int = 0
     in_flight: int = 0
     invoke_duration: Histogram = field(default_factory=lambda: Histogram(DURATION_BUCKETS))
     batch_size: Histogram = field(default_factory=lambda: Histogram(BATCH_SIZE_BUCKETS))
@@ -133,6 +134,11 @@ _COUNTERS = (
         "dropped",
     ),
     ("retries_total", "Invocations that retried a batch.", "retries"),
+    (
+        "retention_gaps_total",
+        "Times reading resumed past records the stream had already deleted (retention).",
+        "retention_gaps",
+    ),
 )
 
 

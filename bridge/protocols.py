@@ -47,6 +47,15 @@ class Ownership(Protocol):
     def recovered(self, component: str) -> None:
         """The component that failed works again."""
 
+    def records_expire_after(self, seconds: float) -> None:
+        """The source deletes records this long after they arrived (a stream's retention
+        period): a record still unsettled by then is given up as RecordAgeExceeded, even
+        with unlimited retries and record age (esm-reference.md 6.1)."""
+
+    def lost_to_retention(self, partition: str) -> None:
+        """Records of `partition` expired from the source before they were read; reading
+        goes on from the oldest record left. Counted, and logged by the source."""
+
 
 @runtime_checkable
 class Source(Protocol):

@@ -70,6 +70,8 @@ class Session:
         self._task_failure: BackgroundTaskFailed | None = None
         self._task_failed_event = asyncio.Event()
         self._reported: set[str] = set()
+        # How long the source keeps a record (a stream's retention), once it says.
+        self.retention: float | None = None
         self.source = source
         self.settings = settings
         self.stopping = stopping
@@ -116,6 +118,7 @@ class Session:
             stopping=self.stopping,
             abandoned=self.abandoned,
             redelivery_seconds=lambda: self.source.redelivery_seconds,
+            retention_seconds=lambda: self.retention,
             metrics=self.metrics,
             health=self,
         )
@@ -172,6 +175,12 @@ class Session:
 
     def recovered(self, component: str) -> None:
         self.health.recovered(component)
+
+    def records_expire_after(self, seconds: float) -> None:
+        self.retention = seconds
+
+    def lost_to_retention(self, partition: str) -> None:
+        self.metrics.retention_gaps += 1
 
     def _task_failed(self, failure: BackgroundTaskFailed) -> None:
         if self._task_failure is None:

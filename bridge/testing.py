@@ -35,6 +35,8 @@ class StandaloneOwnership:
 
     def __init__(self) -> None:
         self.revoked_partitions: list[list[str]] = []
+        self.retention: float | None = None
+        self.lost: list[str] = []
         self.health = Health()
         self.task_failure: BackgroundTaskFailed | None = None
         self.tasks = TaskOwner(self._task_failed)
@@ -54,6 +56,12 @@ class StandaloneOwnership:
 
     def recovered(self, component: str) -> None:
         self.health.recovered(component)
+
+    def records_expire_after(self, seconds: float) -> None:
+        self.retention = seconds
+
+    def lost_to_retention(self, partition: str) -> None:
+        self.lost.append(partition)
 
 
 class MemoryEventFormatter(RecordsEventFormatter):

@@ -26,6 +26,7 @@ from connectors.kinesis.shards import ShardedStreamSource, parse_timestamps_as_e
 # The most records one GetRecords call on a DynamoDB stream may return.
 RECORDS_PER_CALL = 1000
 READ_TIMEOUT_SECONDS = 30.0
+RETENTION_SECONDS = 24 * 3600.0
 
 
 class DynamoDBStreamsSource(ShardedStreamSource):
@@ -130,9 +131,15 @@ class DynamoDBStreamsSource(ShardedStreamSource):
         # mapping first opened; creation times may be whole seconds, so from that second.
         return Position(AT_TIMESTAMP, timestamp=float(math.floor(opened_at)))
 
-    async def _check_not_trimmed(self, shard_id: str, saved: Position) -> None:
-        """Nothing to do: DynamoDB Streams refuses a trimmed position itself
-        (TrimmedDataAccessException), which stops the mapping with advice."""
+    async def _oldest_sequence(self, shard_id: str) -> str | None:
+        iterator = await self._shard_iterator(shard_id, Position(TRIM_HORIZON))
+        oldest = (await self._client.get_records(ShardIterator=iterator, Limit=1)).get("Records")
+        return str(oldest[0]["dynamodb"]["SequenceNumber"]) if oldest else None
+
+    @property
+    def retention_seconds(self) -> float:
+        """DynamoDB Streams keeps records for 24 hours."""
+        return RETENTION_SECONDS
 
     async def _disconnect(self) -> None:
         self._client = None

@@ -11,9 +11,16 @@ once.
 Positions live in the checkpoint store under `<mapping>|<source_id>`, with the identity
 of the stream they belong to (its ARN, and for Kinesis its creation time): positions of
 a deleted and recreated stream, or of an older DynamoDB stream label, are discarded with
-a prominent warning, never reused. A saved position the service no longer knows (an
-expired shard, a trimmed sequence number) stops the mapping with PermanentSourceError:
-skipping silently would lose records.
+a prominent warning, never reused.
+
+Records leave a stream after its retention period (Kinesis: the stream's, DynamoDB
+Streams: 24 hours). The mapping is told, so a record still unsettled by then is given up
+as RecordAgeExceeded even with unlimited retries, as Lambda moves a blocked shard on
+(esm-reference.md 6.1). A saved position the stream has already trimmed (the daemon was
+down longer than the retention, or a shard expired altogether) resumes at the oldest
+record still there: what expired in between cannot be read by anyone any more, so the
+mapping goes on, with a warning (`stream.records_expired`) and a count
+(`lambda_bridge_retention_gaps_total`), rather than stopping for good.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from connectors.kinesis.lineage import (
     AT_TIMESTAMP,
     SHARD_END,
     STREAM_KEY,
+    TRIM_HORIZON,
     Fetched,
     Phase,
     Position,
@@ -54,10 +62,8 @@ MIN_POLL_GAP_SECONDS = 0.2
 IDLE_READ_SECONDS = 0.5
 SHARD_BACKOFF = Backoff(initial=0.5, maximum=10.0)
 SDK_ERRORS = (ClientError, BotoCoreError, OSError)
-# The service no longer accepts a position: expired shard, trimmed or foreign sequence number.
-REJECTED_POSITION = frozenset(
-    {"InvalidArgumentException", "TrimmedDataAccessException", "ValidationException"}
-)
+# The service no longer accepts a position: an expired shard, a foreign sequence number.
+REJECTED_POSITION = frozenset({"InvalidArgumentException", "ValidationException"})
 
 
 def _epoch_seconds(value: Any) -> float:
@@ -120,6 +126,7 @@ class ShardedStreamSource(abc.ABC):
         self.where = where
         self.problem: str | None = None
         self._paused: set[str] = set()
+        self._ownership: Ownership | None = None
         self._next_discovery = 0.0
         self._discovery_failures = 0
         self._log = structlog.get_logger(logger).bind(mapping=mapping, stream=where)
@@ -143,8 +150,13 @@ class ShardedStreamSource(abc.ABC):
     async def _disconnect(self) -> None: ...
 
     @abc.abstractmethod
-    async def _check_not_trimmed(self, shard_id: str, saved: Position) -> None:
-        """Raise PermanentSourceError if records after `saved` may have expired unread."""
+    async def _oldest_sequence(self, shard_id: str) -> str | None:
+        """The sequence number of the oldest record still in the shard; None if empty."""
+
+    @property
+    @abc.abstractmethod
+    def retention_seconds(self) -> float:
+        """How long the stream keeps a record (known once connected)."""
 
     @abc.abstractmethod
     def _tip_marker(self, opened_at: float) -> Position:
@@ -153,8 +165,10 @@ class ShardedStreamSource(abc.ABC):
     # -- opening -------------------------------------------------------------------------
 
     async def open(self, ownership: Ownership) -> None:
+        self._ownership = ownership
         opened_at = time.time()
         identity = await self._connect()
+        ownership.records_expire_after(self.retention_seconds)
         stored = await self._store.load(self._namespace)
         updates: dict[str, str | None] = {}
         fresh = self._check_identity(identity, stored, updates)
@@ -164,12 +178,8 @@ class ShardedStreamSource(abc.ABC):
             if shard_id in listed:
                 continue
             if value != SHARD_END:
-                raise PermanentSourceError(
-                    self.reset_advice(
-                        f"the saved position {value} of shard {shard_id} belongs to a shard "
-                        "the stream no longer has (its records expired, or the stream was reset)"
-                    )
-                )
+                # Same stream, shard gone: it expired with records nobody read.
+                self._records_expired(shard_id, value, None)
             updates[shard_id] = None
         tip = self._tip_marker(opened_at)
         for info in shards:
@@ -296,11 +306,19 @@ class ShardedStreamSource(abc.ABC):
         position = state.resume_position()
         try:
             if position.kind == AFTER_SEQUENCE_NUMBER and position == state.start:
-                # Resuming from a saved position, with nothing read since.
-                await self._check_not_trimmed(state.shard_id, position)
+                # Resuming from a saved position, with nothing read since. Kinesis would
+                # take a trimmed sequence number and go on from the oldest record left,
+                # so compare the two instead of trusting it.
+                oldest = await self._oldest_sequence(state.shard_id)
+                if oldest is not None and int(oldest) > int(position.sequence or 0):
+                    position = self._resume_at_oldest(state, oldest)
             return await self._shard_iterator(state.shard_id, position)
         except ClientError as exc:
             code = error_code(exc)
+            if position.kind == AFTER_SEQUENCE_NUMBER and code == "TrimmedDataAccessException":
+                # DynamoDB Streams says so itself.
+                position = self._resume_at_oldest(state, None)
+                return await self._shard_iterator(state.shard_id, position)
             if position.kind == AFTER_SEQUENCE_NUMBER and (
                 code in REJECTED_POSITION or code == "ResourceNotFoundException"
             ):
@@ -311,6 +329,29 @@ class ShardedStreamSource(abc.ABC):
                     )
                 ) from exc
             raise
+
+    def _resume_at_oldest(self, state: ShardState, oldest: str | None) -> Position:
+        """Records after the saved position have expired: read on from the oldest left."""
+        self._records_expired(state.shard_id, state.start.stored(), oldest)
+        state.start = Position(TRIM_HORIZON)
+        state.last_read = state.settled = None
+        return state.start
+
+    def _records_expired(self, shard_id: str, saved: str, oldest: str | None) -> None:
+        assert self._ownership is not None
+        self._ownership.lost_to_retention(shard_id)
+        where = f"at {oldest}" if oldest is not None else "at the oldest record left"
+        self._log.warning(
+            "stream.records_expired",
+            shard=shard_id,
+            saved_position=saved,
+            oldest_sequence=oldest,
+            message=(
+                f"RECORDS EXPIRED: records of shard {shard_id} after the saved position "
+                f"{saved} left the stream (retention) before they were read; reading goes "
+                f"on {where}"
+            ),
+        )
 
     def _fetch_failed(self, state: ShardState, exc: BaseException, started: float) -> None:
         """Expired iterators are renewed, throttling and outages backed off per shard;

@@ -24,6 +24,8 @@ from connectors.kinesis.shards import ShardedStreamSource, parse_timestamps_as_e
 # The most records one GetRecords call may return.
 RECORDS_PER_CALL = 10_000
 READ_TIMEOUT_SECONDS = 30.0
+# A stream's retention unless DescribeStreamSummary says otherwise (24 hours).
+DEFAULT_RETENTION_SECONDS = 24 * 3600.0
 
 
 class KinesisSource(ShardedStreamSource):
@@ -51,6 +53,7 @@ class KinesisSource(ShardedStreamSource):
         )
         self._exit = contextlib.AsyncExitStack()
         self._client: Any = None
+        self._retention_seconds = DEFAULT_RETENTION_SECONDS
 
     async def _connect(self) -> str:
         config = self.config
@@ -79,6 +82,7 @@ class KinesisSource(ShardedStreamSource):
             invoke_identity_arn=self._identity_arn,
             parallelization_factor=self._factor,
         )
+        self._retention_seconds = float(summary.get("RetentionPeriodHours") or 24) * 3600
         created = epoch_seconds(summary["StreamCreationTimestamp"])
         return f"{arn}@{created:.3f}"
 
@@ -126,25 +130,17 @@ class KinesisSource(ShardedStreamSource):
         behind = bool(response.get("MillisBehindLatest"))
         return Fetched(records, response.get("NextShardIterator"), behind)
 
-    async def _check_not_trimmed(self, shard_id: str, saved: Position) -> None:
-        """Kinesis may take a sequence number older than the trim horizon and go on from
-        the oldest record left, skipping unseen what expired in between; compare the
-        saved position with that oldest record instead (esm-reference.md 6.1)."""
-        assert saved.sequence is not None
+    async def _oldest_sequence(self, shard_id: str) -> str | None:
         iterator = await self._shard_iterator(shard_id, Position(TRIM_HORIZON))
         request: dict[str, Any] = {"ShardIterator": iterator, "Limit": 1}
         if self.config.stream_is_arn:
             request["StreamARN"] = self.config.stream
         oldest = (await self._client.get_records(**request)).get("Records")
-        if oldest and int(oldest[0]["SequenceNumber"]) > int(saved.sequence):
-            raise PermanentSourceError(
-                self.reset_advice(
-                    f"the saved position of shard {shard_id} (after sequence number "
-                    f"{saved.sequence}) is older than the oldest record still in the shard "
-                    f"({oldest[0]['SequenceNumber']}): records after it may have expired "
-                    "unread (Kinesis cannot tell whether any did)"
-                )
-            )
+        return str(oldest[0]["SequenceNumber"]) if oldest else None
+
+    @property
+    def retention_seconds(self) -> float:
+        return self._retention_seconds
 
     def _tip_marker(self, opened_at: float) -> Position:
         # A restart before anything of the shard settled resumes from when the mapping

@@ -14,6 +14,7 @@ import boto3
 import pytest
 
 from bridge.plugins import BuildContext, Identity, SourceContext
+from bridge.testing import StandaloneOwnership
 from connectors.dynamodb.checkpoints import (
     DynamoDBCheckpointStore,
     PermanentCheckpointStoreError,
@@ -143,7 +144,7 @@ def test_kinesis_source_resumes_from_the_dynamodb_store(
 
     async def read(store: DynamoDBCheckpointStore, count: int, settle: int) -> list[str]:
         source = config.build(SourceContext("m", Identity(), store, tmp_path))
-        await source.open(None)  # type: ignore[arg-type]
+        await source.open(StandaloneOwnership())
         records: list[Any] = []
         for _ in range(100):
             if len(records) >= count:

@@ -28,6 +28,7 @@ from bridge.codec import loads
 from bridge.errors import PermanentSourceError
 from bridge.plugins import Identity, SourceContext
 from bridge.records import Record
+from bridge.testing import StandaloneOwnership
 from connectors.dynamodb.config import DynamoDBStreamsSourceConfig
 from connectors.dynamodb.source import DynamoDBStreamsSource
 
@@ -92,7 +93,7 @@ class Harness:
         self, mapping: str = "changes", **settings: Any
     ) -> AsyncIterator[DynamoDBStreamsSource]:
         source = self.source(mapping, **settings)
-        await source.open(None)  # type: ignore[arg-type]
+        await source.open(StandaloneOwnership())
         try:
             yield source
         finally:
@@ -244,22 +245,41 @@ def test_new_stream_of_the_table_starts_afresh(table: Harness) -> None:
     run(main)
 
 
-def test_invalid_saved_position_is_reported(table: Harness) -> None:
-    """A saved position of a shard the stream no longer has stops the mapping with
-    PermanentSourceError naming the reset-checkpoints command."""
+def test_positions_the_stream_has_trimmed_resume_at_the_oldest_record(table: Harness) -> None:
+    """Past the stream's 24 hours, a saved position may point at records that are gone,
+    or at a shard that is gone altogether: the mapping reads on from the oldest record
+    left (the vanished shard's position is dropped), with a warning and the loss counted,
+    instead of stopping for good. The mapping is told records expire after 24 hours.
+    (moto keeps records: the positions are set below the oldest record, and for a shard
+    it never had, through the checkpoint store.)"""
 
     async def main() -> None:
         await table.store.open()
-        async with table.opened():
-            pass
+        for item in ("a", "b", "c"):
+            table.put(item)
+        async with table.opened() as first:
+            records = await collect(first, 3)
+        [shard] = {record.partition for record in records}
+        oldest = min(int(record.item_id) for record in records)
+        namespace = f"changes|{first.config.source_id()}"
+        gone = "shardId-00000000000000000000-deadbeef"
+        await table.store.save(namespace, {shard: str(oldest - 1), gone: "1234"})
+        ownership = StandaloneOwnership()
         source = table.source()
-        namespace = f"changes|{source.config.source_id()}"
-        await table.store.save(namespace, {"shardId-00000000000000000000-deadbeef": "1234"})
-        with pytest.raises(
-            PermanentSourceError, match="reset-checkpoints --config CONFIG_FILE changes"
-        ):
-            await source.open(None)  # type: ignore[arg-type]
-        await source.close()
+        with capture_logs() as logs:
+            await source.open(ownership)
+            try:
+                again = await collect(source, 3)
+            finally:
+                await source.close()
+        assert names(again) == names(records)
+        assert sorted(ownership.lost) == sorted([shard, gone])
+        assert ownership.retention == 24 * 3600
+        assert len([entry for entry in logs if entry["event"] == "stream.records_expired"]) == 2
+        assert gone not in await table.store.load(namespace)
+        await table.store.save(namespace, {shard: "not-a-position"})
+        with pytest.raises(PermanentSourceError, match="reset-checkpoints --config CONFIG_FILE"):
+            await table.source().open(StandaloneOwnership())
         await table.store.close()
 
     run(main)
@@ -279,11 +299,11 @@ def test_table_without_stream_is_a_permanent_error(aws_endpoint: str, tmp_path: 
     async def main() -> None:
         source = harness.source(table=name)
         with pytest.raises(PermanentSourceError, match="no stream"):
-            await source.open(None)  # type: ignore[arg-type]
+            await source.open(StandaloneOwnership())
         await source.close()
         missing = harness.source(table=f"missing-{uuid.uuid4().hex}")
         with pytest.raises(PermanentSourceError, match="ResourceNotFoundException"):
-            await missing.open(None)  # type: ignore[arg-type]
+            await missing.open(StandaloneOwnership())
         await missing.close()
 
     run(main)

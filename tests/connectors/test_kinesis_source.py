@@ -35,7 +35,7 @@ from bridge.plugins import Identity, SourceContext
 from bridge.records import Record
 from bridge.retry import Backoff
 from bridge.settings import MappingSettings
-from bridge.testing import ScriptedInvoker
+from bridge.testing import ScriptedInvoker, StandaloneOwnership
 from connectors.kinesis.config import KinesisSourceConfig
 from connectors.kinesis.lineage import (
     SHARD_END,
@@ -124,7 +124,7 @@ class Harness:
         self, mapping: str = "orders", **settings: Any
     ) -> AsyncIterator[KinesisSource]:
         source = self.source(mapping, **settings)
-        await source.open(None)  # type: ignore[arg-type]
+        await source.open(StandaloneOwnership())
         try:
             yield source
         finally:
@@ -263,27 +263,19 @@ def test_latest_start_survives_a_restart_before_anything_settled(stream: Harness
     run(main)
 
 
-def test_saved_position_of_a_missing_shard_is_reported(stream: Harness) -> None:
-    """A position saved for a shard the stream no longer has (expired, or reset) stops
-    the mapping with PermanentSourceError telling how to reset, rather than skipping."""
+def test_an_unreadable_saved_position_is_reported(stream: Harness) -> None:
+    """A saved value that is no position at all stops the mapping with
+    PermanentSourceError telling how to reset, rather than guessing."""
 
     async def main() -> None:
         await stream.store.open()
         async with stream.opened():
             pass
-        await stream.store.save(stream.namespace(), {"shardId-000000000099": "12345"})
-        source = stream.source()
-        with pytest.raises(PermanentSourceError) as raised:
-            await source.open(None)  # type: ignore[arg-type]
-        await source.close()
-        message = str(raised.value)
-        assert "shardId-000000000099" in message
-        assert "lambda-bridge reset-checkpoints --config" in message and "orders" in message
-        await stream.store.save(stream.namespace(), {"shardId-000000000099": None})
         [shard] = stream.shard_ids()
         await stream.store.save(stream.namespace(), {shard: "not-a-position"})
-        with pytest.raises(PermanentSourceError, match="unreadable saved position"):
-            await stream.source().open(None)  # type: ignore[arg-type]
+        with pytest.raises(PermanentSourceError, match="unreadable saved position") as raised:
+            await stream.source().open(StandaloneOwnership())
+        assert "lambda-bridge reset-checkpoints --config" in str(raised.value)
         await stream.store.close()
 
     run(main)
@@ -517,27 +509,60 @@ def test_stream_named_by_arn(stream: Harness) -> None:
     run(main)
 
 
-def test_a_checkpoint_older_than_the_trim_horizon_is_reported(stream: Harness) -> None:
-    """Kinesis would resume after a trimmed sequence number from the oldest record left,
-    skipping what expired in between: the source compares the two and stops with advice
-    instead. (moto keeps records forever: the saved position is set below the oldest
-    record through the checkpoint store, as if the records after it had expired.)"""
+def test_a_checkpoint_older_than_the_trim_horizon_resumes_at_the_oldest_record(
+    stream: Harness,
+) -> None:
+    """Kinesis would take a trimmed sequence number and go on from the oldest record left
+    without a word: the source compares the two, says so (a warning, and the mapping is
+    told records were lost to retention) and reads on from the oldest record, instead of
+    stopping for good. (moto keeps records forever: the saved position is set below the
+    oldest record through the checkpoint store, as if what came after it had expired.)"""
     [shard_id] = stream.shard_ids()
 
     async def main() -> None:
         await stream.store.open()
-        stream.put(6)
+        payloads = stream.put(6)
         async with stream.opened() as first:
             records = await collect(first, 6)
             await settle(first, records[:2])
-        async with stream.opened() as untrimmed:
-            assert len(await collect(untrimmed, 4)) == 4
         oldest = min(int(record.item_id) for record in records)
         await stream.store.save(stream.namespace(), {shard_id: str(oldest - 1)})
-        with pytest.raises(PermanentSourceError, match="older than the oldest record") as raised:
-            async with stream.opened() as trimmed:
-                await quiet(trimmed)
-        assert "reset-checkpoints" in str(raised.value)
+        ownership = StandaloneOwnership()
+        source = stream.source()
+        with capture_logs() as logs:
+            await source.open(ownership)
+            try:
+                again = await collect(source, 6)
+            finally:
+                await source.close()
+        assert data_of(again) == payloads
+        assert ownership.lost == [shard_id]
+        assert ownership.retention == 24 * 3600
+        [warning] = [entry for entry in logs if entry["event"] == "stream.records_expired"]
+        assert warning["shard"] == shard_id and warning["oldest_sequence"] == str(oldest)
+        await stream.store.close()
+
+    run(main)
+
+
+def test_a_saved_shard_the_stream_no_longer_has_is_forgotten_with_a_warning(
+    stream: Harness,
+) -> None:
+    """A shard that expired altogether (the daemon was down past the retention after a
+    reshard) cannot be read by anyone: its position is dropped with a warning and the
+    mapping reads on."""
+
+    async def main() -> None:
+        await stream.store.open()
+        async with stream.opened() as first:
+            await quiet(first, 0.1)
+        await stream.store.save(stream.namespace(), {"shardId-000000000099": "123"})
+        ownership = StandaloneOwnership()
+        source = stream.source()
+        await source.open(ownership)
+        await source.close()
+        assert ownership.lost == ["shardId-000000000099"]
+        assert "shardId-000000000099" not in await stream.store.load(stream.namespace())
         await stream.store.close()
 
     run(main)

@@ -375,3 +375,35 @@ def test_after_a_merge_the_child_is_read_once_both_parents_are_done(
     finally:
         for started in space.daemons:
             started.kill()
+
+
+def test_a_position_past_the_retention_resumes_at_the_oldest_record(
+    space: KinesisWorkspace,
+) -> None:
+    """After the daemon was down past the stream's retention, its saved position points at
+    records that are gone: it reads on from the oldest record left, says so
+    (`stream.records_expired`), counts it (`lambda_bridge_retention_gaps_total`) and stays
+    Enabled, instead of stopping the mapping. (moto keeps records: the saved position is
+    set below the oldest record in the daemon's checkpoint file while it is stopped.)"""
+    stream = aws.new_stream(space.endpoint)
+    [shard] = aws.shard_ids(space.endpoint, stream)
+    config = space.config(stream)
+    daemon = space.daemon(config).wait_ready()
+    aws.put_records(space.endpoint, stream, [{"n": n} for n in range(3)])
+    wait_for(lambda: sorted(aws.succeeded(space.record_file)) == [0, 1, 2], what="the records")
+    assert daemon.stop() == 0
+    oldest = min(int(row["id"]) for row in aws.rows(space.record_file))
+    with sqlite3.connect(space.root / "state" / "checkpoints.sqlite3") as connection:
+        connection.execute(
+            "UPDATE checkpoints SET value = ? WHERE partition = ?", (str(oldest - 1), shard)
+        )
+    again = space.daemon(config).wait_ready()
+    [expired] = again.wait_for_log("stream.records_expired")
+    assert expired["shard"] == shard and expired["oldest_sequence"] == str(oldest)
+    wait_for(
+        lambda: sorted(aws.succeeded(space.record_file)) == [0, 0, 1, 1, 2, 2], what="read again"
+    )
+    status, body = again.admin("/readyz")
+    assert status == 200 and json.loads(body)["mappings"][0]["State"] == "Enabled"
+    assert 'lambda_bridge_retention_gaps_total{mapping="events"} 1' in again.admin("/metrics")[1]
+    assert again.stop() == 0
