@@ -160,6 +160,7 @@ class Dispatcher:
             segment.last_result = result
             outcome = self._classify(result, segment.records)
             if outcome.kind is OutcomeKind.SUCCESS:
+                self.metrics.succeeded += len(segment.records)
                 await self._settle(segment.records)
                 work.popleft()
                 continue
@@ -167,6 +168,7 @@ class Dispatcher:
             if outcome.kind is OutcomeKind.PARTIAL_FAILURE:
                 done, segment.records = split_at_first_failures(segment.records, outcome.failed_ids)
                 if done:
+                    self.metrics.succeeded += len(done)
                     await self._settle(done)
             elif policy.bisect_batch_on_function_error and len(segment.records) > 1:
                 # Splitting does not count against the retry limit (esm-reference.md 6.3);
@@ -203,6 +205,7 @@ class Dispatcher:
         """Drop records of revoked partitions; False if none is left."""
         owned = [record for record in segment.records if record.partition not in self._abandoned]
         if len(owned) != len(segment.records):
+            self.metrics.released += len(segment.records) - len(owned)
             self._log.info(
                 "batch.abandoned",
                 dropped=len(segment.records) - len(owned),
@@ -276,6 +279,7 @@ class Dispatcher:
                     return {record.partition for record in records}
         outcome = self._classify(result, records)
         if outcome.kind is OutcomeKind.SUCCESS:
+            self.metrics.succeeded += len(records)
             await self._settle(records)
             return set()
         segment = _Segment(records)
@@ -284,7 +288,9 @@ class Dispatcher:
         if outcome.kind is OutcomeKind.PARTIAL_FAILURE:
             failed_ids = outcome.failed_ids
             failed = [record for record in records if record.item_id in failed_ids]
-            await self._settle([record for record in records if record.item_id not in failed_ids])
+            succeeded = [record for record in records if record.item_id not in failed_ids]
+            self.metrics.succeeded += len(succeeded)
+            await self._settle(succeeded)
         else:
             failed = records
         await self._release(failed)

@@ -62,6 +62,7 @@ class MappingMetrics:
     sent_to_destination: int = 0
     dropped: int = 0
     retries: int = 0
+    released: int = 0
     retention_gaps: int = 0
     in_flight: int = 0
     invoke_duration: Histogram = field(default_factory=lambda: Histogram(DURATION_BUCKETS))
@@ -87,8 +88,8 @@ class MappingMetrics:
         self.invoke_duration.observe(seconds)
 
     def answered(self, records: int, failed: int) -> None:
-        """The function answered for `records`, of which `failed` failed."""
-        self.succeeded += records - failed
+        """The function answered for `records`, of which `failed` failed. (Successes are
+        counted when settled, once per record however often it was retried.)"""
         self.failed_invoke += failed
         self.last_processing_result = PROBLEM if failed else OK
 
@@ -117,7 +118,11 @@ _COUNTERS = (
         "invoked",
     ),
     ("invocations_total", "Function invocations (batches, retries included).", "invocations"),
-    ("succeeded_events_total", "Records the function processed successfully.", "succeeded"),
+    (
+        "succeeded_events_total",
+        "Records settled after the function processed them successfully (once each).",
+        "succeeded",
+    ),
     (
         "failed_invoke_events_total",
         "Records of invocations that failed or reported them failed (FailedInvokeEventCount).",
@@ -134,6 +139,12 @@ _COUNTERS = (
         "dropped",
     ),
     ("retries_total", "Invocations that retried a batch.", "retries"),
+    (
+        "released_events_total",
+        "Records handed back unsettled, for the source to deliver again (queue failures, "
+        "revoked partitions).",
+        "released",
+    ),
     (
         "retention_gaps_total",
         "Times reading resumed past records the stream had already deleted (retention).",

@@ -149,6 +149,7 @@ class Session:
 
     async def release(self, records: Sequence[Record]) -> None:
         if self.tracker is None and records:
+            self.metrics.released += len(records)
             await self.source.release(records)
 
     # -- Ownership -------------------------------------------------------------------
@@ -160,6 +161,7 @@ class Session:
         if self.tracker is not None:
             self.tracker.forget(lost)
         dropped = sum(len(lane.drop(lost)) for lane in self.lanes.values())
+        self.metrics.released += dropped
         self.abandoned |= lost
         for lane in self.lanes.values():
             if lane.paused is not None and lane.paused & lost:
