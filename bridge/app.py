@@ -24,6 +24,7 @@ from bridge.clients import Clients, quietly
 from bridge.config import LoadedConfig, MappingConfig, load_config
 from bridge.errors import BridgeError, ConfigError
 from bridge.filtering import build_filter_set
+from bridge.journal import InFlight, InvocationJournal, MappingJournal
 from bridge.mapping import MappingRunner, MappingState
 from bridge.metrics import MappingView
 from bridge.plugins import SourceContext
@@ -46,6 +47,8 @@ class Daemon:
         self.config_path = config_path
         self.store = self.config.checkpoint_store.build(loaded.build_context)
         self.clients = Clients()
+        self.journal: InvocationJournal | None = None
+        self._crashed: dict[str, list[InFlight]] = {}
         self.runners: dict[str, MappingRunner] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stop_requested = asyncio.Event()
@@ -75,6 +78,7 @@ class Daemon:
         """
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
         await self.store.open()
+        await self._open_journal()
         invokers, destinations = await self.clients.build(
             self.loaded, set(self.config.functions), set(self.config.destinations)
         )
@@ -83,6 +87,24 @@ class Daemon:
             await self.clients.prepare_provided(mapping, self.loaded)
             self.runners[mapping.name] = self._runner(mapping)
         self._started = True
+
+    async def _open_journal(self) -> None:
+        """Find the in-process invocations the previous run died in (bridge.journal)."""
+        journal = InvocationJournal(self.config.state_dir)
+        for crashed in await asyncio.to_thread(journal.recover):
+            self._crashed.setdefault(crashed.mapping, []).append(crashed)
+            self._log.warning(
+                "invocation.crashed",
+                mapping=crashed.mapping,
+                request_id=crashed.request_id,
+                attempt=crashed.attempt,
+                records=crashed.records,
+                reason="the daemon ended while this in-process invocation ran (the handler "
+                "exited the process, or the daemon was killed); when its records come again "
+                "it counts as a failed attempt (Runtime.ExitError)",
+            )
+        await asyncio.to_thread(journal.open)
+        self.journal = journal
 
     def _runner(self, mapping: MappingConfig) -> MappingRunner:
         function = self.config.functions[mapping.function]
@@ -98,6 +120,13 @@ class Daemon:
             destination=self.clients.destination_of(mapping),
             filters=filters,
             store_problem=self._store_problem if mapping.source.checkpoints_in_store else None,
+            journal=(
+                MappingJournal(
+                    self.journal, mapping.name, self._crashed.setdefault(mapping.name, [])
+                )
+                if self.journal is not None and function.in_process
+                else None
+            ),
         )
         if not mapping.enabled:
             runner.disable()
@@ -326,6 +355,8 @@ class Daemon:
             await self._admin.close()
         await self.clients.close()
         await quietly(self.store.close(), "checkpoints.close_failed")
+        if self.journal is not None:
+            self.journal.close()
 
 
 def _report_crash(runner: MappingRunner, task: asyncio.Task[None]) -> None:

@@ -24,6 +24,7 @@ import structlog
 from bridge.discard import Discarder
 from bridge.errors import TransportError
 from bridge.health import Health, Reporter
+from bridge.journal import InFlight, MappingJournal
 from bridge.logs import batch_fields
 from bridge.metrics import MappingMetrics
 from bridge.protocols import Destination, EventFormatter, Invoker
@@ -91,6 +92,7 @@ class Dispatcher:
         retention_seconds: Callable[[], float | None] = lambda: None,
         metrics: MappingMetrics | None = None,
         health: Reporter | None = None,
+        journal: MappingJournal | None = None,
     ) -> None:
         self.mapping = mapping
         self.metrics = metrics if metrics is not None else MappingMetrics()
@@ -107,6 +109,8 @@ class Dispatcher:
         self._now = wall_clock
         self._redelivery_seconds = redelivery_seconds
         self._retention_seconds = retention_seconds
+        # In-process invocations of an ordered source are journaled (bridge.journal).
+        self._journal = journal
         self.discarder = Discarder(
             mapping=mapping,
             function_arn=function_arn,
@@ -136,7 +140,6 @@ class Dispatcher:
             return
 
     async def _deliver_segments(self, work: deque[_Segment]) -> None:
-        policy = self._policy
         while work:
             segment = work[0]
             if self._stopping.is_set() and (segment.attempts or segment.transport_failures):
@@ -148,13 +151,18 @@ class Dispatcher:
             if max_age is not None and not await self._expire_old(segment, max_age):
                 work.popleft()
                 continue
-            try:
-                result = await self._invoke(segment.records, segment.attempts + 1)
-            except TransportError as exc:
-                segment.transport_failures += 1
-                if not await self._wait_after_transport_error(exc, segment.transport_failures):
-                    return
-                continue
+            crashed = self._crashed_attempt(work) if self._journal is not None else None
+            if crashed is not None:
+                segment, result = work[0], crashed.result()
+                segment.attempts = crashed.attempt - 1
+            else:
+                try:
+                    result = await self._invoke(segment.records, segment.attempts + 1)
+                except TransportError as exc:
+                    segment.transport_failures += 1
+                    if not await self._wait_after_transport_error(exc, segment.transport_failures):
+                        return
+                    continue
             segment.attempts += 1
             segment.transport_failures = 0
             segment.last_result = result
@@ -164,42 +172,71 @@ class Dispatcher:
                 await self._settle(segment.records)
                 work.popleft()
                 continue
-            self._log_failure(outcome, result, segment)
-            if outcome.kind is OutcomeKind.PARTIAL_FAILURE:
-                done, segment.records = split_at_first_failures(segment.records, outcome.failed_ids)
-                if done:
-                    self.metrics.succeeded += len(done)
-                    await self._settle(done)
-            elif policy.bisect_batch_on_function_error and len(segment.records) > 1:
-                # Splitting does not count against the retry limit (esm-reference.md 6.3);
-                # each half gets its own count and the first half goes first.
-                work.popleft()
-                middle = len(segment.records) // 2
-                work.appendleft(_Segment(segment.records[middle:]))
-                work.appendleft(_Segment(segment.records[:middle]))
-                halves = [middle, len(segment.records) - middle]
-                self._log.info("batch.bisected", **batch_fields(segment.records), halves=halves)
-                continue
-            if policy.exhausted(segment.attempts):
-                failure = self._failure(
-                    FailureCondition.RETRY_ATTEMPTS_EXHAUSTED,
-                    segment.records,
-                    segment.attempts,
-                    segment.last_result,
-                )
-                if not await self.discard(failure):
-                    return
-                work.popleft()
-                continue
-            delay = policy.backoff.delay(segment.attempts)
-            self._log.info(
-                "batch.retrying",
-                **batch_fields(segment.records),
-                attempt=segment.attempts + 1,
-                delay=round(delay, 3),
-            )
-            if not await sleep_unless(self._stopping, delay):
+            if not await self._after_failure(work, outcome, result):
                 return
+
+    async def _after_failure(
+        self, work: deque[_Segment], outcome: Outcome, result: InvokeResult
+    ) -> bool:
+        """Decide what becomes of the first segment after a failed attempt: the done part
+        of a partial failure settled, bisect, give up, or wait to retry. False if the
+        mapping stopped meanwhile."""
+        policy = self._policy
+        segment = work[0]
+        self._log_failure(outcome, result, segment)
+        if outcome.kind is OutcomeKind.PARTIAL_FAILURE:
+            done, segment.records = split_at_first_failures(segment.records, outcome.failed_ids)
+            if done:
+                self.metrics.succeeded += len(done)
+                await self._settle(done)
+        elif policy.bisect_batch_on_function_error and len(segment.records) > 1:
+            # Splitting does not count against the retry limit (esm-reference.md 6.3);
+            # each half gets its own count and the first half goes first.
+            work.popleft()
+            middle = len(segment.records) // 2
+            work.appendleft(_Segment(segment.records[middle:]))
+            work.appendleft(_Segment(segment.records[:middle]))
+            halves = [middle, len(segment.records) - middle]
+            self._log.info("batch.bisected", **batch_fields(segment.records), halves=halves)
+            return True
+        if policy.exhausted(segment.attempts):
+            failure = self._failure(
+                FailureCondition.RETRY_ATTEMPTS_EXHAUSTED,
+                segment.records,
+                segment.attempts,
+                segment.last_result,
+            )
+            if not await self.discard(failure):
+                return False
+            work.popleft()
+            return True
+        delay = policy.backoff.delay(segment.attempts)
+        self._log.info(
+            "batch.retrying",
+            **batch_fields(segment.records),
+            attempt=segment.attempts + 1,
+            delay=round(delay, 3),
+        )
+        return await sleep_unless(self._stopping, delay)
+
+    def _crashed_attempt(self, work: deque[_Segment]) -> InFlight | None:
+        """If the next segment starts with records whose invocation was in flight when
+        the daemon died (bridge.journal), that crash is their failed attempt: the records
+        it covered become a segment of their own, to be judged as a Runtime.ExitError."""
+        journal = self._journal
+        assert journal is not None
+        if not journal.has_crashes:
+            return None
+        segment = work[0]
+        claimed = journal.claim(segment.records, self._formatter.stable_position)
+        if claimed is None:
+            return None
+        crashed, covered = claimed
+        if covered < len(segment.records):
+            work.popleft()
+            work.appendleft(_Segment(segment.records[covered:]))
+            work.appendleft(_Segment(segment.records[:covered]))
+        return crashed
 
     def _keep_owned(self, segment: _Segment) -> bool:
         """Drop records of revoked partitions; False if none is left."""
@@ -319,11 +356,16 @@ class Dispatcher:
         request_id = str(uuid.uuid4())
         metrics = self.metrics
         metrics.invoking(records, attempt)
+        journal = self._journal
+        if journal is not None:
+            journal.started(request_id, attempt, records, self._formatter.stable_position)
         started = time.perf_counter()
         try:
             result = await self._invoker.invoke(event, request_id)
         finally:
             metrics.invoked_for(time.perf_counter() - started)
+            if journal is not None:
+                journal.ended(request_id)
         if self._debug:
             self._log.debug(
                 "batch.invoked",

@@ -26,5 +26,8 @@ class RecordsEventFormatter:
     def parse_item_identifier(self, raw: object) -> Hashable | None:
         return string_identifier(raw)
 
+    def stable_position(self, record: Record) -> Any:
+        return record.position
+
     def batch_info(self, records: Sequence[Record]) -> tuple[str, dict[str, Any]]:
         raise NotImplementedError(f"{type(self).__name__} must describe its failure records")

@@ -24,6 +24,7 @@ import structlog
 from bridge.errors import BridgeError, DestinationError
 from bridge.filtering import FilterSet
 from bridge.health import BackgroundTaskFailed, Health
+from bridge.journal import MappingJournal
 from bridge.lanes import Matcher
 from bridge.metrics import MappingMetrics
 from bridge.protocols import Destination, Invoker, Source
@@ -58,6 +59,7 @@ class MappingRunner:
         filters: FilterSet | None = None,
         reconnect_backoff: Backoff = RECONNECT_BACKOFF,
         store_problem: Callable[[], str | None] | None = None,
+        journal: MappingJournal | None = None,
     ) -> None:
         self.name = name
         self.function_arn = function_arn
@@ -75,6 +77,7 @@ class MappingRunner:
         self.metrics = MappingMetrics()
         self.health = Health()
         self._store_problem = store_problem
+        self._journal = journal
         # Set while the mapping runs: the task `run()` is awaited in.
         self.task: asyncio.Task[None] | None = None
         self._log = structlog.get_logger("bridge.mapping").bind(mapping=name)
@@ -145,6 +148,7 @@ class MappingRunner:
                     matches=self._matches,
                     metrics=self.metrics,
                     health=self.health,
+                    journal=self._journal,
                 )
                 await source.open(session)
                 self._session = session

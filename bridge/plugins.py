@@ -190,6 +190,8 @@ def check_start_timestamp(starting_position: str, timestamp: float | None) -> No
 
 class FunctionConfig(StrictModel):
     invoker: str
+    # The handler runs inside the daemon, so it can end the daemon (bridge.journal).
+    in_process: ClassVar[bool] = False
     timeout: float = Field(
         3.0, gt=0, le=900, description="Seconds; Lambda's default is 3, the maximum 900."
     )

@@ -25,6 +25,10 @@ class EventFormatter(Protocol):
     def batch_info(self, records: Sequence[Record]) -> tuple[str, dict[str, Any]]:
         """The `<Source>BatchInfo` key and body of a failure record for these records."""
 
+    def stable_position(self, record: Record) -> Any:
+        """The record's position as it will be when the record is delivered again after a
+        restart (orderable within its partition), or None if it has none such."""
+
 
 class Ownership(Protocol):
     """The mapping a source reads for: told about lost partitions, and the owner of the

@@ -26,6 +26,7 @@ import structlog
 from bridge.dispatch import Dispatcher
 from bridge.errors import BridgeError
 from bridge.health import BackgroundTaskFailed, Health, TaskOwner
+from bridge.journal import MappingJournal
 from bridge.keyed_lanes import KeyedLane
 from bridge.lanes import Buffer, Lane, Matcher
 from bridge.metrics import MappingMetrics
@@ -62,6 +63,7 @@ class Session:
         matches: Matcher | None = None,
         metrics: MappingMetrics | None = None,
         health: Health | None = None,
+        journal: MappingJournal | None = None,
     ) -> None:
         self.mapping = mapping
         self.metrics = metrics if metrics is not None else MappingMetrics()
@@ -85,7 +87,10 @@ class Session:
         self._function_arn = function_arn
         self._invoker = invoker
         self._destination = destination
-        self.dispatcher = self._dispatcher(invoker, self.settle)
+        # Only ordered sources are journaled: a queue redelivers a crashed batch itself,
+        # counting the receive (SQS's ApproximateReceiveCount and redrive policy).
+        self._journal = journal if self.tracker is not None else None
+        self.dispatcher = self._dispatcher(invoker, self.settle, self._journal)
         self.policy = dataclasses.replace(
             settings.batch, envelope_bytes=source.formatter.envelope_bytes
         )
@@ -104,7 +109,10 @@ class Session:
         self._log = structlog.get_logger("bridge.mapping").bind(mapping=mapping)
 
     def _dispatcher(
-        self, invoker: Invoker, settle: Callable[[Sequence[Record]], Awaitable[None]]
+        self,
+        invoker: Invoker,
+        settle: Callable[[Sequence[Record]], Awaitable[None]],
+        journal: MappingJournal | None = None,
     ) -> Dispatcher:
         return Dispatcher(
             mapping=self.mapping,
@@ -121,6 +129,7 @@ class Session:
             retention_seconds=lambda: self.retention,
             metrics=self.metrics,
             health=self,
+            journal=journal,
         )
 
     def _tumbling_window(self) -> TumblingWindow:

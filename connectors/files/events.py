@@ -167,6 +167,10 @@ class FileEventFormatter(RecordsEventFormatter):
         self.root = root
         self.bucket = bucket
 
+    def stable_position(self, record: Record) -> Any:
+        """None: a file's sequencer is issued anew each time its change is seen."""
+        return None
+
     def batch_info(self, records: Sequence[Record]) -> tuple[str, dict[str, Any]]:
         """Modelled on KinesisBatchInfo (esm-reference.md 10.1), for a folder."""
         first, last = records[0], records[-1]

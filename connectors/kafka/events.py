@@ -152,6 +152,9 @@ class KafkaEventFormatter:
             return None
         return (partition, offset)
 
+    def stable_position(self, record: Record) -> Any:
+        return record.position
+
     def batch_info(self, records: Sequence[Record]) -> tuple[str, dict[str, Any]]:
         """KafkaBatchInfo, one `recordsInfo` entry per topic-partition (esm-reference.md 10.3)."""
         info: dict[str, Any] = {"batchSize": len(records)}

@@ -41,6 +41,7 @@ class HandlerSpec:
 
 class PythonFunctionConfig(FunctionConfig):
     invoker: Literal["python"]
+    in_process = True
     handler: str = Field(
         description="path/to/file.py:function, package.module:function or module.function"
     )

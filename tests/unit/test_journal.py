@@ -1,0 +1,78 @@
+"""The invocation journal: what the previous run left open is found again (a torn last
+line ignored), finished invocations are forgotten, the file stays small, and a clean
+stop removes it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bridge import journal as journal_module
+from bridge.journal import InvocationJournal, MappingJournal
+from bridge.records import Record
+
+
+def record(partition: str, position: object) -> Record:
+    return Record(partition, position, str(position), {"p": partition}, 0.0, partition)
+
+
+def position(item: Record) -> object:
+    return item.position
+
+
+def test_open_invocations_are_recovered_and_ended_ones_are_not(tmp_path: Path) -> None:
+    """Two started, one ended, and the process dies mid-line: one is recovered, with the
+    span of each partition it covered."""
+    first = InvocationJournal(tmp_path)
+    first.open()
+    view = MappingJournal(first, "orders", [])
+    view.started("r1", 1, [record("s-0", (5, 0)), record("s-0", (7, 1))], position)
+    view.started("r2", 2, [record("s-1", 3)], position)
+    view.ended("r2")
+    with first.path.open("ab") as torn:
+        torn.write(b'{"id": "r3", "mapp')
+    [crashed] = InvocationJournal(tmp_path).recover()
+    assert (crashed.mapping, crashed.request_id, crashed.attempt) == ("orders", "r1", 1)
+    assert crashed.spans == {"s-0": [[5, 0], [7, 1]]}
+    assert crashed.covers(record("s-0", (6, 0)), (6, 0))
+    assert not crashed.covers(record("s-0", (8, 0)), (8, 0))
+    assert not crashed.covers(record("s-1", (6, 0)), (6, 0))
+    assert crashed.result().function_error == "Unhandled"
+    assert b"Runtime.ExitError" in crashed.result().payload
+
+
+def test_a_claim_covers_the_prefix_of_the_crashed_records_once(tmp_path: Path) -> None:
+    """Records delivered again are matched by partition and position; the crashed entry
+    covers the prefix it held and is used up."""
+    journal = InvocationJournal(tmp_path)
+    journal.open()
+    view = MappingJournal(journal, "orders", [])
+    view.started("r1", 2, [record("p", 10), record("p", 11)], position)
+    crashed = InvocationJournal(tmp_path).recover()
+    again = MappingJournal(journal, "orders", crashed)
+    batch = [record("p", 10), record("p", 11), record("p", 12)]
+    claimed = again.claim(batch, position)
+    assert claimed is not None and claimed[1] == 2 and claimed[0].attempt == 2
+    assert again.claim(batch, position) is None
+
+
+def test_the_journal_is_compacted_and_removed_on_a_clean_stop(
+    tmp_path: Path, monkeypatch: object
+) -> None:
+    """Past the size limit only the open entries are kept; closing with none open
+    removes the file."""
+    journal_module.COMPACT_BYTES = 2000  # type: ignore[misc]
+    try:
+        journal = InvocationJournal(tmp_path)
+        journal.open()
+        view = MappingJournal(journal, "m", [])
+        view.started("open", 1, [record("p", 1)], position)
+        for index in range(100):
+            view.started(f"r{index}", 1, [record("p", index)], position)
+            view.ended(f"r{index}")
+        assert journal.path.stat().st_size < 2000
+        assert [entry.request_id for entry in InvocationJournal(tmp_path).recover()] == ["open"]
+        view.ended("open")
+        journal.close()
+        assert not journal.path.exists()
+    finally:
+        journal_module.COMPACT_BYTES = 1 << 20  # type: ignore[misc]
