@@ -39,8 +39,14 @@ ANY_POSITION = None
 
 
 def _position_key(value: Any) -> Any:
-    """Positions as JSON gives them back (lists), comparable with those of new records."""
-    return list(value) if isinstance(value, tuple) else value
+    """A position as it is written to the journal and compared when read back: tuples
+    as lists, integers as zero-padded text (DynamoDB's sequence numbers exceed what JSON
+    numbers hold), so that order is kept."""
+    if isinstance(value, tuple | list):
+        return [_position_key(part) for part in value]
+    if isinstance(value, int) and value >= 0:
+        return f"{value:040d}"
+    return value
 
 
 @dataclass(frozen=True)
@@ -126,18 +132,13 @@ class InvocationJournal:
         spans: dict[str, list[Any] | None],
         records: int,
     ) -> None:
-        line = (
-            dumps(
-                {
-                    "id": request_id,
-                    "mapping": mapping,
-                    "attempt": attempt,
-                    "spans": spans,
-                    "records": records,
-                }
-            )
-            + b"\n"
-        )
+        entry = {"id": request_id, "mapping": mapping, "attempt": attempt, "spans": spans}
+        try:
+            line = dumps({**entry, "records": records}) + b"\n"
+        except TypeError as exc:
+            # A position the journal cannot hold: this invocation goes unprotected.
+            self._log.warning("journal.write_failed", error=str(exc), mapping=mapping)
+            return
         self._open[request_id] = line
         self._write(line)
 

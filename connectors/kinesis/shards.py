@@ -29,11 +29,9 @@ import abc
 import asyncio
 import time
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
 
 import structlog
-from botocore.exceptions import BotoCoreError, ClientError
-from botocore.utils import parse_timestamp
+from botocore.exceptions import ClientError
 
 from bridge.errors import PermanentSourceError, SourceError
 from bridge.protocols import CheckpointStore, Ownership
@@ -54,6 +52,7 @@ from connectors.kinesis.lineage import (
     ShardState,
     arrived_since,
 )
+from connectors.kinesis.sdk import SDK_ERRORS, error_detail
 
 # A shard that keeps delivering is polled again at once (esm-reference.md 3), but not
 # sooner than this after the previous call: Kinesis allows five GetRecords per second.
@@ -61,37 +60,8 @@ MIN_POLL_GAP_SECONDS = 0.2
 # read() returns empty-handed after at most this long, so a stopping mapping is seen.
 IDLE_READ_SECONDS = 0.5
 SHARD_BACKOFF = Backoff(initial=0.5, maximum=10.0)
-SDK_ERRORS = (ClientError, BotoCoreError, OSError)
 # The service no longer accepts a position: an expired shard, a foreign sequence number.
 REJECTED_POSITION = frozenset({"InvalidArgumentException", "ValidationException"})
-
-
-def _epoch_seconds(value: Any) -> float:
-    """botocore timestamp parser giving epoch seconds: the JSON protocols send numbers."""
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float(parse_timestamp(value).timestamp())
-
-
-def parse_timestamps_as_epoch(client: Any) -> None:
-    """Have `client` hand out timestamps as epoch seconds instead of datetimes.
-
-    Building a datetime in the local time zone (dateutil's tzlocal) for every record,
-    only to turn it back into epoch seconds, costs more than all the rest of a record's
-    way through the bridge. The parser factory belongs to the client's own session
-    (`aws_client` makes one per client); if botocore ever moves it, timestamps simply
-    stay datetimes, which the record builders accept too.
-    """
-    factory = getattr(getattr(client, "_endpoint", None), "_response_parser_factory", None)
-    if factory is not None and hasattr(factory, "set_parser_defaults"):
-        factory.set_parser_defaults(timestamp_parser=_epoch_seconds)
-
-
-def error_detail(error: BaseException) -> str:
-    if isinstance(error, ClientError):
-        return f"{error_code(error)}: {error}"
-    return str(error) or type(error).__name__
 
 
 class ShardedStreamSource(abc.ABC):
@@ -340,17 +310,14 @@ class ShardedStreamSource(abc.ABC):
     def _records_expired(self, shard_id: str, saved: str, oldest: str | None) -> None:
         assert self._ownership is not None
         self._ownership.lost_to_retention(shard_id)
-        where = f"at {oldest}" if oldest is not None else "at the oldest record left"
+        message = f"RECORDS EXPIRED: records of shard {shard_id} after the saved position "
+        message += f"{saved} left the stream (retention) unread; reading goes on from the oldest"
         self._log.warning(
             "stream.records_expired",
             shard=shard_id,
             saved_position=saved,
             oldest_sequence=oldest,
-            message=(
-                f"RECORDS EXPIRED: records of shard {shard_id} after the saved position "
-                f"{saved} left the stream (retention) before they were read; reading goes "
-                f"on {where}"
-            ),
+            message=message,
         )
 
     def _fetch_failed(self, state: ShardState, exc: BaseException, started: float) -> None:

@@ -19,7 +19,8 @@ from connectors.kinesis.lineage import (
     Position,
     ShardInfo,
 )
-from connectors.kinesis.shards import ShardedStreamSource, parse_timestamps_as_epoch
+from connectors.kinesis.sdk import parse_timestamps_as_epoch
+from connectors.kinesis.shards import ShardedStreamSource
 
 # The most records one GetRecords call may return.
 RECORDS_PER_CALL = 10_000
