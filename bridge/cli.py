@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bridge import __version__
-from bridge.errors import ConfigError
+from bridge.errors import BridgeError, ConfigError
 
 if TYPE_CHECKING:
     from bridge.config import LoadedConfig
@@ -304,6 +304,11 @@ def _reset_checkpoints(args: argparse.Namespace) -> int:
         finally:
             await store.close()
 
-    for name, count in asyncio.run(reset()).items():
+    try:
+        removed = asyncio.run(reset())
+    except BridgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    for name, count in removed.items():
         print(f"{name}: {count} saved positions removed")
     return 0
