@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from bridge.plugins import BuildContext, ConfigPath, FunctionConfig
+from bridge.plugins import BuildContext, ConfigPath, FunctionConfig, PathSetting
 from bridge.protocols import Invoker
 
 
@@ -20,7 +20,7 @@ class SubprocessFunctionConfig(FunctionConfig):
         description="argv list, or a string split into arguments (no shell unless shell: true)"
     )
     shell: bool = Field(False, description="Run `command` (a string) through /bin/sh.")
-    cwd: Path | None = None
+    cwd: PathSetting | None = None
     environment: dict[str, str] = Field(
         default_factory=dict, description="Added to the daemon's environment."
     )
