@@ -272,12 +272,15 @@ def _admin_command(args: argparse.Namespace) -> int:
         import os
 
         token = os.environ.get("LAMBDA_BRIDGE_HTTP_TOKEN")
+    if args.command == "status" and not 0 <= args.interval <= 60:
+        print("error: --interval must be between 0 and 60 seconds", file=sys.stderr)
+        return EXIT_INVALID
     try:
         base = opscli.admin_url(args.url, loaded)
         if args.command == "status":
             return opscli.status(base, token, args.interval)
         return opscli.reload(base, token)
-    except opscli.AdminUnreachable as exc:
+    except opscli.AdminError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
 
