@@ -2,7 +2,8 @@
 
 Event names are stable and dotted (`batch.invoked`, `batch.failed`,
 `record.sent_to_destination`, ...) and carry the mapping, batch size, attempt and
-duration as fields. Record bodies are only ever logged at debug level.
+duration as fields. Record bodies are only ever logged at debug level. Client
+libraries' repeated lines are counted rather than written (bridge.repeats).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Any, TextIO
 
 import orjson
 import structlog
+
+from bridge.repeats import RepeatLimitingHandler
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -59,7 +62,7 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
         )
     )
     root = logging.getLogger()
-    root.handlers = [handler]
+    root.handlers = [RepeatLimitingHandler(handler)]
     root.setLevel(max(_LEVELS[level], logging.WARNING))
     for name, library_level in QUIET_LIBRARIES.items():
         logging.getLogger(name).setLevel(library_level)
