@@ -7,7 +7,7 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from bridge import __version__
 from bridge.errors import BridgeError, ConfigError
@@ -18,8 +18,15 @@ if TYPE_CHECKING:
 EXIT_INVALID = 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage mistake is one line, as every other error, and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_INVALID, f"error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="lambda-bridge", description="AWS Lambda event source mappings that run anywhere."
     )
     parser.add_argument("--version", action="version", version=f"lambda-bridge {__version__}")
@@ -159,6 +166,9 @@ def _validate(args: argparse.Namespace) -> int:
         return _report(error)
     from bridge.stoptimeout import stop_timeout_warnings
 
+    if args.stop_timeout is not None and not 0 <= args.stop_timeout < float("inf"):
+        print("error: --stop-timeout must be a number of seconds, 0 or more", file=sys.stderr)
+        return EXIT_INVALID
     for warning in loaded.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     config = loaded.config
