@@ -36,11 +36,30 @@ class AdminError(Exception):
 # -- invoke ---------------------------------------------------------------------------
 
 
+class BadEvent(ValueError):
+    """The event given to `invoke` cannot be read or is not JSON."""
+
+
 def _read_event(source: str | None) -> bytes:
     if source is None:
         return b"{}"
-    data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
-    loads(data)  # the event must be JSON, as Lambda requires
+    shown = "standard input" if source == "-" else source
+    try:
+        data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    except OSError as exc:
+        raise BadEvent(f"cannot read the event from {shown}: {exc.strerror or exc}") from None
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        problem = f"byte 0x{data[exc.start]:02x} at offset {exc.start}"
+        raise BadEvent(f"the event in {shown} is not UTF-8 text ({problem})") from None
+    if not data.strip():
+        raise BadEvent(f"the event in {shown} is empty: an event is a JSON document, e.g. {{}}")
+    try:
+        loads(data)  # the event must be JSON, as Lambda requires
+    except JSONDecodeError as exc:
+        where = f"line {exc.lineno} column {exc.colno}"
+        raise BadEvent(f"the event in {shown} is not JSON: {exc.msg} at {where}") from None
     return data
 
 
@@ -52,8 +71,8 @@ def invoke(loaded: LoadedConfig, function: str, event_source: str | None) -> int
         return EXIT_INVALID
     try:
         event = _read_event(event_source)
-    except (OSError, JSONDecodeError) as exc:
-        print(f"error: the event is not a readable JSON document: {exc}", file=sys.stderr)
+    except BadEvent as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
     return asyncio.run(_invoke(loaded, function, event))
 
