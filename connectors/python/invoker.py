@@ -49,6 +49,17 @@ def _handler_frames(exc: BaseException) -> list[str]:
     return traceback.StackSummary.from_list(frames).format()
 
 
+def _load_problem(exc: BaseException) -> str:
+    """Why a handler could not be loaded, on one line."""
+    if isinstance(exc, SyntaxError):
+        where = f"{exc.filename}, line {exc.lineno}" if exc.filename else f"line {exc.lineno}"
+        return f"{type(exc).__name__}: {exc.msg} ({where})"
+    if isinstance(exc, SystemExit):
+        return f"the module exited while being imported (exit status {exc.code})"
+    detail = " ".join(traceback.format_exception_only(type(exc), exc)[-1].split())
+    return detail or type(exc).__name__
+
+
 class PythonInvoker:
     def __init__(self, name: str, config: PythonFunctionConfig, context: BuildContext) -> None:
         self.name = name
@@ -65,11 +76,11 @@ class PythonInvoker:
     async def start(self) -> None:
         try:
             handler = self._load()
-        except Exception as exc:
-            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        except BaseException as exc:  # SystemExit or KeyboardInterrupt at import too
             raise InvokerStartError(
-                f"function {self.name!r}: cannot load handler {self.config.handler!r}: {detail}"
-            ) from exc
+                f"function {self.name!r}: cannot load handler {self.config.handler!r}: "
+                f"{_load_problem(exc)}"
+            ) from None
         if not callable(handler):
             raise InvokerStartError(
                 f"function {self.name!r}: handler {self.config.handler!r} is not callable"
