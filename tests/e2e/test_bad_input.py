@@ -106,6 +106,14 @@ CASES = {
         ["error: bridge.yaml:1: state_dir: 'state' is not a folder"],
         files={"bridge.yaml": CONFIG, "state": b"a file"},
     ),
+    "state-dir-unwritable": Case(
+        ["validate", "bridge.yaml"],
+        [
+            "error: bridge.yaml:1: state_dir: '/proc/self/lambda-bridge' cannot be created: "
+            "'/proc/self' is not writable"
+        ],
+        files={"bridge.yaml": CONFIG.replace(b"./state", b"/proc/self/lambda-bridge")},
+    ),
     "destination-path-is-a-file": Case(
         ["validate", "bridge.yaml"],
         ["error: bridge.yaml:8: destinations.d.path: 'taken' is not a folder"],
@@ -264,6 +272,35 @@ def test_bad_input_is_one_line_per_problem(tmp_path: Path, case: Case) -> None:
     assert result.returncode == case.status, stderr
 
 
+def run_json(tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bridge", "run", "--config", "bridge.yaml", "--log-format", "json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_checkpoint_store_that_cannot_be_opened_stops_run_with_one_line(
+    tmp_path: Path,
+) -> None:
+    """`run` whose SQLite checkpoint file is not a database logs one daemon.start_failed
+    line naming the file and exits 2."""
+    (tmp_path / "handler.py").write_bytes(HANDLER)
+    (tmp_path / "bridge.yaml").write_bytes(CONFIG)
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "checkpoints.sqlite3").write_bytes(b"not sqlite" * 100)
+    result = run_json(tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    [failure] = result.stderr.splitlines()
+    assert "daemon.start_failed" in failure
+    assert "checkpoint store 'state/checkpoints.sqlite3': cannot open: file is not a database" in (
+        failure
+    )
+
+
 def test_a_handler_exiting_on_import_stops_run_with_one_line(tmp_path: Path) -> None:
     """`run` with a handler module that calls sys.exit() while being imported logs one
     daemon.start_failed line and exits 2, reading nothing."""
@@ -271,13 +308,7 @@ def test_a_handler_exiting_on_import_stops_run_with_one_line(tmp_path: Path) -> 
     (tmp_path / "bridge.yaml").write_bytes(
         CONFIG.replace(b"handler.py:handler", b"exits.py:handler")
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "bridge", "run", "--config", "bridge.yaml", "--log-format", "json"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_json(tmp_path)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     [failure] = [line for line in result.stderr.splitlines() if "daemon.start_failed" in line]
