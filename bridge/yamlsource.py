@@ -79,7 +79,33 @@ def parse_yaml(text: str, name: str) -> YamlDocument:
         document.data = SafeConstructor().construct_document(node)
     except yaml.MarkedYAMLError as exc:
         raise ConfigError([_yaml_problem(exc, name)]) from None
+    except (ValueError, TypeError, AttributeError, OverflowError):
+        # An explicit tag the text does not fit (`!!int abc`): PyYAML fails without a mark.
+        raise ConfigError([_unreadable_tagged_value(node, name)]) from None
     return document
+
+
+def _unreadable_tagged_value(root: yaml.Node, name: str) -> str:
+    """The first scalar that cannot be constructed, as a problem line."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode):
+            try:
+                SafeConstructor().construct_object(node)
+            except (ValueError, TypeError, AttributeError, OverflowError, yaml.YAMLError):
+                tag = node.tag.rsplit(":", 1)[-1]
+                line = node.start_mark.line + 1
+                return f"{name}:{line}: invalid YAML: {node.value!r} cannot be read as !!{tag}"
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend(part for pair in reversed(node.value) for part in reversed(pair))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(reversed(node.value))
+    return f"{name}:1: invalid YAML: a value cannot be read"
 
 
 def _yaml_problem(exc: yaml.MarkedYAMLError, name: str) -> str:

@@ -206,6 +206,10 @@ def test_merge_keys_and_a_few_aliases_still_work(workdir: Path) -> None:
             "bridge.yaml:1: invalid YAML: could not determine a constructor for the tag '!custom'",
         ),
         (
+            "functions:\n  f: {timeout: !!int abc}\n",
+            "bridge.yaml:2: invalid YAML: 'abc' cannot be read as !!int",
+        ),
+        (
             "functions: \x07\n",
             "bridge.yaml:1: invalid YAML: character #x0007 is not allowed in YAML",
         ),
@@ -217,8 +221,9 @@ def test_merge_keys_and_a_few_aliases_still_work(workdir: Path) -> None:
     ],
 )
 def test_yaml_that_is_not_a_config_is_one_line(workdir: Path, text: str, problem: str) -> None:
-    """A list, a scalar, an empty file, tabs, unknown tags, control characters and deep
-    nesting each give one line with the file and line."""
+    """A list, a scalar, an empty file, tabs, unknown tags, a tagged value its text does
+    not fit, control characters and deep nesting each give one line with the file and
+    line."""
     assert problems(text) == [problem]
 
 
