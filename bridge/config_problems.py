@@ -100,7 +100,8 @@ def unknown_types(data: dict[str, Any]) -> list[tuple[tuple[str | int, ...], str
             names = ", ".join(sorted(known))
             found.append(((*at, key), f"unknown {noun} {item[key]!r} (known: {names})"))
 
-    for index, mapping in enumerate(data.get("mappings") or []):
+    mappings = data.get("mappings")
+    for index, mapping in enumerate(mappings if isinstance(mappings, list) else []):
         if isinstance(mapping, dict):
             at = ("mappings", index, "source")
             check(mapping.get("source"), at, "type", "sources", "source type")

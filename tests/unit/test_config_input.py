@@ -129,7 +129,7 @@ def test_a_whole_reference_in_a_numeric_setting_is_read_as_yaml(workdir: Path) -
 
 def test_a_value_of_the_wrong_shape_is_one_line(workdir: Path) -> None:
     """A value that none of a union's types accepts is one line listing them; a section
-    that is not a mapping, or a function without `invoker`, says so."""
+    that is not a mapping or a list, or a function without `invoker`, says so."""
     text = VALID.replace(
         "path: ./inbox}", "path: ./inbox}\n    filter_criteria: {filters: [{pattern: 5}]}"
     )
@@ -142,6 +142,10 @@ def test_a_value_of_the_wrong_shape_is_one_line(workdir: Path) -> None:
     ]
     assert problems("functions:\n  f: {handler: h.py:handler}\n") == [
         "bridge.yaml:2: functions.f.invoker: required key is missing"
+    ]
+    assert problems(VALID.replace("mappings:\n", "mappings: 5\nx:\n")) == [
+        "bridge.yaml:7: mappings: should be a list, not an integer",
+        "bridge.yaml:8: x: unknown key",
     ]
     [problem] = problems("functions:\n  f: {invoker: [python]}\n")
     assert problem.startswith("bridge.yaml:2: functions.f.invoker: unknown invoker ['python']")
