@@ -46,7 +46,12 @@ class YamlDocument:
 def format_path(path: Path) -> str:
     text = ""
     for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        if isinstance(part, int):
+            text += f"[{part}]"
+            continue
+        # A key with a line break or control character must not break the line.
+        key = str(part) if str(part).isprintable() else repr(str(part))
+        text += f".{key}" if text else key
     return text or "(top level)"
 
 

@@ -210,6 +210,10 @@ def test_merge_keys_and_a_few_aliases_still_work(workdir: Path) -> None:
             "bridge.yaml:1: invalid YAML: could not determine a constructor for the tag '!custom'",
         ),
         (
+            'functions: {f: {invoker: python, handler: handler.py:handler}}\n"a\\nb": 1\n',
+            "bridge.yaml:2: 'a\\nb': unknown key",
+        ),
+        (
             "functions:\n  f: {timeout: !!int abc}\n",
             "bridge.yaml:2: invalid YAML: 'abc' cannot be read as !!int",
         ),
@@ -225,9 +229,9 @@ def test_merge_keys_and_a_few_aliases_still_work(workdir: Path) -> None:
     ],
 )
 def test_yaml_that_is_not_a_config_is_one_line(workdir: Path, text: str, problem: str) -> None:
-    """A list, a scalar, an empty file, tabs, unknown tags, a tagged value its text does
-    not fit, control characters and deep nesting each give one line with the file and
-    line."""
+    """A list, a scalar, an empty file, tabs, a key with a line break, unknown tags, a
+    tagged value its text does not fit, control characters and deep nesting each give
+    one line with the file and line."""
     assert problems(text) == [problem]
 
 
