@@ -127,6 +127,20 @@ CASES = {
         ["error: bridge.yaml:4: functions.g.handler: handler file '…/pkg' is a folder"],
         files={"bridge.yaml": config_with(g="invoker: python, handler: ./pkg:handler")},
     ),
+    "http-url-with-no-port": Case(
+        ["validate", "bridge.yaml"],
+        ["error: bridge.yaml:4: functions.g.url: is not a URL: Port out of range 0-65535"],
+        files={"bridge.yaml": config_with(g='invoker: http, url: "http://127.0.0.1:99999/"')},
+    ),
+    "http-header-with-line-break": Case(
+        ["validate", "bridge.yaml"],
+        ["error: bridge.yaml:4: functions.g.headers.X-Id: a header value cannot hold a line break"],
+        files={
+            "bridge.yaml": config_with(
+                g='invoker: http, url: "http://127.0.0.1:9/", headers: {X-Id: "a\\nb"}'
+            )
+        },
+    ),
     # invoke
     "invoke-unknown-function": Case(
         ["invoke", "nope", "--config", "bridge.yaml"],
