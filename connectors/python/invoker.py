@@ -5,7 +5,7 @@ handlers run on the loop. The timeout is enforced: the invocation fails as
 `Sandbox.Timedout` (a sync handler's thread cannot be killed and finishes in the
 background, its result ignored), also when an async handler blocked the event loop
 past it. Whatever the handler raises, BaseExceptions such as KeyboardInterrupt included,
-is a function error with Lambda's error document (esm-reference.md 10.5); a result
+is a function error with Lambda's error document (esm-reference.md 4); a result
 `json.dumps` cannot write is `Runtime.MarshalError`.
 """
 
