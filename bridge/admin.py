@@ -10,12 +10,14 @@ requires `Authorization: Bearer <token>`; the token is never logged.
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from bridge.addresses import parse_listen
 from bridge.codec import dumps_text
@@ -63,6 +65,32 @@ def readiness(views: Sequence[MappingView], stopping: bool) -> tuple[bool, dict[
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+# Longest request line or header; aiohttp answers 400 to anything longer.
+HTTP_LINE_LIMIT = 8190
+
+
+class _BadRequestLine(logging.Filter):
+    """aiohttp logs every request it cannot parse (a huge header, a malformed request
+    line, TLS sent to the plain port) with a traceback. Such a request is the client's
+    fault and was answered 400: it becomes one `admin.bad_request` line naming the kind
+    of problem, never the request's bytes, which may hold a token."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if not isinstance(error, HttpProcessingError):
+            return True
+        structlog.get_logger("bridge.admin").info(
+            "admin.bad_request", status=error.code, problem=type(error).__name__
+        )
+        return False
+
+
+def _server_logger() -> logging.Logger:
+    logger = logging.getLogger("bridge.admin.server")
+    if not any(isinstance(existing, _BadRequestLine) for existing in logger.filters):
+        logger.addFilter(_BadRequestLine())
+    return logger
+
 
 class AdminServer:
     def __init__(
@@ -84,7 +112,14 @@ class AdminServer:
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_post("/reload", self._reload)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            logger=_server_logger(),
+            max_line_size=HTTP_LINE_LIMIT,
+            max_field_size=HTTP_LINE_LIMIT,
+        )
         await runner.setup()
         site = web.TCPSite(runner, host, port, reuse_address=True)
         try:
@@ -113,8 +148,10 @@ class AdminServer:
         given = request.headers.get("Authorization", "")
         expected = f"Bearer {self._token}"
         if not hmac.compare_digest(given.encode(), expected.encode()):
+            # Which of the two, never what was given or expected.
+            error = "the bearer token is not accepted" if given else "a bearer token is required"
             return web.json_response(
-                {"error": "a bearer token is required"},
+                {"error": error},
                 status=401,
                 headers={"WWW-Authenticate": 'Bearer realm="lambda-bridge"'},
             )

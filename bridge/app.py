@@ -76,7 +76,11 @@ class Daemon:
         Raises BridgeError if a function cannot be prepared (e.g. its handler does not
         import), before any record is read.
         """
-        self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        state_dir = self.config.state_dir
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BridgeError(f"state_dir {str(state_dir)!r}: {exc.strerror or exc}") from None
         await self.store.open()
         await self._open_journal()
         invokers, destinations = await self.clients.build(
@@ -285,14 +289,15 @@ class Daemon:
                 raise ReloadRejected(["the daemon is still starting"])
             self._notifier.reloading()
             try:
-                return await self._apply(self._read_new_config())
+                return await self._apply(await self._read_new_config())
             finally:
                 self._notifier.ready(self._status_line())
 
-    def _read_new_config(self) -> LoadedConfig:
+    async def _read_new_config(self) -> LoadedConfig:
         assert self.config_path is not None
         try:
-            loaded = load_config(self.config_path)
+            # Reading, parsing and checking a file (it may be large) stays off the loop.
+            loaded = await asyncio.to_thread(load_config, self.config_path)
         except ConfigError as error:
             self._log.error("reload.rejected", problems=error.problems)
             raise ReloadRejected(error.problems) from None

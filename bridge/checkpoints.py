@@ -21,6 +21,7 @@ from typing import Any, Literal, TypeVar
 import structlog
 from pydantic import Field
 
+from bridge.errors import BridgeError
 from bridge.plugins import BuildContext, CheckpointStoreConfig
 from bridge.retry import Backoff
 
@@ -123,7 +124,10 @@ class SqliteCheckpointStore(StagedPositions):
         self._connection = connection
 
     async def open(self) -> None:
-        await self._run(self._connect)
+        try:
+            await self._run(self._connect)
+        except (OSError, sqlite3.Error) as exc:
+            raise BridgeError(f"checkpoint store {str(self.path)!r}: cannot open: {exc}") from None
         self._flusher = asyncio.create_task(
             self.flush_periodically(self._flush_interval, str(self.path)),
             name="checkpoint-flusher",

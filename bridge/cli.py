@@ -7,10 +7,10 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from bridge import __version__
-from bridge.errors import ConfigError
+from bridge.errors import BridgeError, ConfigError
 
 if TYPE_CHECKING:
     from bridge.config import LoadedConfig
@@ -18,8 +18,15 @@ if TYPE_CHECKING:
 EXIT_INVALID = 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage mistake is one line, as every other error, and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_INVALID, f"error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="lambda-bridge", description="AWS Lambda event source mappings that run anywhere."
     )
     parser.add_argument("--version", action="version", version=f"lambda-bridge {__version__}")
@@ -159,6 +166,9 @@ def _validate(args: argparse.Namespace) -> int:
         return _report(error)
     from bridge.stoptimeout import stop_timeout_warnings
 
+    if args.stop_timeout is not None and not 0 <= args.stop_timeout < float("inf"):
+        print("error: --stop-timeout must be a number of seconds, 0 or more", file=sys.stderr)
+        return EXIT_INVALID
     for warning in loaded.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     config = loaded.config
@@ -272,12 +282,15 @@ def _admin_command(args: argparse.Namespace) -> int:
         import os
 
         token = os.environ.get("LAMBDA_BRIDGE_HTTP_TOKEN")
+    if args.command == "status" and not 0 <= args.interval <= 60:
+        print("error: --interval must be between 0 and 60 seconds", file=sys.stderr)
+        return EXIT_INVALID
     try:
         base = opscli.admin_url(args.url, loaded)
         if args.command == "status":
             return opscli.status(base, token, args.interval)
         return opscli.reload(base, token)
-    except opscli.AdminUnreachable as exc:
+    except opscli.AdminError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
 
@@ -304,6 +317,11 @@ def _reset_checkpoints(args: argparse.Namespace) -> int:
         finally:
             await store.close()
 
-    for name, count in asyncio.run(reset()).items():
+    try:
+        removed = asyncio.run(reset())
+    except BridgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    for name, count in removed.items():
         print(f"{name}: {count} saved positions removed")
     return 0

@@ -6,7 +6,6 @@ AWS's defaults and ranges for the source family (esm-reference.md section 2).
 
 from __future__ import annotations
 
-import difflib
 import os
 from dataclasses import dataclass, field
 from functools import cache
@@ -15,6 +14,7 @@ from typing import Annotated, Any, Literal, Union, cast
 
 from pydantic import Field, ValidationError, create_model, field_validator
 
+from bridge.config_problems import describe, unknown_types
 from bridge.errors import ConfigError
 from bridge.plugins import (
     BuildContext,
@@ -22,11 +22,12 @@ from bridge.plugins import (
     DestinationConfig,
     FunctionConfig,
     Identity,
+    PathSetting,
     SourceConfig,
     StrictModel,
     registered,
 )
-from bridge.yamlsource import YamlDocument, interpolate, parse_yaml
+from bridge.yamlsource import interpolate, parse_yaml
 
 
 def _default_store() -> CheckpointStoreConfig:
@@ -157,7 +158,9 @@ class MappingConfig(StrictModel):
 
 
 class BridgeConfig(StrictModel):
-    state_dir: Path = Field(Path(".lambda-bridge"), description="Checkpoints and other state.")
+    state_dir: PathSetting = Field(
+        Path(".lambda-bridge"), description="Checkpoints and other state."
+    )
     log: LogConfig = LogConfig()
     http: HttpConfig = HttpConfig()
     aws: AwsIdentityConfig = Field(
@@ -231,11 +234,32 @@ def load_config(
 ) -> LoadedConfig:
     """Read, interpolate, validate and check a config file; raise ConfigError listing
     every problem as `file:line: key.path: message`."""
+    return load_config_text(
+        read_config_text(path), str(path), environ=environ, handler_root=handler_root
+    )
+
+
+# A config is kilobytes; parsing this much YAML already takes seconds.
+MAX_CONFIG_BYTES = 2 * 1024 * 1024
+
+
+def read_config_text(path: Path) -> str:
+    """The file's text; ConfigError if it cannot be read, is too large or is not UTF-8."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            data = file.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read the config file: {exc.strerror or exc}"]) from None
-    return load_config_text(text, str(path), environ=environ, handler_root=handler_root)
+    if len(data) > MAX_CONFIG_BYTES:
+        limit = MAX_CONFIG_BYTES // (1024 * 1024)
+        raise ConfigError([f"{path}: the config file is larger than {limit} MB"])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        byte = data[exc.start]
+        problem = f"not UTF-8 text (byte 0x{byte:02x} at offset {exc.start})"
+        raise ConfigError([f"{path}:{line}: {problem}"]) from None
 
 
 def load_config_text(
@@ -245,11 +269,11 @@ def load_config_text(
     interpolate(document, environ)
     if not isinstance(document.data, dict):
         raise ConfigError([f"{name}:1: the config file must be a mapping of settings"])
-    unknown = _unknown_types(document.data)
+    unknown = unknown_types(document.data)
     try:
         config = config_model().model_validate(document.data)
     except ValidationError as exc:
-        described = _describe(exc, document, skip=[path for path, _ in unknown])
+        described = describe(exc, document, skip=[path for path, _ in unknown])
         unknown_keys = [document.problem(path, message) for path, message in unknown]
         raise ConfigError(unknown_keys + described) from None
     from bridge.config_checks import check_config
@@ -261,92 +285,3 @@ def load_config_text(
     if problems:
         raise ConfigError(problems)
     return loaded
-
-
-_KNOWN_KEYS: set[str] = set()
-
-
-def _known_keys() -> set[str]:
-    if not _KNOWN_KEYS:
-        schema = config_model().model_json_schema()
-        for definition in [schema, *schema.get("$defs", {}).values()]:
-            _KNOWN_KEYS.update(definition.get("properties", {}))
-    return _KNOWN_KEYS
-
-
-def _has(node: Any, part: str | int) -> bool:
-    if isinstance(node, dict):
-        return part in node
-    return isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
-
-
-def _is_tag(node: Any, part: str | int) -> bool:
-    """A union member's tag, or pydantic's name for a validator step: not a key."""
-    if isinstance(node, dict) and part in (node.get("type"), node.get("invoker")):
-        return True
-    return isinstance(part, str) and ("[" in part or part.startswith("function-"))
-
-
-def _resolve(loc: tuple[str | int, ...], data: Any) -> tuple[str | int, ...]:
-    """Map a pydantic error location onto the file's keys, dropping union tags."""
-    path: list[str | int] = []
-    node = data
-    for part in loc:
-        if _has(node, part):
-            path.append(part)
-            node = node[part]
-        elif _is_tag(node, part):
-            continue
-        else:
-            path.append(part)
-            node = None
-    return tuple(path)
-
-
-def _unknown_types(data: dict[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
-    """Sources, functions and destinations whose type no connector provides."""
-    found: list[tuple[tuple[str | int, ...], str]] = []
-
-    def check(item: Any, at: tuple[str | int, ...], key: str, kind: str, noun: str) -> None:
-        if not isinstance(item, dict) or key not in item:
-            return
-        known = registered(kind)
-        if item[key] not in known:
-            names = ", ".join(sorted(known))
-            found.append(((*at, key), f"unknown {noun} {item[key]!r} (known: {names})"))
-
-    for index, mapping in enumerate(data.get("mappings") or []):
-        if isinstance(mapping, dict):
-            at = ("mappings", index, "source")
-            check(mapping.get("source"), at, "type", "sources", "source type")
-    store = data.get("checkpoint_store")
-    if isinstance(store, dict):
-        check(store, ("checkpoint_store",), "type", "checkpoint_stores", "checkpoint store type")
-    sections = (("functions", "invoker", "invoker"), ("destinations", "type", "destination type"))
-    for kind, key, noun in sections:
-        section = data.get(kind)
-        if isinstance(section, dict):
-            for name, item in section.items():
-                check(item, (kind, name), key, kind, noun)
-    return found
-
-
-def _describe(
-    exc: ValidationError, document: YamlDocument, skip: list[tuple[str | int, ...]]
-) -> list[str]:
-    problems = []
-    for error in exc.errors():
-        path = _resolve(tuple(error["loc"]), document.data)
-        if any(path[: len(bad) - 1] == bad[:-1] for bad in skip):
-            continue
-        message = str(error["msg"]).removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            key = str(path[-1]) if path else ""
-            # The key may be right elsewhere (a filter's `pattern`): suggest another.
-            others = [known for known in _known_keys() if known != key]
-            close = difflib.get_close_matches(key, others, n=1)
-            message = "unknown key" + (f" (did you mean {close[0]!r}?)" if close else "")
-        elif error["type"] == "missing":
-            message = "required key is missing"
-        problems.append(document.problem(path, message))
-    return problems

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from bridge.addresses import is_loopback, parse_listen
 from bridge.config import BridgeConfig, HttpConfig, LoadedConfig, MappingConfig
+from bridge.folders import folder_problem
 
 Found = list[tuple[tuple[str | int, ...], str]]
 
@@ -19,6 +20,13 @@ def check_config(loaded: LoadedConfig) -> tuple[Found, Found]:
     config = loaded.config
     problems: Found = _http_problems(config.http)
     warnings: Found = []
+    state_dir = folder_problem(config.state_dir)
+    if state_dir is not None:
+        problems.append((("state_dir",), state_dir))
+    for name, destination in config.destinations.items():
+        problems += [
+            (("destinations", name, *path), message) for path, message in destination.check()
+        ]
     for name, function in config.functions.items():
         problems += [
             (("functions", name, *path), message)

@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 from bridge.codec import JSONDecodeError, dumps_text, loads
 from bridge.filtering import DataKey, FilterSet, compile_filter
-from bridge.patterns import MAX_PATTERN_LENGTH, PatternError, compile_pattern
+from bridge.patterns import MAX_PATTERN_DEPTH, MAX_PATTERN_LENGTH, PatternError, compile_pattern
 
 EXIT_INVALID = 2
 
@@ -61,7 +61,13 @@ def evaluate(
     if not isinstance(pattern, dict):
         raise PatternError("Filter pattern must be a JSON object")
     data_key = _data_key(source, known)
-    filters, warnings = _compiled(dumps_text(pattern), data_key)
+    try:
+        pattern_json = dumps_text(pattern)
+    except TypeError:  # orjson's nesting limit, far beyond the pattern's own
+        raise PatternError(
+            f"Pattern is too deep: more than {MAX_PATTERN_DEPTH} nested levels"
+        ) from None
+    filters, warnings = _compiled(pattern_json, data_key)
     if not isinstance(event, dict):
         return False, warnings
     if data_key is None:
@@ -87,33 +93,72 @@ def run_single(pattern_text: str, event_text: str, source: str | None) -> int:
     return 0
 
 
-def _answers(lines: Iterable[str], known: dict[str, DataKey | None]) -> Iterator[dict[str, Any]]:
+class BadCase(ValueError):
+    """A line of a cases file that is not a case; the message says why."""
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+    return "null" if value is None else names.get(type(value), "a number")
+
+
+def _case(line: bytes) -> tuple[Any, Any, str | None]:
+    """(pattern, event, source) of one line of a cases file; raises BadCase."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadCase(
+            f"not UTF-8 text (byte 0x{line[exc.start]:02x} at offset {exc.start})"
+        ) from None
+    try:
+        case = loads(text)
+    except JSONDecodeError as exc:
+        raise BadCase(f"not JSON: {exc.msg} at column {exc.colno}") from None
+    if not isinstance(case, dict):
+        raise BadCase(f"must be a JSON object {{pattern, event, source?}}, not {_json_type(case)}")
+    missing = [key for key in ("pattern", "event") if key not in case]
+    if missing:
+        raise BadCase(f"{' and '.join(missing)} missing (a case is {{pattern, event, source?}})")
+    source = case.get("source")
+    if source is not None and not isinstance(source, str):
+        raise BadCase(f"source must be a string, not {_json_type(source)}")
+    return case["pattern"], case["event"], source
+
+
+def _answers(
+    lines: Iterable[bytes], known: dict[str, DataKey | None]
+) -> Iterator[tuple[dict[str, Any], bool]]:
+    """(answer, whether the line was not a case) for every non-blank line. The answer is
+    `match`, the pattern's rejection reason, or `line N: ` and why the line is no case."""
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            case = loads(line)
-        except JSONDecodeError as exc:
-            yield {"error": f"line {number}: not JSON: {exc}"}
-            continue
-        if not isinstance(case, dict) or "pattern" not in case or "event" not in case:
-            yield {"error": f"line {number}: needs an object with pattern and event"}
-            continue
-        try:
-            matched, _ = evaluate(case["pattern"], case["event"], case.get("source"), known)
-        except (PatternError, UnknownSource) as exc:
-            yield {"error": str(exc)}
-            continue
-        yield {"match": matched}
+            pattern, event, source = _case(line)
+            matched, _ = evaluate(pattern, event, source, known)
+        except (BadCase, UnknownSource) as exc:
+            yield {"error": f"line {number}: {exc}"}, True
+        except PatternError as exc:
+            yield {"error": str(exc)}, False
+        else:
+            yield {"match": matched}, False
 
 
 def run_cases(path: str, out: TextIO = sys.stdout) -> int:
+    """Answer every case of a JSON Lines file. Exit 0 when every line was a case (its
+    pattern matched, did not, or was rejected), 2 when some line was not."""
     known = _data_keys()
+    invalid = 0
     try:
-        stream = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115
+        with sys.stdin.buffer if path == "-" else open(path, "rb") as stream:
+            for answer, not_a_case in _answers(stream, known):
+                invalid += not_a_case
+                out.write(dumps_text(answer) + "\n")
     except OSError as exc:
         print(f"error: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_INVALID
-    with stream:
-        out.writelines(dumps_text(answer) + "\n" for answer in _answers(stream, known))
+    if invalid:
+        shown = "standard input" if path == "-" else path
+        print(f"error: {invalid} of the lines in {shown} are not cases", file=sys.stderr)
+        return EXIT_INVALID
     return 0

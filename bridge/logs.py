@@ -2,7 +2,8 @@
 
 Event names are stable and dotted (`batch.invoked`, `batch.failed`,
 `record.sent_to_destination`, ...) and carry the mapping, batch size, attempt and
-duration as fields. Record bodies are only ever logged at debug level.
+duration as fields. Record bodies are only ever logged at debug level. Client
+libraries' repeated lines are counted rather than written (bridge.repeats).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
 import structlog
+
+from bridge.repeats import RepeatLimitingHandler
 
 if TYPE_CHECKING:
     from bridge.records import Record
@@ -63,7 +66,7 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
         )
     )
     root = logging.getLogger()
-    root.handlers = [handler]
+    root.handlers = [RepeatLimitingHandler(handler)]
     root.setLevel(max(_LEVELS[level], logging.WARNING))
     for name, library_level in QUIET_LIBRARIES.items():
         logging.getLogger(name).setLevel(library_level)

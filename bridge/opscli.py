@@ -9,6 +9,7 @@ LAMBDA_BRIDGE_HTTP_TOKEN.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import re
 import sys
 import time
@@ -28,18 +29,37 @@ EXIT_FUNCTION_ERROR = 1
 EXIT_INVALID = 2
 
 
-class AdminUnreachable(Exception):
-    pass
+class AdminError(Exception):
+    """The admin endpoint cannot be reached, refused us, or is not lambda-bridge's."""
 
 
 # -- invoke ---------------------------------------------------------------------------
 
 
+class BadEvent(ValueError):
+    """The event given to `invoke` cannot be read or is not JSON."""
+
+
 def _read_event(source: str | None) -> bytes:
     if source is None:
         return b"{}"
-    data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
-    loads(data)  # the event must be JSON, as Lambda requires
+    shown = "standard input" if source == "-" else source
+    try:
+        data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    except OSError as exc:
+        raise BadEvent(f"cannot read the event from {shown}: {exc.strerror or exc}") from None
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        problem = f"byte 0x{data[exc.start]:02x} at offset {exc.start}"
+        raise BadEvent(f"the event in {shown} is not UTF-8 text ({problem})") from None
+    if not data.strip():
+        raise BadEvent(f"the event in {shown} is empty: an event is a JSON document, e.g. {{}}")
+    try:
+        loads(data)  # the event must be JSON, as Lambda requires
+    except JSONDecodeError as exc:
+        where = f"line {exc.lineno} column {exc.colno}"
+        raise BadEvent(f"the event in {shown} is not JSON: {exc.msg} at {where}") from None
     return data
 
 
@@ -51,8 +71,8 @@ def invoke(loaded: LoadedConfig, function: str, event_source: str | None) -> int
         return EXIT_INVALID
     try:
         event = _read_event(event_source)
-    except (OSError, JSONDecodeError) as exc:
-        print(f"error: the event is not a readable JSON document: {exc}", file=sys.stderr)
+    except BadEvent as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
     return asyncio.run(_invoke(loaded, function, event))
 
@@ -87,15 +107,19 @@ async def _invoke(loaded: LoadedConfig, function: str, event: bytes) -> int:
 
 def admin_url(url: str | None, loaded: LoadedConfig | None) -> str:
     if url:
+        scheme, _, rest = url.partition("://")
+        if scheme.lower() not in ("http", "https") or not rest.strip("/"):
+            raise AdminError(f"--url must be http://host:port or https://host:port, not {url!r}")
         return url.rstrip("/")
     if loaded is None:
         return "http://127.0.0.1:9090"
     address = loaded.config.http.address
     if address.endswith(":0"):
         written = loaded.config.state_dir / ADDRESS_FILE
-        if not written.exists():
-            raise AdminUnreachable(f"no daemon address in {written}: is the daemon running?")
-        address = written.read_text().strip()
+        try:
+            address = written.read_text().strip()
+        except OSError:
+            raise AdminError(f"no daemon address in {written}: is the daemon running?") from None
     host = address.rsplit(":", 1)[0]
     if host in ("0.0.0.0", "::", "[::]"):
         address = address.replace(host, "127.0.0.1", 1)
@@ -111,16 +135,43 @@ def _request(url: str, token: str | None, method: str = "GET") -> tuple[int, byt
             return int(response.status), bytes(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
-    except (urllib.error.URLError, OSError) as exc:
-        raise AdminUnreachable(f"cannot reach {url}: {getattr(exc, 'reason', exc)}") from None
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
+        reason = getattr(exc, "reason", None) or exc or type(exc).__name__
+        raise AdminError(f"cannot reach {url}: {reason}") from None
+
+
+def _answer(url: str, token: str | None, method: str = "GET") -> tuple[int, dict[str, Any]]:
+    """(status, JSON object) of an admin request; AdminError if the token is missing
+    or rejected, or if what answered is not a lambda-bridge admin endpoint."""
+    status, body = _request(url, token, method)
+    if status == 401:
+        if token:
+            raise AdminError(
+                "the daemon rejected the bearer token (check --token, http.token or "
+                "LAMBDA_BRIDGE_HTTP_TOKEN)"
+            )
+        raise AdminError("the daemon wants a bearer token (--token)")
+    try:
+        answer = loads(body)
+    except JSONDecodeError:
+        answer = None
+    if not isinstance(answer, dict):
+        raise AdminError(
+            f"{url} answered HTTP {status} with something else than a lambda-bridge admin "
+            "endpoint's JSON: is --url right?"
+        )
+    return status, answer
+
+
+def _metrics(url: str, token: str | None) -> dict[str, dict[str, float]]:
+    status, body = _request(url, token)
+    if status != 200:
+        raise AdminError(f"{url} answered HTTP {status}")
+    return parse_metrics(body.decode("utf-8", "replace"))
 
 
 def reload(base: str, token: str | None) -> int:
-    status, body = _request(f"{base}/reload", token, method="POST")
-    if status == 401:
-        print("error: the daemon wants a bearer token (--token)", file=sys.stderr)
-        return EXIT_INVALID
-    answer = loads(body)
+    _, answer = _answer(f"{base}/reload", token, method="POST")
     if not answer.get("reloaded"):
         for problem in answer.get("errors", []):
             print(f"error: {problem}", file=sys.stderr)
@@ -167,16 +218,14 @@ def _lag(mapping: dict[str, float]) -> str:
 
 
 def status(base: str, token: str | None, interval: float) -> int:
-    code, body = _request(f"{base}/readyz", token)
-    if code == 401:
-        print("error: the daemon wants a bearer token (--token)", file=sys.stderr)
-        return EXIT_INVALID
-    readiness = loads(body)
-    first = parse_metrics(_request(f"{base}/metrics", token)[1].decode())
+    _, readiness = _answer(f"{base}/readyz", token)
+    if not isinstance(readiness.get("mappings"), list):
+        raise AdminError(f"{base}/readyz is not a lambda-bridge readiness answer")
+    first = _metrics(f"{base}/metrics", token)
     second = first
     if interval > 0:
         time.sleep(interval)
-        second = parse_metrics(_request(f"{base}/metrics", token)[1].decode())
+        second = _metrics(f"{base}/metrics", token)
     print(_table(readiness, first, second, interval))
     return 0 if readiness.get("ready") else 1
 
@@ -207,19 +256,21 @@ def _table(
     rows = [header]
     notes = []
     for entry in readiness.get("mappings", []):
-        name = entry["name"]
+        if not isinstance(entry, dict):
+            continue
+        name = str(entry.get("name", "?"))
         now, then = after.get(name, {}), before.get(name, {})
         rows.append(
             [
                 name,
-                entry["State"],
+                str(entry.get("State", "?")),
                 _lag(now),
                 _rate("polled_events_total", then, now, interval),
                 _rate("invoked_events_total", then, now, interval),
                 str(int(now.get("failed_invoke_events_total", 0))),
                 str(int(now.get("on_failure_destination_delivered_events_total", 0))),
                 str(int(now.get("filtered_out_events_total", 0))),
-                entry.get("LastProcessingResult", "-"),
+                str(entry.get("LastProcessingResult", "-")),
             ]
         )
         if entry.get("StateReason"):

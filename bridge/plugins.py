@@ -17,20 +17,65 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, ClassVar
+from types import UnionType
+from typing import Annotated, Any, ClassVar, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
 from bridge.filtering import DataKey
 from bridge.protocols import CheckpointStore, Destination, Invoker, Source
+from bridge.yamlsource import Reference
 
 ConfigPath = tuple[str | int, ...]
 
 
 class StrictModel(BaseModel):
-    """Rejects unknown keys, so a typo is an error rather than a silently ignored setting."""
+    """Rejects unknown keys, so a typo is an error rather than a silently ignored setting.
 
-    model_config = ConfigDict(extra="forbid")
+    Types are strict: a boolean is never a number, a string never a number or a boolean,
+    a float never an integer (an integer is a float). Where a number or a boolean is
+    expected, a value written as nothing but a `${VAR}` reference is read as YAML reads
+    the substituted text.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_references_as_scalars(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        typed = {
+            name: value.scalar()
+            for name in _scalar_fields(cls)
+            if isinstance(value := data.get(name), Reference)
+        }
+        return {**data, **typed} if typed else data
+
+
+@cache
+def _scalar_fields(model: type[BaseModel]) -> frozenset[str]:
+    """Fields that take a number or a boolean, and no string."""
+    return frozenset(
+        name
+        for name, field in model.model_fields.items()
+        if (kinds := _kinds(field.annotation)) & {int, float, bool} and str not in kinds
+    )
+
+
+def _kinds(annotation: Any) -> set[Any]:
+    arguments = get_args(annotation)
+    if not arguments:
+        return {annotation}
+    if get_origin(annotation) is Annotated:
+        return _kinds(arguments[0])
+    if get_origin(annotation) in (Union, UnionType):
+        return {kind for argument in arguments for kind in _kinds(argument)}
+    return {get_origin(annotation)}
+
+
+# A path is written as a string in YAML.
+PathSetting = Annotated[Path, Strict(False)]
 
 
 @dataclass(frozen=True)
@@ -217,6 +262,10 @@ class DestinationConfig(StrictModel):
 
     def local_paths(self) -> list[Path]:
         """Folders this destination writes to; folder sources never watch them."""
+        return []
+
+    def check(self) -> list[tuple[ConfigPath, str]]:
+        """Offline checks (a folder can be written) without connecting to anything."""
         return []
 
     def build(self, name: str, context: BuildContext) -> Destination:

@@ -95,6 +95,20 @@ class _StopSetting:
     service: str = ""  # compose service name
 
 
+def _read(path: Path) -> str:
+    """A unit or compose file's text; ValueError naming the file if it cannot be read."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ValueError(f"{path}: cannot read: {error.strerror or error}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"{path}: not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start})"
+        ) from None
+
+
 def _unit_stop_setting(path: Path) -> _StopSetting:
     setting = f"TimeoutStopSec unset (systemd's default {SYSTEMD_DEFAULT_STOP_TIMEOUT:g}s)"
     seconds: float | None = SYSTEMD_DEFAULT_STOP_TIMEOUT
@@ -119,7 +133,7 @@ def _unit_assignments(path: Path, section: str) -> list[tuple[str, str]]:
     """`Key=value` pairs of one section, in order, continuation lines joined."""
     pairs: list[tuple[str, str]] = []
     current, pending = "", ""
-    for raw in path.read_text(encoding="utf-8").splitlines():
+    for raw in _read(path).splitlines():
         line = raw.strip()
         if not pending and (not line or line[0] in "#;"):
             continue
@@ -152,9 +166,12 @@ def _runs_lambda_bridge(name: str, service: dict[str, Any]) -> bool:
 
 def _compose_stop_settings(path: Path, service: str | None) -> list[_StopSetting]:
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = yaml.safe_load(_read(path))
+    except yaml.MarkedYAMLError as error:
+        line = error.problem_mark.line + 1 if error.problem_mark else 1
+        raise ValueError(f"{path}:{line}: not YAML: {error.problem or error.context}") from None
     except yaml.YAMLError as error:
-        raise ValueError(f"{path}: not YAML: {error}") from None
+        raise ValueError(f"{path}: not YAML: {str(error).splitlines()[0]}") from None
     services = document.get("services") if isinstance(document, dict) else None
     if not isinstance(services, dict):
         raise ValueError(f"{path}: no services")

@@ -12,6 +12,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 
 from bridge.errors import ConfigError
+from bridge.yamlbounds import check_expansion
 
 Path = tuple[str | int, ...]
 
@@ -45,28 +46,77 @@ class YamlDocument:
 def format_path(path: Path) -> str:
     text = ""
     for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        if isinstance(part, int):
+            text += f"[{part}]"
+            continue
+        # A key with a line break or control character must not break the line.
+        key = str(part) if str(part).isprintable() else repr(str(part))
+        text += f".{key}" if text else key
     return text or "(top level)"
 
 
 def parse_yaml(text: str, name: str) -> YamlDocument:
-    """Parse one YAML document; syntax errors and duplicate keys become ConfigErrors."""
+    """Parse one YAML document; syntax errors, duplicate keys and alias bombs become
+    ConfigErrors."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        problem = f"character #x{exc.character:04x} is not allowed in YAML"
+        raise ConfigError([f"{name}:{line}: invalid YAML: {problem}"]) from None
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 1
-        raise ConfigError([f"{name}:{line}: invalid YAML: {exc.problem or exc}"]) from None
+        raise ConfigError([_yaml_problem(exc, name)]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([f"{name}:1: invalid YAML: {exc}"]) from None
+    except RecursionError:
+        raise ConfigError([f"{name}:1: invalid YAML: nested too deeply"]) from None
     if node is None:
         return YamlDocument(name, {}, {(): 1})
-    document = YamlDocument(name, SafeConstructor().construct_document(node))
+    check_expansion(node, name)
+    document = YamlDocument(name, None)
     problems: list[str] = []
+    # Before constructing: that merges `<<` keys into the mapping nodes themselves, and
+    # a merged key would look like a duplicate of the one that overrides it.
     _record_lines(node, (), document, problems)
     if problems:
         raise ConfigError(problems)
+    try:
+        document.data = SafeConstructor().construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        raise ConfigError([_yaml_problem(exc, name)]) from None
+    except (ValueError, TypeError, AttributeError, OverflowError):
+        # An explicit tag the text does not fit (`!!int abc`): PyYAML fails without a mark.
+        raise ConfigError([_unreadable_tagged_value(node, name)]) from None
     return document
+
+
+def _unreadable_tagged_value(root: yaml.Node, name: str) -> str:
+    """The first scalar that cannot be constructed, as a problem line."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode):
+            try:
+                SafeConstructor().construct_object(node)
+            except (ValueError, TypeError, AttributeError, OverflowError, yaml.YAMLError):
+                tag = node.tag.rsplit(":", 1)[-1]
+                line = node.start_mark.line + 1
+                return f"{name}:{line}: invalid YAML: {node.value!r} cannot be read as !!{tag}"
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend(part for pair in reversed(node.value) for part in reversed(pair))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(reversed(node.value))
+    return f"{name}:1: invalid YAML: a value cannot be read"
+
+
+def _yaml_problem(exc: yaml.MarkedYAMLError, name: str) -> str:
+    mark = exc.problem_mark or exc.context_mark
+    line = mark.line + 1 if mark else 1
+    return f"{name}:{line}: invalid YAML: {exc.problem or exc.context or 'cannot be read'}"
 
 
 def _record_lines(node: yaml.Node, path: Path, document: YamlDocument, problems: list[str]) -> None:
@@ -88,6 +138,22 @@ def _record_lines(node: yaml.Node, path: Path, document: YamlDocument, problems:
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             _record_lines(item, (*path, index), document, problems)
+
+
+class Reference(str):
+    """A value written as nothing but one `${VAR}` reference, after substitution. Where a
+    number or a boolean is expected, it is read as YAML reads a plain scalar, so
+    `batch_size: ${BATCH:-10}` is the number 10."""
+
+    __slots__ = ()
+
+    def scalar(self) -> Any:
+        """The YAML scalar this text is (a number, a boolean or null), else the text."""
+        try:
+            value = yaml.safe_load(str(self))
+        except yaml.YAMLError:
+            return str(self)
+        return value if value is None or isinstance(value, int | float) else str(self)
 
 
 def interpolate(document: YamlDocument, environ: Mapping[str, str] | None = None) -> None:
@@ -114,7 +180,11 @@ def interpolate(document: YamlDocument, environ: Mapping[str, str] | None = None
                 return ""
             return value
 
-        return _REFERENCE.sub(replace, text) if "$" in text else text
+        if "$" not in text:
+            return text
+        substituted = _REFERENCE.sub(replace, text)
+        whole = _REFERENCE.fullmatch(text)
+        return Reference(substituted) if whole and whole.group(0) != "$$" else substituted
 
     def walk(value: Any, path: Path) -> Any:
         if isinstance(value, str):

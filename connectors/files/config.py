@@ -7,12 +7,14 @@ from typing import Literal
 
 from pydantic import Field
 
+from bridge.folders import folder_problem
 from bridge.plugins import (
     FILES,
     BuildContext,
     ConfigPath,
     DestinationConfig,
     Identity,
+    PathSetting,
     SourceConfig,
     SourceContext,
 )
@@ -34,7 +36,7 @@ class FilesSourceConfig(SourceConfig):
     checkpoints_in_store = True
     type: Literal["files"]
     family = FILES
-    path: Path = Field(description="The folder to watch.")
+    path: PathSetting = Field(description="The folder to watch.")
     recursive: bool = True
     patterns: list[str] = Field(
         default_factory=list,
@@ -69,16 +71,12 @@ class FilesSourceConfig(SourceConfig):
         return f"files:{self.path.resolve()}"
 
     def check(self) -> list[tuple[ConfigPath, str]]:
-        if self.path.exists() and not self.path.is_dir():
-            return [(("path",), f"{str(self.path)!r} is not a folder")]
-        if not self.path.exists() and not self.create_path:
-            return [
-                (
-                    ("path",),
-                    f"{str(self.path)!r} does not exist (set create_path: true to create it)",
-                )
-            ]
-        return []
+        problem = folder_problem(self.path, create=self.create_path, write=False)
+        if problem is None:
+            return []
+        if not self.create_path and problem.endswith("does not exist"):
+            problem += " (set create_path: true to create it)"
+        return [(("path",), problem)]
 
     def build(self, context: SourceContext) -> Source:
         from connectors.files.source import FilesSource
@@ -110,11 +108,15 @@ class FileDestinationConfig(DestinationConfig):
     """Failure records appended as JSON Lines to `<path>/<mapping>.jsonl`, with payload."""
 
     type: Literal["file"]
-    path: Path = Field(description="Folder of the failure files.")
+    path: PathSetting = Field(description="Folder of the failure files.")
     fsync: bool = Field(True, description="fsync after each record, so a crash cannot lose it.")
 
     def local_paths(self) -> list[Path]:
         return [self.path]
+
+    def check(self) -> list[tuple[ConfigPath, str]]:
+        problem = folder_problem(self.path)
+        return [] if problem is None else [(("path",), problem)]
 
     def build(self, name: str, context: BuildContext) -> Destination:
         from connectors.files.destination import FileDestination

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -14,6 +13,7 @@ from bridge.plugins import (
     ConfigPath,
     DestinationConfig,
     Identity,
+    PathSetting,
     SourceConfig,
     SourceContext,
     StrictModel,
@@ -35,9 +35,9 @@ class KafkaConnectionConfig(StrictModel):
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
-    ssl_ca_file: Path | None = None
-    ssl_cert_file: Path | None = None
-    ssl_key_file: Path | None = None
+    ssl_ca_file: PathSetting | None = None
+    ssl_cert_file: PathSetting | None = None
+    ssl_key_file: PathSetting | None = None
     ssl_key_password: SecretStr | None = None
     ssl_check_hostname: bool = True
 

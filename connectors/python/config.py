@@ -53,6 +53,8 @@ class PythonFunctionConfig(FunctionConfig):
             return [(("handler",), str(exc))]
         if spec.is_file:
             path = spec.file_path(context.handler_root)
+            if path.is_dir():
+                return [(("handler",), f"handler file {str(path)!r} is a folder")]
             if not path.is_file():
                 return [(("handler",), f"handler file {str(path)!r} does not exist")]
         elif (

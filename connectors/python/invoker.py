@@ -3,8 +3,10 @@
 Synchronous handlers run on worker threads so they never block the event loop; async
 handlers run on the loop. The timeout is enforced: the invocation fails as
 `Sandbox.Timedout` (a sync handler's thread cannot be killed and finishes in the
-background, its result ignored). An exception is a function error with Lambda's error
-document; a result that cannot be serialised is `Runtime.MarshalError`.
+background, its result ignored), also when an async handler blocked the event loop
+past it. Whatever the handler raises, BaseExceptions such as KeyboardInterrupt included,
+is a function error with Lambda's error document (esm-reference.md 4); a result
+`json.dumps` cannot write is `Runtime.MarshalError`.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from bridge.codec import dumps, loads
+import structlog
+
+from bridge.codec import loads
 from bridge.errors import InvokerStartError
 from bridge.invokers import function_error, timed_out
 from bridge.plugins import BuildContext
@@ -27,6 +31,7 @@ from bridge.records import InvokeResult
 from connectors.python import threads
 from connectors.python.config import HandlerSpec, PythonFunctionConfig
 from connectors.python.context import LambdaContext, log_stream_name
+from connectors.python.response import MarshalError, encode_result
 from connectors.python.threads import HandlerThreads
 
 DEFAULT_THREADS = 64
@@ -44,6 +49,17 @@ def _handler_frames(exc: BaseException) -> list[str]:
     return traceback.StackSummary.from_list(frames).format()
 
 
+def _load_problem(exc: BaseException) -> str:
+    """Why a handler could not be loaded, on one line."""
+    if isinstance(exc, SyntaxError):
+        where = f"{exc.filename}, line {exc.lineno}" if exc.filename else f"line {exc.lineno}"
+        return f"{type(exc).__name__}: {exc.msg} ({where})"
+    if isinstance(exc, SystemExit):
+        return f"the module exited while being imported (exit status {exc.code})"
+    detail = " ".join(traceback.format_exception_only(type(exc), exc)[-1].split())
+    return detail or type(exc).__name__
+
+
 class PythonInvoker:
     def __init__(self, name: str, config: PythonFunctionConfig, context: BuildContext) -> None:
         self.name = name
@@ -54,15 +70,17 @@ class PythonInvoker:
         self._log_stream = log_stream_name()
         self._is_async = False
         self._threads = HandlerThreads(config.reserved_concurrency or DEFAULT_THREADS, f"fn-{name}")
+        self._warned_blocking = False
+        self._log = structlog.get_logger("connectors.python")
 
     async def start(self) -> None:
         try:
             handler = self._load()
-        except Exception as exc:
-            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        except BaseException as exc:  # SystemExit or KeyboardInterrupt at import too
             raise InvokerStartError(
-                f"function {self.name!r}: cannot load handler {self.config.handler!r}: {detail}"
-            ) from exc
+                f"function {self.name!r}: cannot load handler {self.config.handler!r}: "
+                f"{_load_problem(exc)}"
+            ) from None
         if not callable(handler):
             raise InvokerStartError(
                 f"function {self.name!r}: handler {self.config.handler!r} is not callable"
@@ -111,6 +129,7 @@ class PythonInvoker:
             log_stream_name=self._log_stream,
         )
         scope = asyncio.timeout(timeout)
+        ran_on_loop = self._is_async
         try:
             async with scope:
                 payload = loads(event)
@@ -120,29 +139,59 @@ class PythonInvoker:
                     result = await self._threads.call(handler, payload, context)
                 # Sync wrappers around async handlers (decorators) hand back a coroutine.
                 if inspect.isawaitable(result):
+                    ran_on_loop = True
                     result = await result
-        except SystemExit as exc:
-            message = (
-                f"RequestId: {request_id} Error: Runtime exited with error: exit status {exc.code}"
-            )
-            return function_error(
-                "Runtime.ExitError", message, request_id, time.perf_counter() - started
-            )
-        except Exception as exc:
-            duration = time.perf_counter() - started
-            if isinstance(exc, TimeoutError) and scope.expired():
-                return timed_out(request_id, timeout, duration)
-            return function_error(
-                type(exc).__name__, str(exc), request_id, duration, _handler_frames(exc)
-            )
+        except BaseException as exc:  # KeyboardInterrupt too: all of it is the handler's error
+            return self._raised(exc, scope, request_id, started)
         duration = time.perf_counter() - started
+        if duration > timeout:
+            # The timeout could not fire: the handler held the event loop until it returned.
+            if ran_on_loop:
+                self._warn_blocked(duration)
+            return timed_out(request_id, timeout, duration)
         try:
-            body = dumps(result)
-        except TypeError as exc:
+            body = encode_result(result)
+        except MarshalError as exc:
             return function_error(
                 "Runtime.MarshalError", f"Unable to marshal response: {exc}", request_id, duration
             )
         return InvokeResult(payload=body, request_id=request_id, duration=duration)
+
+    def _raised(
+        self, exc: BaseException, scope: asyncio.Timeout, request_id: str, started: float
+    ) -> InvokeResult:
+        """What a handler raised, as Lambda reports it. Raises again only a cancellation
+        of this invocation from outside (the daemon stopping)."""
+        duration = time.perf_counter() - started
+        if isinstance(exc, threads.Raised):
+            exc = exc.raised
+        elif isinstance(exc, asyncio.CancelledError):
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise exc
+        if isinstance(exc, SystemExit):
+            message = (
+                f"RequestId: {request_id} Error: Runtime exited with error: exit status {exc.code}"
+            )
+            return function_error("Runtime.ExitError", message, request_id, duration)
+        if isinstance(exc, TimeoutError) and scope.expired():
+            return timed_out(request_id, self.config.timeout, duration)
+        return function_error(
+            type(exc).__name__, str(exc), request_id, duration, _handler_frames(exc)
+        )
+
+    def _warn_blocked(self, duration: float) -> None:
+        if self._warned_blocking:
+            return
+        self._warned_blocking = True
+        self._log.warning(
+            "python.blocked_event_loop",
+            function=self.name,
+            duration=round(duration, 3),
+            timeout=self.config.timeout,
+            hint="an async handler must not call blocking code (time.sleep, sync I/O): "
+            "nothing else runs meanwhile; make it a sync handler or await async calls",
+        )
 
     async def close(self) -> None:
         self._threads.close()

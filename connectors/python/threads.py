@@ -17,6 +17,17 @@ from typing import Any
 _STOP = object()
 
 
+class Raised(Exception):
+    """A BaseException that is no Exception (KeyboardInterrupt, GeneratorExit, a
+    CancelledError of the function's own) raised on a worker, carried to the loop as an
+    ordinary exception: set on the future as it is, it would be taken for the awaiting
+    task's own interruption, and GeneratorExit would close the awaiting coroutines."""
+
+    def __init__(self, raised: BaseException) -> None:
+        super().__init__(raised)
+        self.raised = raised
+
+
 def _deliver(future: asyncio.Future[Any], outcome: Any, failed: bool) -> None:
     if future.cancelled():
         return
@@ -65,8 +76,10 @@ class HandlerThreads:
             function, args, future, loop = item
             try:
                 outcome, failed = function(*args), False
-            except BaseException as exc:
+            except Exception as exc:
                 outcome, failed = exc, True
+            except BaseException as exc:
+                outcome, failed = Raised(exc), True
             try:
                 loop.call_soon_threadsafe(_deliver, future, outcome, failed)
             except RuntimeError:

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from bridge.plugins import BuildContext, ConfigPath, FunctionConfig
+from bridge.plugins import BuildContext, ConfigPath, FunctionConfig, PathSetting
 from bridge.protocols import Invoker
 
 
@@ -20,7 +20,7 @@ class SubprocessFunctionConfig(FunctionConfig):
         description="argv list, or a string split into arguments (no shell unless shell: true)"
     )
     shell: bool = Field(False, description="Run `command` (a string) through /bin/sh.")
-    cwd: Path | None = None
+    cwd: PathSetting | None = None
     environment: dict[str, str] = Field(
         default_factory=dict, description="Added to the daemon's environment."
     )
@@ -35,12 +35,28 @@ class SubprocessFunctionConfig(FunctionConfig):
         return self.command_problems()
 
     def command_problems(self) -> list[tuple[ConfigPath, str]]:
+        """What keeps the command from being started: the first problem of `command` or
+        `cwd`, and every variable of `environment` the OS would refuse."""
+        return self._environment_problems() + self._command_problems()[:1]
+
+    def _environment_problems(self) -> list[tuple[ConfigPath, str]]:
+        problems: list[tuple[ConfigPath, str]] = []
+        for name, value in self.environment.items():
+            if not name or "=" in name or "\0" in name:
+                problems.append((("environment", name), "is not a variable name"))
+            elif "\0" in value:
+                problems.append((("environment", name), "cannot hold a NUL character"))
+        return problems
+
+    def _command_problems(self) -> list[tuple[ConfigPath, str]]:
         try:
             argv = self.argv()
         except ValueError as exc:
             return [(("command",), f"cannot be split into arguments: {exc}")]
         if not argv:
             return [(("command",), "is empty")]
+        if any("\0" in argument for argument in argv):
+            return [(("command",), "an argument cannot hold a NUL character")]
         if self.cwd is not None and not self.cwd.is_dir():
             return [(("cwd",), f"{str(self.cwd)!r} is not a folder")]
         executable = argv[0]

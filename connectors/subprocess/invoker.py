@@ -42,7 +42,9 @@ class SubprocessInvoker:
     async def start(self) -> None:
         problems = self.config.command_problems()
         if problems:
-            raise InvokerStartError(f"function {self.name!r}: command {problems[0][1]}")
+            [(path, message), *_] = problems
+            setting = ".".join(map(str, path))
+            raise InvokerStartError(f"function {self.name!r}: {setting} {message}")
         self._argv = self.config.argv()
 
     async def invoke(self, event: bytes, request_id: str) -> InvokeResult:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from bridge.errors import InvokerStartError
 from bridge.plugins import BuildContext, Identity
@@ -302,19 +303,180 @@ def test_sync_handler_raising_timeout_error_is_an_ordinary_error(tmp_path: Path)
     assert document["errorMessage"] == "upstream slow"
 
 
-def test_unserialisable_result_is_a_marshal_error(tmp_path: Path) -> None:
-    """A result JSON cannot encode is function error `Runtime.MarshalError`, as on Lambda."""
+@pytest.mark.parametrize(
+    ("expression", "reason"),
+    [
+        ("{'value': object()}", "Object of type object is not JSON serializable"),
+        ("{1, 2}", "Object of type set is not JSON serializable"),
+        ("frozenset()", "Object of type frozenset is not JSON serializable"),
+        ("b'bytes'", "Object of type bytes is not JSON serializable"),
+        ("bytearray(b'x')", "Object of type bytearray is not JSON serializable"),
+        ("datetime.datetime(2026, 1, 1)", "Object of type datetime is not JSON serializable"),
+        ("[float('nan')]", "Out of range float values are not JSON compliant"),
+        ("{'n': float('inf')}", "Out of range float values are not JSON compliant"),
+        ("circular()", "Circular reference detected"),
+    ],
+)
+def test_unserialisable_result_is_a_marshal_error(
+    tmp_path: Path, expression: str, reason: str
+) -> None:
+    """What Lambda's runtime (json.dumps) cannot write is function error
+    `Runtime.MarshalError` with its reason: sets, bytes, datetimes, objects, circular
+    structures; NaN and Infinity too, which json.dumps would write as invalid JSON."""
     write(
         tmp_path / "handler.py",
-        """
+        f"""
+        import datetime
+
+        def circular():
+            loop = []
+            loop.append(loop)
+            return loop
+
         def handler(event, context):
-            return {"value": object()}
+            return {expression}
         """,
     )
     document = error_payload(run_once(build(tmp_path, "handler.py:handler"), {}))
     assert document["errorType"] == "Runtime.MarshalError"
-    assert document["errorMessage"].startswith("Unable to marshal response")
+    assert document["errorMessage"].startswith(f"Unable to marshal response: {reason}")
     assert document["requestId"] == REQUEST_ID
+
+
+def test_what_json_dumps_writes_is_the_response(tmp_path: Path) -> None:
+    """Tuples, decimals, non-string keys json.dumps accepts, and non-ASCII text come back
+    as json.dumps writes them."""
+    write(
+        tmp_path / "handler.py",
+        """
+        from decimal import Decimal
+
+        def handler(event, context):
+            return {"t": (1, 2), "d": Decimal("2.5"), "i": Decimal("3"), 1: "one", "s": "caf\u00e9"}
+        """,
+    )
+    result = run_once(build(tmp_path, "handler.py:handler"), {})
+    assert result.function_error is None
+    assert json.loads(result.payload) == {
+        "t": [1, 2],
+        "d": 2.5,
+        "i": 3,
+        "1": "one",
+        "s": "caf\u00e9",
+    }
+
+
+BASE_EXCEPTIONS = {
+    "KeyboardInterrupt": "raise KeyboardInterrupt('stop')",
+    "GeneratorExit": "raise GeneratorExit('closed')",
+    "Abort": "raise Abort('custom')",
+    "CancelledError": "raise asyncio.CancelledError('own')",
+}
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize("error_type", list(BASE_EXCEPTIONS))
+def test_every_base_exception_is_a_function_error(
+    tmp_path: Path, is_async: bool, error_type: str
+) -> None:
+    """KeyboardInterrupt, GeneratorExit, a custom BaseException subclass and a
+    CancelledError the handler raises itself are function errors with the class name as
+    errorType, on a worker thread and on the event loop alike; the invoker serves the
+    next invocation."""
+    prefix = "async " if is_async else ""
+    write(
+        tmp_path / "handler.py",
+        f"""
+        import asyncio
+
+        class Abort(BaseException):
+            pass
+
+        {prefix}def handler(event, context):
+            if event.get("fine"):
+                return "ok"
+            {BASE_EXCEPTIONS[error_type]}
+        """,
+    )
+    invoker = build(tmp_path, "handler.py:handler")
+
+    async def twice() -> tuple[InvokeResult, InvokeResult]:
+        await invoker.start()
+        try:
+            failed = await invoker.invoke(b"{}", REQUEST_ID)
+            return failed, await invoker.invoke(b'{"fine": true}', REQUEST_ID)
+        finally:
+            await invoker.close()
+
+    failed, fine = asyncio.run(twice())
+    assert error_payload(failed)["errorType"] == error_type
+    assert (fine.function_error, json.loads(fine.payload)) == (None, "ok")
+
+
+def test_cancelling_the_invocation_from_outside_still_cancels(tmp_path: Path) -> None:
+    """When the daemon cancels an invocation (stopping), the cancellation propagates out
+    of invoke() instead of becoming a function error."""
+    write(
+        tmp_path / "handler.py",
+        """
+        import asyncio
+
+        async def handler(event, context):
+            await asyncio.sleep(30)
+        """,
+    )
+    invoker = build(tmp_path, "handler.py:handler", timeout=60)
+
+    async def cancel_midway() -> bool:
+        await invoker.start()
+        try:
+            call = asyncio.create_task(invoker.invoke(b"{}", REQUEST_ID))
+            await asyncio.sleep(0.1)
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            return call.cancelled()
+        finally:
+            await invoker.close()
+
+    assert asyncio.run(cancel_midway())
+
+
+def test_async_handler_blocking_the_loop_past_its_timeout_times_out(tmp_path: Path) -> None:
+    """An async handler that sleeps synchronously past its timeout returns too late for
+    the timeout to fire: it is still Sandbox.Timedout, its result ignored, and one warning
+    (not one per invocation) says the handler blocked the event loop."""
+    write(
+        tmp_path / "handler.py",
+        """
+        import time
+
+        async def handler(event, context):
+            time.sleep(0.4)
+            return "too late"
+        """,
+    )
+    invoker = build(tmp_path, "handler.py:handler", timeout=0.2)
+    logged: list[dict[str, Any]] = []
+    structlog.configure(processors=[lambda _, __, event: logged.append(event) or ""])
+    try:
+
+        async def twice() -> list[InvokeResult]:
+            await invoker.start()
+            try:
+                return [await invoker.invoke(b"{}", REQUEST_ID) for _ in range(2)]
+            finally:
+                await invoker.close()
+
+        results = asyncio.run(twice())
+    finally:
+        structlog.reset_defaults()
+    for result in results:
+        document = error_payload(result)
+        assert document["errorType"] == "Sandbox.Timedout"
+        assert "Task timed out after 0.20 seconds" in document["errorMessage"]
+    [warning] = [event for event in logged if event["event"] == "python.blocked_event_loop"]
+    assert warning["function"] == "fn"
 
 
 # Handler specs

@@ -313,6 +313,25 @@ def test_unusable_command_strings_are_reported(tmp_path: Path, command: str, exp
     assert expected in message
 
 
+def test_what_the_os_would_refuse_is_reported_before_running(tmp_path: Path) -> None:
+    """Environment names with `=`, values or arguments with a NUL character: the OS
+    would refuse them at every invocation, so check() reports them and start() fails
+    with one line naming the setting."""
+    config = SubprocessFunctionConfig(
+        invoker="subprocess",
+        command=["cat", "a\0b"],
+        environment={"A=B": "x", "OK": "x\0y", "FINE": "yes"},
+    )
+    assert config.check(context(tmp_path)) == [
+        (("environment", "A=B"), "is not a variable name"),
+        (("environment", "OK"), "cannot hold a NUL character"),
+        (("command",), "an argument cannot hold a NUL character"),
+    ]
+    with pytest.raises(InvokerStartError) as caught:
+        asyncio.run(config.build("fn", context(tmp_path)).start())
+    assert str(caught.value) == "function 'fn': environment.A=B is not a variable name"
+
+
 def test_script_without_the_executable_bit_is_reported(tmp_path: Path) -> None:
     """A command path that exists but cannot be executed fails check() and start(), instead
     of failing every invocation later."""
