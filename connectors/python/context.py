@@ -32,6 +32,11 @@ class LambdaContext:
         self.tenant_id: str | None = None
         self._deadline = deadline
 
+    def start_clock(self, timeout: float) -> None:
+        """The invocation starts now: its time runs from here (a call that waited for a
+        free worker has not used any of it)."""
+        self._deadline = time.time() + timeout
+
     def get_remaining_time_in_millis(self) -> int:
         return max(int((self._deadline - time.time()) * 1000), 0)
 

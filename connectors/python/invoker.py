@@ -12,6 +12,7 @@ is a function error with Lambda's error document (esm-reference.md 4); a result
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import importlib.util
 import inspect
@@ -19,12 +20,12 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import structlog
 
 from bridge.codec import loads
-from bridge.errors import InvokerStartError
+from bridge.errors import InvokerStartError, ThrottledError
 from bridge.invokers import function_error, timed_out
 from bridge.plugins import BuildContext
 from bridge.records import InvokeResult
@@ -58,6 +59,13 @@ def _load_problem(exc: BaseException) -> str:
         return f"the module exited while being imported (exit status {exc.code})"
     detail = " ".join(traceback.format_exception_only(type(exc), exc)[-1].split())
     return detail or type(exc).__name__
+
+
+def _restart(scope: asyncio.Timeout, timeout: float) -> None:
+    """A worker took the call: its time starts now (unless the wait is already over)."""
+    if not scope.expired():
+        with contextlib.suppress(RuntimeError):  # the invocation has ended meanwhile
+            scope.reschedule(asyncio.get_running_loop().time() + timeout)
 
 
 class PythonInvoker:
@@ -128,21 +136,36 @@ class PythonInvoker:
             deadline=time.time() + timeout,
             log_stream_name=self._log_stream,
         )
+        payload = loads(event)
         scope = asyncio.timeout(timeout)
+        call: threads.Call | None = None
         ran_on_loop = self._is_async
         try:
             async with scope:
-                payload = loads(event)
                 if self._is_async:
                     result = handler(payload, context)
                 else:
-                    result = await self._threads.call(handler, payload, context)
+                    # The timeout runs from when a worker takes the call: time spent
+                    # waiting for a free worker is not the function's.
+                    call = self._threads.submit(
+                        handler,
+                        (payload, context),
+                        on_start=lambda: context.start_clock(timeout),
+                        when_started=lambda: _restart(scope, timeout),
+                    )
+                    result = await call.done
                 # Sync wrappers around async handlers (decorators) hand back a coroutine.
                 if inspect.isawaitable(result):
                     ran_on_loop = True
                     result = await result
         except BaseException as exc:  # KeyboardInterrupt too: all of it is the handler's error
+            if call is not None and call.abandon():
+                self._never_started(exc)
+            if call is not None and call.started_at is not None:
+                started = call.started_at
             return self._raised(exc, scope, request_id, started)
+        if call is not None and call.started_at is not None:
+            started = call.started_at
         duration = time.perf_counter() - started
         if duration > timeout:
             # The timeout could not fire: the handler held the event loop until it returned.
@@ -156,6 +179,19 @@ class PythonInvoker:
                 "Runtime.MarshalError", f"Unable to marshal response: {exc}", request_id, duration
             )
         return InvokeResult(payload=body, request_id=request_id, duration=duration)
+
+    def _never_started(self, exc: BaseException) -> NoReturn:
+        """The call was still waiting for a worker and is given up: no worker will run it.
+        Cancelled from outside (the daemon stopping): that goes on. Out of time: every
+        worker is still busy (handlers running on past their timeouts cannot be stopped),
+        so the function is throttled, as Lambda is with no free environment: retried
+        later, no attempt counted (esm-reference.md 6.1)."""
+        if not isinstance(exc, TimeoutError):
+            raise exc
+        raise ThrottledError(
+            f"function {self.name!r}: all {self._threads.limit} worker threads are busy "
+            "(handlers still running past their timeout keep theirs)"
+        ) from None
 
     def _raised(
         self, exc: BaseException, scope: asyncio.Timeout, request_id: str, started: float

@@ -715,3 +715,76 @@ def test_handler_root_module_wins_over_an_installed_one(tmp_path: Path) -> None:
     sys.path.insert(0, str(tmp_path / "site"))
     result = run_once(build(tmp_path, "json_tools.handler"))
     assert json.loads(result.payload) == "from handler root"
+
+
+SLEEPER = """
+import json, os, time
+
+def handler(event, context):
+    with open(os.environ["STARTS_TO"], "a") as out:
+        out.write(json.dumps({"name": event["name"], "remaining": context.get_remaining_time_in_millis()}) + "\\n")
+    time.sleep(event["sleep"])
+    return event["name"]
+"""
+
+
+def test_time_waiting_for_a_free_worker_is_not_the_functions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With one worker (reserved_concurrency 1) still busy with a handler that timed out,
+    the next call waits for the worker and only then starts its clock: it runs, with its
+    whole timeout ahead of it, and succeeds."""
+    starts = tmp_path / "starts.jsonl"
+    monkeypatch.setenv("STARTS_TO", str(starts))
+    write(tmp_path / "sleeper.py", SLEEPER)
+    invoker = build(tmp_path, "sleeper.py:handler", timeout=0.5, reserved_concurrency=1)
+
+    async def main() -> tuple[InvokeResult, InvokeResult]:
+        await invoker.start()
+        try:
+            slow = await invoker.invoke(json.dumps({"name": "slow", "sleep": 0.8}).encode(), "r1")
+            # It waits ~0.3 s for the worker, then runs 0.35 s: over 0.5 s in all.
+            quick = await invoker.invoke(
+                json.dumps({"name": "quick", "sleep": 0.35}).encode(), "r2"
+            )
+            return slow, quick
+        finally:
+            await invoker.close()
+
+    slow, quick = asyncio.run(main())
+    assert slow.function_error == "Unhandled" and b"Sandbox.Timedout" in slow.payload
+    assert quick.function_error is None and json.loads(quick.payload) == "quick"
+    started = [json.loads(line) for line in starts.read_text().splitlines()]
+    assert [entry["name"] for entry in started] == ["slow", "quick"]
+    assert started[1]["remaining"] > 450
+
+
+def test_a_call_that_never_gets_a_worker_is_throttled_and_never_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the only worker held by a handler running far past its timeout, the next call
+    gets no worker within its timeout: it is given up as throttled (retried by the
+    mapping without counting an attempt) and never runs, even once the worker is free."""
+    from bridge.errors import ThrottledError
+
+    starts = tmp_path / "starts.jsonl"
+    monkeypatch.setenv("STARTS_TO", str(starts))
+    write(tmp_path / "sleeper.py", SLEEPER)
+    invoker = build(tmp_path, "sleeper.py:handler", timeout=0.3, reserved_concurrency=1)
+
+    async def main() -> None:
+        await invoker.start()
+        try:
+            stuck = await invoker.invoke(json.dumps({"name": "stuck", "sleep": 1.0}).encode(), "r1")
+            assert b"Sandbox.Timedout" in stuck.payload
+            with pytest.raises(ThrottledError, match="worker threads are busy"):
+                await invoker.invoke(json.dumps({"name": "queued", "sleep": 0}).encode(), "r2")
+            await asyncio.sleep(1.0)  # the stuck handler is done; the worker is free
+            after = await invoker.invoke(json.dumps({"name": "after", "sleep": 0}).encode(), "r3")
+            assert json.loads(after.payload) == "after"
+        finally:
+            await invoker.close()
+
+    asyncio.run(main())
+    names = [json.loads(line)["name"] for line in starts.read_text().splitlines()]
+    assert names == ["stuck", "after"]
