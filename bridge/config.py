@@ -70,7 +70,11 @@ class HttpConfig(StrictModel):
 
 
 class AwsIdentityConfig(StrictModel):
-    region: str = "us-east-1"
+    region: str = Field(
+        "us-east-1",
+        pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$",
+        description="A region name such as us-east-1 (lower-case letters, digits, dashes).",
+    )
     account_id: str = Field("000000000000", pattern=r"^\d{12}$")
 
 

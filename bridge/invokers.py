@@ -16,7 +16,7 @@ _ERROR_DOCUMENT_KEYS = frozenset({"errorMessage", "errorType", "stackTrace", "re
 def error_document(
     error_type: str, message: str, request_id: str, stack_trace: list[str] | None = None
 ) -> bytes:
-    """The body Lambda returns for a function error (esm-reference.md 10.5)."""
+    """The body Lambda returns for a function error (esm-reference.md 4, 14)."""
     document: dict[str, Any] = {
         "errorMessage": message,
         "errorType": error_type,

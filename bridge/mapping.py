@@ -205,6 +205,12 @@ class MappingRunner:
     async def _close(self, source: Source) -> None:
         try:
             await source.close()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            # A client library's own task cancelled inside its stop(): not ours to end.
+            self._log.warning("mapping.close_failed", error="cancelled inside the client")
         except Exception as exc:
             self._log.warning("mapping.close_failed", error=str(exc))
 
