@@ -7,6 +7,7 @@ AWS's defaults and ranges for the source family (esm-reference.md section 2).
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -72,10 +73,16 @@ class HttpConfig(StrictModel):
 class AwsIdentityConfig(StrictModel):
     region: str = Field(
         "us-east-1",
-        pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$",
         description="A region name such as us-east-1 (lower-case letters, digits, dashes).",
     )
     account_id: str = Field("000000000000", pattern=r"^\d{12}$")
+
+    @field_validator("region")
+    @classmethod
+    def _looks_like_a_region(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", value):
+            raise ValueError(f"{value!r} is not a region name such as us-east-1")
+        return value
 
 
 class OnFailureConfig(StrictModel):
