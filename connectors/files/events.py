@@ -1,11 +1,11 @@
 """S3 event notification records for file changes (esm-reference.md 1.10).
 
 A handler written for S3 triggers runs unchanged: `eventName` is `ObjectCreated:Put` or
-`ObjectRemoved:Delete`, the key is URL-encoded the way S3 encodes it (form encoding:
-spaces become `+`, `/` stays), `size` and `eTag` (MD5 of the content, as for a
-single-part upload) are only on created objects, and `sequencer` is an upper-case hex
-string that grows with every event. The sequencer is also the item identifier for
-partial batch responses.
+`ObjectRemoved:Delete`, the key is URL-encoded from its bytes the way S3 encodes it (form
+encoding: spaces become `+`, `/` stays; keys.py has names that are not UTF-8), `size`
+and `eTag` (MD5 of the content, as for a single-part upload) are only on created
+objects, and `sequencer` is an upper-case hex string that grows with every event. The
+sequencer is also the item identifier for partial batch responses.
 """
 
 from __future__ import annotations
@@ -18,20 +18,15 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote_plus
 
 from bridge.events import RecordsEventFormatter
 from bridge.failures import iso_millis
 from bridge.records import Record
+from connectors.files.keys import encode_key, shown_key
 
 CREATED = "ObjectCreated:Put"
 REMOVED = "ObjectRemoved:Delete"
 PRINCIPAL = "lambda-bridge"
-
-
-def encode_key(key: str) -> str:
-    """S3 writes keys into event notifications form-encoded, leaving `/` alone."""
-    return quote_plus(key, safe="/")
 
 
 class Sequencer:
@@ -148,13 +143,14 @@ class FileEventBuilder:
             sequencer=sequencer,
             event_time=event_time,
         )
+        partition = shown_key(change.key)
         return Record(
-            partition=change.key,
+            partition=partition,
             position=value,
             item_id=sequencer,
             payload=payload,
             arrival=event_time,
-            lane=zlib.crc32(change.key.encode()) % self._lanes,
+            lane=zlib.crc32(partition.encode()) % self._lanes,
             handle=change,
         )
 
@@ -169,7 +165,8 @@ class FileEventFormatter(RecordsEventFormatter):
         self.bucket = bucket
 
     def batch_info(self, records: Sequence[Record]) -> tuple[str, dict[str, Any]]:
-        """Modelled on KinesisBatchInfo (esm-reference.md 10.1), for a folder."""
+        """Modelled on KinesisBatchInfo (esm-reference.md 10.1), for a folder; `keys` are
+        the records' partitions, the keys shown as text."""
         first, last = records[0], records[-1]
         return "FilesBatchInfo", {
             "path": self.root,
