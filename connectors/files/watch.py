@@ -2,11 +2,16 @@
 
 The observer only says which paths were touched; what changed is decided by looking at
 the folder again, so missed or coalesced notifications cannot produce wrong events.
+Starting an observer walks the folder (inotify adds a watch per sub-folder, the polling
+observer takes a snapshot of every file) and stopping one joins its threads, so both are
+called on a worker thread, never on the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,12 +42,17 @@ class _Forwarder(FileSystemEventHandler):
         if dest:
             paths.append(dest)
         for path in paths:
-            text = path.decode() if isinstance(path, bytes) else path
+            text = os.fsdecode(path)
             self._loop.call_soon_threadsafe(self._touched, text, event.is_directory)
 
 
 class FolderWatcher:
-    """Calls `touched(path, is_directory)` on the event loop for every change under `root`."""
+    """Calls `touched(path, is_directory)` on the event loop for every change under `root`.
+
+    `start` and `stop` block (call them on a worker thread); a `stop` that comes while
+    `start` is still running waits for it, and a `start` after `stop` does nothing, so
+    no observer is left behind.
+    """
 
     def __init__(self, root: Path, *, recursive: bool, mode: str, poll_interval: float) -> None:
         self.root = root
@@ -50,11 +60,18 @@ class FolderWatcher:
         self.mode = mode
         self.poll_interval = poll_interval
         self._observer: Any = None
+        self._lock = threading.Lock()
+        self._stopped = False
         self._log = structlog.get_logger("connectors.files")
 
     def start(self, loop: asyncio.AbstractEventLoop, touched: Touched) -> str:
         """Start watching; returns the kind of observer in use."""
-        handler = _Forwarder(loop, touched)
+        with self._lock:
+            if self._stopped:
+                return "none (stopped)"
+            return self._start(_Forwarder(loop, touched))
+
+    def _start(self, handler: _Forwarder) -> str:
         if self.mode != "polling":
             try:
                 observer = Observer()
@@ -75,8 +92,10 @@ class FolderWatcher:
         return "PollingObserver"
 
     def stop(self) -> None:
-        observer = self._observer
-        self._observer = None
+        with self._lock:
+            self._stopped = True
+            observer = self._observer
+            self._observer = None
         if observer is not None:
             observer.stop()
             observer.join(timeout=5)
