@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bridge.codec import dumps
 from bridge.events import RecordsEventFormatter
 from bridge.failures import iso_millis
 from bridge.records import Record
@@ -109,7 +110,7 @@ def s3_record(
 
 
 class FileEventBuilder:
-    """Turns file changes into Records for one watched folder."""
+    """Turns file changes into Records for one watched folder (thread-safe)."""
 
     def __init__(
         self,
@@ -152,6 +153,8 @@ class FileEventBuilder:
             arrival=event_time,
             lane=zlib.crc32(partition.encode()) % self._lanes,
             handle=change,
+            # Encoded here, where records are built (on a worker thread), not on the loop.
+            encoded=dumps(payload),
         )
 
     @property

@@ -81,16 +81,13 @@ class Ledger:
         entry.records.append(record)
         entry.held = None
 
-    def silent(self, changes: Iterable[FileChange]) -> Updates:
-        """Record states saved without an event; return those to save now."""
-        updates: Updates = {}
-        for change in changes:
-            entry = self._unsettled.get(change.key)
-            if entry is not None:
-                entry.held = change
-            else:
-                updates[stored_key(change.key)] = self._value(change, None)
-        return updates
+    def silent(self, change: FileChange) -> Updates:
+        """A state saved without an event: what to save now (nothing if it is held)."""
+        entry = self._unsettled.get(change.key)
+        if entry is not None:
+            entry.held = change
+            return {}
+        return {stored_key(change.key): self._value(change, None)}
 
     def settled(self, records: Iterable[Record]) -> Updates:
         """Mark records settled; return the states that may be saved now."""

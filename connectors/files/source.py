@@ -81,6 +81,7 @@ class FilesSource:
             poll_interval=config.poll_interval_seconds,
         )
         self._dirty: set[str] = set()
+        self._removals: list[FileChange] = []
         self._dirty_folders: set[str] = set()
         self._full_scan = True
         self._next_rescan = float("inf")
@@ -167,38 +168,54 @@ class FilesSource:
                 [give_up, *detector.recheck_at.values(), *detector.folder_recheck_at.values()]
             )
             self._wakeup.clear()
-            if self._dirty or self._dirty_folders or self._full_scan:
+            if self._dirty or self._dirty_folders or self._full_scan or self._removals:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), max(wake - now, 0.0))
 
     async def _changes(self) -> list[Record]:
-        changes: list[FileChange] = []
         if self._full_scan or time.monotonic() >= self._next_rescan:
             self._full_scan = False
             interval = self.config.rescan_interval_seconds
             self._next_rescan = time.monotonic() + interval if interval > 0 else float("inf")
-            changes += await self._scan("")
+            self._removals += await self._scan("")
         now = time.monotonic()
         detector = self._detector
         self._dirty_folders.update(
             folder for folder, when in detector.folder_recheck_at.items() if when <= now
         )
         while self._dirty_folders:
-            changes += await self._scan(self._dirty_folders.pop())
-        now = time.monotonic()
-        self._dirty.update(key for key, when in detector.recheck_at.items() if when <= now)
-        keys = [self._dirty.pop() for _ in range(min(len(self._dirty), EXAMINE_CHUNK))]
-        refreshed: list[FileChange] = []
-        if keys:
+            self._removals += await self._scan(self._dirty_folders.pop())
+        # Removals found by scans go first (a key removed, then created again, keeps its
+        # order), at most a chunk at a time; files are examined once none is left.
+        removals = self._removals[:EXAMINE_CHUNK]
+        del self._removals[:EXAMINE_CHUNK]
+        keys: list[str] = []
+        if not self._removals:
+            now = time.monotonic()
+            self._dirty.update(key for key, when in detector.recheck_at.items() if when <= now)
+            count = min(len(self._dirty), EXAMINE_CHUNK - len(removals))
+            keys = [self._dirty.pop() for _ in range(count)]
+        taken: list[Record | FileChange] = []
+        if removals or keys:
             try:
-                examined = await asyncio.to_thread(self._detector.examine, keys)
+                taken = await asyncio.to_thread(self._take_on, removals, keys)
             except OSError as exc:
                 raise SourceError(f"cannot scan {self._shown_root}: {exc}") from exc
-            changes += examined.changes
-            refreshed = examined.refreshed
         self._note_progress(len(keys))
-        return await self._to_records(changes, refreshed)
+        return await self._settle_silently(taken)
+
+    def _take_on(self, removals: list[FileChange], keys: list[str]) -> list[Record | FileChange]:
+        """On a worker thread: examine `keys`; return, in the order they happened, a record
+        for each change `events:` asks for and the bare change for the others (and for
+        files whose content did not change), whose state is saved without an event."""
+        examined = self._detector.examine(keys)
+        taken: list[Record | FileChange] = []
+        for change in [*removals, *examined.changes]:
+            wanted = self._emit_removed if change.removed else self._emit_created
+            taken.append(self._events.record(change) if wanted else change)
+        taken += examined.refreshed
+        return taken
 
     @property
     def progress(self) -> dict[str, int] | None:
@@ -239,21 +256,17 @@ class FilesSource:
         self._dirty |= suspects
         return removed
 
-    async def _to_records(
-        self, changes: list[FileChange], refreshed: list[FileChange]
-    ) -> list[Record]:
+    async def _settle_silently(self, taken: list[Record | FileChange]) -> list[Record]:
+        """Hand the records to the ledger, and save what it lets through of the states
+        that come without an event; return the records to deliver."""
         records: list[Record] = []
-        silent: list[FileChange] = []
-        for change in changes:
-            wanted = self._emit_removed if change.removed else self._emit_created
-            if wanted:
-                record = self._events.record(change)
-                self._ledger.emitted(record)
-                records.append(record)
+        updates: dict[str, str | None] = {}
+        for item in taken:
+            if isinstance(item, Record):
+                self._ledger.emitted(item)
+                records.append(item)
             else:
-                silent.append(change)
-        silent += refreshed
-        updates = self._ledger.silent(silent)
+                updates.update(self._ledger.silent(item))
         if updates:
             await self._store.save(self._namespace, updates)
         return records

@@ -17,14 +17,41 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    EventsLostEvent,
+    FileAttribEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
 Touched = Callable[[str, bool], None]
-_IGNORED_EVENTS = frozenset({"opened", "closed_no_write"})
-# A folder's own "modified" events only repeat what its files' events say.
-_FOLDER_EVENTS = frozenset({"created", "deleted", "moved"})
+# The events asked for (inotify is told so, and does not report the opens and reads of
+# the files the source hashes). A folder's own "modified" events only repeat what its
+# files' events say; lost events (an inotify queue overflow) make the whole folder be
+# scanned again.
+_WANTED: list[type[FileSystemEvent]] = [
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileMovedEvent,
+    FileModifiedEvent,
+    FileAttribEvent,
+    FileClosedEvent,
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    EventsLostEvent,
+]
+_FOLDER_EVENTS = frozenset({"created", "deleted", "moved", "events_lost"})
 
 
 class _Forwarder(FileSystemEventHandler):
@@ -33,8 +60,6 @@ class _Forwarder(FileSystemEventHandler):
         self._touched = touched
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.event_type in _IGNORED_EVENTS:
-            return
         if event.is_directory and event.event_type not in _FOLDER_EVENTS:
             return
         paths = [event.src_path]
@@ -75,7 +100,9 @@ class FolderWatcher:
         if self.mode != "polling":
             try:
                 observer = Observer()
-                observer.schedule(handler, str(self.root), recursive=self.recursive)
+                observer.schedule(
+                    handler, str(self.root), recursive=self.recursive, event_filter=_WANTED
+                )
                 observer.start()
                 self._observer = observer
                 return type(observer).__name__
@@ -86,7 +113,7 @@ class FolderWatcher:
                     "files.native_watch_unavailable", error=str(exc), fallback="polling"
                 )
         observer = PollingObserver(timeout=self.poll_interval)
-        observer.schedule(handler, str(self.root), recursive=self.recursive)
+        observer.schedule(handler, str(self.root), recursive=self.recursive, event_filter=_WANTED)
         observer.start()
         self._observer = observer
         return "PollingObserver"

@@ -46,7 +46,7 @@ def test_silent_state_without_unsettled_records_is_saved_at_once() -> None:
     [(key, value)] = ledger.settled([first]).items()
     assert key == "a.txt"
     assert state(value)["sequencer"] == first.position
-    updates = ledger.silent([created("a.txt", 2)])
+    updates = ledger.silent(created("a.txt", 2))
     assert state(updates["a.txt"])["mtime_ns"] == 2
     assert state(updates["a.txt"])["sequencer"] == first.position
 
@@ -56,7 +56,7 @@ def test_silent_state_is_held_until_the_last_record_settles() -> None:
     settles, the touched (newer) state is saved, with the event's sequencer."""
     ledger, events = Ledger(), builder()
     record = emit(ledger, events, created("a.txt", 1))
-    assert ledger.silent([created("a.txt", 2)]) == {}
+    assert ledger.silent(created("a.txt", 2)) == {}
     updates = ledger.settled([record])
     assert state(updates["a.txt"])["mtime_ns"] == 2
     assert state(updates["a.txt"])["sequencer"] == record.position
@@ -68,7 +68,7 @@ def test_held_state_waits_for_every_unsettled_record_of_the_file() -> None:
     ledger, events = Ledger(), builder()
     first = emit(ledger, events, created("a.txt", 1))
     second = emit(ledger, events, created("a.txt", 2, OTHER_MD5))
-    ledger.silent([created("a.txt", 3, OTHER_MD5)])
+    ledger.silent(created("a.txt", 3, OTHER_MD5))
     assert state(ledger.settled([first])["a.txt"])["mtime_ns"] == 1
     assert state(ledger.settled([second])["a.txt"])["mtime_ns"] == 3
 
@@ -78,7 +78,7 @@ def test_a_later_event_supersedes_a_held_state() -> None:
     dropped and the change's own state is saved when it settles."""
     ledger, events = Ledger(), builder()
     first = emit(ledger, events, created("a.txt", 1))
-    ledger.silent([created("a.txt", 2)])
+    ledger.silent(created("a.txt", 2))
     second = emit(ledger, events, created("a.txt", 3, OTHER_MD5))
     assert state(ledger.settled([first])["a.txt"])["mtime_ns"] == 1
     saved = state(ledger.settled([second])["a.txt"])
@@ -100,7 +100,7 @@ def test_silent_removal_is_held_and_deletes_the_checkpoint_when_settled() -> Non
     flight is held; settling the create then deletes the file's checkpoint."""
     ledger, events = Ledger(), builder()
     record = emit(ledger, events, created("a.txt", 1))
-    assert ledger.silent([FileChange("a.txt", changed_ns=5)]) == {}
+    assert ledger.silent(FileChange("a.txt", changed_ns=5)) == {}
     assert ledger.settled([record]) == {"a.txt": None}
 
 
@@ -108,7 +108,7 @@ def test_files_are_independent() -> None:
     """One file's event in flight does not hold back another file's touch."""
     ledger, events = Ledger(), builder()
     emit(ledger, events, created("a.txt", 1))
-    assert set(ledger.silent([created("b.txt", 2)])) == {"b.txt"}
+    assert set(ledger.silent(created("b.txt", 2))) == {"b.txt"}
 
 
 def test_records_the_ledger_never_emitted_save_nothing() -> None:
