@@ -62,7 +62,7 @@ class FilesSource:
         )
         self._detector = ChangeDetector(self._view, config.stable_after_seconds)
         self._events = FileEventBuilder(
-            root=str(root),
+            root=shown_key(str(root)),
             bucket=config.bucket or shown_key(root.name),
             region=context.identity.region,
             configuration_id=context.mapping,

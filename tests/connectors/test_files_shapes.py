@@ -296,3 +296,27 @@ def test_unreadable_sub_folder_is_skipped_and_its_files_are_not_removed(tmp_path
             assert summary(records) == {(CREATED, "closed/new.txt")}
 
     run(main)
+
+
+def test_watched_folder_whose_real_name_is_not_utf8(tmp_path: Path) -> None:
+    """A watched folder reached through a symlink to a folder named with bytes that are
+    not UTF-8 works: files are delivered, FilesBatchInfo names the folder as text, and
+    the checkpoints hold (a restart delivers nothing again)."""
+    real = Path(os.fsdecode(os.fsencode(tmp_path) + b"/real-\xff"))
+    real.mkdir()
+    folder = Folder(tmp_path)
+    folder.inbox.symlink_to(real)
+    write(folder.inbox / "a.txt")
+
+    async def main() -> None:
+        async with folder.source() as source:
+            records = await collect(source, 1)
+            assert summary(records) == {(CREATED, "a.txt")}
+            _, info = source.formatter.batch_info(records)
+            assert info["path"].endswith("/real-\\xff")
+            await settle(source, records)
+        assert set(await folder.checkpoints()) == {"a.txt"}
+        async with folder.source() as source:
+            assert await quiet(source) == []
+
+    run(main)
