@@ -35,19 +35,21 @@ class FileSig:
         return self.size == size and self.mtime_ns == mtime_ns
 
 
-def md5_of(path: Path) -> str | None:
+def md5_of(path: str) -> str | None:
     """The MD5 of a regular file's content; None if the path is no longer a regular file.
 
     Opened without blocking, so a fifo or device put in the file's place meanwhile is
     looked at and let go, never waited on.
     """
     descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
-    with os.fdopen(descriptor, "rb") as handle:
+    try:
         if not stat.S_ISREG(os.fstat(descriptor).st_mode):
             return None
         digest = hashlib.md5(usedforsecurity=False)
-        while chunk := handle.read(CHUNK_BYTES):
+        while chunk := os.read(descriptor, CHUNK_BYTES):
             digest.update(chunk)
+    finally:
+        os.close(descriptor)
     return digest.hexdigest()
 
 
@@ -117,8 +119,8 @@ class FolderView:
         key = self._key_text(absolute)
         return key if self.accepts(key) else None
 
-    def path_of(self, key: str) -> Path:
-        return self.root / key
+    def path_of(self, key: str) -> str:
+        return os.path.join(self._root_text, key)
 
     def stat(self, key: str) -> FileSig | None:
         """Size and times of the regular file at `key`; None if it is gone or does not count.
