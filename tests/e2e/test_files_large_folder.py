@@ -29,6 +29,7 @@ mappings:
   - name: inbox
     function: noop
     enabled: {enabled}
+    batch_size: 100
     source:
       type: files
       path: ./inbox
