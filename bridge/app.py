@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 from collections.abc import Awaitable, Callable
@@ -211,6 +212,10 @@ class Daemon:
             await self.close()
             return 2
         await self._start_admin()
+        # What was imported and built to start lives as long as the daemon: keep it out
+        # of the garbage collector's full passes, which otherwise walk it all (tens of
+        # milliseconds each, on the event loop) while records come and go.
+        gc.freeze()
         for runner in self.runners.values():
             self._launch(runner)
         self._log.info("daemon.ready", mappings=list(self.runners), pid=os.getpid())

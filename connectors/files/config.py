@@ -19,6 +19,7 @@ from bridge.plugins import (
     SourceContext,
 )
 from bridge.protocols import Destination, Source
+from connectors.files.keys import shown_key
 
 EventFilter = Literal["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
 ALL_EVENTS: tuple[EventFilter, ...] = ("s3:ObjectCreated:*", "s3:ObjectRemoved:*")
@@ -68,7 +69,8 @@ class FilesSourceConfig(SourceConfig):
     create_path: bool = Field(True, description="Create the folder if it does not exist.")
 
     def source_id(self) -> str:
-        return f"files:{self.path.resolve()}"
+        # Shown as text: the real path of the folder may hold bytes that are not UTF-8.
+        return f"files:{shown_key(str(self.path.resolve()))}"
 
     def check(self) -> list[tuple[ConfigPath, str]]:
         problem = folder_problem(self.path, create=self.create_path, write=False)

@@ -2,7 +2,8 @@
 
 Each line is the on-failure record in AWS's shape with the discarded event embedded
 under `payload`, as AWS does for S3 destinations (esm-reference.md 10.2), so the
-records themselves are kept and can be replayed.
+records themselves are kept and can be replayed. Creating the folder, encoding the
+record (up to the 6 MB of its event) and writing it run on a worker thread.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class FileDestination:
 
     async def start(self) -> None:
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(self.folder.mkdir, parents=True, exist_ok=True)
         except OSError as exc:
             raise DestinationError(
                 f"destination {self.name!r}: cannot create {self.folder}: {exc.strerror}"
@@ -41,6 +42,10 @@ class FileDestination:
 
     def file_for(self, mapping: str) -> Path:
         return self.folder / f"{mapping}.jsonl"
+
+    def _write(self, path: Path, failure: FailureRecord, formatter: EventFormatter) -> None:
+        document = failure_document(failure, formatter, include_payload=True)
+        self._append(path, dumps(document) + b"\n")
 
     def _append(self, path: Path, line: bytes) -> None:
         descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -60,12 +65,11 @@ class FileDestination:
             os.close(descriptor)
 
     async def send(self, failure: FailureRecord, formatter: EventFormatter) -> None:
-        line = dumps(failure_document(failure, formatter, include_payload=True)) + b"\n"
         path = self.file_for(failure.mapping)
         lock = self._locks.setdefault(failure.mapping, asyncio.Lock())
         async with lock:
             try:
-                await asyncio.to_thread(self._append, path, line)
+                await asyncio.to_thread(self._write, path, failure, formatter)
             except OSError as exc:
                 # A full disk or an I/O error may pass; a path that cannot be written
                 # (no permission, read-only, not a folder) will not.

@@ -1,11 +1,11 @@
 """S3 event notification records for file changes (esm-reference.md 1.10).
 
 A handler written for S3 triggers runs unchanged: `eventName` is `ObjectCreated:Put` or
-`ObjectRemoved:Delete`, the key is URL-encoded the way S3 encodes it (form encoding:
-spaces become `+`, `/` stays), `size` and `eTag` (MD5 of the content, as for a
-single-part upload) are only on created objects, and `sequencer` is an upper-case hex
-string that grows with every event. The sequencer is also the item identifier for
-partial batch responses.
+`ObjectRemoved:Delete`, the key is URL-encoded from its bytes the way S3 encodes it (form
+encoding: spaces become `+`, `/` stays; keys.py has names that are not UTF-8), `size`
+and `eTag` (MD5 of the content, as for a single-part upload) are only on created
+objects, and `sequencer` is an upper-case hex string that grows with every event. The
+sequencer is also the item identifier for partial batch responses.
 """
 
 from __future__ import annotations
@@ -17,20 +17,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote_plus
 
+from bridge.codec import dumps
 from bridge.events import RecordsEventFormatter
 from bridge.failures import iso_millis
 from bridge.records import Record
+from connectors.files.keys import encode_key, shown_key
 
 CREATED = "ObjectCreated:Put"
 REMOVED = "ObjectRemoved:Delete"
 PRINCIPAL = "lambda-bridge"
-
-
-def encode_key(key: str) -> str:
-    """S3 writes keys into event notifications form-encoded, leaving `/` alone."""
-    return quote_plus(key, safe="/")
 
 
 class Sequencer:
@@ -113,7 +109,7 @@ def s3_record(
 
 
 class FileEventBuilder:
-    """Turns file changes into Records for one watched folder."""
+    """Turns file changes into Records for one watched folder (thread-safe)."""
 
     def __init__(
         self,
@@ -145,16 +141,21 @@ class FileEventBuilder:
             sequencer=sequencer,
             event_time=event_time,
         )
+        partition = shown_key(change.key)
         return Record(
-            partition=change.key,
+            partition=partition,
             position=value,
             item_id=sequencer,
-            payload=payload,
+            # Only the JSON is kept: a folder taken on at start holds many records, and
+            # their dicts would make every garbage collection pass longer on the loop.
+            payload=None,
             arrival=event_time,
             # Each file is its own key: its events in order, files independent of each
             # other (bridge.keyed_lanes).
-            lane=change.key,
+            lane=partition,
             handle=change,
+            # Encoded here, where records are built (on a worker thread), not on the loop.
+            encoded=dumps(payload),
         )
 
     @property
@@ -172,7 +173,8 @@ class FileEventFormatter(RecordsEventFormatter):
         return None
 
     def batch_info(self, records: Sequence[Record]) -> tuple[str, dict[str, Any]]:
-        """Modelled on KinesisBatchInfo (esm-reference.md 10.1), for a folder."""
+        """Modelled on KinesisBatchInfo (esm-reference.md 10.1), for a folder; `keys` are
+        the records' partitions, the keys shown as text."""
         first, last = records[0], records[-1]
         return "FilesBatchInfo", {
             "path": self.root,

@@ -12,7 +12,7 @@ import hashlib
 import os
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 CHUNK_BYTES = 1 << 20
@@ -35,12 +35,32 @@ class FileSig:
         return self.size == size and self.mtime_ns == mtime_ns
 
 
-def md5_of(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK_BYTES):
+def md5_of(path: str) -> str | None:
+    """The MD5 of a regular file's content; None if the path is no longer a regular file.
+
+    Opened without blocking, so a fifo or device put in the file's place meanwhile is
+    looked at and let go, never waited on.
+    """
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            return None
+        digest = hashlib.md5(usedforsecurity=False)
+        while chunk := os.read(descriptor, CHUNK_BYTES):
             digest.update(chunk)
+    finally:
+        os.close(descriptor)
     return digest.hexdigest()
+
+
+@dataclass
+class Scanned:
+    """What a scan found: every file that counts, with its size and times, or None for a
+    file that is there but could not be looked at (it is examined, and reported unreadable,
+    rather than taken for removed); and the sub-folders that could not be read, with why."""
+
+    files: dict[str, FileSig | None] = field(default_factory=dict)
+    unreadable_folders: dict[str, str] = field(default_factory=dict)
 
 
 class FolderView:
@@ -87,7 +107,7 @@ class FolderView:
             return None
         if absolute == self._root_text:
             return ""
-        return os.path.relpath(absolute, self._root_text).replace(os.sep, "/")
+        return self._key_text(absolute)
 
     def key_of(self, path: str) -> str | None:
         """The key of an absolute path reported by the watcher, or None if it does not count."""
@@ -96,11 +116,11 @@ class FolderView:
             return None
         if self._excluded_path(absolute):
             return None
-        key = os.path.relpath(absolute, self._root_text).replace(os.sep, "/")
+        key = self._key_text(absolute)
         return key if self.accepts(key) else None
 
-    def path_of(self, key: str) -> Path:
-        return self.root / key
+    def path_of(self, key: str) -> str:
+        return os.path.join(self._root_text, key)
 
     def stat(self, key: str) -> FileSig | None:
         """Size and times of the regular file at `key`; None if it is gone or does not count.
@@ -124,13 +144,14 @@ class FolderView:
             return None
         return FileSig(info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
-    def scan(self, below: str | None = None) -> dict[str, FileSig]:
+    def scan(self, below: str | None = None) -> Scanned:
         """Every file that counts, now; only under the folder `below` (a key) if given.
 
-        A sub-folder that vanished during the scan holds nothing; a folder that cannot be
-        read, or a missing watched folder, raises OSError rather than looking empty.
+        A sub-folder that vanished during the scan holds nothing; one that cannot be read
+        (permissions, a path too long) is listed as unreadable. The watched folder
+        missing or unreadable raises OSError rather than looking empty.
         """
-        found: dict[str, FileSig] = {}
+        found = Scanned()
         pending = [os.path.join(self._root_text, below) if below else self._root_text]
         while pending:
             folder = pending.pop()
@@ -140,20 +161,39 @@ class FolderView:
                 if folder == self._root_text:
                     raise FolderVanished(f"{self._root_text} is gone") from None
                 continue
+            except OSError as exc:
+                if folder == self._root_text:
+                    raise
+                found.unreadable_folders[self._key_text(folder)] = exc.strerror or str(exc)
+                continue
             for entry in entries:
-                if self._excluded_path(entry.path):
-                    continue
-                try:
-                    if entry.is_dir(follow_symlinks=False):
-                        if self.recursive:
-                            pending.append(entry.path)
-                        continue
-                except _GONE:
-                    continue
-                key = os.path.relpath(entry.path, self._root_text).replace(os.sep, "/")
-                if not self.accepts(key):
-                    continue
-                sig = self.stat(key)
-                if sig is not None:
-                    found[key] = sig
+                self._take(entry, found, pending)
         return found
+
+    def _take(self, entry: os.DirEntry[str], found: Scanned, pending: list[str]) -> None:
+        if self._excluded_path(entry.path):
+            return
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                if self.recursive:
+                    pending.append(entry.path)
+                return
+        except _GONE:
+            return
+        except OSError:
+            pass  # examined, and reported, as a file that cannot be looked at
+        key = self._key_text(entry.path)
+        if not self.accepts(key):
+            return
+        try:
+            sig = self.stat(key)
+        except FolderVanished:
+            raise
+        except OSError:
+            found.files[key] = None
+            return
+        if sig is not None:
+            found.files[key] = sig
+
+    def _key_text(self, path: str) -> str:
+        return os.path.relpath(path, self._root_text).replace(os.sep, "/")

@@ -61,6 +61,10 @@ def _load_problem(exc: BaseException) -> str:
     return detail or type(exc).__name__
 
 
+def _decoded_call(handler: Callable[..., Any], event: bytes, context: LambdaContext) -> Any:
+    return handler(loads(event), context)
+
+
 def _restart(scope: asyncio.Timeout, timeout: float) -> None:
     """A worker took the call: its time starts now (unless the wait is already over)."""
     if not scope.expired():
@@ -136,20 +140,20 @@ class PythonInvoker:
             deadline=time.time() + timeout,
             log_stream_name=self._log_stream,
         )
-        payload = loads(event)
         scope = asyncio.timeout(timeout)
         call: threads.Call | None = None
         ran_on_loop = self._is_async
         try:
             async with scope:
                 if self._is_async:
-                    result = handler(payload, context)
+                    result = handler(loads(event), context)
                 else:
                     # The timeout runs from when a worker takes the call: time spent
-                    # waiting for a free worker is not the function's.
+                    # waiting for a free worker is not the function's. The event is
+                    # decoded there too, off the event loop.
                     call = self._threads.submit(
-                        handler,
-                        (payload, context),
+                        _decoded_call,
+                        (handler, event, context),
                         on_start=lambda: context.start_clock(timeout),
                         when_started=lambda: _restart(scope, timeout),
                     )

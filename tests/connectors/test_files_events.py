@@ -22,10 +22,10 @@ from connectors.files.events import (
     FileEventBuilder,
     FileEventFormatter,
     Sequencer,
-    encode_key,
     s3_record,
     sequencer_text,
 )
+from connectors.files.keys import encode_key
 
 SEQUENCER = re.compile(r"^[0-9A-F]{18}$")
 MD5 = "9e107d9d372bb6826bd81d3542a419d6"

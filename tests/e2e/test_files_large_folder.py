@@ -1,0 +1,131 @@
+"""lambda-bridge run as a process on a folder of 20,000 files: while it takes them on,
+the event loop stays free, so `/healthz` (and with it the systemd watchdog) answers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tests.support import DaemonProcess, wait_for
+
+FOLDERS = 200
+FILES_PER_FOLDER = 100
+# The issue's bound for a liveness answer.
+HEALTHZ_SECONDS = 0.1
+
+NO_OP_HANDLER = "def handler(event, context):\n    return None\n"
+
+CONFIG = """\
+state_dir: {state_dir}
+functions:
+  noop: {{invoker: python, handler: noop.py:handler, timeout: 10}}
+mappings:
+  - name: inbox
+    function: noop
+    enabled: {enabled}
+    batch_size: 100
+    source:
+      type: files
+      path: ./inbox
+      stable_after_seconds: 0
+      observer: {observer}
+"""
+
+
+def populate(inbox: Path) -> None:
+    """FOLDERS sub-folders of FILES_PER_FOLDER empty files, made as fast as the OS allows."""
+    for folder_index in range(FOLDERS):
+        folder = inbox / f"folder-{folder_index:03d}"
+        folder.mkdir(parents=True)
+        for file_index in range(FILES_PER_FOLDER):
+            os.close(
+                os.open(folder / f"file-{file_index:03d}.txt", os.O_CREAT | os.O_WRONLY, 0o644)
+            )
+
+
+def get(url: str) -> tuple[float, dict[str, object]]:
+    """How long one GET took, and its JSON body (whatever its status)."""
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            body = response.read()
+    except urllib.error.HTTPError as error:
+        body = error.read()
+    return time.monotonic() - started, json.loads(body)
+
+
+class HealthPoller(threading.Thread):
+    """Asks `/healthz` again and again, keeping the slowest answer, until stopped."""
+
+    def __init__(self, base: str) -> None:
+        super().__init__(daemon=True)
+        self.base = base
+        self.slowest = 0.0
+        self.answers = 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            took, health = get(f"{self.base}/healthz")
+            assert health == {"status": "alive"}
+            self.slowest = max(self.slowest, took)
+            self.answers += 1
+            time.sleep(0.01)
+
+
+def slowest_healthz_while_catching_up(root: Path, observer: str) -> float:
+    """Start the daemon with the mapping disabled, poll `/healthz` all along, enable the
+    mapping by a reload (so its start, observer and all, happens while polled) and wait
+    until the folder is caught up; return the slowest `/healthz` answer."""
+    config = root / f"bridge-{observer}.yaml"
+    state_dir = f"./state-{observer}"
+    config.write_text(CONFIG.format(observer=observer, state_dir=state_dir, enabled="false"))
+    daemon = DaemonProcess(config, root).start()
+    try:
+        address_file = root / f"state-{observer}" / "admin-address"
+        address = wait_for(
+            lambda: address_file.exists() and address_file.read_text().strip(),
+            what="the admin endpoint",
+        )
+        base = f"http://{address}"
+        poller = HealthPoller(base)
+        poller.start()
+        wait_for(lambda: poller.answers >= 3, what="/healthz polled")
+        config.write_text(CONFIG.format(observer=observer, state_dir=state_dir, enabled="true"))
+        daemon.signal(signal.SIGHUP)
+        catching_up_seen = False
+        deadline = time.monotonic() + 12
+        while time.monotonic() < deadline:
+            _, ready = get(f"{base}/readyz")
+            [mapping] = ready["mappings"]  # type: ignore[misc]
+            if "CatchUp" in mapping:
+                catching_up_seen = True
+            elif catching_up_seen and mapping["State"] == "Enabled":
+                break
+            time.sleep(0.02)
+        poller.done.set()
+        poller.join(10)
+        assert catching_up_seen, f"{observer}: the catch-up was never seen in /readyz"
+        assert daemon.events("files.caught_up", files=FOLDERS * FILES_PER_FOLDER)
+        assert daemon.stop() == 0
+        return poller.slowest
+    finally:
+        daemon.kill()
+
+
+def test_healthz_answers_quickly_while_a_large_folder_is_taken_on(tmp_path: Path) -> None:
+    """While a mapping starts on 20,000 files in 200 sub-folders and takes them on, every
+    `/healthz` answers within 100 ms, with the polling observer (a snapshot of every file)
+    and with the native one (a watch per sub-folder). The two run one after the other,
+    each with its own state, so each takes on the whole folder."""
+    populate(tmp_path / "inbox")
+    (tmp_path / "noop.py").write_text(NO_OP_HANDLER)
+    for observer in ("polling", "auto"):
+        slowest = slowest_healthz_while_catching_up(tmp_path, observer)
+        assert slowest < HEALTHZ_SECONDS, f"{observer}: /healthz took {slowest:.3f} s"
