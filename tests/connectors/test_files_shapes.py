@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
+import shutil
 import socket
 import stat
-from collections.abc import Iterator
+import tempfile
+import traceback
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import unquote_plus
 
-import pytest
 from structlog.testing import capture_logs
 
 from connectors.files.events import CREATED, REMOVED
@@ -30,10 +33,36 @@ from tests.connectors.files_support import (
     write,
 )
 
-RUNNING_AS_ROOT = os.geteuid() == 0
-needs_permissions = pytest.mark.skipif(
-    RUNNING_AS_ROOT, reason="running as root: file permissions do not stop root from reading"
-)
+
+def as_unprivileged(tmp_path: Path, body: Callable[[Path], None]) -> None:
+    """Run `body` on a folder of its own; as root (whom file permissions do not stop),
+    in a forked child that has become `nobody`, on a folder it owns outside pytest's
+    (which `nobody` cannot enter), so that unreadable files are unreadable."""
+    if os.geteuid() != 0:
+        body(tmp_path)
+        return
+    nobody = pwd.getpwnam("nobody")
+    workspace = Path(tempfile.mkdtemp(prefix="lambda-bridge-unprivileged-"))
+    try:
+        os.chown(workspace, nobody.pw_uid, nobody.pw_gid)
+        child = os.fork()
+        if child == 0:
+            status = 1
+            try:
+                os.setgroups([])
+                os.setgid(nobody.pw_gid)
+                os.setuid(nobody.pw_uid)
+                body(workspace)
+                status = 0
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(status)
+        _, status = os.waitpid(child, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, "the unprivileged run failed (see stderr)"
+    finally:
+        shutil.rmtree(workspace, ignore_errors=True)
+
 
 ODD_NAMES = [
     b"new\nline.txt",
@@ -245,10 +274,13 @@ def test_path_longer_than_path_max_is_reported_and_skipped(tmp_path: Path) -> No
     run(main)
 
 
-@needs_permissions
 def test_unreadable_file_is_skipped_until_it_can_be_read(tmp_path: Path) -> None:
     """A file without read permission is reported once and skipped; the others arrive;
-    once it is readable it is delivered."""
+    once it is readable it is delivered. (Run as `nobody` when the tests run as root.)"""
+    as_unprivileged(tmp_path, unreadable_file)
+
+
+def unreadable_file(tmp_path: Path) -> None:
     folder = Folder(tmp_path)
     folder.inbox.mkdir()
     write(folder.inbox / "locked.txt")
@@ -270,11 +302,14 @@ def test_unreadable_file_is_skipped_until_it_can_be_read(tmp_path: Path) -> None
     run(main)
 
 
-@needs_permissions
 def test_unreadable_sub_folder_is_skipped_and_its_files_are_not_removed(tmp_path: Path) -> None:
     """A sub-folder that cannot be read is reported and skipped: its delivered files are
     not reported removed, the rest of the folder goes on, and once it is readable its new
-    files arrive."""
+    files arrive. (Run as `nobody` when the tests run as root.)"""
+    as_unprivileged(tmp_path, unreadable_sub_folder)
+
+
+def unreadable_sub_folder(tmp_path: Path) -> None:
     folder = Folder(tmp_path)
     write(folder.inbox / "closed" / "known.txt")
 
