@@ -11,13 +11,14 @@ daemon died: when its records are delivered again, that counts as a failed attem
 usual retry, bisect and on-failure destination rules end the loop (esm-reference.md 6).
 
 The journal holds no record contents: the mapping, the request id, the attempt, and per
-partition the first and last position of the records. Writes go to the page cache only
-(no fsync): they must survive the process, not the machine. It is rewritten with only
-the open entries once it grows past a megabyte, and removed on a clean stop.
+partition the first and last position of the records. It is a memory-mapped file of
+fixed slots, so writing it costs no system call; the pages survive the process (not the
+machine, which needs no protection here). It is removed on a clean stop.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,7 +33,8 @@ from bridge.logs import batch_fields
 from bridge.records import InvokeResult, Record
 
 FILE_NAME = "invocations.journal"
-COMPACT_BYTES = 1 << 20
+SLOT_BYTES = 16 * 1024
+INITIAL_SLOTS = 64
 # A record matches a span by partition alone when its source has no position that stays
 # the same when it is delivered again (a folder's files).
 ANY_POSITION = None
@@ -84,45 +86,53 @@ class InFlight:
 
 
 class InvocationJournal:
+    """The journal file, mapped into memory as slots of SLOT_BYTES: an invocation writes
+    its entry into a free slot when it starts and zeroes the slot's first byte when it
+    ends. These are memory writes, no system calls: the kernel keeps the pages when the
+    process dies, and the event loop never gives up the GIL for the journal."""
+
     def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / FILE_NAME
-        self._descriptor: int | None = None
-        self._open: dict[str, bytes] = {}
-        self._size = 0
+        self._map: mmap.mmap | None = None
+        self._free: list[int] = []
+        self._slots: dict[str, int] = {}
+        self._warned = False
         self._log = structlog.get_logger("bridge.journal")
 
     def recover(self) -> list[InFlight]:
         """The invocations left open by the previous run (call before `open`)."""
         try:
-            text = self.path.read_bytes()
+            content = self.path.read_bytes()
         except FileNotFoundError:
             return []
-        started: dict[str, InFlight] = {}
-        for line in text.splitlines():
-            try:
-                entry = loads(line)
-            except JSONDecodeError:
-                continue  # the line being written when the process died
-            if not isinstance(entry, dict):
-                continue
-            if "end" in entry:
-                started.pop(str(entry["end"]), None)
+        found: list[InFlight] = []
+        for start in range(0, len(content), SLOT_BYTES):
+            text = content[start : start + SLOT_BYTES].split(b"\0", 1)[0]
+            if not text:
                 continue
             try:
-                started[entry["id"]] = InFlight(
-                    mapping=str(entry["mapping"]),
-                    request_id=str(entry["id"]),
-                    attempt=int(entry["attempt"]),
-                    spans=dict(entry["spans"]),
-                    records=int(entry["records"]),
+                entry = loads(text)
+                found.append(
+                    InFlight(
+                        mapping=str(entry["mapping"]),
+                        request_id=str(entry["id"]),
+                        attempt=int(entry["attempt"]),
+                        spans=dict(entry["spans"]),
+                        records=int(entry["records"]),
+                    )
                 )
-            except (KeyError, TypeError, ValueError):
-                continue
-        return list(started.values())
+            except (JSONDecodeError, KeyError, TypeError, ValueError):
+                continue  # being written when the process died
+        return found
 
     def open(self) -> None:
-        self._descriptor = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        self._size = 0
+        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.ftruncate(descriptor, SLOT_BYTES * INITIAL_SLOTS)
+            self._map = mmap.mmap(descriptor, SLOT_BYTES * INITIAL_SLOTS)
+        finally:
+            os.close(descriptor)
+        self._free = list(range(INITIAL_SLOTS - 1, -1, -1))
 
     def started(
         self,
@@ -132,72 +142,70 @@ class InvocationJournal:
         spans: dict[str, list[Any] | None],
         records: int,
     ) -> None:
+        if self._map is None:
+            return
         entry = {"id": request_id, "mapping": mapping, "attempt": attempt, "spans": spans}
         try:
-            line = dumps({**entry, "records": records}) + b"\n"
+            text = dumps({**entry, "records": records})
         except TypeError as exc:
-            # A position the journal cannot hold: this invocation goes unprotected.
-            self._log.warning("journal.write_failed", error=str(exc), mapping=mapping)
+            self._unprotected(mapping, str(exc))
             return
-        self._open[request_id] = line
-        self._write(line)
+        if len(text) >= SLOT_BYTES:
+            self._unprotected(mapping, f"an entry of {len(text)} bytes (too many partitions)")
+            return
+        if not self._free:
+            self._grow()
+        slot = self._free.pop()
+        start = slot * SLOT_BYTES
+        self._map[start : start + len(text) + 1] = text + b"\0"
+        self._slots[request_id] = slot
 
     def ended(self, request_id: str) -> None:
-        if self._open.pop(request_id, None) is None:
+        slot = self._slots.pop(request_id, None)
+        if slot is None or self._map is None:
             return
-        self._write(b'{"end":' + dumps(request_id) + b"}\n")
-        if self._size > COMPACT_BYTES:
-            self._compact()
+        self._map[slot * SLOT_BYTES] = 0
+        self._free.append(slot)
 
-    def _write(self, line: bytes) -> None:
-        if self._descriptor is None:
-            return
-        try:
-            os.write(self._descriptor, line)
-        except OSError as exc:
-            self._log.warning("journal.write_failed", error=str(exc), path=str(self.path))
-            return
-        self._size += len(line)
+    def _grow(self) -> None:
+        """Twice the slots: more invocations are under way than ever before."""
+        assert self._map is not None
+        slots = len(self._map) // SLOT_BYTES
+        self._map.resize(2 * slots * SLOT_BYTES)
+        self._free.extend(range(2 * slots - 1, slots - 1, -1))
 
-    def _compact(self) -> None:
-        """Rewrite the journal with only the invocations still open (a few lines)."""
-        if self._descriptor is None:
-            return
-        scratch = self.path.with_suffix(".tmp")
-        try:
-            scratch.write_bytes(b"".join(self._open.values()))
-            os.replace(scratch, self.path)
-            descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND)
-        except OSError as exc:
-            self._log.warning("journal.write_failed", error=str(exc), path=str(self.path))
-            return
-        os.close(self._descriptor)
-        self._descriptor = descriptor
-        self._size = sum(map(len, self._open.values()))
+    def _unprotected(self, mapping: str, why: str) -> None:
+        """This invocation goes without an entry: if the daemon dies during it, it does
+        not count as an attempt. Said once."""
+        if not self._warned:
+            self._warned = True
+            self._log.warning("journal.write_failed", mapping=mapping, error=why)
 
     def close(self) -> None:
         """On a clean stop nothing is open: the journal goes."""
-        if self._descriptor is not None:
-            os.close(self._descriptor)
-            self._descriptor = None
-        if not self._open:
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        if not self._slots:
             self.path.unlink(missing_ok=True)
 
 
 def spans_of(records: Sequence[Record], position_of: Any) -> dict[str, list[Any] | None]:
     """Per partition, the first and last stable position of `records` (in order)."""
-    spans: dict[str, list[Any] | None] = {}
+    ends: dict[str, list[Record]] = {}
     for record in records:
-        position = position_of(record)
-        partition = record.partition
-        if position is ANY_POSITION:
+        found = ends.get(record.partition)
+        if found is None:
+            ends[record.partition] = [record, record]
+        else:
+            found[1] = record
+    spans: dict[str, list[Any] | None] = {}
+    for partition, (first, last) in ends.items():
+        start, end = position_of(first), position_of(last)
+        if start is ANY_POSITION or end is ANY_POSITION:
             spans[partition] = None
-            continue
-        key = _position_key(position)
-        span = spans.get(partition, [key, key])
-        if span is not None:
-            span[1] = key
-            spans[partition] = span
+        else:
+            spans[partition] = [_position_key(start), _position_key(end)]
     return spans
 
 

@@ -1,6 +1,6 @@
-"""The invocation journal: what the previous run left open is found again (a torn last
-line ignored), finished invocations are forgotten, the file stays small, and a clean
-stop removes it."""
+"""The invocation journal: what the previous run left open is found again (an entry torn
+by the process's end ignored), finished invocations are forgotten, it grows with the
+invocations under way, and a clean stop removes it."""
 
 from __future__ import annotations
 
@@ -28,8 +28,11 @@ def test_open_invocations_are_recovered_and_ended_ones_are_not(tmp_path: Path) -
     view.started("r1", 1, [record("s-0", (5, 0)), record("s-0", (7, 1))], position)
     view.started("r2", 2, [record("s-1", 3)], position)
     view.ended("r2")
-    with first.path.open("ab") as torn:
-        torn.write(b'{"id": "r3", "mapp')
+    view.started("r3", 1, [record("s-2", 3)], position)
+    slot = journal_module.SLOT_BYTES * 1  # r3 took the slot r2 gave back
+    with first.path.open("r+b") as torn:
+        torn.seek(slot + 20)
+        torn.write(b"\0")
     [crashed] = InvocationJournal(tmp_path).recover()
     assert (crashed.mapping, crashed.request_id, crashed.attempt) == ("orders", "r1", 1)
     assert list(crashed.spans) == ["s-0"]
@@ -71,24 +74,20 @@ def test_a_claim_covers_the_prefix_of_the_crashed_records_once(tmp_path: Path) -
     assert again.claim(batch, position) is None
 
 
-def test_the_journal_is_compacted_and_removed_on_a_clean_stop(
-    tmp_path: Path, monkeypatch: object
+def test_the_journal_grows_with_the_invocations_under_way_and_goes_on_a_clean_stop(
+    tmp_path: Path,
 ) -> None:
-    """Past the size limit only the open entries are kept; closing with none open
-    removes the file."""
-    journal_module.COMPACT_BYTES = 2000  # type: ignore[misc]
-    try:
-        journal = InvocationJournal(tmp_path)
-        journal.open()
-        view = MappingJournal(journal, "m", [])
-        view.started("open", 1, [record("p", 1)], position)
-        for index in range(100):
-            view.started(f"r{index}", 1, [record("p", index)], position)
-            view.ended(f"r{index}")
-        assert journal.path.stat().st_size < 2000
-        assert [entry.request_id for entry in InvocationJournal(tmp_path).recover()] == ["open"]
-        view.ended("open")
-        journal.close()
-        assert not journal.path.exists()
-    finally:
-        journal_module.COMPACT_BYTES = 1 << 20  # type: ignore[misc]
+    """More invocations at once than it has slots: it grows, and every one is found; once
+    all have ended, closing removes the file."""
+    journal = InvocationJournal(tmp_path)
+    journal.open()
+    view = MappingJournal(journal, "m", [])
+    many = journal_module.INITIAL_SLOTS * 3
+    for index in range(many):
+        view.started(f"r{index}", 1, [record("p", index)], position)
+    assert len(InvocationJournal(tmp_path).recover()) == many
+    for index in range(many):
+        view.ended(f"r{index}")
+    assert InvocationJournal(tmp_path).recover() == []
+    journal.close()
+    assert not journal.path.exists()
