@@ -21,14 +21,14 @@ import structlog
 
 from bridge.batching import BatchBuilder, BatchPolicy
 from bridge.dispatch import Dispatcher
-from bridge.lanes import Buffer, Matcher
+from bridge.lanes import Buffer, Inbox, Matcher
 from bridge.records import Record
 
 Settle = Callable[[Sequence[Record]], Awaitable[None]]
 _log = structlog.get_logger("bridge.lanes")
 
 
-class KeyedLane:
+class KeyedLane(Inbox):
     def __init__(
         self,
         *,
@@ -41,6 +41,7 @@ class KeyedLane:
         concurrency: int = 1,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__()
         self.key: Hashable = None
         self._policy = policy
         self._dispatcher = dispatcher
@@ -55,17 +56,8 @@ class KeyedLane:
         self._queues: dict[Hashable, deque[Record]] = {}
         self._ready: dict[Hashable, None] = {}
         self._busy: set[Hashable] = set()
-        self._queued = 0
-        self._arrived = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
         self._failure: Exception | None = None
-        # The session's backpressure hooks, as on bridge.lanes.Lane.
-        self.paused: frozenset[str] | None = None
-        self.on_drained: Callable[[KeyedLane], None] | None = None
-        self.capacity = 0
-        self.low_water = 0
-        self._room = asyncio.Event()
-        self._room.set()
 
     # -- what the session sees ---------------------------------------------------------
 
@@ -82,26 +74,9 @@ class KeyedLane:
         self._queued += len(records)
         self._arrived.set()
 
-    def wake(self) -> None:
-        self._arrived.set()
-
-    @property
-    def waiting(self) -> int:
-        return self._queued
-
     @property
     def in_flight(self) -> int:
         return len(self._in_flight)
-
-    async def wait_for_room(self, patience: float) -> bool:
-        if self._queued < self.capacity:
-            return True
-        self._room.clear()
-        try:
-            await asyncio.wait_for(self._room.wait(), patience)
-        except TimeoutError:
-            return False
-        return True
 
     def waiting_partitions(self) -> frozenset[str]:
         return frozenset(record.partition for queue in self._queues.values() for record in queue)
@@ -172,12 +147,8 @@ class KeyedLane:
             del self._queues[key]
         del self._ready[key]
         self._busy.add(key)
-        self._queued -= len(taken)
+        self._taken(len(taken))
         self._buffer.remove(len(taken))
-        if self._queued <= self.low_water:
-            self._room.set()
-            if self.paused is not None and self.on_drained:
-                self.on_drained(self)
         return taken
 
     def _put_back(self, key: Hashable, records: list[Record]) -> None:

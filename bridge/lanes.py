@@ -14,6 +14,7 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Sequence
+from typing import Any
 
 import structlog
 
@@ -51,7 +52,52 @@ class Buffer:
         await self._space.wait()
 
 
-class Lane:
+class Inbox:
+    """What every kind of lane keeps for the session's backpressure: how many records
+    wait, `wait_for_room` until they are down to `low_water`, and `on_drained` to resume
+    the partitions paused for it (`paused`)."""
+
+    def __init__(self) -> None:
+        self._queued = 0
+        self._arrived = asyncio.Event()
+        # Set while the source is paused for this lane's partitions; `on_drained` is
+        # called once the inbox is down to `low_water`.
+        self.paused: frozenset[str] | None = None
+        self.on_drained: Callable[[Any], None] | None = None
+        self.capacity = 0
+        self.low_water = 0
+        self._room = asyncio.Event()
+        self._room.set()
+
+    def wake(self) -> None:
+        self._arrived.set()
+
+    @property
+    def waiting(self) -> int:
+        return self._queued
+
+    def _taken(self, count: int) -> None:
+        """`count` records left the inbox for a batch."""
+        self._queued -= count
+        if self._queued <= self.low_water:
+            self._room.set()
+            if self.paused is not None and self.on_drained:
+                self.on_drained(self)
+
+    async def wait_for_room(self, patience: float) -> bool:
+        """Wait until the inbox is down to `low_water`; False if it is still full after
+        `patience` seconds (the lane is stuck, not just busy)."""
+        if self._queued < self.capacity:
+            return True
+        self._room.clear()
+        try:
+            await asyncio.wait_for(self._room.wait(), patience)
+        except TimeoutError:
+            return False
+        return True
+
+
+class Lane(Inbox):
     """Batches the records routed to it and delivers them through the dispatcher."""
 
     def __init__(
@@ -71,6 +117,7 @@ class Lane:
         concurrency: int = 1,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__()
         self.key = key
         self._policy = policy
         self._dispatcher = dispatcher
@@ -85,31 +132,14 @@ class Lane:
         self._slots = asyncio.Semaphore(concurrency)
         self._clock = clock
         self._chunks: deque[list[Record]] = deque()
-        self._queued = 0
-        self._arrived = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
         self._failure: Exception | None = None
         self._busy = False
-        # Set while the source is paused for this lane's partitions; `on_drained` is
-        # called once the inbox is down to `low_water`.
-        self.paused: frozenset[str] | None = None
-        self.on_drained: Callable[[Lane], None] | None = None
-        self.capacity = 0
-        self.low_water = 0
-        self._room = asyncio.Event()
-        self._room.set()
 
     def put(self, records: list[Record]) -> None:
         self._chunks.append(records)
         self._queued += len(records)
         self._arrived.set()
-
-    def wake(self) -> None:
-        self._arrived.set()
-
-    @property
-    def waiting(self) -> int:
-        return self._queued
 
     @property
     def in_flight(self) -> int:
@@ -179,24 +209,8 @@ class Lane:
         else:
             taken = head[:count]
             chunks[0] = head[count:]
-        self._queued -= len(taken)
-        if self._queued <= self.low_water:
-            self._room.set()
-            if self.paused is not None and self.on_drained:
-                self.on_drained(self)
+        self._taken(len(taken))
         return taken
-
-    async def wait_for_room(self, patience: float) -> bool:
-        """Wait until the inbox is down to `low_water`; False if it is still full after
-        `patience` seconds (the lane is stuck, not just busy)."""
-        if self._queued < self.capacity:
-            return True
-        self._room.clear()
-        try:
-            await asyncio.wait_for(self._room.wait(), patience)
-        except TimeoutError:
-            return False
-        return True
 
     def waiting_partitions(self) -> frozenset[str]:
         """Partitions of the records waiting in the inbox."""

@@ -3,45 +3,17 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from bridge.cli import main
 from bridge.config import load_config, load_config_text
-from bridge.errors import ConfigError
 from bridge.plugins import registered
 from bridge.settings import resolve
+from tests.unit.config_support import VALID, problems
 
 REPO = Path(__file__).resolve().parents[2]
-
-VALID = """\
-functions:
-  f:
-    invoker: python
-    handler: handler.py:handler
-destinations:
-  failed: {type: file, path: ./failed}
-mappings:
-  - name: inbox
-    function: f
-    source: {type: files, path: ./inbox}
-    destination_config: {on_failure: {destination: failed}}
-"""
-
-
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    (tmp_path / "handler.py").write_text("def handler(event, context):\n    return None\n")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-def problems(text: str, environ: dict[str, str] | None = None) -> list[str]:
-    with pytest.raises(ConfigError) as caught:
-        load_config_text(textwrap.dedent(text), "bridge.yaml", environ=environ or {})
-    return caught.value.problems
 
 
 def test_every_config_in_the_repository_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:

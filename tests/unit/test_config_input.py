@@ -11,33 +11,7 @@ import pytest
 
 from bridge.config import load_config, load_config_text
 from bridge.errors import ConfigError
-
-VALID = """\
-functions:
-  f:
-    invoker: python
-    handler: handler.py:handler
-destinations:
-  failed: {type: file, path: ./failed}
-mappings:
-  - name: inbox
-    function: f
-    source: {type: files, path: ./inbox}
-    destination_config: {on_failure: {destination: failed}}
-"""
-
-
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    (tmp_path / "handler.py").write_text("def handler(event, context):\n    return None\n")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-def problems(text: str, environ: dict[str, str] | None = None) -> list[str]:
-    with pytest.raises(ConfigError) as caught:
-        load_config_text(textwrap.dedent(text), "bridge.yaml", environ=environ or {})
-    return caught.value.problems
+from tests.unit.config_support import VALID, problems
 
 
 def with_mapping_settings(settings: str) -> str:
