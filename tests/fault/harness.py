@@ -1,0 +1,212 @@
+"""The moving parts of the fault scenarios: a producer thread that keeps adding
+numbered records, the daemon's workspace (config, handler, runs), and its admin endpoint
+found through `<state_dir>/admin-address`."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from tests.fault.sources import Body, FaultSource
+from tests.support import DaemonProcess, wait_for
+
+TICK_SECONDS = 0.05
+
+
+class Producer:
+    """Adds records at about `per_second` from a thread until stopped. Each record has a
+    unique id and the next sequence number of the partition it goes to. A send that fails
+    (a broker being down) is retried, the same records again, until it succeeds; only
+    then do its records count as produced."""
+
+    def __init__(
+        self,
+        source: FaultSource,
+        rng: random.Random,
+        per_second: float,
+        *,
+        extra: dict[str, Any] | None = None,
+        extra_for: Any = None,
+    ) -> None:
+        self.source = source
+        self.rng = rng
+        self.per_tick = per_second * TICK_SECONDS
+        self.extra = extra or {}
+        self.extra_for = extra_for
+        # id -> (partition, seq)
+        self.produced: dict[str, tuple[str, int]] = {}
+        self.bodies: dict[str, Body] = {}
+        self.failed_sends = 0
+        self.paused = threading.Event()
+        self._next_seq: dict[str, int] = defaultdict(int)
+        self._number = 0
+        self._owed = 0.0
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="fault-producer", daemon=True)
+
+    def start(self) -> Producer:
+        self._thread.start()
+        return self
+
+    def _bodies(self) -> list[Body]:
+        self._owed += self.per_tick
+        count, self._owed = int(self._owed), self._owed - int(self._owed)
+        bodies = []
+        for _ in range(count):
+            number, self._number = self._number, self._number + 1
+            partition = self.source.partition_for(number, self.rng.randrange(1 << 30))
+            seq = self._next_seq[partition]
+            self._next_seq[partition] = seq + 1
+            body: Body = {"id": f"r{number:07d}", "p": partition, "s": seq, **self.extra}
+            if self.extra_for is not None:
+                body.update(self.extra_for(number, self.rng))
+            bodies.append(body)
+        return bodies
+
+    def _run(self) -> None:
+        try:
+            sender = self.source.sender()
+        except BaseException as exc:
+            self._error = exc
+            return
+        try:
+            while not self._stop.is_set():
+                bodies = self._bodies()
+                while bodies and not self._send(sender, bodies):
+                    self.failed_sends += 1
+                    self._stop.wait(0.2)
+                self._stop.wait(TICK_SECONDS)
+        except BaseException as exc:
+            self._error = exc
+        finally:
+            sender.close()
+
+    def _send(self, sender: Any, bodies: list[Body]) -> bool:
+        if self.paused.is_set():
+            return False
+        try:
+            sender.send(bodies)
+        except Exception as exc:
+            if self._stop.is_set():
+                raise RuntimeError(f"records could not be produced at the end: {exc}") from exc
+            return False
+        for body in bodies:
+            self.produced[body["id"]] = (body["p"], body["s"])
+            self.bodies[body["id"]] = body
+        return True
+
+    def stop(self) -> dict[str, tuple[str, int]]:
+        """Stop after the records being sent are in; raise what stopped the thread."""
+        self._stop.set()
+        self._thread.join(60)
+        if self._thread.is_alive():
+            raise AssertionError("the producer did not stop within 60 s")
+        if self._error is not None:
+            raise AssertionError(f"the producer failed: {self._error!r}") from self._error
+        return dict(self.produced)
+
+
+class Workspace:
+    """A folder with the config, the handler and every daemon run started in it."""
+
+    def __init__(self, root: Path, env: dict[str, str] | None = None) -> None:
+        self.root = root
+        self.log_file = root / "deliveries.jsonl"
+        self.env = {"FAULT_LOG": str(self.log_file), **(env or {})}
+        self.daemons: list[DaemonProcess] = []
+
+    def write_config(self, text: str) -> Path:
+        path = self.root / "bridge.yaml"
+        path.write_text(text)
+        return path
+
+    def start(self, config: Path) -> DaemonProcess:
+        daemon = DaemonProcess(config, self.root, env=self.env).start()
+        self.daemons.append(daemon)
+        return daemon
+
+    def close(self) -> None:
+        for daemon in self.daemons:
+            daemon.kill()
+
+
+def pid_of(daemon: DaemonProcess) -> int:
+    assert daemon.process is not None
+    return daemon.process.pid
+
+
+def rss_megabytes(daemon: DaemonProcess) -> float:
+    """The daemon's resident set (VmRSS of /proc/<pid>/status), in MB."""
+    status = Path(f"/proc/{pid_of(daemon)}/status").read_text()
+    [kilobytes] = re.findall(r"^VmRSS:\s+(\d+) kB", status, re.M)
+    return int(kilobytes) / 1024
+
+
+class Admin:
+    """The daemon's admin endpoint, at the address it wrote to its state folder."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+
+    def url(self) -> str:
+        path = self.state_dir / "admin-address"
+        address = wait_for(
+            lambda: path.exists() and path.read_text().strip(), what="the admin address file"
+        )
+        return f"http://{address}"
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(self.url() + path, timeout=10) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def readiness(self) -> tuple[int, dict[str, Any]]:
+        status, body = self.get("/readyz")
+        return status, json.loads(body)
+
+    def metrics(self, mapping: str) -> dict[str, float]:
+        """The mapping's unlabelled-but-for-`mapping` counters, short names:
+        `polled_events_total`, ..."""
+        _, text = self.get("/metrics")
+        pattern = re.compile(
+            r'^lambda_bridge_(\w+)\{mapping="' + re.escape(mapping) + r'"\} (\S+)$', re.M
+        )
+        return {name: float(value) for name, value in pattern.findall(text)}
+
+
+def wait_until_delivered(
+    produced: dict[str, tuple[str, int]],
+    delivered: Any,
+    timeout: float,
+    daemon: DaemonProcess,
+) -> str | None:
+    """Wait until every produced id is in `delivered()`; else the problem, naming what
+    is missing."""
+    deadline = time.monotonic() + timeout
+    while True:
+        missing = set(produced) - delivered()
+        if not missing:
+            return None
+        shown = [(ident, *produced[ident]) for ident in sorted(missing)[:10]]
+        if daemon.process is not None and daemon.process.poll() is not None:
+            return (
+                f"the daemon exited ({daemon.process.returncode}) with {len(missing)} records "
+                f"undelivered, e.g. {shown}"
+            )
+        if time.monotonic() > deadline:
+            return (
+                f"{len(missing)} of {len(produced)} records still undelivered {timeout:.0f} s "
+                f"after the producer stopped, e.g. {shown}"
+            )
+        time.sleep(0.1)

@@ -1,0 +1,335 @@
+"""The sources of the fault suite: for each, where records go (a producer the test
+drives from a thread), the mapping's `source:` settings, and where its checkpoint can
+be read after a kill.
+
+Settings are the bridge's defaults except where a default only makes the test slow
+(lease, session and poll intervals) and batch_size 10, so that there are many batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import redis as redis_client
+from aiokafka import AIOKafkaProducer
+
+from tests.e2e import aws_helpers as aws
+from tests.e2e import kafka_helpers as kafka
+from tests.e2e import redis_helpers as rd
+
+Body = dict[str, Any]
+# position, saved -> whether a delivery at `position` was covered by the saved checkpoint
+Covered = Callable[[Any, Any], bool]
+
+
+class Sender(Protocol):
+    def send(self, bodies: list[Body]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class FaultSource(Protocol):
+    kind: str
+    ordered: bool
+    partitions: list[str]
+    function_timeout: int
+
+    def source_yaml(self) -> str:
+        """The mapping's `source:` line(s), indented as a mapping key."""
+        ...
+
+    def sender(self) -> Sender:
+        """A client for the producer thread (opened and used only there)."""
+        ...
+
+    def partition_for(self, number: int, chosen: int) -> str:
+        """The partition of record `number`; `chosen` is a seeded random index."""
+        ...
+
+    def checkpoint(self, root: Path) -> tuple[dict[str, Any], Covered] | None:
+        """The saved positions right after a kill, if they can be read."""
+        ...
+
+
+# -- files --------------------------------------------------------------------------
+
+
+class FilesSource:
+    """One file per record: the file is the partition."""
+
+    kind = "files"
+    ordered = True
+    partitions: list[str] = []
+    function_timeout = 3
+
+    def __init__(self, root: Path) -> None:
+        self.inbox = root / "inbox"
+        self.inbox.mkdir(parents=True, exist_ok=True)
+
+    def source_yaml(self) -> str:
+        return "    source: {type: files, path: ./inbox}\n"
+
+    def partition_for(self, number: int, chosen: int) -> str:
+        return f"r{number:07d}.rec"
+
+    def sender(self) -> Sender:
+        return _FileSender(self.inbox)
+
+    def checkpoint(self, root: Path) -> tuple[dict[str, Any], Covered] | None:
+        saved = _sqlite_checkpoints(root)
+        files = {key: json.loads(value).get("sequencer") for key, value in saved.items()}
+        # A file whose state is checkpointed is never reported again unless it changes,
+        # and the producer never changes one.
+        return files, lambda position, sequencer: True
+
+
+class _FileSender:
+    def __init__(self, inbox: Path) -> None:
+        self.inbox = inbox
+
+    def send(self, bodies: list[Body]) -> None:
+        for body in bodies:
+            (self.inbox / body["p"]).write_text(json.dumps(body))
+
+    def close(self) -> None:
+        return None
+
+
+def _sqlite_checkpoints(root: Path) -> dict[str, str]:
+    path = root / "state" / "checkpoints.sqlite3"
+    if not path.exists():
+        return {}
+    connection = sqlite3.connect(path)
+    try:
+        return dict(connection.execute("SELECT partition, value FROM checkpoints"))
+    except sqlite3.OperationalError:
+        return {}
+    finally:
+        connection.close()
+
+
+# -- Redis Streams -------------------------------------------------------------------
+
+
+class RedisStreamsSource:
+    kind = "redis-streams"
+    ordered = True
+    function_timeout = 3
+
+    def __init__(self, url: str, streams: int = 3) -> None:
+        self.url = url
+        self.partitions = [rd.unique("fault") for _ in range(streams)]
+        self.group = rd.unique("group")
+
+    def source_yaml(self) -> str:
+        return (
+            f"    source: {{type: redis-streams, url: '{self.url}', "
+            f"streams: [{', '.join(self.partitions)}], group: {self.group}, "
+            "starting_position: TRIM_HORIZON, claim_idle_after_seconds: 1, "
+            "lease_ttl_seconds: 2, block_seconds: 0.2}\n"
+        )
+
+    def partition_for(self, number: int, chosen: int) -> str:
+        return self.partitions[chosen % len(self.partitions)]
+
+    def sender(self) -> Sender:
+        return _RedisSender(self.url)
+
+    def checkpoint(self, root: Path) -> tuple[dict[str, Any], Covered] | None:
+        return None
+
+
+class _RedisSender:
+    def __init__(self, url: str) -> None:
+        self.client = redis_client.Redis.from_url(url, socket_timeout=3, socket_connect_timeout=3)
+
+    def send(self, bodies: list[Body]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for body in bodies:
+            pipe.xadd(body["p"], {"body": json.dumps(body), "kind": body.get("kind", "keep")})
+        pipe.execute()
+
+    def close(self) -> None:
+        self.client.close()
+
+
+# -- Kafka --------------------------------------------------------------------------
+
+
+class KafkaSource:
+    kind = "kafka"
+    ordered = True
+    function_timeout = 3
+
+    def __init__(self, bootstrap: str, partitions: int = 3) -> None:
+        self.bootstrap = bootstrap
+        self.topic = kafka.unique("fault")
+        self.group = kafka.unique("group")
+        self.count = partitions
+        self.partitions = [f"{self.topic}-{index}" for index in range(partitions)]
+        kafka.create_topic(bootstrap, self.topic, partitions)
+
+    def source_yaml(self) -> str:
+        return (
+            f"    source: {{type: kafka, bootstrap_servers: '{self.bootstrap}', "
+            f"topics: [{self.topic}], consumer_group_id: {self.group}, "
+            "starting_position: TRIM_HORIZON, session_timeout_seconds: 6, "
+            "heartbeat_interval_seconds: 0.2}\n"
+        )
+
+    def partition_for(self, number: int, chosen: int) -> str:
+        return self.partitions[chosen % self.count]
+
+    def sender(self) -> Sender:
+        return _KafkaSender(self.bootstrap, self.topic)
+
+    def checkpoint(self, root: Path) -> tuple[dict[str, Any], Covered] | None:
+        offsets = kafka.committed(self.bootstrap, self.group, self.topic, self.count)
+        saved = {f"{self.topic}-{index}": offset for index, offset in offsets.items()}
+        # The committed offset is the next one to read: everything below it is done.
+        return saved, lambda offset, committed: offset < committed
+
+
+class _KafkaSender:
+    """aiokafka's producer on an event loop of the producer thread's own."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.topic = topic
+        self.runner = asyncio.Runner()
+        self.producer = self.runner.run(self._start(bootstrap))
+
+    @staticmethod
+    async def _start(bootstrap: str) -> AIOKafkaProducer:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, enable_idempotence=False, request_timeout_ms=5000
+        )
+        await producer.start()
+        return producer
+
+    def send(self, bodies: list[Body]) -> None:
+        self.runner.run(asyncio.wait_for(self._send(bodies), 10))
+
+    async def _send(self, bodies: list[Body]) -> None:
+        sent = []
+        for body in bodies:
+            partition = int(body["p"].rsplit("-", 1)[1])
+            value = json.dumps(body).encode()
+            sent.append(await self.producer.send(self.topic, value, partition=partition))
+        for delivery in sent:
+            await delivery
+
+    def close(self) -> None:
+        try:
+            self.runner.run(asyncio.wait_for(self.producer.stop(), 10))
+        except Exception as exc:
+            print(f"kafka producer did not stop cleanly: {exc!r}")
+        finally:
+            self.runner.close()
+
+
+# -- SQS ----------------------------------------------------------------------------
+
+
+class SqsSource:
+    """A standard queue: unordered, so the partition is the queue itself."""
+
+    kind = "sqs"
+    ordered = False
+    function_timeout = 2
+    visibility_seconds = 5
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.url, _ = aws.new_queue(endpoint, visibility=self.visibility_seconds)
+        self.partitions = ["queue"]
+
+    def source_yaml(self) -> str:
+        return (
+            f"    source: {{type: sqs, queue_url: '{self.url}', endpoint_url: '{self.endpoint}', "
+            "wait_time_seconds: 1}\n"
+        )
+
+    def partition_for(self, number: int, chosen: int) -> str:
+        return "queue"
+
+    def sender(self) -> Sender:
+        return _SqsSender(self.endpoint, self.url)
+
+    def checkpoint(self, root: Path) -> tuple[dict[str, Any], Covered] | None:
+        return None
+
+
+class _SqsSender:
+    def __init__(self, endpoint: str, url: str) -> None:
+        self.endpoint, self.url = endpoint, url
+
+    def send(self, bodies: list[Body]) -> None:
+        aws.send(self.endpoint, self.url, bodies)
+
+    def close(self) -> None:
+        return None
+
+
+# -- Kinesis ------------------------------------------------------------------------
+
+
+class KinesisSource:
+    """Two shards; each record is put into the shard the producer chose for it with
+    PutRecord's ExplicitHashKey, so the producer numbers records per shard."""
+
+    kind = "kinesis"
+    ordered = True
+    function_timeout = 3
+
+    def __init__(self, endpoint: str, shards: int = 2) -> None:
+        self.endpoint = endpoint
+        self.stream = aws.new_stream(endpoint, shards)
+        listed = aws.client("kinesis", endpoint).list_shards(StreamName=self.stream)["Shards"]
+        self.hash_keys = {
+            shard["ShardId"]: shard["HashKeyRange"]["StartingHashKey"] for shard in listed
+        }
+        self.partitions = sorted(self.hash_keys)
+
+    def source_yaml(self) -> str:
+        return (
+            f"    source: {{type: kinesis, stream: {self.stream}, endpoint_url: '{self.endpoint}', "
+            "starting_position: TRIM_HORIZON, poll_interval_seconds: 0.2}\n"
+        )
+
+    def partition_for(self, number: int, chosen: int) -> str:
+        return self.partitions[chosen % len(self.partitions)]
+
+    def sender(self) -> Sender:
+        return _KinesisSender(self.endpoint, self.stream, self.hash_keys)
+
+    def checkpoint(self, root: Path) -> tuple[dict[str, Any], Covered] | None:
+        saved = {
+            shard: int(value)
+            for shard, value in _sqlite_checkpoints(root).items()
+            if value.isdigit()
+        }
+        # The saved sequence number is the last settled record's: it is not read again.
+        return saved, lambda sequence, last: sequence <= last
+
+
+class _KinesisSender:
+    def __init__(self, endpoint: str, stream: str, hash_keys: dict[str, str]) -> None:
+        self.client = aws.client("kinesis", endpoint)
+        self.stream, self.hash_keys = stream, hash_keys
+
+    def send(self, bodies: list[Body]) -> None:
+        for body in bodies:
+            self.client.put_record(
+                StreamName=self.stream,
+                Data=json.dumps(body).encode(),
+                PartitionKey=body["id"],
+                ExplicitHashKey=self.hash_keys[body["p"]],
+            )
+
+    def close(self) -> None:
+        return None
