@@ -13,7 +13,7 @@ from pathlib import Path
 
 # Decodes one record of any source into (id, partition, seq, position, item identifier,
 # receive count); shared by both handlers.
-_DECODE = '''
+_DECODE = """
 import base64, json, os, threading, time
 from urllib.parse import unquote_plus
 
@@ -59,12 +59,12 @@ def write(lines):
         for line in lines:
             out.write(json.dumps(line) + "\\n")
             out.flush()
-'''
+"""
 
 RECORDING_HANDLER = (
     '"""Fault suite: records every record it is given, with the daemon\'s pid and the time."""\n'
     + _DECODE
-    + '''
+    + """
 
 def handler(event, context):
     now = time.time()
@@ -74,13 +74,14 @@ def handler(event, context):
         for body, position, _, count in rows(event)
     )
     return {}
-'''
+"""
 )
 
 SOAK_HANDLER = (
-    '"""Fault suite soak: fails at random (seeded), by partial batch response or by raising."""\n'
+    '"""Fault suite soak: fails at random (seeded), by partial batch response or by '
+    'raising; poison records fail every time."""\n'
     + _DECODE
-    + '''
+    + """
 import random
 from collections import Counter
 
@@ -102,23 +103,30 @@ def handler(event, context):
     # Decisions depend on the seed, the record and how often it was seen, not on timing.
     first = found[0][0]["id"]
     raising = random.Random(f"{SEED}:raise:{first}:{attempts[0]}").random() < RAISE_RATE
-    failed, stopped = set(), set()
+    # Powertools-style: each record that failed is reported, and only those; Lambda
+    # (and the bridge) retry from a partition's first reported record, so the records
+    # after it are processed again even though they went through.
+    failed = set()
     for (body, _, ident, _), attempt in zip(found, attempts):
-        # A well-behaved stream handler: after a partition's first failure, the rest of
-        # that partition is reported too (Powertools does the same).
-        if body["p"] in stopped or random.Random(f"{SEED}:{body['id']}:{attempt}").random() < FAIL_RATE:
-            stopped.add(body["p"])
+        unlucky = random.Random(f"{SEED}:{body['id']}:{attempt}").random() < FAIL_RATE
+        if body.get("poison") or unlucky:
             failed.add(json.dumps(ident))
-    write(
-        {"id": body["id"], "p": body["p"], "s": body["s"], "kind": body.get("kind"),
-         "ok": not raising and json.dumps(ident) not in failed, "raised": raising,
-         "attempt": attempt, "req": context.aws_request_id}
-        for (body, _, ident, _), attempt in zip(found, attempts)
-    )
+    lines, blocked = [], set()
+    for (body, _, ident, _), attempt in zip(found, attempts):
+        ok = not raising and json.dumps(ident) not in failed
+        # done: this attempt settles the record as a success (nothing failed before it
+        # in its partition).
+        done = ok and body["p"] not in blocked
+        if not ok:
+            blocked.add(body["p"])
+        lines.append({"id": body["id"], "p": body["p"], "s": body["s"], "kind": body.get("kind"),
+                      "ok": ok, "done": done, "raised": raising, "attempt": attempt,
+                      "req": context.aws_request_id})
+    write(lines)
     if raising:
         raise RuntimeError(f"soak: failing the batch of {len(found)} on purpose")
     return {"batchItemFailures": [{"itemIdentifier": json.loads(item)} for item in sorted(failed)]}
-'''
+"""
 )
 
 

@@ -25,7 +25,7 @@ class Producer:
     """Adds records at about `per_second` from a thread until stopped. Each record has a
     unique id and the next sequence number of the partition it goes to. A send that fails
     (a broker being down) is retried, the same records again, until it succeeds; only
-    then do its records count as produced."""
+    then do its records count as produced. `extra_for(number, rng)` adds fields to a body."""
 
     def __init__(
         self,
@@ -33,13 +33,13 @@ class Producer:
         rng: random.Random,
         per_second: float,
         *,
-        extra: dict[str, Any] | None = None,
         extra_for: Any = None,
+        prefix: str = "r",
     ) -> None:
         self.source = source
+        self.prefix = prefix
         self.rng = rng
         self.per_tick = per_second * TICK_SECONDS
-        self.extra = extra or {}
         self.extra_for = extra_for
         # id -> (partition, seq)
         self.produced: dict[str, tuple[str, int]] = {}
@@ -66,7 +66,7 @@ class Producer:
             partition = self.source.partition_for(number, self.rng.randrange(1 << 30))
             seq = self._next_seq[partition]
             self._next_seq[partition] = seq + 1
-            body: Body = {"id": f"r{number:07d}", "p": partition, "s": seq, **self.extra}
+            body: Body = {"id": f"{self.prefix}{number:07d}", "p": partition, "s": seq}
             if self.extra_for is not None:
                 body.update(self.extra_for(number, self.rng))
             bodies.append(body)
@@ -107,6 +107,8 @@ class Producer:
     def stop(self) -> dict[str, tuple[str, int]]:
         """Stop after the records being sent are in; raise what stopped the thread."""
         self._stop.set()
+        if self._thread.ident is None:
+            return {}
         self._thread.join(60)
         if self._thread.is_alive():
             raise AssertionError("the producer did not stop within 60 s")

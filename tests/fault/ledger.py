@@ -8,6 +8,7 @@ lines instead of stopping at the first, so one failing seed shows everything it 
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -117,7 +118,9 @@ def missing(produced: dict[str, tuple[str, int]], log: DeliveryLog) -> list[str]
     lost = sorted(set(produced) - log.ids(), key=lambda ident: produced[ident])
     if not lost:
         return []
-    shown = ", ".join(f"{ident} ({produced[ident][0]} #{produced[ident][1]})" for ident in lost[:10])
+    shown = ", ".join(
+        f"{ident} ({produced[ident][0]} #{produced[ident][1]})" for ident in lost[:10]
+    )
     return [f"{len(lost)} of {len(produced)} records were never delivered: {shown}"]
 
 
@@ -148,9 +151,7 @@ def check_ordered(runs: list[Run], log: DeliveryLog, figures: Figures) -> list[s
                 else:
                     seen_here.add(delivery.seq)
                     first_deliveries.append(delivery.seq)
-            backwards = [
-                (a, b) for a, b in zip(first_deliveries, first_deliveries[1:], strict=False) if b <= a
-            ]
+            backwards = [(a, b) for a, b in itertools.pairwise(first_deliveries) if b <= a]
             if backwards:
                 problems.append(
                     f"run {run_index} (pid {run.pid}) went backwards on {partition}: "

@@ -64,10 +64,10 @@ class FilesSource:
 
     kind = "files"
     ordered = True
-    partitions: list[str] = []
     function_timeout = 3
 
     def __init__(self, root: Path) -> None:
+        self.partitions: list[str] = []
         self.inbox = root / "inbox"
         self.inbox.mkdir(parents=True, exist_ok=True)
 

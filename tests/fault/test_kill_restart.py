@@ -111,7 +111,9 @@ class KillLoop:
             deadline = time.monotonic() + PROGRESS_TIMEOUT_SECONDS
             while not self.log.count_for(pid):
                 if daemon.process is not None and daemon.process.poll() is not None:
-                    self.problems.append(f"run {index} exited ({daemon.process.returncode}) by itself")
+                    self.problems.append(
+                        f"run {index} exited ({daemon.process.returncode}) by itself"
+                    )
                     return False
                 if time.monotonic() > deadline:
                     self.problems.append(
