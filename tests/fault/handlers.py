@@ -66,8 +66,12 @@ RECORDING_HANDLER = (
     + _DECODE
     + """
 
+DELAY = float(os.environ.get("HANDLER_DELAY", "0"))
+
+
 def handler(event, context):
     now = time.time()
+    time.sleep(DELAY)
     write(
         {"pid": PID, "t": now, "id": body["id"], "p": body["p"], "s": body["s"],
          "pos": position, "count": count, "req": context.aws_request_id}
@@ -123,6 +127,12 @@ def handler(event, context):
                       "ok": ok, "done": done, "raised": raising, "attempt": attempt,
                       "req": context.aws_request_id})
     write(lines)
+    with _lock:
+        for line in lines:
+            if line["done"]:
+                # Settled: never seen again, so its count need not be kept (a soak must
+                # not grow the daemon's memory by itself).
+                _seen.pop(line["id"], None)
     if raising:
         raise RuntimeError(f"soak: failing the batch of {len(found)} on purpose")
     return {"batchItemFailures": [{"itemIdentifier": json.loads(item)} for item in sorted(failed)]}

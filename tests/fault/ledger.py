@@ -22,7 +22,8 @@ from typing import Any
 # or Kafka's commit interval (0.1 s) plus the request itself; SQS deletes at once. So
 # about 0.6 s of records may be in flight at a kill; 3 s leaves room for a 2-core machine
 # running the rest of the test suite (scheduling delays of a second are common there),
-# while a checkpoint that lags by whole batches or never moves still shows.
+# while a checkpoint that lags by whole batches or never moves still shows. A handler
+# that takes its time adds that time (the checks take it as `window`).
 DUPLICATE_WINDOW_SECONDS = 3.0
 
 
@@ -128,10 +129,12 @@ def _runs_by_pid(runs: list[Run]) -> dict[int, int]:
     return {run.pid: index for index, run in enumerate(runs)}
 
 
-def check_ordered(runs: list[Run], log: DeliveryLog, figures: Figures) -> list[str]:
+def check_ordered(
+    runs: list[Run], log: DeliveryLog, figures: Figures, window: float = DUPLICATE_WINDOW_SECONDS
+) -> list[str]:
     """Per partition: within a run, first deliveries come in increasing sequence; what a
     restarted run delivers again is a contiguous tail of what earlier runs delivered,
-    delivered by them at most DUPLICATE_WINDOW_SECONDS before they were killed."""
+    delivered by them at most `window` seconds before they were killed."""
     index_of = _runs_by_pid(runs)
     problems: list[str] = []
     # partition -> seq -> (run index, time) of its latest delivery so far
@@ -167,10 +170,10 @@ def check_ordered(runs: list[Run], log: DeliveryLog, figures: Figures) -> list[s
                         f"#{again[0]} to #{again[-1]} ({len(again)} records), not a contiguous "
                         f"tail of the {len(earlier)} delivered before (last #{earlier[-1]})"
                     )
-                late += _outside_window(runs, again, before, partition, figures)
+                late += _outside_window(runs, again, before, partition, figures, window)
             for delivery in deliveries:
                 before[delivery.seq] = (run_index, delivery.at)
-        problems += _late_summary(run_index, late, runs)
+        problems += _late_summary(run_index, late, runs, window)
     return problems
 
 
@@ -180,6 +183,7 @@ def _outside_window(
     before: dict[int, tuple[int, float]],
     partition: str,
     figures: Figures,
+    window: float,
 ) -> list[tuple[float, int, str, int]]:
     """The redelivered records whose earlier delivery was not recent at its run's kill:
     (how long before the kill, that run, partition, seq); infinite for a clean stop."""
@@ -188,16 +192,16 @@ def _outside_window(
         previous_run, at = before[seq]
         killed = runs[previous_run].killed
         figures.duplicates += 1
-        window = float("inf") if killed is None else killed - at
+        before_kill = float("inf") if killed is None else killed - at
         if killed is not None:
-            figures.max_duplicate_window = max(figures.max_duplicate_window, window)
-        if window > DUPLICATE_WINDOW_SECONDS:
-            late.append((window, previous_run, partition, seq))
+            figures.max_duplicate_window = max(figures.max_duplicate_window, before_kill)
+        if before_kill > window:
+            late.append((before_kill, previous_run, partition, seq))
     return late
 
 
 def _late_summary(
-    run_index: int, late: list[tuple[float, int, str, int]], runs: list[Run]
+    run_index: int, late: list[tuple[float, int, str, int]], runs: list[Run], window: float
 ) -> list[str]:
     problems = []
     by_run: dict[int, list[tuple[float, int, str, int]]] = defaultdict(list)
@@ -214,17 +218,21 @@ def _late_summary(
             continue
         problems.append(
             f"run {run_index} delivered again {len(entries)} records that run {previous_run} "
-            f"had delivered more than {DUPLICATE_WINDOW_SECONDS} s before it was killed (up to "
+            f"had delivered more than {window} s before it was killed (up to "
             f"{entries[0][0]:.2f} s: its checkpoint lagged behind), e.g. {examples}"
         )
     return problems
 
 
 def check_unordered(
-    runs: list[Run], log: DeliveryLog, visibility_seconds: float, figures: Figures
+    runs: list[Run],
+    log: DeliveryLog,
+    visibility_seconds: float,
+    figures: Figures,
+    window: float = DUPLICATE_WINDOW_SECONDS,
 ) -> list[str]:
     """A standard SQS queue: a message delivered again was either in flight when its
-    earlier run was killed (delivered at most DUPLICATE_WINDOW_SECONDS before the kill,
+    earlier run was killed (delivered at most `window` seconds before the kill,
     not yet deleted) or came back because its visibility timeout lapsed (a full timeout
     after it was last delivered, with a higher ApproximateReceiveCount)."""
     index_of = _runs_by_pid(runs)
@@ -247,7 +255,7 @@ def check_unordered(
             )
         killed = runs[earlier_run].killed
         in_flight = earlier_run < run_index and killed is not None
-        if in_flight and killed is not None and killed - earlier.at <= DUPLICATE_WINDOW_SECONDS:
+        if in_flight and killed is not None and killed - earlier.at <= window:
             figures.max_duplicate_window = max(figures.max_duplicate_window, killed - earlier.at)
             continue
         # One second of slack: the earlier receive may have come a little before its delivery.

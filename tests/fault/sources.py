@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import random
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,6 +39,8 @@ class Sender(Protocol):
 class FaultSource(Protocol):
     kind: str
     ordered: bool
+    # Seconds the recording handler spends on each batch.
+    handler_delay: float
     partitions: list[str]
     function_timeout: int
 
@@ -60,16 +65,23 @@ class FaultSource(Protocol):
 
 
 class FilesSource:
-    """One file per record: the file is the partition."""
+    """One file per record: the file is the partition. Now and then the producer also
+    touches a file it wrote a moment ago (a new mtime, the same content, as a checkout
+    or a restore does): that is no new record, and must not disturb the one in flight."""
 
     kind = "files"
     ordered = True
     function_timeout = 3
+    # A slow handler keeps records in flight across checkpoint flushes (every 0.5 s).
+    handler_delay = 1.5
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, touches: random.Random) -> None:
         self.partitions: list[str] = []
         self.inbox = root / "inbox"
         self.inbox.mkdir(parents=True, exist_ok=True)
+        self.touches = touches
+        # Files the producer touched (their keys).
+        self.touched: set[str] = set()
 
     def source_yaml(self) -> str:
         return "    source: {type: files, path: ./inbox}\n"
@@ -78,7 +90,7 @@ class FilesSource:
         return f"r{number:07d}.rec"
 
     def sender(self) -> Sender:
-        return _FileSender(self.inbox)
+        return _FileSender(self.inbox, self.touches, self.touched)
 
     def checkpoint(self, root: Path) -> tuple[dict[str, Any], Covered] | None:
         saved = _sqlite_checkpoints(root)
@@ -89,12 +101,32 @@ class FilesSource:
 
 
 class _FileSender:
-    def __init__(self, inbox: Path) -> None:
+    """Writes one file per record. About every third call it also touches a file written
+    one to three seconds ago: past `stable_after_seconds` (1 s), so most likely reported
+    and in its batch right now."""
+
+    TOUCH_SHARE = 1.0
+    TOUCH_AGE_SECONDS = (1.0, 3.0)
+
+    def __init__(self, inbox: Path, touches: random.Random, touched: set[str]) -> None:
         self.inbox = inbox
+        self.touches = touches
+        self.touched = touched
+        self.written: list[tuple[float, Path]] = []
 
     def send(self, bodies: list[Body]) -> None:
+        now = time.monotonic()
         for body in bodies:
-            (self.inbox / body["p"]).write_text(json.dumps(body))
+            path = self.inbox / body["p"]
+            path.write_text(json.dumps(body))
+            self.written.append((now, path))
+        youngest, oldest = self.TOUCH_AGE_SECONDS
+        self.written = [(at, path) for at, path in self.written if now - at <= oldest]
+        candidates = [path for at, path in self.written if now - at >= youngest]
+        if candidates and self.touches.random() < self.TOUCH_SHARE:
+            chosen = self.touches.choice(candidates)
+            os.utime(chosen)
+            self.touched.add(chosen.name)
 
     def close(self) -> None:
         return None
@@ -118,6 +150,7 @@ def _sqlite_checkpoints(root: Path) -> dict[str, str]:
 
 class RedisStreamsSource:
     kind = "redis-streams"
+    handler_delay = 0.0
     ordered = True
     function_timeout = 3
 
@@ -163,6 +196,7 @@ class _RedisSender:
 
 class KafkaSource:
     kind = "kafka"
+    handler_delay = 0.0
     ordered = True
     function_timeout = 3
 
@@ -239,6 +273,7 @@ class SqsSource:
     """A standard queue: unordered, so the partition is the queue itself."""
 
     kind = "sqs"
+    handler_delay = 0.0
     ordered = False
     function_timeout = 2
     visibility_seconds = 5
@@ -283,6 +318,7 @@ class KinesisSource:
     PutRecord's ExplicitHashKey, so the producer numbers records per shard."""
 
     kind = "kinesis"
+    handler_delay = 0.0
     ordered = True
     function_timeout = 3
 
