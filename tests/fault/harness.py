@@ -45,7 +45,6 @@ class Producer:
         self.produced: dict[str, tuple[str, int]] = {}
         self.bodies: dict[str, Body] = {}
         self.failed_sends = 0
-        self.paused = threading.Event()
         self._next_seq: dict[str, int] = defaultdict(int)
         self._number = 0
         self._owed = 0.0
@@ -91,8 +90,6 @@ class Producer:
             sender.close()
 
     def _send(self, sender: Any, bodies: list[Body]) -> bool:
-        if self.paused.is_set():
-            return False
         try:
             sender.send(bodies)
         except Exception as exc:
@@ -192,7 +189,7 @@ def wait_until_delivered(
     delivered: Any,
     timeout: float,
     daemon: DaemonProcess,
-    quiet: float = 30.0,
+    quiet: float = 20.0,
 ) -> str | None:
     """Wait until every produced id is in `delivered()`. Give up after `timeout`, or once
     nothing new was delivered for `quiet` seconds (a lost record never comes); the

@@ -326,7 +326,7 @@ class KinesisSource:
         self.endpoint = endpoint
         self.stream = aws.new_stream(endpoint, shards)
         listed = aws.client("kinesis", endpoint).list_shards(StreamName=self.stream)["Shards"]
-        self.hash_keys = {
+        self.hash_keys: dict[str, str] = {
             shard["ShardId"]: shard["HashKeyRange"]["StartingHashKey"] for shard in listed
         }
         self.partitions = sorted(self.hash_keys)

@@ -95,8 +95,11 @@ def tansu_on_s3(tmp_path: Path) -> Iterator[services.ServerProcess]:
 
 
 def mapping_entry(body: dict[str, Any]) -> dict[str, Any]:
-    [entry] = [entry for entry in body.get("mappings", []) if entry.get("name") == MAPPING]
-    return entry
+    found: list[dict[str, Any]] = [
+        entry for entry in body.get("mappings", []) if entry.get("name") == MAPPING
+    ]
+    assert len(found) == 1, f"/readyz does not list mapping {MAPPING!r} once: {body}"
+    return found[0]
 
 
 class Outages:
