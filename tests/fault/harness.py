@@ -212,3 +212,33 @@ def wait_until_delivered(
                 f"stopped, {now - last_change:.0f} s after the last new delivery"
             )
         time.sleep(0.1)
+
+
+def last_positions(deliveries: list[Any]) -> dict[str, Any]:
+    """The highest position delivered per partition."""
+    last: dict[str, Any] = {}
+    for delivery in deliveries:
+        known = last.get(delivery.partition)
+        last[delivery.partition] = (
+            delivery.position if known is None else max(known, delivery.position)
+        )
+    return last
+
+
+def settled_while_running(
+    source: FaultSource, root: Path, deliveries: list[Any], timeout: float = 10.0
+) -> list[str]:
+    """Once everything was delivered, the running daemon must show it settled at the
+    source (acknowledged, committed, deleted, checkpointed) within `timeout`: a
+    committer or acknowledger that died in the background would leave it behind. (On
+    SIGTERM the daemon settles what it holds anyway, which would hide that.)"""
+    last = last_positions(deliveries)
+    deadline = time.monotonic() + timeout
+    while True:
+        behind = source.left_behind(root, last)
+        if not behind or time.monotonic() > deadline:
+            return [
+                f"{timeout:.0f} s after the last delivery, with the daemon running: {problem}"
+                for problem in behind
+            ]
+        time.sleep(0.5)

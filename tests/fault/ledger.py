@@ -284,4 +284,6 @@ def check_checkpoint_floor(
                 f"run {run_index} delivered {delivery.partition} #{delivery.seq} at position "
                 f"{delivery.position}, already checkpointed ({saved}) before it started"
             )
-    return problems[:10]
+    if len(problems) > 5:
+        problems[5:] = [f"run {run_index}: {len(problems) - 5} more records like these"]
+    return problems

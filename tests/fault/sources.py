@@ -21,7 +21,6 @@ from typing import Any, Protocol
 import redis as redis_client
 from aiokafka import AIOKafkaProducer
 
-from tests.e2e import aws_helpers as aws
 from tests.e2e import kafka_helpers as kafka
 from tests.e2e import redis_helpers as rd
 
@@ -60,6 +59,11 @@ class FaultSource(Protocol):
         """The saved positions right after a kill, if they can be read."""
         ...
 
+    def left_behind(self, root: Path, last: dict[str, Any]) -> list[str]:
+        """After the last run stopped cleanly: what the source or the checkpoint store
+        still holds as unsettled, given the last position delivered per partition."""
+        ...
+
 
 # -- files --------------------------------------------------------------------------
 
@@ -93,11 +97,18 @@ class FilesSource:
         return _FileSender(self.inbox, self.touches, self.touched)
 
     def checkpoint(self, root: Path) -> tuple[dict[str, Any], Covered] | None:
-        saved = _sqlite_checkpoints(root)
+        saved = sqlite_checkpoints(root)
         files = {key: json.loads(value).get("sequencer") for key, value in saved.items()}
         # A file whose state is checkpointed is never reported again unless it changes,
         # and the producer never changes one.
         return files, lambda position, sequencer: True
+
+    def left_behind(self, root: Path, last: dict[str, Any]) -> list[str]:
+        saved = sqlite_checkpoints(root)
+        unsaved = sorted(key for key in last if key not in saved)
+        if not unsaved:
+            return []
+        return [f"{len(unsaved)} delivered files have no saved state: {unsaved[:5]}"]
 
 
 class _FileSender:
@@ -132,7 +143,7 @@ class _FileSender:
         return None
 
 
-def _sqlite_checkpoints(root: Path) -> dict[str, str]:
+def sqlite_checkpoints(root: Path) -> dict[str, str]:
     path = root / "state" / "checkpoints.sqlite3"
     if not path.exists():
         return {}
@@ -175,6 +186,19 @@ class RedisStreamsSource:
 
     def checkpoint(self, root: Path) -> tuple[dict[str, Any], Covered] | None:
         return None
+
+    def left_behind(self, root: Path, last: dict[str, Any]) -> list[str]:
+        client = redis_client.Redis.from_url(self.url)
+        try:
+            pending = {
+                stream: int(client.xpending(stream, self.group)["pending"])
+                for stream in self.partitions
+            }
+        finally:
+            client.close()
+        if not any(pending.values()):
+            return []
+        return [f"entries still pending (never acknowledged) in group {self.group}: {pending}"]
 
 
 class _RedisSender:
@@ -228,6 +252,19 @@ class KafkaSource:
         # The committed offset is the next one to read: everything below it is done.
         return saved, lambda offset, committed: offset < committed
 
+    def left_behind(self, root: Path, last: dict[str, Any]) -> list[str]:
+        floor = self.checkpoint(root)
+        assert floor is not None
+        committed, _ = floor
+        behind = {
+            partition: (committed.get(partition), offset + 1)
+            for partition, offset in last.items()
+            if committed.get(partition) != offset + 1
+        }
+        if not behind:
+            return []
+        return [f"committed offsets behind the last delivered (committed, wanted): {behind}"]
+
 
 class _KafkaSender:
     """aiokafka's producer on an event loop of the producer thread's own."""
@@ -264,108 +301,3 @@ class _KafkaSender:
             print(f"kafka producer did not stop cleanly: {exc!r}")
         finally:
             self.runner.close()
-
-
-# -- SQS ----------------------------------------------------------------------------
-
-
-class SqsSource:
-    """A standard queue: unordered, so the partition is the queue itself."""
-
-    kind = "sqs"
-    handler_delay = 0.0
-    ordered = False
-    function_timeout = 2
-    visibility_seconds = 5
-
-    def __init__(self, endpoint: str) -> None:
-        self.endpoint = endpoint
-        self.url, _ = aws.new_queue(endpoint, visibility=self.visibility_seconds)
-        self.partitions = ["queue"]
-
-    def source_yaml(self) -> str:
-        return (
-            f"    source: {{type: sqs, queue_url: '{self.url}', endpoint_url: '{self.endpoint}', "
-            "wait_time_seconds: 1}\n"
-        )
-
-    def partition_for(self, number: int, chosen: int) -> str:
-        return "queue"
-
-    def sender(self) -> Sender:
-        return _SqsSender(self.endpoint, self.url)
-
-    def checkpoint(self, root: Path) -> tuple[dict[str, Any], Covered] | None:
-        return None
-
-
-class _SqsSender:
-    def __init__(self, endpoint: str, url: str) -> None:
-        self.endpoint, self.url = endpoint, url
-
-    def send(self, bodies: list[Body]) -> None:
-        aws.send(self.endpoint, self.url, bodies)
-
-    def close(self) -> None:
-        return None
-
-
-# -- Kinesis ------------------------------------------------------------------------
-
-
-class KinesisSource:
-    """Two shards; each record is put into the shard the producer chose for it with
-    PutRecord's ExplicitHashKey, so the producer numbers records per shard."""
-
-    kind = "kinesis"
-    handler_delay = 0.0
-    ordered = True
-    function_timeout = 3
-
-    def __init__(self, endpoint: str, shards: int = 2) -> None:
-        self.endpoint = endpoint
-        self.stream = aws.new_stream(endpoint, shards)
-        listed = aws.client("kinesis", endpoint).list_shards(StreamName=self.stream)["Shards"]
-        self.hash_keys: dict[str, str] = {
-            shard["ShardId"]: shard["HashKeyRange"]["StartingHashKey"] for shard in listed
-        }
-        self.partitions = sorted(self.hash_keys)
-
-    def source_yaml(self) -> str:
-        return (
-            f"    source: {{type: kinesis, stream: {self.stream}, endpoint_url: '{self.endpoint}', "
-            "starting_position: TRIM_HORIZON, poll_interval_seconds: 0.2}\n"
-        )
-
-    def partition_for(self, number: int, chosen: int) -> str:
-        return self.partitions[chosen % len(self.partitions)]
-
-    def sender(self) -> Sender:
-        return _KinesisSender(self.endpoint, self.stream, self.hash_keys)
-
-    def checkpoint(self, root: Path) -> tuple[dict[str, Any], Covered] | None:
-        saved = {
-            shard: int(value)
-            for shard, value in _sqlite_checkpoints(root).items()
-            if value.isdigit()
-        }
-        # The saved sequence number is the last settled record's: it is not read again.
-        return saved, lambda sequence, last: sequence <= last
-
-
-class _KinesisSender:
-    def __init__(self, endpoint: str, stream: str, hash_keys: dict[str, str]) -> None:
-        self.client = aws.client("kinesis", endpoint)
-        self.stream, self.hash_keys = stream, hash_keys
-
-    def send(self, bodies: list[Body]) -> None:
-        for body in bodies:
-            self.client.put_record(
-                StreamName=self.stream,
-                Data=json.dumps(body).encode(),
-                PartitionKey=body["id"],
-                ExplicitHashKey=self.hash_keys[body["p"]],
-            )
-
-    def close(self) -> None:
-        return None

@@ -25,7 +25,13 @@ import pytest
 from tests import services
 from tests.fault.conftest import FaultRun
 from tests.fault.handlers import RECORDING_HANDLER, install
-from tests.fault.harness import Admin, Producer, Workspace, wait_until_delivered
+from tests.fault.harness import (
+    Admin,
+    Producer,
+    Workspace,
+    settled_while_running,
+    wait_until_delivered,
+)
 from tests.fault.ledger import DeliveryLog, missing
 from tests.fault.sources import FaultSource, KafkaSource, RedisStreamsSource
 
@@ -113,6 +119,7 @@ class Outages:
         fault: FaultRun,
     ) -> None:
         self.space = Workspace(root)
+        self.source = source
         self.broker = broker
         self.address = f"127.0.0.1:{broker.port}"
         self.fault = fault
@@ -209,8 +216,12 @@ class Outages:
             )
             if problem is not None:
                 self.problems.append(problem)
-            elif (code := self.daemon.stop()) != 0:
-                self.problems.append(f"the daemon exited {code} on SIGTERM")
+            else:
+                self.problems += settled_while_running(
+                    self.source, self.space.root, self.log.refresh()
+                )
+                if (code := self.daemon.stop()) != 0:
+                    self.problems.append(f"the daemon exited {code} on SIGTERM")
         finally:
             if not produced:
                 produced = self.producer.stop()
@@ -232,7 +243,8 @@ def test_redis_killed_and_restarted_with_its_data_loses_nothing(
     """Redis (AOF, appendfsync always) killed with SIGKILL and restarted on the same port
     with the same data folder: the daemon keeps running, /readyz answers 503 naming the
     mapping with a reason naming the server, then 200 once it is back; every record
-    produced before, during (written once the server is back) and after is delivered."""
+    produced before, during (written once the server is back) and after is delivered and
+    then acknowledged while the daemon runs."""
     url = f"redis://127.0.0.1:{persistent_redis.port}/0"
     Outages(tmp_path, RedisStreamsSource(url, streams=3), persistent_redis, fault).run()
 
@@ -243,6 +255,7 @@ def test_kafka_broker_killed_and_restarted_with_its_data_loses_nothing(
     """Tansu (storage in S3 on moto) killed with SIGKILL and restarted on the same port:
     the daemon keeps running, /readyz answers 503 naming the mapping with a reason naming
     the broker, then 200 once it is back (the consumer rejoins its group and resumes from
-    the committed offsets); every record produced before, during and after is delivered."""
+    the committed offsets); every record produced before, during and after is delivered
+    and its offset committed while the daemon runs."""
     bootstrap = f"127.0.0.1:{tansu_on_s3.port}"
     Outages(tmp_path, KafkaSource(bootstrap, partitions=3), tansu_on_s3, fault).run()

@@ -19,9 +19,16 @@ from typing import Any
 
 import pytest
 
+from tests.fault.aws_sources import KinesisSource, SqsSource
 from tests.fault.conftest import FaultRun
 from tests.fault.handlers import RECORDING_HANDLER, install
-from tests.fault.harness import Producer, Workspace, pid_of, wait_until_delivered
+from tests.fault.harness import (
+    Producer,
+    Workspace,
+    pid_of,
+    settled_while_running,
+    wait_until_delivered,
+)
 from tests.fault.ledger import (
     DUPLICATE_WINDOW_SECONDS,
     DeliveryLog,
@@ -32,14 +39,7 @@ from tests.fault.ledger import (
     check_unordered,
     missing,
 )
-from tests.fault.sources import (
-    FaultSource,
-    FilesSource,
-    KafkaSource,
-    KinesisSource,
-    RedisStreamsSource,
-    SqsSource,
-)
+from tests.fault.sources import FaultSource, FilesSource, KafkaSource, RedisStreamsSource
 from tests.support import DaemonProcess
 
 pytestmark = [pytest.mark.fault, pytest.mark.e2e]
@@ -139,8 +139,10 @@ def test_kill_9_under_load_loses_nothing_and_redelivers_only_what_was_in_flight(
     delivered at least once; per partition no run goes backwards, and a restarted run
     starts neither before the checkpoint it found (read directly for Kafka, Kinesis and
     files) nor further back than what the killed run delivered in its last
-    DUPLICATE_WINDOW_SECONDS, plus the handler's own time (a contiguous tail). SQS (standard queue, unordered): a
-    message comes again only if it was in flight at a kill or its visibility lapsed."""
+    DUPLICATE_WINDOW_SECONDS plus the handler's own time (a contiguous tail). SQS
+    (standard queue, unordered): a message comes again only if it was in flight at a
+    kill or its visibility lapsed. Finally, with the last run still up, the source shows
+    everything settled (acknowledged, committed, deleted or checkpointed)."""
     space = Workspace(tmp_path, env={"HANDLER_DELAY": str(source.handler_delay)})
     handler = install(tmp_path, RECORDING_HANDLER)
     config = space.write_config(
@@ -160,8 +162,10 @@ def test_kill_9_under_load_loses_nothing_and_redelivers_only_what_was_in_flight(
         problem = wait_until_delivered(produced, loop.log.ids, DRAIN_TIMEOUT_SECONDS, final)
         if problem is not None:
             loop.problems.append(problem)
-        elif (code := final.stop()) != 0:
-            loop.problems.append(f"the last run exited {code} on SIGTERM")
+        else:
+            loop.problems += settled_while_running(source, tmp_path, loop.log.refresh())
+            if (code := final.stop()) != 0:
+                loop.problems.append(f"the last run exited {code} on SIGTERM")
     finally:
         if not produced:
             produced = producer.stop()
