@@ -34,7 +34,7 @@ from bridge.settings import MappingSettings
 
 # A session that ran this long resets the reconnect backoff.
 HEALTHY_SESSION_SECONDS = 30.0
-RECONNECT_BACKOFF = Backoff(initial=0.5, maximum=30.0)
+RECONNECT_BACKOFF = Backoff(initial=0.5, maximum=10.0)
 
 
 class MappingState(enum.Enum):

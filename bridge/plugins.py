@@ -20,7 +20,7 @@ from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, ClassVar, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, model_validator
 
 from bridge.filtering import DataKey
 from bridge.protocols import CheckpointStore, Destination, Invoker, Source
@@ -74,8 +74,14 @@ def _kinds(annotation: Any) -> set[Any]:
     return {get_origin(annotation)}
 
 
-# A path is written as a string in YAML.
-PathSetting = Annotated[Path, Strict(False)]
+def _not_empty(value: Any) -> Any:
+    if value == "":
+        raise ValueError("must not be empty (write . for the folder the daemon runs in)")
+    return value
+
+
+# A path is written as a string in YAML; an empty one would quietly mean ".".
+PathSetting = Annotated[Path, Strict(False), BeforeValidator(_not_empty)]
 
 
 @dataclass(frozen=True)

@@ -242,3 +242,11 @@ def test_folders_that_cannot_work_are_reported(workdir: Path) -> None:
         f"bridge.yaml:7: destinations.failed.path: 'taken/failed' cannot be created: '{workdir / 'taken'}' is a file",
         "bridge.yaml:11: mappings[0].source.path: 'taken' is not a folder",
     ]
+
+
+def test_an_empty_path_is_an_error_not_the_current_folder(workdir: Path) -> None:
+    """`path: ""` would quietly watch (or write into) the folder the daemon runs in."""
+    text = VALID.replace("path: ./inbox", 'path: ""')
+    assert problems(text) == [
+        "bridge.yaml:10: mappings[0].source.path: must not be empty (write . for the folder the daemon runs in)"
+    ]
