@@ -25,7 +25,13 @@ from bridge.clients import Clients, quietly
 from bridge.config import LoadedConfig, MappingConfig, load_config
 from bridge.errors import BridgeError, ConfigError
 from bridge.filtering import build_filter_set
-from bridge.journal import InFlight, InvocationJournal, MappingJournal
+from bridge.journal import (
+    InFlight,
+    InvocationJournal,
+    MappingJournal,
+    charged,
+    install_exit_hook,
+)
 from bridge.mapping import MappingRunner, MappingState
 from bridge.metrics import MappingView
 from bridge.plugins import SourceContext
@@ -96,7 +102,8 @@ class Daemon:
     async def _open_journal(self) -> None:
         """Find the in-process invocations the previous run died in (bridge.journal)."""
         journal = InvocationJournal(self.config.state_dir)
-        for crashed in await asyncio.to_thread(journal.recover):
+        counted, bystanders = charged(await asyncio.to_thread(journal.recover))
+        for crashed in counted:
             self._crashed.setdefault(crashed.mapping, []).append(crashed)
             self._log.warning(
                 "invocation.crashed",
@@ -104,11 +111,21 @@ class Daemon:
                 request_id=crashed.request_id,
                 attempt=crashed.attempt,
                 records=crashed.records,
-                reason="the daemon ended while this in-process invocation ran (the handler "
+                ended_the_process=crashed.culprit,
+                reason="the daemon ended while this in-process invocation ran (its handler "
                 "exited the process, or the daemon was killed); when its records come again "
                 "it counts as a failed attempt (Runtime.ExitError)",
             )
+        for bystander in bystanders:
+            self._log.info(
+                "invocation.interrupted",
+                mapping=bystander.mapping,
+                request_id=bystander.request_id,
+                reason="another invocation's handler ended the process: delivered again "
+                "without counting an attempt",
+            )
         await asyncio.to_thread(journal.open)
+        install_exit_hook()
         self.journal = journal
 
     def _runner(self, mapping: MappingConfig) -> MappingRunner:

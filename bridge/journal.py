@@ -21,9 +21,10 @@ from __future__ import annotations
 import mmap
 import os
 from collections.abc import Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import structlog
 
@@ -61,6 +62,8 @@ class InFlight:
     # partition -> [first, last] stable position of its records, or None (any).
     spans: dict[str, list[Any] | None]
     records: int
+    # Its handler called os._exit(): it ended the process, not just died with it.
+    culprit: bool = False
 
     def covers(self, record: Record, position: Any) -> bool:
         if record.partition not in self.spans:
@@ -91,11 +94,15 @@ class InvocationJournal:
     ends. These are memory writes, no system calls: the kernel keeps the pages when the
     process dies, and the event loop never gives up the GIL for the journal."""
 
+    # The daemon's open journal, for the os._exit hook.
+    active: InvocationJournal | None = None
+
     def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / FILE_NAME
         self._map: mmap.mmap | None = None
         self._free: list[int] = []
         self._slots: dict[str, int] = {}
+        self._texts: dict[int, bytes] = {}
         self._warned = False
         self._log = structlog.get_logger("bridge.journal")
 
@@ -119,6 +126,7 @@ class InvocationJournal:
                         attempt=int(entry["attempt"]),
                         spans=dict(entry["spans"]),
                         records=int(entry["records"]),
+                        culprit=entry.get("culprit") is True,
                     )
                 )
             except (JSONDecodeError, KeyError, TypeError, ValueError):
@@ -133,6 +141,7 @@ class InvocationJournal:
         finally:
             os.close(descriptor)
         self._free = list(range(INITIAL_SLOTS - 1, -1, -1))
+        InvocationJournal.active = self
 
     def started(
         self,
@@ -156,15 +165,31 @@ class InvocationJournal:
         if not self._free:
             self._grow()
         slot = self._free.pop()
+        self._write(slot, text)
+        self._slots[request_id] = slot
+        self._texts[slot] = text
+
+    def _write(self, slot: int, text: bytes) -> None:
+        assert self._map is not None
         start = slot * SLOT_BYTES
         self._map[start : start + len(text) + 1] = text + b"\0"
-        self._slots[request_id] = slot
+
+    def note_exit(self, request_id: str) -> None:
+        """The handler of this invocation is ending the process (os._exit): mark it, so
+        that after the restart it alone counts the failed attempt, not the invocations
+        that only happened to run beside it."""
+        slot = self._slots.get(request_id)
+        text = self._texts.get(slot) if slot is not None else None
+        if slot is None or text is None or len(text) + 16 >= SLOT_BYTES:
+            return
+        self._write(slot, text[:-1] + b',"culprit":true}')
 
     def ended(self, request_id: str) -> None:
         slot = self._slots.pop(request_id, None)
         if slot is None or self._map is None:
             return
         self._map[slot * SLOT_BYTES] = 0
+        self._texts.pop(slot, None)
         self._free.append(slot)
 
     def _grow(self) -> None:
@@ -183,11 +208,44 @@ class InvocationJournal:
 
     def close(self) -> None:
         """On a clean stop nothing is open: the journal goes."""
+        if InvocationJournal.active is self:
+            InvocationJournal.active = None
         if self._map is not None:
             self._map.close()
             self._map = None
         if not self._slots:
             self.path.unlink(missing_ok=True)
+
+
+# The request id of the in-process invocation running in this thread or task, set by the
+# `python` invoker around its handler.
+RUNNING_INVOCATION: ContextVar[str | None] = ContextVar("running_invocation", default=None)
+_exit = os._exit
+
+
+def _exit_noting_the_invocation(status: int) -> NoReturn:
+    """os._exit, called by a handler: mark its invocation in the journal first."""
+    request_id = RUNNING_INVOCATION.get()
+    journal = InvocationJournal.active
+    if request_id is not None and journal is not None:
+        journal.note_exit(request_id)
+    _exit(status)
+
+
+def install_exit_hook() -> None:
+    """Have os._exit note which invocation called it (once per process)."""
+    os._exit = _exit_noting_the_invocation
+
+
+def charged(crashed: list[InFlight]) -> tuple[list[InFlight], list[InFlight]]:
+    """The crashed invocations that count a failed attempt, and those that do not. When
+    a handler ended the process itself, only its invocation counts; the others were
+    bystanders. Otherwise (kill -9, a crash in native code, the OOM killer) nobody can
+    tell, and every invocation in flight counts, as the issue of a crash loop demands."""
+    culprits = [entry for entry in crashed if entry.culprit]
+    if not culprits:
+        return crashed, []
+    return culprits, [entry for entry in crashed if not entry.culprit]
 
 
 def spans_of(records: Sequence[Record], position_of: Any) -> dict[str, list[Any] | None]:

@@ -27,6 +27,7 @@ import structlog
 from bridge.codec import loads
 from bridge.errors import InvokerStartError, ThrottledError
 from bridge.invokers import function_error, timed_out
+from bridge.journal import RUNNING_INVOCATION
 from bridge.plugins import BuildContext
 from bridge.records import InvokeResult
 from connectors.python import threads
@@ -62,7 +63,11 @@ def _load_problem(exc: BaseException) -> str:
 
 
 def _decoded_call(handler: Callable[..., Any], event: bytes, context: LambdaContext) -> Any:
-    return handler(loads(event), context)
+    token = RUNNING_INVOCATION.set(context.aws_request_id)
+    try:
+        return handler(loads(event), context)
+    finally:
+        RUNNING_INVOCATION.reset(token)
 
 
 def _restart(scope: asyncio.Timeout, timeout: float) -> None:
@@ -143,6 +148,8 @@ class PythonInvoker:
         scope = asyncio.timeout(timeout)
         call: threads.Call | None = None
         ran_on_loop = self._is_async
+        # Which invocation runs, for the crash journal's os._exit hook (bridge.journal).
+        running = RUNNING_INVOCATION.set(request_id)
         try:
             async with scope:
                 if self._is_async:
@@ -168,6 +175,8 @@ class PythonInvoker:
             if call is not None and call.started_at is not None:
                 started = call.started_at
             return self._raised(exc, scope, request_id, started)
+        finally:
+            RUNNING_INVOCATION.reset(running)
         if call is not None and call.started_at is not None:
             started = call.started_at
         duration = time.perf_counter() - started

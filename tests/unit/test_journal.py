@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bridge import journal as journal_module
-from bridge.journal import InvocationJournal, MappingJournal
+from bridge.journal import InvocationJournal, MappingJournal, charged
 from bridge.records import Record
 
 
@@ -91,3 +91,21 @@ def test_the_journal_grows_with_the_invocations_under_way_and_goes_on_a_clean_st
     assert InvocationJournal(tmp_path).recover() == []
     journal.close()
     assert not journal.path.exists()
+
+
+def test_only_the_invocation_that_ended_the_process_is_charged(tmp_path: Path) -> None:
+    """A handler's os._exit marks its own invocation; after the restart it alone counts
+    a failed attempt and the others in flight beside it were bystanders. Without a mark
+    (kill -9, a crash in native code) every invocation in flight counts."""
+    journal = InvocationJournal(tmp_path)
+    journal.open()
+    view = MappingJournal(journal, "m", [])
+    view.started("guilty", 1, [record("a", 1)], position)
+    view.started("bystander", 1, [record("b", 1)], position)
+    unmarked = InvocationJournal(tmp_path).recover()
+    assert charged(unmarked) == (unmarked, [])
+    journal.note_exit("guilty")
+    counted, spared = charged(InvocationJournal(tmp_path).recover())
+    assert [entry.request_id for entry in counted] == ["guilty"]
+    assert [entry.request_id for entry in spared] == ["bystander"]
+    journal.close()
