@@ -7,7 +7,7 @@ from typing import Any
 
 from bridge.codec import JSONDecodeError, dumps, loads
 from bridge.protocols import Invoker
-from bridge.records import InvokeResult
+from bridge.records import MAX_SYNC_PAYLOAD_BYTES, InvokeResult
 
 UNHANDLED = "Unhandled"
 _ERROR_DOCUMENT_KEYS = frozenset({"errorMessage", "errorType", "stackTrace", "requestId", "cause"})
@@ -46,6 +46,19 @@ def timed_out(request_id: str, timeout: float, duration: float) -> InvokeResult:
     (esm-reference.md 4: `Sandbox.Timedout`, `Task timed out after N seconds`)."""
     message = f"RequestId: {request_id} Error: Task timed out after {timeout:.2f} seconds"
     return function_error("Sandbox.Timedout", message, request_id, duration)
+
+
+# What a function may answer a synchronous invocation with (esm-reference.md 0, 14).
+MAX_RESPONSE_BYTES = MAX_SYNC_PAYLOAD_BYTES
+
+
+def response_too_large(request_id: str, duration: float) -> InvokeResult:
+    """A function whose answer is over Lambda's 6 MB: a function error, as on Lambda; no
+    more of the answer is read than the limit and one byte."""
+    message = (
+        f"Response payload size exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes)."
+    )
+    return function_error("Function.ResponseSizeTooLarge", message, request_id, duration)
 
 
 def looks_like_error_document(body: bytes) -> bool:

@@ -28,6 +28,7 @@ from botocore.exceptions import (
 )
 
 from bridge.errors import BridgeError
+from bridge.redaction import redact_url, redact_urls_in
 from connectors.aws.config import AwsConnectionConfig
 
 THROTTLING = frozenset(
@@ -94,7 +95,7 @@ def aws_errors(
     except BridgeError:
         raise
     except (ClientError, BotoCoreError, OSError) as exc:
-        detail = (
+        detail = redact_urls_in(
             f"{error_code(exc)}: {exc}"
             if isinstance(exc, ClientError)
             else str(exc) or type(exc).__name__
@@ -153,4 +154,4 @@ def announce_endpoint(
             message=f"REAL AWS: this mapping reads and changes {service} {resource}",
         )
     else:
-        log.info("aws.endpoint", service=service, endpoint_url=endpoint)
+        log.info("aws.endpoint", service=service, endpoint_url=redact_url(endpoint))

@@ -14,8 +14,15 @@ import time
 import aiohttp
 
 from bridge.errors import ThrottledError, TransportError
-from bridge.invokers import UNHANDLED, looks_like_error_document, timed_out
+from bridge.invokers import (
+    MAX_RESPONSE_BYTES,
+    UNHANDLED,
+    looks_like_error_document,
+    response_too_large,
+    timed_out,
+)
 from bridge.records import InvokeResult
+from bridge.redaction import redact_url, redact_urls_in
 from connectors.http.config import HttpFunctionConfig
 
 _RUNTIME_ERROR_HEADERS = ("Lambda-Runtime-Function-Error-Type", "Error-Type")
@@ -28,6 +35,8 @@ class HttpInvoker:
     def __init__(self, name: str, config: HttpFunctionConfig) -> None:
         self.name = name
         self.config = config
+        # What messages call the endpoint: never its credentials.
+        self._where = redact_url(config.url)
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -50,28 +59,30 @@ class HttpInvoker:
         started = time.perf_counter()
         try:
             async with session.post(self.config.url, data=event, headers=headers) as response:
-                body = await response.read()
+                body = await _read_at_most(response, MAX_RESPONSE_BYTES)
                 status = response.status
                 response_headers = response.headers
         except aiohttp.ConnectionTimeoutError as exc:
             raise TransportError(
-                f"cannot connect to {self.config.url} within {self.config.connect_timeout} s"
+                f"cannot connect to {self._where} within {self.config.connect_timeout} s"
             ) from exc
         except TimeoutError:
             return timed_out(request_id, self.config.timeout, time.perf_counter() - started)
         except (aiohttp.ClientError, OSError) as exc:
             raise TransportError(
-                f"cannot reach {self.config.url}: {exc or type(exc).__name__}"
+                f"cannot reach {self._where}: {redact_urls_in(str(exc)) or type(exc).__name__}"
             ) from exc
         duration = time.perf_counter() - started
+        if body is None:
+            return response_too_large(request_id, duration)
         if status == 429:
             raise ThrottledError(
-                f"{self.config.url} throttled the invocation (429)",
+                f"{self._where} throttled the invocation (429)",
                 _seconds(response_headers.get("Retry-After")),
             )
         if status != 200:
             raise TransportError(
-                f"{self.config.url} answered HTTP {status}: {body[:200].decode('utf-8', 'replace')}"
+                f"{self._where} answered HTTP {status}: {body[:200].decode('utf-8', 'replace')}"
             )
         function_error = response_headers.get("X-Amz-Function-Error")
         if function_error is None and (
@@ -92,6 +103,21 @@ class HttpInvoker:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+async def _read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The body, or None as soon as it is over `limit` (the rest is not read)."""
+    declared = response.content_length
+    if declared is not None and declared > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _seconds(retry_after: str | None) -> float | None:

@@ -26,7 +26,12 @@ import structlog
 
 from bridge.codec import loads
 from bridge.errors import InvokerStartError, ThrottledError
-from bridge.invokers import function_error, timed_out
+from bridge.invokers import (
+    MAX_RESPONSE_BYTES,
+    function_error,
+    response_too_large,
+    timed_out,
+)
 from bridge.journal import RUNNING_INVOCATION
 from bridge.plugins import BuildContext
 from bridge.records import InvokeResult
@@ -191,6 +196,8 @@ class PythonInvoker:
             return function_error(
                 "Runtime.MarshalError", f"Unable to marshal response: {exc}", request_id, duration
             )
+        if len(body) > MAX_RESPONSE_BYTES:
+            return response_too_large(request_id, duration)
         return InvokeResult(payload=body, request_id=request_id, duration=duration)
 
     def _never_started(self, exc: BaseException) -> NoReturn:

@@ -22,6 +22,7 @@ from bridge.plugins import (
     SourceContext,
 )
 from bridge.protocols import Destination, Source
+from bridge.redaction import redact_url
 from connectors.aws.config import AwsConnectionConfig
 
 FIFO_SUFFIX = ".fifo"
@@ -63,8 +64,8 @@ class SqsQueueConfig(AwsConnectionConfig):
 
     @property
     def queue(self) -> str:
-        """The queue as configured (URL or ARN), for logs and errors."""
-        return self.queue_arn or self.queue_url or ""
+        """The queue as configured (URL or ARN), for logs and errors (never credentials)."""
+        return self.queue_arn or redact_url(self.queue_url or "")
 
     def queue_region(self, fallback: str) -> str:
         """The region to call SQS in: `region` if set, else the queue's own region (from

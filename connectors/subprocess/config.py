@@ -22,7 +22,14 @@ class SubprocessFunctionConfig(FunctionConfig):
     shell: bool = Field(False, description="Run `command` (a string) through /bin/sh.")
     cwd: PathSetting | None = None
     environment: dict[str, str] = Field(
-        default_factory=dict, description="Added to the daemon's environment."
+        default_factory=dict,
+        description="Variables the command gets, besides PATH, LANG, LC_*, HOME, TZ, TMPDIR "
+        "and Lambda's own (write `NAME: ${NAME}` to pass one of the daemon's).",
+    )
+    inherit_environment: bool = Field(
+        False,
+        description="Hand the command the daemon's whole environment (its tokens and keys "
+        "included), as before; off by default.",
     )
 
     def argv(self) -> list[str]:
