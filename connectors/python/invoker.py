@@ -16,7 +16,6 @@ import contextlib
 import importlib
 import importlib.util
 import inspect
-import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -35,15 +34,21 @@ from bridge.invokers import (
 from bridge.journal import RUNNING_INVOCATION
 from bridge.plugins import BuildContext
 from bridge.records import InvokeResult
-from connectors.python import threads
+from connectors.python import imports, threads
 from connectors.python.config import HandlerSpec, PythonFunctionConfig
 from connectors.python.context import LambdaContext, log_stream_name
+from connectors.python.imports import FunctionImports
 from connectors.python.response import MarshalError, encode_result
 from connectors.python.threads import HandlerThreads
 
 DEFAULT_THREADS = 64
 # Frames of these files are the runtime's, not the handler's: left out of stackTrace.
-_MACHINERY = (__file__, threads.__file__, asyncio.__file__.rpartition("/")[0])
+_MACHINERY = (
+    __file__,
+    threads.__file__,
+    imports.__file__,
+    asyncio.__file__.rpartition("/")[0],
+)
 
 
 def _handler_frames(exc: BaseException) -> list[str]:
@@ -111,27 +116,22 @@ class PythonInvoker:
         self._is_async = inspect.iscoroutinefunction(inspect.unwrap(handler))
 
     def _load(self) -> Any:
+        """The handler, its module loaded in the function's own import root
+        (connectors.python.imports): the handler's folder for a file, else `handler_root`."""
         spec = HandlerSpec.parse(self.config.handler)
-        root = str(self._context.handler_root)
+        module: Any
         if spec.is_file:
             path = spec.file_path(self._context.handler_root).resolve()
             if not path.is_file():
                 raise FileNotFoundError(f"no such file: {path}")
-            # Like Lambda's task root: the handler's folder is importable for its siblings.
-            if str(path.parent) not in sys.path:
-                sys.path.insert(0, str(path.parent))
-            module_name = f"_lambda_bridge_handler_{self.name.replace('-', '_')}"
-            module_spec = importlib.util.spec_from_file_location(module_name, path)
-            if module_spec is None or module_spec.loader is None:
-                raise ImportError(f"cannot import {path}")
-            module = importlib.util.module_from_spec(module_spec)
-            sys.modules[module_name] = module
-            module_spec.loader.exec_module(module)
+            module = FunctionImports(self.name, path.parent).load_file(path)
         else:
-            # Lambda puts the task root first on the path: the handler's modules win.
-            if root not in sys.path:
-                sys.path.insert(0, root)
-            module = importlib.import_module(spec.module)
+            imports = FunctionImports(self.name, self._context.handler_root)
+            if imports.holds(spec.module.partition(".")[0]):
+                module = imports.load(spec.module)
+            else:
+                # An installed package, found the usual way.
+                module = importlib.import_module(spec.module)
         handler = module
         for part in spec.function.split("."):
             handler = getattr(handler, part)

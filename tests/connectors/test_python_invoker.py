@@ -533,10 +533,10 @@ def test_package_module_handler(tmp_path: Path) -> None:
     write(tmp_path / "lbtest_pkg_colon" / "shared.py", "VALUE = 'package-level'\n")
     result = run_once(build(tmp_path, "lbtest_pkg_colon.handlers:main"), {})
     assert result.function_error is None
-    assert json.loads(result.payload) == {
-        "from": "lbtest_pkg_colon.handlers",
-        "shared": "package-level",
-    }
+    answer = json.loads(result.payload)
+    # The module lives in the function's own import root (connectors.python.imports).
+    assert answer["from"].endswith(".lbtest_pkg_colon.handlers")
+    assert answer["shared"] == "package-level"
 
 
 def test_lambda_style_module_dot_function(tmp_path: Path) -> None:
