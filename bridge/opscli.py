@@ -20,7 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from bridge.admin import ADDRESS_FILE
+from bridge.admin import ADDRESS_FILE, CLIENT_HEADER
 from bridge.codec import JSONDecodeError, dumps_text, loads
 from bridge.config import LoadedConfig
 from bridge.errors import BridgeError
@@ -128,6 +128,8 @@ def admin_url(url: str | None, loaded: LoadedConfig | None) -> str:
 
 def _request(url: str, token: str | None, method: str = "GET") -> tuple[int, bytes]:
     request = urllib.request.Request(url, method=method)
+    # The admin endpoint refuses a POST without it (or a JSON body): see bridge.admin.
+    request.add_header(CLIENT_HEADER, "1")
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
