@@ -44,6 +44,9 @@ DEPLOY = REPO / "deploy"
 UNIT = DEPLOY / "lambda-bridge.service"
 COMPOSE = DEPLOY / "compose.yaml"
 DOCKERFILE = DEPLOY / "Dockerfile"
+# The image's exact versions (tests/unit/test_deploy_locks.py checks their content).
+LOCK = DEPLOY / "requirements.lock"
+BUILD_LOCK = DEPLOY / "build-requirements.lock"
 SIDECAR_CONFIG = REPO / "config" / "compose.yaml"
 STATE_DIR = "/var/lib/lambda-bridge"
 CONFIG_IN_CONTAINER = "/etc/lambda-bridge/config.yaml"
@@ -305,11 +308,17 @@ def test_dockerfile_runtime_settings() -> None:
 
 
 def test_dockerfile_installs_the_package_with_its_connectors() -> None:
-    """pip installs the repository with the kafka, redis and aws extras, from files that
-    exist at the COPY paths (the build context is the repository root)."""
+    """pip installs the locked dependencies with their hashes, then the repository's wheel
+    (with the kafka, redis and aws extras) built by the locked build backend, without
+    letting pip fetch anything else, and checks the result; every file it copies exists
+    (the build context is the repository root)."""
     instructions = dockerfile_instructions(DOCKERFILE)
     runs = " ".join(arguments for keyword, arguments in instructions if keyword == "RUN")
-    assert re.search(r"pip install \"\.\[kafka,redis,aws\]\"", runs)
+    for lock in (LOCK, BUILD_LOCK):
+        assert f"pip install --require-hashes -r deploy/{lock.name}" in runs
+    assert re.search(r"pip wheel --no-deps --no-build-isolation .* \"\.\[kafka,redis,aws\]\"", runs)
+    assert "/opt/lambda-bridge/bin/pip install --no-deps /tmp/wheel/" in runs
+    assert "/opt/lambda-bridge/bin/pip check" in runs
     for keyword, arguments in instructions:
         if keyword == "COPY" and not arguments.startswith("--from"):
             *sources, _ = arguments.split()
