@@ -24,3 +24,18 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def host_name(header: str) -> str | None:
+    """The name or address in a Host header (`name`, `name:port`, `[v6]:port`), lower-case,
+    without port, brackets or a final dot; None when it is not of that form."""
+    value = header.strip().lower()
+    if value.startswith("["):
+        name, bracket, rest = value[1:].partition("]")
+        if not bracket or (rest and not (rest[0] == ":" and rest[1:].isdigit())):
+            return None
+        return name
+    name, colon, port = value.partition(":")
+    if colon and not port.isdigit():
+        return None
+    return name.removesuffix(".") or None

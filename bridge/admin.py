@@ -5,6 +5,14 @@ every enabled mapping is connected and polling (state `Enabled`), 503 otherwise;
 JSON lists each mapping's state, the reason, `LastProcessingResult` and catch-up
 progress. `/metrics` is Prometheus text. Beyond loopback every path but `/healthz`
 requires `Authorization: Bearer <token>`; the token is never logged.
+
+A web page the operator opens must not reach the endpoint through the browser. Bound to
+loopback, it answers only requests whose Host is a loopback name or address: a page that
+rebinds its own name to 127.0.0.1 sends its own name as Host (`/healthz`, which says
+nothing but "alive", answers any Host, as liveness probes name the pod's address). A POST
+must carry `Content-Type: application/json` or an `X-Lambda-Bridge` header, which no page
+can send to another site without a CORS preflight this endpoint never grants: a form
+posted cross-site cannot reload the daemon.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import structlog
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from bridge.addresses import parse_listen
+from bridge.addresses import host_name, is_loopback, parse_listen
 from bridge.codec import dumps_text
 from bridge.metrics import MappingView, render
 
@@ -68,6 +76,28 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Longest request line or header; aiohttp answers 400 to anything longer.
 HTTP_LINE_LIMIT = 8190
 
+# The header a non-browser client may send on POST instead of a JSON content type.
+CLIENT_HEADER = "X-Lambda-Bridge"
+HEALTH_PATH = "/healthz"
+
+
+def _error(message: str, status: int, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+def _foreign_host(request: web.Request) -> bool:
+    """A Host header that is not a loopback name or address (no header: not a browser)."""
+    header = request.headers.get("Host")
+    if header is None:
+        return False
+    name = host_name(header)
+    return name is None or not is_loopback(name)
+
+
+def _posted_by_a_client(request: web.Request) -> bool:
+    media_type = request.headers.get("Content-Type", "").partition(";")[0].strip().lower()
+    return media_type == "application/json" or CLIENT_HEADER in request.headers
+
 
 class _BadRequestLine(logging.Filter):
     """aiohttp logs every request it cannot parse (a huge header, a malformed request
@@ -99,6 +129,7 @@ class AdminServer:
         self._target = target
         self._listen = listen
         self._token = token
+        self._loopback_only = is_loopback(parse_listen(listen)[0])
         self._address_file = state_dir / ADDRESS_FILE
         self._runner: web.AppRunner | None = None
         self._log = structlog.get_logger("bridge.admin")
@@ -107,8 +138,8 @@ class AdminServer:
     async def start(self) -> str:
         """Serve; returns the bound `host:port`. Raises OSError if it cannot bind."""
         host, port = parse_listen(self._listen)
-        app = web.Application(middlewares=[self._authorize])
-        app.router.add_get("/healthz", self._healthz)
+        app = web.Application(middlewares=[self._check_host, self._authorize, self._check_post])
+        app.router.add_get(HEALTH_PATH, self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_post("/reload", self._reload)
@@ -142,18 +173,35 @@ class AdminServer:
             self._address_file.unlink(missing_ok=True)
 
     @web.middleware
+    async def _check_host(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if self._loopback_only and request.path != HEALTH_PATH and _foreign_host(request):
+            # 421 Misdirected Request: this server does not answer for that name.
+            return _error(
+                "this endpoint listens on loopback and answers only to a loopback Host "
+                "(127.0.0.1, [::1] or localhost)",
+                421,
+            )
+        return await handler(request)
+
+    @web.middleware
     async def _authorize(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if self._token is None or request.path == "/healthz":
+        if self._token is None or request.path == HEALTH_PATH:
             return await handler(request)
         given = request.headers.get("Authorization", "")
         expected = f"Bearer {self._token}"
-        if not hmac.compare_digest(given.encode(), expected.encode()):
+        # Header bytes that are not UTF-8 come as surrogates: back to the bytes sent.
+        if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode()):
             # Which of the two, never what was given or expected.
             error = "the bearer token is not accepted" if given else "a bearer token is required"
-            return web.json_response(
-                {"error": error},
-                status=401,
-                headers={"WWW-Authenticate": 'Bearer realm="lambda-bridge"'},
+            return _error(error, 401, {"WWW-Authenticate": 'Bearer realm="lambda-bridge"'})
+        return await handler(request)
+
+    @web.middleware
+    async def _check_post(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.method == "POST" and not _posted_by_a_client(request):
+            return _error(
+                f"a POST needs Content-Type: application/json or an {CLIENT_HEADER} header",
+                415,
             )
         return await handler(request)
 

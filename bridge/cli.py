@@ -75,7 +75,19 @@ def _parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=text)
         command.add_argument("--url", help="admin endpoint (default: from --config, or :9090)")
         command.add_argument("--config", "-c", type=Path, help="the daemon's config file")
-        command.add_argument("--token", help="bearer token (default: config or env)")
+        given = command.add_mutually_exclusive_group()
+        given.add_argument(
+            "--token-file",
+            type=Path,
+            metavar="FILE",
+            help="read the bearer token from FILE (default: http.token of --config, else "
+            "$LAMBDA_BRIDGE_HTTP_TOKEN)",
+        )
+        given.add_argument(
+            "--token",
+            help="the bearer token itself; every user of the machine can read it in ps: "
+            "prefer --token-file or LAMBDA_BRIDGE_HTTP_TOKEN",
+        )
         if name == "status":
             command.add_argument(
                 "--interval",
@@ -282,15 +294,11 @@ def _admin_command(args: argparse.Namespace) -> int:
         loaded = load_config(args.config) if args.config is not None else None
     except ConfigError as error:
         return _report(error)
-    token = args.token or (loaded.config.http.bearer_token if loaded else None)
-    if token is None:
-        import os
-
-        token = os.environ.get("LAMBDA_BRIDGE_HTTP_TOKEN")
     if args.command == "status" and not 0 <= args.interval <= 60:
         print("error: --interval must be between 0 and 60 seconds", file=sys.stderr)
         return EXIT_INVALID
     try:
+        token = _admin_token(args, loaded)
         base = opscli.admin_url(args.url, loaded)
         if args.command == "status":
             return opscli.status(base, token, args.interval)
@@ -298,6 +306,20 @@ def _admin_command(args: argparse.Namespace) -> int:
     except opscli.AdminError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
+
+
+def _admin_token(args: argparse.Namespace, loaded: LoadedConfig | None) -> str | None:
+    """--token-file, --token, the config's http.token, then $LAMBDA_BRIDGE_HTTP_TOKEN."""
+    import os
+
+    from bridge import opscli
+
+    if args.token_file is not None:
+        return opscli.read_token_file(args.token_file)
+    if args.token:
+        return str(args.token)
+    configured = loaded.config.http.bearer_token if loaded else None
+    return configured or os.environ.get("LAMBDA_BRIDGE_HTTP_TOKEN") or None
 
 
 def _reset_checkpoints(args: argparse.Namespace) -> int:

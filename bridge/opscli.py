@@ -2,8 +2,8 @@
 
 `status` and `reload` talk to a running daemon's admin endpoint: `--url`, or the
 `http` section of `--config` (a daemon listening on port 0 leaves the address it got
-in `state_dir/admin-address`). The token comes from `--token`, the config, or
-LAMBDA_BRIDGE_HTTP_TOKEN.
+in `state_dir/admin-address`). The token comes from `--token-file`, `--token` (which
+every user of the machine can read in `ps`), the config, or LAMBDA_BRIDGE_HTTP_TOKEN.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from bridge.admin import ADDRESS_FILE
+from bridge.admin import ADDRESS_FILE, CLIENT_HEADER
 from bridge.codec import JSONDecodeError, dumps_text, loads
 from bridge.config import LoadedConfig
 from bridge.errors import BridgeError
@@ -31,6 +31,10 @@ EXIT_INVALID = 2
 
 class AdminError(Exception):
     """The admin endpoint cannot be reached, refused us, or is not lambda-bridge's."""
+
+
+# A token is a line of text; a file much larger than that is the wrong file.
+MAX_TOKEN_FILE_BYTES = 4096
 
 
 # -- invoke ---------------------------------------------------------------------------
@@ -126,8 +130,30 @@ def admin_url(url: str | None, loaded: LoadedConfig | None) -> str:
     return f"http://{address}"
 
 
+def read_token_file(path: Path) -> str:
+    """The bearer token in `path`: its one line, surrounding whitespace removed."""
+    try:
+        with path.open("rb") as file:
+            data = file.read(MAX_TOKEN_FILE_BYTES + 1)
+    except OSError as exc:
+        raise AdminError(f"cannot read the token file {path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_TOKEN_FILE_BYTES:
+        raise AdminError(f"the token file {path} is larger than {MAX_TOKEN_FILE_BYTES} bytes")
+    try:
+        token = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise AdminError(f"the token file {path} is not UTF-8 text") from None
+    if not token:
+        raise AdminError(f"the token file {path} is empty")
+    if not token.isprintable():
+        raise AdminError(f"the token file {path} holds more than one line, or control characters")
+    return token
+
+
 def _request(url: str, token: str | None, method: str = "GET") -> tuple[int, bytes]:
     request = urllib.request.Request(url, method=method)
+    # The admin endpoint refuses a POST without it (or a JSON body): see bridge.admin.
+    request.add_header(CLIENT_HEADER, "1")
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
@@ -147,10 +173,12 @@ def _answer(url: str, token: str | None, method: str = "GET") -> tuple[int, dict
     if status == 401:
         if token:
             raise AdminError(
-                "the daemon rejected the bearer token (check --token, http.token or "
-                "LAMBDA_BRIDGE_HTTP_TOKEN)"
+                "the daemon rejected the bearer token (check --token-file, --token, "
+                "http.token or LAMBDA_BRIDGE_HTTP_TOKEN)"
             )
-        raise AdminError("the daemon wants a bearer token (--token)")
+        raise AdminError(
+            "the daemon wants a bearer token (--token-file or LAMBDA_BRIDGE_HTTP_TOKEN)"
+        )
     try:
         answer = loads(body)
     except JSONDecodeError:

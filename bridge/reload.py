@@ -5,6 +5,11 @@ function and their on-failure destination. Added mappings start, removed ones dr
 stop, changed ones drain and start again with the new settings (what they had not
 settled is delivered again by the new run), unchanged ones are not touched. Settings
 the whole daemon is built on cannot change while it runs: such a reload is rejected.
+
+Settings are compared with their secrets' real values: a rotated password or a Redis
+URL moved to another server is a change. The comparison never produces text, so no
+secret reaches a log line or the answer to POST /reload, which name mappings and
+settings only.
 """
 
 from __future__ import annotations
@@ -12,11 +17,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge.codec import dumps_text
+from pydantic import BaseModel
+
 from bridge.config import BridgeConfig, MappingConfig
 
-# Top-level settings that only a restart applies.
-RESTART_ONLY = ("state_dir", "checkpoint_store", "http", "aws")
+# Top-level settings that only a restart applies (`log` configures logging at start).
+RESTART_ONLY = ("state_dir", "checkpoint_store", "http", "aws", "log")
 
 
 @dataclass
@@ -38,15 +44,18 @@ class ReloadPlan:
         }
 
 
-def _dump(model: Any) -> str:
-    return dumps_text(model.model_dump(mode="json"))
+def _settings(value: Any) -> Any:
+    """A setting as it can be compared. A model's python dump keeps each SecretStr as
+    itself, and SecretStr compares the secrets it holds; the JSON dump would have masked
+    every one as the same `**********`, so a changed password would look unchanged."""
+    return value.model_dump(mode="python") if isinstance(value, BaseModel) else value
 
 
-def _fingerprint(config: BridgeConfig, mapping: MappingConfig) -> str:
-    parts = [_dump(mapping), _dump(config.functions[mapping.function])]
+def _built_from(config: BridgeConfig, mapping: MappingConfig) -> list[Any]:
+    parts = [_settings(mapping), _settings(config.functions[mapping.function])]
     if mapping.on_failure is not None and mapping.on_failure in config.destinations:
-        parts.append(_dump(config.destinations[mapping.on_failure]))
-    return "\n".join(parts)
+        parts.append(_settings(config.destinations[mapping.on_failure]))
+    return parts
 
 
 def restart_only_changes(old: BridgeConfig, new: BridgeConfig) -> list[str]:
@@ -54,12 +63,8 @@ def restart_only_changes(old: BridgeConfig, new: BridgeConfig) -> list[str]:
     return [
         f"{key}: changed; it applies only when the daemon restarts"
         for key in RESTART_ONLY
-        if _dump_value(getattr(old, key)) != _dump_value(getattr(new, key))
+        if _settings(getattr(old, key)) != _settings(getattr(new, key))
     ]
-
-
-def _dump_value(value: Any) -> str:
-    return _dump(value) if hasattr(value, "model_dump") else str(value)
 
 
 def plan_reload(old: BridgeConfig, new: BridgeConfig) -> ReloadPlan:
@@ -69,7 +74,7 @@ def plan_reload(old: BridgeConfig, new: BridgeConfig) -> ReloadPlan:
     for name, mapping in after.items():
         if name not in before:
             plan.added.append(name)
-        elif _fingerprint(old, before[name]) != _fingerprint(new, mapping):
+        elif _built_from(old, before[name]) != _built_from(new, mapping):
             plan.changed.append(name)
         else:
             plan.unchanged.append(name)
@@ -77,11 +82,12 @@ def plan_reload(old: BridgeConfig, new: BridgeConfig) -> ReloadPlan:
     plan.functions = {
         name
         for name, function in old.functions.items()
-        if name not in new.functions or _dump(function) != _dump(new.functions[name])
+        if name not in new.functions or _settings(function) != _settings(new.functions[name])
     }
     plan.destinations = {
         name
         for name, destination in old.destinations.items()
-        if name not in new.destinations or _dump(destination) != _dump(new.destinations[name])
+        if name not in new.destinations
+        or _settings(destination) != _settings(new.destinations[name])
     }
     return plan

@@ -114,12 +114,14 @@ def test_status_and_reload_tell_a_wrong_token_from_none(daemon: DaemonProcess) -
     for command in ("status", "reload"):
         missing = admin_command(command, "--url", url)
         assert missing.returncode == 2
-        assert missing.stderr.splitlines() == ["error: the daemon wants a bearer token (--token)"]
+        assert missing.stderr.splitlines() == [
+            "error: the daemon wants a bearer token (--token-file or LAMBDA_BRIDGE_HTTP_TOKEN)"
+        ]
         wrong = admin_command(command, "--url", url, "--token", "not-the-token")
         assert wrong.returncode == 2
         assert wrong.stderr.splitlines() == [
-            "error: the daemon rejected the bearer token (check --token, http.token or "
-            "LAMBDA_BRIDGE_HTTP_TOKEN)"
+            "error: the daemon rejected the bearer token (check --token-file, --token, "
+            "http.token or LAMBDA_BRIDGE_HTTP_TOKEN)"
         ]
     assert daemon.admin("/readyz") == (401, '{"error": "a bearer token is required"}')
     status, body = daemon.admin("/readyz", token="not-the-token")

@@ -44,6 +44,9 @@ DEPLOY = REPO / "deploy"
 UNIT = DEPLOY / "lambda-bridge.service"
 COMPOSE = DEPLOY / "compose.yaml"
 DOCKERFILE = DEPLOY / "Dockerfile"
+# The image's exact versions (tests/unit/test_deploy_locks.py checks their content).
+LOCK = DEPLOY / "requirements.lock"
+BUILD_LOCK = DEPLOY / "build-requirements.lock"
 SIDECAR_CONFIG = REPO / "config" / "compose.yaml"
 STATE_DIR = "/var/lib/lambda-bridge"
 CONFIG_IN_CONTAINER = "/etc/lambda-bridge/config.yaml"
@@ -188,7 +191,7 @@ def test_compose_publishes_on_loopback_only(compose: dict[str, Any]) -> None:
     port = urlsplit(f"//{sidecar_config().http.address}").port
     assert published == {"redis": [], "function": [], "lambda-bridge": [f"127.0.0.1:9090:{port}"]}
     token = compose["services"]["lambda-bridge"]["environment"]["LAMBDA_BRIDGE_HTTP_TOKEN"]
-    assert token.startswith("${LAMBDA_BRIDGE_HTTP_TOKEN:-")
+    assert token.startswith("${LAMBDA_BRIDGE_HTTP_TOKEN:?")
 
 
 def test_compose_hosts_are_the_ones_the_sidecar_config_calls(compose: dict[str, Any]) -> None:
@@ -238,16 +241,31 @@ def compose_command() -> list[str] | None:
     return None
 
 
-def test_compose_file_passes_docker_compose_config() -> None:
-    """Checked by compose itself where docker compose or docker-compose is installed."""
+def require_compose() -> list[str]:
+    """The compose command; skipped when there is none unless LAMBDA_BRIDGE_REQUIRE_SERVICES=1."""
     command = compose_command()
     if command is None:
         message = "neither `docker compose` nor `docker-compose` works here"
         if os.environ.get("LAMBDA_BRIDGE_REQUIRE_SERVICES") == "1":
             pytest.fail(message)
         pytest.skip(message)
-    checked = [*command, "-f", str(COMPOSE), "config", "-q"]
-    result = subprocess.run(checked, capture_output=True, text=True, timeout=60)
+    return command
+
+
+def compose_config(token: str | None) -> subprocess.CompletedProcess[str]:
+    """`compose config -q` of deploy/compose.yaml with LAMBDA_BRIDGE_HTTP_TOKEN set to
+    `token` (None: unset)."""
+    env = {key: value for key, value in os.environ.items() if key != "LAMBDA_BRIDGE_HTTP_TOKEN"}
+    if token is not None:
+        env["LAMBDA_BRIDGE_HTTP_TOKEN"] = token
+    checked = [*require_compose(), "-f", str(COMPOSE), "config", "-q"]
+    return subprocess.run(checked, capture_output=True, text=True, timeout=60, env=env)
+
+
+def test_compose_file_passes_docker_compose_config() -> None:
+    """Checked by compose itself where docker compose or docker-compose is installed,
+    with the token it requires set."""
+    result = compose_config("a-token-of-the-operators-own")
     assert result.returncode == 0, result.stderr
 
 
@@ -290,11 +308,17 @@ def test_dockerfile_runtime_settings() -> None:
 
 
 def test_dockerfile_installs_the_package_with_its_connectors() -> None:
-    """pip installs the repository with the kafka, redis and aws extras, from files that
-    exist at the COPY paths (the build context is the repository root)."""
+    """pip installs the locked dependencies with their hashes, then the repository's wheel
+    (with the kafka, redis and aws extras) built by the locked build backend, without
+    letting pip fetch anything else, and checks the result; every file it copies exists
+    (the build context is the repository root)."""
     instructions = dockerfile_instructions(DOCKERFILE)
     runs = " ".join(arguments for keyword, arguments in instructions if keyword == "RUN")
-    assert re.search(r"pip install \"\.\[kafka,redis,aws\]\"", runs)
+    for lock in (LOCK, BUILD_LOCK):
+        assert f"pip install --require-hashes -r deploy/{lock.name}" in runs
+    assert re.search(r"pip wheel --no-deps --no-build-isolation .* \"\.\[kafka,redis,aws\]\"", runs)
+    assert "/opt/lambda-bridge/bin/pip install --no-deps /tmp/wheel/" in runs
+    assert "/opt/lambda-bridge/bin/pip check" in runs
     for keyword, arguments in instructions:
         if keyword == "COPY" and not arguments.startswith("--from"):
             *sources, _ = arguments.split()

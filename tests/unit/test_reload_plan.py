@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bridge.config import BridgeConfig, load_config_text
+import pytest
+
+from bridge.config import BridgeConfig, load_config, load_config_text
 from bridge.reload import plan_reload, restart_only_changes
+from tests.support import REPO
 
 BASE = """\
 state_dir: ./state
@@ -63,3 +66,89 @@ def test_daemon_wide_settings_need_a_restart(tmp_path: Path) -> None:
     assert restart_only_changes(old, moved) == [
         "state_dir: changed; it applies only when the daemon restarts"
     ]
+
+
+SECRETS = """\
+functions:
+  f: {{invoker: python, handler: h.py:handler}}
+destinations:
+  failed: {{type: redis-stream, url: "redis://bridge:{destination}@127.0.0.1:6379/0", stream: failed}}
+mappings:
+  - name: orders
+    function: f
+    source: {{type: redis-streams, url: "redis://bridge:{source}@127.0.0.1:6379/0", streams: [orders], starting_position: LATEST}}
+    destination_config: {{on_failure: {{destination: failed}}}}
+  - name: events
+    function: f
+    source:
+      type: kafka
+      bootstrap_servers: [127.0.0.1:9092]
+      topics: [events]
+      starting_position: LATEST
+      security_protocol: SASL_PLAINTEXT
+      sasl_mechanism: PLAIN
+      sasl_username: bridge
+      sasl_password: "{sasl}"
+"""
+
+
+def secrets_config(
+    tmp_path: Path, source: str = "a", destination: str = "b", sasl: str = "c"
+) -> BridgeConfig:
+    (tmp_path / "h.py").write_text("def handler(event, context):\n    return None\n")
+    text = SECRETS.format(source=source, destination=destination, sasl=sasl)
+    return load_config_text(text, "bridge.yaml", handler_root=tmp_path).config
+
+
+def test_a_changed_secret_is_a_change(tmp_path: Path) -> None:
+    """A password in a source URL, a Kafka sasl_password or a password in a destination's
+    URL restarts the mappings built from it, though every secret dumps as the same mask."""
+    old = secrets_config(tmp_path)
+    assert plan_reload(old, secrets_config(tmp_path)).summary()["unchanged"] == ["orders", "events"]
+    source = plan_reload(old, secrets_config(tmp_path, source="rotated"))
+    assert (source.changed, source.unchanged) == (["orders"], ["events"])
+    sasl = plan_reload(old, secrets_config(tmp_path, sasl="rotated"))
+    assert (sasl.changed, sasl.unchanged) == (["events"], ["orders"])
+    destination = plan_reload(old, secrets_config(tmp_path, destination="rotated"))
+    assert (destination.changed, destination.destinations) == (["orders"], {"failed"})
+
+
+def test_a_changed_admin_token_needs_a_restart(tmp_path: Path) -> None:
+    """`http.token` is read once, when the endpoint starts: a new one is reported as
+    needing a restart, by name only."""
+    old = config(tmp_path, mapping("a"))
+    new = old.model_copy(update={"http": old.http.model_copy(update={"token": "new-token"})})
+    assert restart_only_changes(old, new) == [
+        "http: changed; it applies only when the daemon restarts"
+    ]
+
+
+def test_a_changed_log_setting_needs_a_restart(tmp_path: Path) -> None:
+    """Logging is configured when the daemon starts, so a new `log` is not silently
+    ignored: the reload says it needs a restart."""
+    old = config(tmp_path, mapping("a"))
+    new = old.model_copy(update={"log": old.log.model_copy(update={"level": "debug"})})
+    assert restart_only_changes(old, new) == [
+        "log: changed; it applies only when the daemon restarts"
+    ]
+
+
+def test_the_same_example_config_twice_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each example config read twice compares equal setting by setting (no setting
+    compares by identity), so a reload without edits restarts nothing."""
+    monkeypatch.chdir(REPO)
+    environ = {
+        "QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/orders",
+        "FAILURE_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/orders-failed",
+        "STREAM": "orders",
+        "TABLE": "orders",
+        "FAILURE_TOPIC_ARN": "arn:aws:sns:eu-west-1:123456789012:orders-failed",
+        "LAMBDA_BRIDGE_HTTP_TOKEN": "test-token",
+    }
+    for path in sorted((REPO / "config").glob("*.yaml")):
+        old = load_config(path, environ=environ).config
+        new = load_config(path, environ=environ).config
+        plan = plan_reload(old, new)
+        assert plan.unchanged == [mapping.name for mapping in old.mappings], path.name
+        assert (plan.changed, plan.functions, plan.destinations) == ([], set(), set())
+        assert restart_only_changes(old, new) == []
