@@ -25,6 +25,7 @@ from bridge.clients import Clients, quietly
 from bridge.config import LoadedConfig, MappingConfig, load_config
 from bridge.errors import BridgeError, ConfigError
 from bridge.filtering import build_filter_set
+from bridge.folders import make_private_folder
 from bridge.journal import (
     InFlight,
     InvocationJournal,
@@ -85,7 +86,7 @@ class Daemon:
         """
         state_dir = self.config.state_dir
         try:
-            state_dir.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(make_private_folder, state_dir)
         except OSError as exc:
             raise BridgeError(f"state_dir {str(state_dir)!r}: {exc.strerror or exc}") from None
         await self.store.open()

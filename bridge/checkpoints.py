@@ -22,6 +22,7 @@ import structlog
 from pydantic import Field
 
 from bridge.errors import BridgeError
+from bridge.folders import create_private_file, make_private_folder
 from bridge.plugins import BuildContext, CheckpointStoreConfig
 from bridge.retry import Backoff
 
@@ -115,7 +116,8 @@ class SqliteCheckpointStore(StagedPositions):
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
 
     def _connect(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_folder(self.path.parent)
+        create_private_file(self.path)
         connection = sqlite3.connect(self.path)
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=NORMAL")

@@ -1,5 +1,6 @@
 """Offline checks of the folders a config names (state_dir, a file destination, a files
-source): whether they are folders, or can be created, and can be used."""
+source): whether they are folders, or can be created, and can be used; and creating the
+private ones."""
 
 from __future__ import annotations
 
@@ -31,3 +32,16 @@ def folder_problem(path: Path, *, create: bool = True, write: bool = True) -> st
     except OSError as exc:
         return f"{shown} cannot be used: {exc.strerror or exc}"
     return None
+
+
+def make_private_folder(path: Path) -> None:
+    """Create `path` (and missing parents) readable by the daemon's user only: it will
+    hold whole record payloads. An existing folder keeps the mode its owner gave it."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+def create_private_file(path: Path) -> None:
+    """Create `path` as an empty file of mode 0600 unless it exists, before a library
+    (SQLite) creates it with the umask's mode. Never follows a symlink in its place."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    os.close(os.open(path, flags, 0o600))

@@ -20,7 +20,7 @@ import structlog
 
 from connectors.files.events import FileChange
 from connectors.files.keys import shown_key
-from connectors.files.scan import FileSig, FolderVanished, FolderView, Scanned, md5_of
+from connectors.files.scan import FileSig, FolderVanished, FolderView, Scanned
 
 # Looking again at what could not be read: after 1 s, doubling up to this.
 RETRY_MAX_SECONDS = 60.0
@@ -128,7 +128,7 @@ class ChangeDetector:
             return
         if not self._stable(key, sig):
             return
-        etag = md5_of(self.view.path_of(key))
+        etag = self.view.md5(key)
         if etag is None or self.view.stat(key) != sig:
             # Written to while we read it, or replaced: look again once it settles.
             self.recheck_at[key] = time.monotonic() + max(self.stable_after, 0.1)

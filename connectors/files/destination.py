@@ -3,7 +3,8 @@
 Each line is the on-failure record in AWS's shape with the discarded event embedded
 under `payload`, as AWS does for S3 destinations (esm-reference.md 10.2), so the
 records themselves are kept and can be replayed. Creating the folder, encoding the
-record (up to the 6 MB of its event) and writing it run on a worker thread.
+record (up to the 6 MB of its event) and writing it run on a worker thread. The folder is
+created 0700 and the files 0600, never through a symlink: they hold whole payloads.
 """
 
 from __future__ import annotations
@@ -16,12 +17,21 @@ from pathlib import Path
 from bridge.codec import dumps
 from bridge.errors import DestinationError, PermanentDestinationError
 from bridge.failures import failure_document
+from bridge.folders import make_private_folder
 from bridge.protocols import EventFormatter
 from bridge.records import FailureRecord
 from connectors.files.config import FileDestinationConfig
 
 _REFUSED = frozenset(
-    {errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR, errno.ENOTDIR, errno.ENAMETOOLONG}
+    {
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+        errno.EISDIR,
+        errno.ENOTDIR,
+        errno.ENAMETOOLONG,
+        errno.ELOOP,  # a symlink put where the failure file goes is never followed
+    }
 )
 
 
@@ -34,7 +44,7 @@ class FileDestination:
 
     async def start(self) -> None:
         try:
-            await asyncio.to_thread(self.folder.mkdir, parents=True, exist_ok=True)
+            await asyncio.to_thread(make_private_folder, self.folder)
         except OSError as exc:
             raise DestinationError(
                 f"destination {self.name!r}: cannot create {self.folder}: {exc.strerror}"
@@ -48,7 +58,8 @@ class FileDestination:
         self._append(path, dumps(document) + b"\n")
 
     def _append(self, path: Path, line: bytes) -> None:
-        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        descriptor = os.open(path, flags, 0o600)
         try:
             size_before = os.fstat(descriptor).st_size
             try:

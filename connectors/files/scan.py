@@ -2,7 +2,9 @@
 
 Keys are paths relative to the folder with `/` separators. Symlinks are followed only
 if they resolve to a regular file inside the folder; symlinked folders are not entered
-(what they hold is reported under its real path, or is outside the folder).
+(what they hold is reported under its real path, or is outside the folder). Every look
+goes through `confined`: folders are opened one by one from the watched folder without
+following a symlink, so nothing outside it is ever examined, whatever the watcher reports.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from connectors.files.confined import Refused, key_parts, lstat_inside, open_inside, opened_folder
 
 CHUNK_BYTES = 1 << 20
 
@@ -35,21 +39,14 @@ class FileSig:
         return self.size == size and self.mtime_ns == mtime_ns
 
 
-def md5_of(path: str) -> str | None:
-    """The MD5 of a regular file's content; None if the path is no longer a regular file.
-
-    Opened without blocking, so a fifo or device put in the file's place meanwhile is
-    looked at and let go, never waited on.
-    """
-    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
-    try:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-            return None
-        digest = hashlib.md5(usedforsecurity=False)
-        while chunk := os.read(descriptor, CHUNK_BYTES):
-            digest.update(chunk)
-    finally:
-        os.close(descriptor)
+def _md5_of_descriptor(descriptor: int) -> str | None:
+    """The MD5 of an open regular file; None if what was opened is not a regular file
+    (a fifo or device put in its place is opened without blocking and let go)."""
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        return None
+    digest = hashlib.md5(usedforsecurity=False)
+    while chunk := os.read(descriptor, CHUNK_BYTES):
+        digest.update(chunk)
     return digest.hexdigest()
 
 
@@ -128,62 +125,116 @@ class FolderView:
         Errors other than "not found" (permissions, I/O) are raised: a file that cannot be
         looked at is not a deleted file.
         """
-        path = os.path.join(self._root_text, key)
-        try:
-            info = os.stat(path, follow_symlinks=False)
-            if stat.S_ISLNK(info.st_mode):
-                real = os.path.realpath(path)
-                if not self._inside(real, self._root_text) or self._excluded_path(real):
-                    return None
-                info = os.stat(real)
-        except _GONE:
-            if not os.path.isdir(self._root_text):
-                raise FolderVanished(f"{self._root_text} is gone") from None
-            return None
-        if not stat.S_ISREG(info.st_mode):
+        info = self._lstat(key)
+        if info is not None and stat.S_ISLNK(info.st_mode):
+            target = self._link_target(key)
+            info = None if target is None else self._lstat(target)
+            if info is not None and stat.S_ISLNK(info.st_mode):
+                return None
+        if info is None or not stat.S_ISREG(info.st_mode):
             return None
         return FileSig(info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+    def md5(self, key: str) -> str | None:
+        """The MD5 of the file at `key`; None if it is no longer a regular file that counts."""
+        try:
+            try:
+                descriptor = open_inside(self._root_text, key)
+            except Refused as refused:
+                target = self._link_target(key) if refused.last_part else None
+                if target is None:
+                    return None
+                descriptor = open_inside(self._root_text, target)
+        except Refused:
+            return None
+        except _GONE:
+            self._check_root()
+            return None
+        try:
+            return _md5_of_descriptor(descriptor)
+        finally:
+            os.close(descriptor)
+
+    def _lstat(self, key: str) -> os.stat_result | None:
+        try:
+            return lstat_inside(self._root_text, key)
+        except Refused:
+            return None
+        except _GONE:
+            self._check_root()
+            return None
+
+    def _check_root(self) -> None:
+        if not os.path.isdir(self._root_text):
+            raise FolderVanished(f"{self._root_text} is gone")
+
+    def _link_target(self, key: str) -> str | None:
+        """The key a symlink at `key` resolves to, if that lies inside the folder and counts.
+
+        A symlink that cannot be resolved (a loop) raises: it is reported, not skipped.
+        """
+        try:
+            real = os.path.realpath(os.path.join(self._root_text, key), strict=True)
+        except _GONE:
+            return None
+        if not self._inside(real, self._root_text) or real == self._root_text:
+            return None
+        if self._excluded_path(real):
+            return None
+        return self._key_text(real)
 
     def scan(self, below: str | None = None) -> Scanned:
         """Every file that counts, now; only under the folder `below` (a key) if given.
 
         A sub-folder that vanished during the scan holds nothing; one that cannot be read
-        (permissions, a path too long) is listed as unreadable. The watched folder
-        missing or unreadable raises OSError rather than looking empty.
+        (permissions, a path too long) is listed as unreadable; one that turned into a
+        symlink is not entered. The watched folder missing or unreadable raises OSError
+        rather than looking empty.
         """
         found = Scanned()
-        pending = [os.path.join(self._root_text, below) if below else self._root_text]
+        pending = [below or ""]
         while pending:
             folder = pending.pop()
             try:
-                entries = list(os.scandir(folder))
+                parts = key_parts(folder)
+                with (
+                    opened_folder(self._root_text, parts) as descriptor,
+                    os.scandir(descriptor) as listing,
+                ):
+                    for entry in listing:
+                        self._take(folder, entry, found, pending)
+            except Refused:
+                continue
             except _GONE:
-                if folder == self._root_text:
+                if not folder:
                     raise FolderVanished(f"{self._root_text} is gone") from None
                 continue
             except OSError as exc:
-                if folder == self._root_text:
+                if not folder:
                     raise
-                found.unreadable_folders[self._key_text(folder)] = exc.strerror or str(exc)
-                continue
-            for entry in entries:
-                self._take(entry, found, pending)
+                found.unreadable_folders[folder] = exc.strerror or str(exc)
         return found
 
-    def _take(self, entry: os.DirEntry[str], found: Scanned, pending: list[str]) -> None:
-        if self._excluded_path(entry.path):
+    def _take(
+        self, folder: str, entry: os.DirEntry[str], found: Scanned, pending: list[str]
+    ) -> None:
+        key = f"{folder}/{entry.name}" if folder else entry.name
+        if self._excluded and self._excluded_path(os.path.join(self._root_text, key)):
             return
         try:
-            if entry.is_dir(follow_symlinks=False):
-                if self.recursive:
-                    pending.append(entry.path)
-                return
+            info = entry.stat(follow_symlinks=False)
         except _GONE:
             return
         except OSError:
-            pass  # examined, and reported, as a file that cannot be looked at
-        key = self._key_text(entry.path)
+            info = None  # examined, and reported, as a file that cannot be looked at
+        if info is not None and stat.S_ISDIR(info.st_mode):
+            if self.recursive:
+                pending.append(key)
+            return
         if not self.accepts(key):
+            return
+        if info is not None and stat.S_ISREG(info.st_mode):
+            found.files[key] = FileSig(info.st_size, info.st_mtime_ns, info.st_ctime_ns)
             return
         try:
             sig = self.stat(key)
