@@ -44,13 +44,20 @@ class PatternError(ValueError):
 
 
 def _leaves(value: Any) -> list[Any]:
+    """The leaves of a value in document order, nested arrays flattened without
+    recursion: a record's nesting depth cannot exhaust the stack."""
     if isinstance(value, list):
         found: list[Any] = []
-        for item in value:
-            if isinstance(item, list):
-                found += _leaves(item)
-            elif not isinstance(item, dict):
-                found.append(item)
+        stack = [iter(value)]
+        while stack:
+            for item in stack[-1]:
+                if isinstance(item, list):
+                    stack.append(iter(item))
+                    break
+                if not isinstance(item, dict):
+                    found.append(item)
+            else:
+                stack.pop()
         return found
     if isinstance(value, dict):
         return []

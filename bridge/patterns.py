@@ -44,12 +44,19 @@ _EMPTY: dict[str, Any] = {}
 
 
 def _objects(value: list[Any]) -> list[dict[str, Any]]:
+    """The objects of an array in document order, nested arrays flattened without
+    recursion."""
     found: list[dict[str, Any]] = []
-    for item in value:
-        if isinstance(item, dict):
-            found.append(item)
-        elif isinstance(item, list):
-            found += _objects(item)
+    stack = [iter(value)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, dict):
+                found.append(item)
+            elif isinstance(item, list):
+                stack.append(iter(item))
+                break
+        else:
+            stack.pop()
     return found
 
 
