@@ -146,6 +146,8 @@ def _object(
         other_values = _nested_value(_object(pattern, set(), depth))
         source.add(f"if type(d) is not dict: return {source.name(other_values)}(d)")
     for key, value in pattern.items():
+        if not isinstance(key, str):
+            raise PatternError(f"Field names must be strings, not {type(key).__name__}: {key!r}")
         if key == "$or":
             if (
                 not isinstance(value, list)
@@ -230,7 +232,10 @@ def compile_pattern(pattern: str | dict[str, Any]) -> Pattern:
             raise PatternError(f"Filter pattern is not valid JSON: {error}") from None
     else:
         parsed = pattern
-        text = json.dumps(pattern, separators=(",", ":"), ensure_ascii=False)
+        try:
+            text = json.dumps(pattern, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError) as error:
+            raise PatternError(f"Filter pattern is not JSON: {error}") from None
     if len(text) > MAX_PATTERN_LENGTH:
         raise PatternError(
             f"Filter pattern is {len(text)} characters long; the limit is {MAX_PATTERN_LENGTH}"
