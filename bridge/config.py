@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, Union, cast
 
 from pydantic import Field, ValidationError, create_model, field_validator
 
-from bridge.config_problems import describe, unknown_types
+from bridge.config_problems import describe, non_json_patterns, unknown_types
 from bridge.errors import ConfigError
 from bridge.plugins import (
     BuildContext,
@@ -281,12 +281,16 @@ def load_config_text(
     if not isinstance(document.data, dict):
         raise ConfigError([f"{name}:1: the config file must be a mapping of settings"])
     unknown = unknown_types(document.data)
+    not_json, bad_patterns = non_json_patterns(document)
     try:
         config = config_model().model_validate(document.data)
     except ValidationError as exc:
-        described = describe(exc, document, skip=[path for path, _ in unknown])
+        skip = [path for path, _ in unknown] + [(*path, "") for path in bad_patterns]
+        described = describe(exc, document, skip=skip)
         unknown_keys = [document.problem(path, message) for path, message in unknown]
-        raise ConfigError(unknown_keys + described) from None
+        raise ConfigError(unknown_keys + not_json + described) from None
+    if not_json:
+        raise ConfigError(not_json)
     from bridge.config_checks import check_config
 
     loaded = LoadedConfig(config, name, handler_root or Path.cwd())

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from bridge.plugins import registered
-from bridge.yamlsource import YamlDocument
+from bridge.yamlsource import YamlDocument, non_json
 
 # What a setting should be, by pydantic's error type; the input's kind is added, never
 # the input itself (it may be a secret from the environment).
@@ -115,6 +115,33 @@ def unknown_types(data: dict[str, Any]) -> list[tuple[tuple[str | int, ...], str
             for name, item in section.items():
                 check(item, (kind, name), key, kind, noun)
     return found
+
+
+def _filter_patterns(data: dict[str, Any]) -> list[tuple[str | int, ...]]:
+    paths: list[tuple[str | int, ...]] = []
+    mappings = data.get("mappings")
+    for index, mapping in enumerate(mappings if isinstance(mappings, list) else []):
+        criteria = mapping.get("filter_criteria") if isinstance(mapping, dict) else None
+        filters = criteria.get("filters") if isinstance(criteria, dict) else None
+        for number, item in enumerate(filters if isinstance(filters, list) else []):
+            if isinstance(item, dict) and "pattern" in item:
+                at = ("mappings", index, "filter_criteria", "filters", number, "pattern")
+                paths.append(at)
+    return paths
+
+
+def non_json_patterns(document: YamlDocument) -> tuple[list[str], list[tuple[str | int, ...]]]:
+    """Filter patterns written in YAML that JSON cannot hold (esm-reference.md 11.1: a
+    pattern is JSON): problem lines, and the patterns they are in."""
+    problems: list[str] = []
+    paths: list[tuple[str | int, ...]] = []
+    if isinstance(document.data, dict):
+        for path in _filter_patterns(document.data):
+            found = non_json(document, path, "a filter pattern")
+            if found:
+                problems += found
+                paths.append(path)
+    return problems, paths
 
 
 def describe(

@@ -44,12 +44,19 @@ _EMPTY: dict[str, Any] = {}
 
 
 def _objects(value: list[Any]) -> list[dict[str, Any]]:
+    """The objects of an array in document order, nested arrays flattened without
+    recursion."""
     found: list[dict[str, Any]] = []
-    for item in value:
-        if isinstance(item, dict):
-            found.append(item)
-        elif isinstance(item, list):
-            found += _objects(item)
+    stack = [iter(value)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, dict):
+                found.append(item)
+            elif isinstance(item, list):
+                stack.append(iter(item))
+                break
+        else:
+            stack.pop()
     return found
 
 
@@ -139,6 +146,8 @@ def _object(
         other_values = _nested_value(_object(pattern, set(), depth))
         source.add(f"if type(d) is not dict: return {source.name(other_values)}(d)")
     for key, value in pattern.items():
+        if not isinstance(key, str):
+            raise PatternError(f"Field names must be strings, not {type(key).__name__}: {key!r}")
         if key == "$or":
             if (
                 not isinstance(value, list)
@@ -223,7 +232,10 @@ def compile_pattern(pattern: str | dict[str, Any]) -> Pattern:
             raise PatternError(f"Filter pattern is not valid JSON: {error}") from None
     else:
         parsed = pattern
-        text = json.dumps(pattern, separators=(",", ":"), ensure_ascii=False)
+        try:
+            text = json.dumps(pattern, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError) as error:
+            raise PatternError(f"Filter pattern is not JSON: {error}") from None
     if len(text) > MAX_PATTERN_LENGTH:
         raise PatternError(
             f"Filter pattern is {len(text)} characters long; the limit is {MAX_PATTERN_LENGTH}"

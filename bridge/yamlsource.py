@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -26,6 +27,8 @@ class YamlDocument:
     name: str
     data: Any
     lines: dict[Path, int] = field(default_factory=dict)
+    # The composed node graph, for questions the data cannot answer (how a key was written).
+    root: yaml.Node | None = field(default=None, repr=False, compare=False)
 
     def line_of(self, path: Path) -> int:
         """Line of the deepest part of `path` that exists in the file."""
@@ -73,7 +76,7 @@ def parse_yaml(text: str, name: str) -> YamlDocument:
     if node is None:
         return YamlDocument(name, {}, {(): 1})
     check_expansion(node, name)
-    document = YamlDocument(name, None)
+    document = YamlDocument(name, None, root=node)
     problems: list[str] = []
     # Before constructing: that merges `<<` keys into the mapping nodes themselves, and
     # a merged key would look like a duplicate of the one that overrides it.
@@ -138,6 +141,120 @@ def _record_lines(node: yaml.Node, path: Path, document: YamlDocument, problems:
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             _record_lines(item, (*path, index), document, problems)
+
+
+_TAG = "tag:yaml.org,2002:"
+_JSON_SCALARS = {f"{_TAG}{kind}" for kind in ("str", "int", "float", "bool", "null")}
+_KINDS = {
+    "int": "a number",
+    "float": "a number",
+    "bool": "a boolean",
+    "null": "null",
+    "timestamp": "a date",
+    "binary": "binary data",
+    "set": "a set",
+    "omap": "an ordered mapping",
+    "pairs": "a list of pairs",
+}
+
+
+def _kind(node: yaml.Node) -> str:
+    tag = str(node.tag)
+    name = tag.removeprefix(_TAG)
+    return _KINDS.get(name, f"a value tagged {tag}")
+
+
+def _shown(text: str) -> str:
+    return text if text.isprintable() else repr(text)
+
+
+def _as_string(node: yaml.ScalarNode) -> str:
+    """How to write a plain scalar YAML reads as something else as the string it looks
+    like; nothing for explicitly tagged or unprintable ones."""
+    implicit = {f"{_TAG}{kind}" for kind in ("int", "float", "bool", "null", "timestamp")}
+    text = str(node.value)
+    if node.tag not in implicit or not text.isprintable() or "'" in text:
+        return ""
+    return f": write '{text}' for the string"
+
+
+def _pairs(node: yaml.MappingNode) -> list[tuple[yaml.Node, yaml.Node]]:
+    """A mapping's own pairs, then those it merges in with `<<` (which they override)."""
+    own = [(key, value) for key, value in node.value if key.tag != f"{_TAG}merge"]
+    for key, value in node.value:
+        if key.tag != f"{_TAG}merge":
+            continue
+        merged = value.value if isinstance(value, yaml.SequenceNode) else [value]
+        for item in merged:
+            if isinstance(item, yaml.MappingNode):
+                own += _pairs(item)
+    return own
+
+
+def _node_at(root: yaml.Node, path: Path) -> yaml.Node | None:
+    node: yaml.Node | None = root
+    for part in path:
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            node = next(
+                (
+                    value
+                    for key, value in _pairs(node)
+                    if isinstance(key, yaml.ScalarNode) and key.value == part
+                ),
+                None,
+            )
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            node = node.value[part] if 0 <= part < len(node.value) else None
+        else:
+            return None
+    return node
+
+
+def non_json(document: YamlDocument, path: Path, what: str) -> list[str]:
+    """Problem lines, `file:line: key.path: message`, for what under `path` JSON cannot
+    hold though YAML can: keys that are not strings (`2024-01-01:`, `1:`, `null:`,
+    `true:`, `.inf:`), and dates, binary data, sets, ordered mappings and infinite or
+    NaN numbers. `what` names the setting in the messages."""
+    found: list[str] = []
+    root = document.root
+    start = _node_at(root, path) if root is not None else None
+
+    def report(node: yaml.Node, at: Path, message: str) -> None:
+        line = node.start_mark.line + 1
+        found.append(f"{document.name}:{line}: {format_path(at)}: {message}")
+
+    def walk(node: yaml.Node, at: Path) -> None:
+        if isinstance(node, yaml.ScalarNode):
+            if node.tag not in _JSON_SCALARS:
+                shown = _shown(node.value)
+                message = f"{shown} is {_kind(node)} in YAML, which {what} cannot hold"
+                report(node, at, message + _as_string(node))
+            elif node.tag == f"{_TAG}float" and not math.isfinite(
+                SafeConstructor().construct_yaml_float(node)
+            ):
+                report(node, at, f"{_shown(node.value)} is not a number JSON can hold")
+        elif isinstance(node, yaml.SequenceNode):
+            if node.tag != f"{_TAG}seq":
+                report(node, at, f"this is {_kind(node)}, which {what} cannot hold")
+                return
+            for index, item in enumerate(node.value):
+                walk(item, (*at, index))
+        elif isinstance(node, yaml.MappingNode):
+            if node.tag != f"{_TAG}map":
+                report(node, at, f"this is {_kind(node)}, which {what} cannot hold")
+                return
+            for key, value in _pairs(node):
+                if not isinstance(key, yaml.ScalarNode):
+                    continue
+                if key.tag != f"{_TAG}str":
+                    message = f"the key {_shown(key.value)} is {_kind(key)} in YAML"
+                    message += f", but the keys of {what} are strings"
+                    report(key, (*at, key.value), message + _as_string(key))
+                walk(value, (*at, key.value))
+
+    if start is not None:
+        walk(start, path)
+    return found
 
 
 class Reference(str):
