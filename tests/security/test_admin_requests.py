@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -30,14 +28,6 @@ FORM_TYPES = [
     "multipart/form-data; boundary=x",
     "text/plain",
 ]
-
-
-@pytest.fixture
-def workspace(tmp_path: Path) -> Iterator[Workspace]:
-    space = Workspace(tmp_path)
-    yield space
-    for daemon in space.daemons:
-        daemon.kill()
 
 
 def address(daemon: DaemonProcess) -> str:

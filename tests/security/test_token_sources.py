@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,14 +16,6 @@ from tests.support import DaemonProcess
 pytestmark = pytest.mark.e2e
 
 TOKEN = "admin-token-for-token-source-tests"
-
-
-@pytest.fixture
-def workspace(tmp_path: Path) -> Iterator[Workspace]:
-    space = Workspace(tmp_path)
-    yield space
-    for daemon in space.daemons:
-        daemon.kill()
 
 
 @pytest.fixture
