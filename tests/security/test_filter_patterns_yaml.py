@@ -6,7 +6,9 @@ validate or pass it and then fail on every record."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import io
 import shutil
 import subprocess
 import sys
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from bridge.cli import main
 from bridge.patterns import PatternError, compile_pattern
 
 pytestmark = pytest.mark.e2e
@@ -37,6 +40,20 @@ AT = "mappings[0].filter_criteria.filters[0].pattern"
 
 
 def validate(tmp_path: Path, config: str) -> subprocess.CompletedProcess[str]:
+    """`lambda-bridge validate bridge.yaml`, run in this process (the CLI's own `main`):
+    what it prints and its exit status. One test runs the real command as well."""
+    (tmp_path / "bridge.yaml").write_text(config)
+    out, err = io.StringIO(), io.StringIO()
+    with (
+        contextlib.chdir(tmp_path),
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
+        status = main(["validate", "bridge.yaml"])
+    return subprocess.CompletedProcess(["validate"], status, out.getvalue(), err.getvalue())
+
+
+def validate_in_a_process(tmp_path: Path, config: str) -> subprocess.CompletedProcess[str]:
     (tmp_path / "bridge.yaml").write_text(config)
     script = Path(sys.executable).with_name("lambda-bridge")
     command = [str(script)] if script.exists() else [shutil.which("lambda-bridge") or ""]
@@ -84,6 +101,13 @@ def test_a_key_that_is_not_a_string_is_one_line(tmp_path: Path, name: str) -> No
     assert line.startswith(f"error: bridge.yaml:{LINE + 1}: {AT}.body.{written}: "), line
     assert f"the key {written} is {kind} in YAML" in line, line
     assert "keys of a filter pattern are strings" in line, line
+
+
+def test_the_command_answers_one_line_and_no_traceback(tmp_path: Path) -> None:
+    """The same as the real command, in its own process."""
+    config = HEAD + '              status: ["paid"]\n              2024-01-01: ["x"]\n'
+    line = only_line(validate_in_a_process(tmp_path, config))
+    assert line.startswith(f"error: bridge.yaml:{LINE + 1}: {AT}.body.2024-01-01: "), line
 
 
 def test_a_top_level_key_that_is_not_a_string_is_one_line(tmp_path: Path) -> None:
