@@ -266,6 +266,10 @@ class Dispatcher:
 
         Expired records go to the destination with RecordAgeExceeded and no
         responseContext; the younger ones are still delivered (esm-reference.md 6.2).
+        Their `approximateInvokeCount` is the invocations made so far, and at least 1:
+        AWS records 1 for a record that was already too old when first read and never
+        reached the function (the AWS-validated Kinesis recordings
+        `maximum_record_age_exceeded[expire-before-ingestion]` and `..._discard_records`).
         """
         limit = self._now() - max_age
         records = segment.records
@@ -274,7 +278,7 @@ class Dispatcher:
         expired = [record for record in records if record.arrival < limit]
         segment.records = [record for record in records if record.arrival >= limit]
         failure = self._failure(
-            FailureCondition.RECORD_AGE_EXCEEDED, expired, segment.attempts, None
+            FailureCondition.RECORD_AGE_EXCEEDED, expired, max(segment.attempts, 1), None
         )
         if not await self.discard(failure):
             raise _Stopped
