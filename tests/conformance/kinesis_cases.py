@@ -29,7 +29,7 @@ SKIPPED = {
 # When a case's records are written.
 BEFORE = "before"  # before the daemon starts
 AFTER = "after"  # once the mapping reads (LATEST)
-AGED = "aged"  # at the start of the module, read by the late daemon 60 s later
+AGED = "aged"  # at the start of the module, read once enabled 60 s later
 
 
 @dataclass
@@ -47,7 +47,7 @@ class KinesisCase:
     starting_position: str
     puts: list[Put]
     destination: str | None = None  # sqs | sns | s3
-    late: bool = False  # read by the second daemon, 60 s after the AGED puts
+    late: bool = False  # enabled 60 s after the AGED puts
     extra_mappings: list[tuple[str, dict[str, Any], dict[str, Any]]] = field(
         default_factory=list
     )  # (suffix, behaviour, settings) of further mappings on the same stream

@@ -1,8 +1,9 @@
-"""One run of every supported Kinesis case at once, against moto: a daemon with one
-mapping per case (own stream, function and destination), and a second small daemon
-started 60 s after the record age cases' records were written, so that they are older
-than `MaximumRecordAgeInSeconds` (60 s, AWS's minimum) when first read. The disable case
-is reconfigured (`enabled: false`) and reloaded (SIGHUP) after its first invocation.
+"""One run of every supported Kinesis case at once, against moto: one daemon with one
+mapping per case (own stream, function and destination). The record age cases' mappings
+start disabled and are enabled (config + SIGHUP reload) 60 s after their records were
+written, so that the records are older than `MaximumRecordAgeInSeconds` (60 s, AWS's
+minimum) when first read, as AWS's mappings created 60 s later saw them. The disable
+case is disabled the same way after its first invocation.
 
 What each case produced is collected in the shape of its recording (`actual`)."""
 
@@ -37,12 +38,16 @@ class KinesisRun:
         self.reached: dict[str, bool] = {}
         self.actual: dict[str, dict[str, Any]] = {}
         self.notes: dict[str, Any] = {}
+        self.timings: list[tuple[str, float]] = []
+        self.disabled: set[str] = set()
+        self._mark: Any = lambda what: None
 
     # -- setting up ------------------------------------------------------------------
 
     def run(self, timeout: float = 75) -> None:
         late = [name for name, setup in self.setups.items() if setup.late]
         aged_at = time.time()
+        self._mark = lambda what: self.timings.append((what, round(time.time() - aged_at, 2)))
         for name in late:  # first: their age counts from here
             self._stream(name)
             self._put(name, AGED)
@@ -52,28 +57,40 @@ class KinesisRun:
             self._destination(name)
             self._put(name, BEFORE)
         main = [name for name in self.setups if name not in late]
-        if main:
-            config = self._config(self.root, main)
-            daemon = self._daemon(config, self.root, len(self._mappings(main)))
-            for name in main:
-                for mapping in self._mappings([name]):
-                    daemon.wait_for_log("stream.reading", mapping=mapping)
-                self._put(name, AFTER)
+        self._mark("streams and destinations made")
+        self.disabled = set(late)
+        config = self._config(self.root, list(self.setups))
+        daemon = self._daemon(config, self.root, len(self._mappings(main)))
+        for name in main:
+            for mapping in self._mappings([name]):
+                daemon.wait_for_log("stream.reading", mapping=mapping)
+            self._put(name, AFTER)
+        self._mark("main mappings reading")
         if DISABLE in main:
-            self._disable(main)
+            self._disable()
         if late:
+            # Enabled once their records are older than the age limit: as AWS's mapping,
+            # created 60 s after the record was written, they read them for the first time.
             self._until(aged_at + AGE_LIMIT - 5)
             for name in late:
                 self._put(name, "young")
             self._until(aged_at + AGE_LIMIT + 0.5)
-            (self.root / "late").mkdir()
-            config = self._config(self.root / "late", late)
-            self._daemon(config, self.root / "late", len(late))
+            self.disabled -= set(late)
+            self._reload()
+            self._mark("late mappings enabled")
         checks = {name: (lambda name=name: self._done(name)) for name in self.setups}
         self.reached = streams.wait_all(checks, timeout)
-        time.sleep(0.5)  # room for an invocation too many, which a case must not have
+        self._mark("all reached")
         for name in self.setups:
             self.actual[name] = self._collect(name)
+
+    def _reload(self) -> None:
+        """Write the config with the mappings of `self.disabled` off, and reload it."""
+        daemon = self.daemons[0]
+        applied = len(daemon.events("reload.applied"))
+        self._config(self.root, list(self.setups))
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_for_log("reload.applied", count=applied + 1)
 
     def stop(self) -> None:
         for daemon in self.daemons:
@@ -84,6 +101,10 @@ class KinesisRun:
                 daemon.wait(15)
             except Exception:
                 daemon.kill()
+            # Shown by pytest when a test failed.
+            print(f"--- timings: {self.timings}")
+            print(f"--- last log lines of the daemon in {daemon.cwd}:")
+            print("".join(daemon.raw_stderr[-30:]))
 
     def _until(self, moment: float) -> None:
         time.sleep(max(0.0, moment - time.time()))
@@ -125,14 +146,14 @@ class KinesisRun:
             ]
         return found
 
-    def _config(self, root: Path, names: list[str], disabled: bool = False) -> Path:
+    def _config(self, root: Path, names: list[str]) -> Path:
         setups, destinations = [], {}
         for name in names:
             setup = self.setups[name]
             params = dict(self.cases[name].esm_parameters or {})
             params.pop("second_mapping_FilterCriteria", None)
             settings = streams.mapping_settings(params)
-            if disabled and name == DISABLE:
+            if name in self.disabled:
                 settings["enabled"] = False
             if name in self.destinations:
                 destinations[self.names[name]] = self.notes[f"spec:{name}"]
@@ -167,19 +188,17 @@ class KinesisRun:
     def _daemon(self, config: Path, root: Path, mappings: int) -> DaemonProcess:
         daemon = DaemonProcess(config, root)
         self.daemons.append(daemon.start())
-        daemon.wait_ready(mappings)
+        daemon.wait_for_log("mapping.started", timeout=60, count=mappings)
         return daemon
 
-    def _disable(self, main: list[str]) -> None:
+    def _disable(self) -> None:
         """After the first invocation, disable the mapping (config + reload), then write
         10 more records, which must not reach the function."""
         function = self.names[DISABLE]
         wait_for(lambda: self.events(DISABLE), timeout=20, what="the first invocation")
-        self._config(self.root, main, disabled=True)
-        daemon = self.daemons[0]
-        daemon.signal(signal.SIGHUP)
-        daemon.wait_for_log("reload.applied")
-        daemon.wait_for_log("mapping.stopped", mapping=function)
+        self.disabled.add(DISABLE)
+        self._reload()
+        self.daemons[0].wait_for_log("mapping.stopped", mapping=function)
         more = [("test", json.dumps({"record_id": index}).encode()) for index in range(10, 20)]
         self.put(DISABLE, Put(more))
         self.notes["disabled"] = True
@@ -187,10 +206,8 @@ class KinesisRun:
     # -- end states and results ---------------------------------------------------------
 
     def events(self, name: str, suffix: str = "") -> list[Any]:
-        setup = self.setups[name]
-        root = self.root / "late" if setup.late else self.root
         function = self.names[name] + (f"-{suffix}" if suffix else "")
-        return streams.events_of(root, function)
+        return streams.events_of(self.root, function)
 
     def _destination_count(self, name: str) -> int:
         kind, handle = self.destinations[name]
