@@ -5,7 +5,7 @@ Inputs are taken from the cases' `input` descriptions and the recorded records (
 and partition keys). A case's records are written before the daemon starts ("before
 the mapping exists", TRIM_HORIZON), once its mapping reads ("after", LATEST), or, for
 the record age cases, so that the record is older than `MaximumRecordAgeInSeconds` (60 s,
-AWS's minimum) when a second daemon first reads it.
+AWS's minimum) when their mapping, enabled by a reload, first reads it.
 """
 
 from __future__ import annotations

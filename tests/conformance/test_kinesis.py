@@ -215,7 +215,10 @@ def _with_body(response: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]
 def test_partial_batch_responses(case: Case, kinesis_run: KinesisRun) -> None:
     """ReportBatchItemFailures: answers that succeed (one invocation), answers that fail
     the whole batch (1 + 2 retries, then the failure record), and 6 records in batches of
-    3 with the 6th always reported (its failure record covers it alone, count 4)."""
+    3 with the 6th always reported (its failure record covers it alone, count 4). For
+    that case the recording is followed as it is, 6th record in 5 invocations, though
+    LocalStack calls the fifth an unexplained "extra log record": the DynamoDB recording
+    shows the same, and the count of 4 follows from the rest being a new batch."""
     found = outcome(kinesis_run, case)
     events = found["events"]
     actual: dict[str, Any] = {"sqs_payload": found.get("queue"), "kinesis_events": events}
