@@ -17,7 +17,6 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 
 import structlog
 
@@ -37,24 +36,11 @@ from bridge.records import (
     Record,
 )
 from bridge.responses import classify, error_summary, split_at_first_failures
-from bridge.retry import Backoff, sleep_unless
+from bridge.retry import RetryPolicy, sleep_unless
+
+__all__ = ["Dispatcher", "RetryPolicy", "Settle"]
 
 Settle = Callable[[Sequence[Record]], Awaitable[None]]
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """The stream error settings of a mapping; -1 means unlimited, as on AWS."""
-
-    maximum_retry_attempts: int = -1
-    maximum_record_age_in_seconds: float = -1
-    bisect_batch_on_function_error: bool = False
-    report_batch_item_failures: bool = False
-    backoff: Backoff = field(default_factory=Backoff)
-
-    def exhausted(self, attempts: int) -> bool:
-        """`attempts` counts invocations; retries are attempts - 1 (esm-reference.md 6.1)."""
-        return 0 <= self.maximum_retry_attempts < attempts
 
 
 class _Stopped(Exception):
@@ -189,8 +175,7 @@ class Dispatcher:
             if done:
                 self.metrics.succeeded += len(done)
                 await self._settle(done)
-                # The checkpoint advanced: the rest is a new batch whose attempts count
-                # from 1, delivered at once. Only a failure without progress is a retry.
+                # Only a failure without progress is a retry.
                 self._restart_after_progress(segment)
                 return True
         elif policy.bisect_batch_on_function_error and len(segment.records) > 1:
@@ -224,25 +209,12 @@ class Dispatcher:
         return await sleep_unless(self._stopping, delay)
 
     def _restart_after_progress(self, segment: _Segment) -> None:
-        """After a partial batch response whose records before the first failed one
-        succeeded, the remaining records are a new batch, with a fresh retry count.
-
-        AWS's recordings show it (kinesis and dynamodb `report_batch_item_failures`:
-        6 records, batch size 3, the 6th always reported, `MaximumRetryAttempts` 3): the
-        6th record reaches the function 5 times, once in the batch of records 4-6 and 4
-        times alone, and its failure record says `approximateInvokeCount` 4. A partial
-        failure of the batch's first record (no progress) or an error of the whole batch
-        counts as a retry as usual (esm-reference.md 6.4, 6.1).
-        """
-        self._log.info(
-            "batch.retrying",
-            **batch_fields(segment.records),
-            attempt=1,
-            delay=0,
-            reason="the records before the first reported one succeeded: a new batch",
-        )
-        segment.attempts = 0
-        segment.last_result = None
+        """The records before the first reported one succeeded: the rest is a new batch,
+        its attempts counted from 1 (esm-reference.md 6.4; AWS's kinesis and dynamodb
+        report_batch_item_failures recordings: the 6th of 6 records, batch size 3, is in
+        5 invocations and its failure record counts 4 with MaximumRetryAttempts 3)."""
+        self._log.info("batch.retrying", **batch_fields(segment.records), attempt=1, delay=0)
+        segment.attempts, segment.last_result = 0, None
 
     def _crashed_attempt(self, work: deque[_Segment]) -> InFlight | None:
         """If the next segment starts with records whose invocation was in flight when
@@ -291,10 +263,8 @@ class Dispatcher:
 
         Expired records go to the destination with RecordAgeExceeded and no
         responseContext; the younger ones are still delivered (esm-reference.md 6.2).
-        Their `approximateInvokeCount` is the invocations made so far, and at least 1:
-        AWS records 1 for a record that was already too old when first read and never
-        reached the function (the AWS-validated Kinesis recordings
-        `maximum_record_age_exceeded[expire-before-ingestion]` and `..._discard_records`).
+        `approximateInvokeCount`: the invocations so far, at least 1, as AWS records for
+        records too old when first read (kinesis maximum_record_age_exceeded* recordings).
         """
         limit = self._now() - max_age
         records = segment.records
