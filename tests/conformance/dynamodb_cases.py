@@ -22,8 +22,6 @@ NOT_VALIDATED = (
 # Cases made of ESM API answers only (create/get/update/delete/list responses, errors).
 API_ONLY = {
     "test_deletion_event_source_mapping_with_dynamodb": ESM_API,
-    "test_disabled_dynamodb_event_source_mapping": ESM_API
-    + "; only Create/UpdateEventSourceMapping responses are recorded, no event",
     "test_duplicate_event_source_mappings": ESM_API,
     "test_esm_with_not_existing_dynamodb_stream": ESM_API,
     "test_create_event_filter_criteria_validation": ESM_API,
@@ -131,6 +129,8 @@ def group(case: Case) -> str:
         return "failed answers"
     if name == "test_dynamodb_report_batch_item_failures":
         return "reported failures"
+    if name == "test_disabled_dynamodb_event_source_mapping":
+        return "disabled"
     if name == "test_dynamodb_event_source_mapping" or name.startswith(
         ("test_dynamodb_event_filter[", "test_dynamodb_report_batch_item_success_scenarios[")
     ):
@@ -172,6 +172,8 @@ def items_of(case: Case) -> list[dict[str, Any]]:
         )
         assert found, f"{case.name}: unexpected input {text!r}"
         return [json.loads(found.group(1)), json.loads(found.group(2))]
+    if text == "one item before disabling, one after":
+        return [{key: {"S": "before-disabling"}}, {key: {"S": "after-disabling"}}]
     if text == "PutItem {my_partition_key: S 'hello world', binary_key: B b'foobar'}":
         return [{key: {"S": "hello world"}, "binary_key": {"B": b"foobar"}}]
     if text == "PutItem {my_partition_key: S 'hello world'}":
@@ -219,6 +221,10 @@ def mapping_settings(case: Case, destination: str | None) -> dict[str, Any]:
     if destination is not None:
         settings["destination_config"] = {"on_failure": {"destination": destination}}
     settings["retry_backoff"] = {"initial_seconds": 0.05, "max_seconds": 0.2}
-    known = {*names, "FilterCriteria", "DestinationConfig", "StartingPosition"}
+    # "then" (disabling the mapping) is the harness's: it reloads the config.
+    assert parameters.get("then", "UpdateEventSourceMapping Enabled=false") == (
+        "UpdateEventSourceMapping Enabled=false"
+    )
+    known = {*names, "FilterCriteria", "DestinationConfig", "StartingPosition", "then"}
     assert set(parameters) <= known, f"{case.name}: unhandled parameters {set(parameters) - known}"
     return settings

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,11 @@ class CaseRun:
     bucket: str = ""
     # What the stream holds (SequenceNumber -> GetRecords' record), read from moto.
     stream_records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Written once the mapping is disabled (test_disabled_...), and the witness mapping
+    # on the same table that shows they were there to be read.
+    later_items: list[dict[str, Any]] = field(default_factory=list)
+    witness: str = ""
+    witness_events: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     messages: list[dict[str, Any]] = field(default_factory=list)
     objects: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
@@ -66,6 +72,7 @@ class DynamoDBRun:
                 case, mapping=f"c{index:02d}-{slug}"[:100], function=f"fn-c{index:02d}"
             )
         self.daemon: DaemonProcess | None = None
+        self.disabled: set[str] = set()
 
     # -- before the daemon starts -----------------------------------------------------
 
@@ -89,7 +96,11 @@ class DynamoDBRun:
             run.stream_arn = reply["TableDescription"]["LatestStreamArn"]
             run.destination = cases.destination_kind(case)
             self._destination(run)
-            for item in cases.items_of(case):
+            items = cases.items_of(case)
+            if cases.group(case) == "disabled":
+                items, run.later_items = items[:1], items[1:]
+                run.witness = f"{run.function}-witness"
+            for item in items:
                 dynamodb.put_item(TableName=run.table, Item=item)
             run.stream_records = self._stream_records(run.stream_arn)
             if cases.handler_of(case) == "fixed_value":
@@ -131,32 +142,40 @@ class DynamoDBRun:
             if run.destination is not None:
                 name = f"to-{run.mapping}"
                 destinations[name] = self._destination_config(run)
-            mappings.append(
-                {
-                    "name": run.mapping,
-                    "function": run.function,
-                    "source": {
-                        "type": "dynamodb-streams",
-                        "table": run.table,
-                        "endpoint_url": self.endpoint,
-                        "starting_position": run.case.esm_parameters["StartingPosition"],
-                        "poll_interval_seconds": 0.2,
-                    },
-                    **cases.mapping_settings(run.case, name),
+            source = {
+                "type": "dynamodb-streams",
+                "table": run.table,
+                "endpoint_url": self.endpoint,
+                "starting_position": run.case.esm_parameters["StartingPosition"],
+                "poll_interval_seconds": 0.2,
+            }
+            mapping = {
+                "name": run.mapping,
+                "function": run.function,
+                "source": source,
+                **cases.mapping_settings(run.case, name),
+            }
+            if run.mapping in self.disabled:
+                mapping["enabled"] = False
+            mappings.append(mapping)
+            if run.witness:
+                mappings.append(
+                    {"name": f"{run.mapping}-witness", "function": run.witness, "source": source}
+                )
+        functions = {}
+        for run in self.runs.values():
+            handler = f"conformance_handlers.py:{cases.handler_of(run.case)}"
+            functions[run.function] = {"invoker": "python", "handler": handler, "timeout": 10}
+            if run.witness:
+                functions[run.witness] = {
+                    **functions[run.function],
+                    "handler": "conformance_handlers.py:echo",
                 }
-            )
         config = {
             "state_dir": "./state",
             "drain_timeout_seconds": 5,
             "aws": {"region": REGION, "account_id": ACCOUNT},
-            "functions": {
-                run.function: {
-                    "invoker": "python",
-                    "handler": f"conformance_handlers.py:{cases.handler_of(run.case)}",
-                    "timeout": 10,
-                }
-                for run in self.runs.values()
-            },
+            "functions": functions,
             "destinations": destinations,
             "mappings": mappings,
         }
@@ -179,7 +198,8 @@ class DynamoDBRun:
             self.config(), self.root, env={"CONFORMANCE_RECORD_DIR": str(self.record_dir)}
         ).start()
         # Generous: every mapping opens its clients and looks its table up at start.
-        self.daemon.wait_for_log("mapping.started", timeout=60, count=len(self.runs))
+        witnesses = sum(1 for run in self.runs.values() if run.witness)
+        self.daemon.wait_for_log("mapping.started", timeout=60, count=len(self.runs) + witnesses)
 
     def wait_settled(self, timeout: float = 40.0) -> None:
         """Until every mapping settled (delivered, filtered out or gave up) each record of
@@ -209,7 +229,7 @@ class DynamoDBRun:
         sqs = aws.client("sqs", self.endpoint)
         s3 = aws.client("s3", self.endpoint)
         for run in self.runs.values():
-            run.events = read_jsonl(self.record_dir / f"{run.function}.jsonl")
+            run.events = self._events(run.function)
             if run.queue_url:
                 reply = sqs.receive_message(
                     QueueUrl=run.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
@@ -224,6 +244,37 @@ class DynamoDBRun:
                 for stored in listed:
                     body = s3.get_object(Bucket=run.bucket, Key=stored["Key"])["Body"].read()
                     run.objects.append((stored["Key"], json.loads(body)))
+
+    def disable(self) -> None:
+        """UpdateEventSourceMapping Enabled=false, as a config reload: the mappings with
+        items still to write are disabled, then the items are written; once the witness
+        mapping on the same table has read them (and two more polls have passed), the
+        disabled mapping had every chance to read them too."""
+        assert self.daemon is not None
+        waiting = [run for run in self.runs.values() if run.later_items]
+        if not waiting:
+            return
+        self.disabled = {run.mapping for run in waiting}
+        self.config()
+        applied = len(self.daemon.events("reload.applied"))
+        self.daemon.signal(signal.SIGHUP)
+        self.daemon.wait_for_log("reload.applied", count=applied + 1)
+        dynamodb = aws.client("dynamodb", self.endpoint)
+        for run in waiting:
+            for item in run.later_items:
+                dynamodb.put_item(TableName=run.table, Item=item)
+            everything = len(run.stream_records) + len(run.later_items)
+            wait_for(
+                lambda run=run, everything=everything: len(self._events(run.witness)) >= everything,
+                what=f"the witness of {run.mapping} to read every item",
+            )
+        time.sleep(0.4)  # two of the disabled mappings' polls, had they been enabled
+        for run in waiting:
+            run.witness_events = self._events(run.witness)
+            run.events = self._events(run.function)
+
+    def _events(self, function: str) -> list[dict[str, Any]]:
+        return read_jsonl(self.record_dir / f"{function}.jsonl")
 
     def stop(self) -> None:
         if self.daemon is not None and self.daemon.process is not None:

@@ -63,6 +63,7 @@ def dynamodb_run(
         run.start()
         run.wait_settled()
         run.collect()
+        run.disable()
     finally:
         run.stop()
     yield run
@@ -207,6 +208,31 @@ def test_report_batch_item_failures(case: Case, dynamodb_run: DynamoDBRun) -> No
     records.sort(key=lambda record: record["dynamodb"]["Keys"]["my_partition_key"]["S"])
     recorded = case.recorded["dynamodb_records"]["Records"]
     matching.check(recorded, with_aws_sizes(run, recorded, records), "dynamodb_records.Records")
+
+
+# -- a disabled mapping -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", params("disabled"))
+def test_disabled_mapping(case: Case, dynamodb_run: DynamoDBRun) -> None:
+    """One item written while the mapping is enabled reaches the function; the mapping is
+    then disabled (UpdateEventSourceMapping Enabled=false on AWS, `enabled: false` and a
+    reload here) and the next item never does: one invocation, as the case asserts. The
+    recording holds only the Create/UpdateEventSourceMapping answers, not compared (no
+    ESM API); a second, enabled mapping on the same table shows the item was there."""
+    run = dynamodb_run.runs[case.name]
+    key = case.source_setup["table"]["partition_key"]
+    delivered = [
+        record["dynamodb"]["Keys"][key]["S"] for event in run.events for record in event["Records"]
+    ]
+    assert delivered == ["before-disabling"], delivered
+    witnessed = [
+        record["dynamodb"]["Keys"][key]["S"]
+        for event in run.witness_events
+        for record in event["Records"]
+    ]
+    assert witnessed == ["before-disabling", "after-disabling"], witnessed
+    assert case.recorded["update_event_source_mapping_result"]["State"] == "Disabling"
 
 
 # -- filters refused -------------------------------------------------------------------
