@@ -189,6 +189,10 @@ class Dispatcher:
             if done:
                 self.metrics.succeeded += len(done)
                 await self._settle(done)
+                # The checkpoint advanced: the rest is a new batch whose attempts count
+                # from 1, delivered at once. Only a failure without progress is a retry.
+                self._restart_after_progress(segment)
+                return True
         elif policy.bisect_batch_on_function_error and len(segment.records) > 1:
             # Splitting does not count against the retry limit (esm-reference.md 6.3);
             # each half gets its own count and the first half goes first.
@@ -218,6 +222,27 @@ class Dispatcher:
             delay=round(delay, 3),
         )
         return await sleep_unless(self._stopping, delay)
+
+    def _restart_after_progress(self, segment: _Segment) -> None:
+        """After a partial batch response whose records before the first failed one
+        succeeded, the remaining records are a new batch, with a fresh retry count.
+
+        AWS's recordings show it (kinesis and dynamodb `report_batch_item_failures`:
+        6 records, batch size 3, the 6th always reported, `MaximumRetryAttempts` 3): the
+        6th record reaches the function 5 times, once in the batch of records 4-6 and 4
+        times alone, and its failure record says `approximateInvokeCount` 4. A partial
+        failure of the batch's first record (no progress) or an error of the whole batch
+        counts as a retry as usual (esm-reference.md 6.4, 6.1).
+        """
+        self._log.info(
+            "batch.retrying",
+            **batch_fields(segment.records),
+            attempt=1,
+            delay=0,
+            reason="the records before the first reported one succeeded: a new batch",
+        )
+        segment.attempts = 0
+        segment.last_result = None
 
     def _crashed_attempt(self, work: deque[_Segment]) -> InFlight | None:
         """If the next segment starts with records whose invocation was in flight when
