@@ -31,14 +31,7 @@ API_ONLY = {
 }
 
 # Known differences from AWS, each with the evidence: the case runs, strictly expected to fail.
-KNOWN_DIFFERENCES = {
-    "test_dynamodb_report_batch_item_failures": (
-        "awaiting the re-batch attempt rule (conf-kinesis): AWS held record 6 in 5 invocations "
-        "(its first batch, then 4 attempts of it alone: a partial batch response that moved "
-        "the checkpoint starts the count anew) with approximateInvokeCount 4; lambda-bridge "
-        "invokes it 4 times"
-    ),
-}
+KNOWN_DIFFERENCES: dict[str, str] = {}
 
 # The recorded keys that are API answers, never compared (create_table, the ESM's
 # create response: lambda-bridge has no API, its mappings come from the config).
