@@ -210,7 +210,6 @@ def start_validations(root: Path, cases: list[Case]) -> dict[str, subprocess.Pop
 def start(run: Run, refused: list[Case]) -> None:
     """Creates the queues, sends every case's input, starts the daemon and waits until
     every case reached its end state (or the deadline: each test then fails alone)."""
-    validating = start_validations(run.root, refused)
     sqs_client(run.endpoint)  # made once, before the threads share it
     scenarios = list(run.scenarios.values())
     before = [scenario for scenario in scenarios if scenario.sent_before_mapping]
@@ -224,18 +223,20 @@ def start(run: Run, refused: list[Case]) -> None:
         "SQS_CONFORMANCE_SETTINGS": str(run.root / "settings.json"),
     }
     run.daemon = DaemonProcess(config, run.root, env=env).start()
-    for name, process in validating.items():
-        out, err = process.communicate(timeout=30)
-        run.validations[name] = subprocess.CompletedProcess(
-            process.args, process.returncode, out, err
-        )
     # The other cases' input goes in once every mapping runs, as in AWS's scenarios:
     # 35 mappings opening their clients keep the daemon busy for a few seconds.
     run.daemon.wait_for_log("mapping.started", timeout=60, count=len(run.scenarios))
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda scenario: send(run, scenario), after))
+    # While the cases wait out their windows and visibility timeouts, the CPU is free.
+    validating = start_validations(run.root, refused)
     deadline = time.monotonic() + DEADLINE_SECONDS
     waiting = list(run.scenarios.values())
     while waiting and time.monotonic() < deadline:
         waiting = [scenario for scenario in waiting if not run.done(scenario)]
         time.sleep(0.2)
+    for name, process in validating.items():
+        out, err = process.communicate(timeout=30)
+        run.validations[name] = subprocess.CompletedProcess(
+            process.args, process.returncode, out, err
+        )
