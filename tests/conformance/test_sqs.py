@@ -184,7 +184,8 @@ def _bodies(recorded: dict[str, Any], *keys: str) -> list[Any]:
 def test_failing_function_is_retried_after_the_visibility_timeout(run: Run, case: Case) -> None:
     """A function error on receive 1 leaves the message to the queue: it comes back after
     the 5 s visibility timeout with ApproximateReceiveCount 2 and succeeds (compared:
-    the relayed first_attempt and second_attempt; GetEventSourceMapping is API)."""
+    the relayed first_attempt and second_attempt; GetEventSourceMapping is API). The
+    relay recorded no md5OfMessageAttributes: see the module docstring."""
     recorded = _bodies(case.recorded, "first_attempt", "second_attempt")
     _matcher().check(recorded, _relayed(run, case))
 
@@ -209,7 +210,8 @@ def _dead_letters(run: Run, case: Case) -> dict[str, Any]:
 @pytest.mark.parametrize("case", _params("test_redrive_policy_with_failing_lambda", exact=True))
 def test_redrive_policy_moves_the_message_after_max_receives(run: Run, case: Case) -> None:
     """Failing on both receives with maxReceiveCount 2: the queue's redrive policy moves
-    the original message to its DLQ (compared: both relayed attempts and dlq_response)."""
+    the original message to its DLQ (compared: both relayed attempts and dlq_response;
+    md5OfMessageAttributes as in the module docstring)."""
     matcher = _matcher()
     recorded = _bodies(case.recorded, "first_attempt", "second_attempt")
     matcher.check(recorded, _relayed(run, case))
@@ -263,7 +265,8 @@ def test_report_batch_item_failures_on_a_fifo_queue(run: Run, case: Case) -> Non
 def test_report_batch_item_failures_answers(run: Run, case: Case) -> None:
     """ReportBatchItemFailures with an overridden answer: `{}` is a complete success (one
     invocation, DLQ empty); an entry without itemIdentifier fails the whole batch (two
-    invocations, then the DLQ) (compared: the relayed invocations and dlq_response)."""
+    invocations, then the DLQ) (compared: the relayed invocations and dlq_response;
+    md5OfMessageAttributes as in the module docstring)."""
     matcher = _matcher()
     keys = [key for key in ("first_invocation", "second_invocation") if key in case.recorded]
     matcher.check(_bodies(case.recorded, *keys), _answers(run, case))
