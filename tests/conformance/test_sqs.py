@@ -163,7 +163,7 @@ def test_invalid_event_filter_is_refused(run: Run, case: Case) -> None:
     assert result.returncode != 0, lines
     assert len(lines) == 1, lines
     assert "Traceback" not in result.stderr
-    assert "filter_criteria.filters[0].pattern" in lines[0], lines
+    assert "filter_criteria.filters[0].pattern: invalid filter pattern" in lines[0], lines
 
 
 def _relayed(run: Run, case: Case) -> list[dict[str, Any]]:
