@@ -9,7 +9,7 @@ import pytest
 
 from tests import services
 
-pytest_plugins = ["tests.conformance.summary"]
+pytest_plugins = ["tests.conformance.summary", "tests.conformance.grouping"]
 
 
 @pytest.hookimpl(trylast=True)
