@@ -9,28 +9,7 @@ import pytest
 
 from tests import services
 
-pytest_plugins = ["tests.conformance.summary", "tests.conformance.grouping"]
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """`--dist loadgroup` sends the tests of one `xdist_group` to one worker, which finds
-    the group in each test's node id (`...@group`). pytest-xdist 3.8 writes it to
-    `item._nodeid`, which pytest 9.2 no longer reads (node ids are `item._id`), so the
-    groups were lost and a module's tests went to any worker (each starting the module's
-    fixtures again). Written here again where xdist's did not take."""
-    if not getattr(config.option, "loadgroup", False):
-        return
-    for item in items:
-        names = {
-            str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
-            for mark in item.iter_markers("xdist_group")
-        }
-        suffix = "@" + "_".join(sorted(names))
-        if names and not item.nodeid.endswith(suffix) and hasattr(item, "_id"):
-            from _pytest.nodeid import NodeId
-
-            item._id = NodeId.parse(item.nodeid + suffix)
+pytest_plugins = ["tests.conformance.summary"]
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,7 @@ from tests.conformance import dynamodb_cases as cases
 from tests.conformance.dynamodb_harness import ACCOUNT, REGION, CaseRun, DynamoDBRun
 from tests.conformance.snapshots import Case, Matcher, case_params, load_cases
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("conformance-dynamodb")]
+pytestmark = pytest.mark.e2e
 
 
 def params(group: str) -> list[Any]:

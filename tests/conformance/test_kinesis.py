@@ -20,7 +20,7 @@ from tests.conformance.kinesis_cases import supported
 from tests.conformance.kinesis_run import KinesisRun
 from tests.conformance.snapshots import Case, Mismatch, case_params, load_cases
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("conformance-kinesis")]
+pytestmark = pytest.mark.e2e
 
 PARAMS = case_params("kinesis", supported)
 API_KEYS = ("create_event_source_mapping",)

@@ -27,7 +27,7 @@ from tests.conformance.snapshots import Case, Matcher, case_params, load_cases
 from tests.conformance.sqs_cases import scenario, unsupported
 from tests.conformance.sqs_run import REGION, Run, start
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("conformance-sqs")]
+pytestmark = pytest.mark.e2e
 
 MOTO_ACCOUNT = "123456789012"
 REFUSED = "test_sqs_invalid_event_filter"
