@@ -17,7 +17,6 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 
 import structlog
 
@@ -37,24 +36,11 @@ from bridge.records import (
     Record,
 )
 from bridge.responses import classify, error_summary, split_at_first_failures
-from bridge.retry import Backoff, sleep_unless
+from bridge.retry import RetryPolicy, sleep_unless
+
+__all__ = ["Dispatcher", "RetryPolicy", "Settle"]
 
 Settle = Callable[[Sequence[Record]], Awaitable[None]]
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """The stream error settings of a mapping; -1 means unlimited, as on AWS."""
-
-    maximum_retry_attempts: int = -1
-    maximum_record_age_in_seconds: float = -1
-    bisect_batch_on_function_error: bool = False
-    report_batch_item_failures: bool = False
-    backoff: Backoff = field(default_factory=Backoff)
-
-    def exhausted(self, attempts: int) -> bool:
-        """`attempts` counts invocations; retries are attempts - 1 (esm-reference.md 6.1)."""
-        return 0 <= self.maximum_retry_attempts < attempts
 
 
 class _Stopped(Exception):
@@ -189,6 +175,9 @@ class Dispatcher:
             if done:
                 self.metrics.succeeded += len(done)
                 await self._settle(done)
+                # Only a failure without progress is a retry.
+                self._restart_after_progress(segment)
+                return True
         elif policy.bisect_batch_on_function_error and len(segment.records) > 1:
             # Splitting does not count against the retry limit (esm-reference.md 6.3);
             # each half gets its own count and the first half goes first.
@@ -218,6 +207,14 @@ class Dispatcher:
             delay=round(delay, 3),
         )
         return await sleep_unless(self._stopping, delay)
+
+    def _restart_after_progress(self, segment: _Segment) -> None:
+        """The records before the first reported one succeeded: the rest is a new batch,
+        its attempts counted from 1 (esm-reference.md 6.4; AWS's kinesis and dynamodb
+        report_batch_item_failures recordings: the 6th of 6 records, batch size 3, is in
+        5 invocations and its failure record counts 4 with MaximumRetryAttempts 3)."""
+        self._log.info("batch.retrying", **batch_fields(segment.records), attempt=1, delay=0)
+        segment.attempts, segment.last_result = 0, None
 
     def _crashed_attempt(self, work: deque[_Segment]) -> InFlight | None:
         """If the next segment starts with records whose invocation was in flight when
@@ -266,6 +263,8 @@ class Dispatcher:
 
         Expired records go to the destination with RecordAgeExceeded and no
         responseContext; the younger ones are still delivered (esm-reference.md 6.2).
+        `approximateInvokeCount`: the invocations so far, at least 1, as AWS records for
+        records too old when first read (kinesis maximum_record_age_exceeded* recordings).
         """
         limit = self._now() - max_age
         records = segment.records
@@ -274,7 +273,7 @@ class Dispatcher:
         expired = [record for record in records if record.arrival < limit]
         segment.records = [record for record in records if record.arrival >= limit]
         failure = self._failure(
-            FailureCondition.RECORD_AGE_EXCEEDED, expired, segment.attempts, None
+            FailureCondition.RECORD_AGE_EXCEEDED, expired, max(segment.attempts, 1), None
         )
         if not await self.discard(failure):
             raise _Stopped

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,3 +39,18 @@ async def sleep_unless(stop: asyncio.Event, seconds: float) -> bool:
     except TimeoutError:
         return True
     return False
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """The stream error settings of a mapping; -1 means unlimited, as on AWS."""
+
+    maximum_retry_attempts: int = -1
+    maximum_record_age_in_seconds: float = -1
+    bisect_batch_on_function_error: bool = False
+    report_batch_item_failures: bool = False
+    backoff: Backoff = field(default_factory=Backoff)
+
+    def exhausted(self, attempts: int) -> bool:
+        """`attempts` counts invocations; retries are attempts - 1 (esm-reference.md 6.1)."""
+        return 0 <= self.maximum_retry_attempts < attempts

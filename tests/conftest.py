@@ -9,6 +9,8 @@ import pytest
 
 from tests import services
 
+pytest_plugins = ["tests.conformance.summary"]
+
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:

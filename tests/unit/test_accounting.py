@@ -22,7 +22,12 @@ FAST = Backoff(initial=0.0001, maximum=0.001)
 
 
 class RandomFailures:
-    """Reports some records failed, sometimes raises; seeded so a failure replays."""
+    """Reports some records failed, sometimes raises; seeded so a failure replays. A few
+    records always fail, so that some batches are given up: a partial failure that made
+    progress starts a new batch with a fresh retry count (as on AWS), so random failures
+    alone would rarely use up the retries."""
+
+    POISON = frozenset({"100", "351", "598"})
 
     def __init__(self, seed: int) -> None:
         self.random = random.Random(seed)
@@ -37,7 +42,7 @@ class RandomFailures:
         failed = [
             {"itemIdentifier": record["id"]}
             for record in event["Records"]
-            if self.random.random() < 0.15
+            if self.random.random() < 0.15 or record["id"] in self.POISON
         ]
         return InvokeResult(
             payload=f'{{"batchItemFailures": {failed}}}'.replace("'", '"').encode(),

@@ -151,6 +151,43 @@ def test_partial_failures_restart_at_the_lowest_failed_record(
         assert destination.failures[0].records[0].item_id == str(first_bad)
 
 
+def test_a_partial_failure_that_made_progress_starts_a_new_batch() -> None:
+    """AWS's recorded scenario (kinesis and dynamodb report_batch_item_failures): batches
+    of 3 from 6 records, the 6th always reported, 3 retries. Records 4 and 5 succeed, so
+    the 6th is a new batch counted from 1: it reaches the function 5 times in all, and
+    its failure record says approximateInvokeCount 4 (esm-reference.md 6.4)."""
+    destination = MemoryDestination()
+    policy = RetryPolicy(maximum_retry_attempts=3, report_batch_item_failures=True, backoff=FAST)
+    harness = Harness(policy, failing_on({"5"}, partial=True), destination)
+    records = memory_records(6)
+
+    async def main() -> None:
+        await harness.dispatcher.deliver_in_order(records[:3])
+        await harness.dispatcher.deliver_in_order(records[3:])
+
+    run(main())
+    calls = [ids(event) for event in harness.invoker.events]
+    assert calls == [["0", "1", "2"], ["3", "4", "5"], ["5"], ["5"], ["5"], ["5"]]
+    [document] = destination.documents
+    assert document["requestContext"]["approximateInvokeCount"] == 4
+    assert document["responseContext"]["functionError"] is None
+    assert document["MemoryBatchInfo"]["batchSize"] == 1
+    assert harness.settled == records
+
+
+def test_a_partial_failure_without_progress_counts_as_a_retry() -> None:
+    """When the batch's first record is the one reported, nothing advanced: that is a
+    retry of the same batch, as a function error is."""
+    destination = MemoryDestination()
+    policy = RetryPolicy(maximum_retry_attempts=2, report_batch_item_failures=True, backoff=FAST)
+    harness = Harness(policy, failing_on({"0"}, partial=True), destination)
+    run(harness.dispatcher.deliver_in_order(memory_records(3)))
+    assert [ids(event) for event in harness.invoker.events] == [["0", "1", "2"]] * 3
+    [document] = destination.documents
+    assert document["requestContext"]["approximateInvokeCount"] == 3
+    assert document["MemoryBatchInfo"]["batchSize"] == 3
+
+
 def test_retry_attempts_count_retries_not_the_first_attempt() -> None:
     """maximum_retry_attempts N means N+1 invocations, reported as approximateInvokeCount."""
     for retries in (0, 1, 3):
@@ -186,6 +223,9 @@ def test_old_records_split_off_with_record_age_exceeded() -> None:
     assert [ids(event) for event in harness.invoker.events] == [["1", "2", "3", "4", "5"]]
     document = destination.documents[0]
     assert document["requestContext"]["condition"] == "RecordAgeExceeded"
+    # Never invoked, yet counted once, as AWS records it (kinesis
+    # maximum_record_age_exceeded[expire-before-ingestion] and ..._discard_records).
+    assert document["requestContext"]["approximateInvokeCount"] == 1
     assert "responseContext" not in document
     assert document["MemoryBatchInfo"]["batchSize"] == 1
     assert sorted(harness.settled, key=lambda record: record.position) == records
@@ -252,7 +292,9 @@ def test_stop_leaves_a_failing_batch_unsettled() -> None:
 
 def test_partial_response_with_bisect_restarts_at_the_failed_item() -> None:
     """With bisect and a partial response, the batch is split at the returned item and only
-    the rest is retried (esm-reference.md 6.3)."""
+    the rest is retried (esm-reference.md 6.3). The rest is a new batch (records before
+    it succeeded), so even with no retries it gets its own attempt before it is given
+    up, as AWS's recorded report_batch_item_failures cases show (6.4)."""
     destination = MemoryDestination()
     policy = RetryPolicy(
         maximum_retry_attempts=0,
@@ -262,7 +304,10 @@ def test_partial_response_with_bisect_restarts_at_the_failed_item() -> None:
     )
     harness = Harness(policy, failing_on({"2"}, partial=True), destination)
     run(harness.dispatcher.deliver_in_order(memory_records(5)))
-    assert [ids(event) for event in harness.invoker.events] == [["0", "1", "2", "3", "4"]]
+    assert [ids(event) for event in harness.invoker.events] == [
+        ["0", "1", "2", "3", "4"],
+        ["2", "3", "4"],
+    ]
     assert [str(item["id"]) for item in destination.documents[0]["payload"]["Records"]] == [
         "2",
         "3",
