@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+MISSING = "conformance recordings not found (set LAMBDA_BRIDGE_CONFORMANCE_DIR)"
 ACCOUNT = "111111111111"
 
 # Unnumbered placeholders: any value of the kind described in the snapshots' README.
@@ -136,11 +137,11 @@ def case_params(source: str, supported: Callable[[Case], str | None]) -> list[An
     by itself once `supported` says yes)."""
     cases = load_cases(source)
     if not cases:
+        if os.environ.get("LAMBDA_BRIDGE_REQUIRE_SERVICES") == "1":
+            raise RuntimeError(MISSING)
         return [
             pytest.param(
-                None,
-                id=f"{source}-recordings-missing",
-                marks=pytest.mark.skip(reason="conformance recordings not found"),
+                None, id=f"{source}-recordings-missing", marks=pytest.mark.skip(reason=MISSING)
             )
         ]
     params = []
@@ -149,6 +150,13 @@ def case_params(source: str, supported: Callable[[Case], str | None]) -> list[An
         marks = [pytest.mark.skip(reason=reason)] if reason else []
         params.append(pytest.param(case, id=name, marks=marks))
     return params
+
+
+def missing_recordings() -> None:
+    """Skip a test for want of the recordings; fail it where every test must run (CI)."""
+    if os.environ.get("LAMBDA_BRIDGE_REQUIRE_SERVICES") == "1":
+        pytest.fail(MISSING)
+    pytest.skip(MISSING)
 
 
 class Mismatch(AssertionError):
