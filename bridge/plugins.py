@@ -299,6 +299,7 @@ _BUILTIN: dict[str, dict[str, str]] = {
         "http": "connectors.http.config:HttpFunctionConfig",
         "subprocess": "connectors.subprocess.config:SubprocessFunctionConfig",
         "lambda": "connectors.awslambda.config:LambdaFunctionConfig",
+        "runtime": "connectors.runtime.config:RuntimeFunctionConfig",
     },
     "checkpoint_stores": {
         "sqlite": "bridge.checkpoints:SqliteCheckpointStoreConfig",

@@ -1,0 +1,82 @@
+"""The `runtime` invoker: each invocation runs in an execution environment of the
+function's pool (connectors.runtime.pool), through the Runtime API.
+
+`start` prepares the package (in a thread), finds the runtime (a clear start error when
+it is not installed) and initialises the provisioned environments. An environment that
+fails INIT answers the invocation that started it with the runtime's init error (e.g.
+`Runtime.ImportModuleError`), as Lambda does; the next call tries a fresh one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from bridge.errors import InvokerStartError
+from bridge.invokers import UNHANDLED
+from bridge.plugins import BuildContext
+from bridge.records import InvokeResult
+from connectors.runtime.bootstraps import bootstrap_for
+from connectors.runtime.config import RuntimeFunctionConfig
+from connectors.runtime.environment import InitFailed, Setup
+from connectors.runtime.package import prepare_package
+from connectors.runtime.pool import EnvironmentPool
+
+
+class RuntimeInvoker:
+    def __init__(self, name: str, config: RuntimeFunctionConfig, context: BuildContext) -> None:
+        self.name = name
+        self.config = config
+        self._context = context
+        self.pool: EnvironmentPool | None = None
+
+    async def start(self) -> None:
+        code, layers = self.config.resolved(self._context.handler_root)
+        cache = (self._context.state_dir / "runtime").absolute()
+        try:
+            package = await asyncio.to_thread(prepare_package, code, layers, cache)
+        except (OSError, ValueError) as exc:
+            raise InvokerStartError(
+                f"function {self.name!r}: cannot prepare its package: {exc}"
+            ) from None
+        bootstrap = await bootstrap_for(self.name, self.config, package)
+        setup = Setup(
+            name=self.name,
+            config=self.config,
+            package=package,
+            bootstrap=bootstrap,
+            arn=self.config.arn or self._context.identity.function_arn(self.name),
+            region=self._context.identity.region,
+            tmp_root=cache / "tmp",
+        )
+        pool = EnvironmentPool(setup)
+        try:
+            await pool.start()
+        except InitFailed as failure:
+            raise InvokerStartError(
+                f"function {self.name!r}: a provisioned environment failed INIT: "
+                f"{failure.document.decode('utf-8', 'replace')}"
+            ) from None
+        self.pool = pool
+
+    async def invoke(self, event: bytes, request_id: str) -> InvokeResult:
+        assert self.pool is not None, "start() first"
+        started = time.perf_counter()
+        try:
+            environment, _ = await self.pool.acquire()
+        except InitFailed as failure:
+            return InvokeResult(
+                payload=failure.document,
+                request_id=request_id,
+                function_error=UNHANDLED,
+                duration=time.perf_counter() - started,
+            )
+        try:
+            return await environment.invoke(event, request_id)
+        finally:
+            await self.pool.release(environment)
+
+    async def close(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
+            self.pool = None
