@@ -77,6 +77,9 @@ def _resolve(loc: tuple[str | int, ...], data: Any) -> tuple[str | int, ...]:
     path: list[str | int] = []
     node = data
     for part in loc:
+        # The tag first: the `runtime` invoker also has a key named `runtime`.
+        if isinstance(node, dict) and part == node.get("invoker"):
+            continue
         if _has(node, part):
             path.append(part)
             node = node[part]
