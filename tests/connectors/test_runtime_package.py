@@ -454,3 +454,37 @@ def test_a_python_process_imports_as_on_lambda(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[:2] == ["task task site-packages layer", "from-layer-bin"]
+
+
+def test_a_zip_lying_about_its_sizes_is_refused(tmp_path: Path) -> None:
+    """A member whose central directory declares 10 bytes but holds a megabyte: no more
+    than the declared bytes are read, and the checksum then refuses it."""
+    code = make_zip(tmp_path / "code.zip", [("app.py", bytes(1_048_576), stat.S_IFREG | 0o644)])
+    data = bytearray(code.read_bytes())
+    central = data.rindex(b"PK\x01\x02")
+    data[central + 24 : central + 28] = (10).to_bytes(4, "little")  # uncompressed size
+    local = data.index(b"PK\x03\x04")
+    data[local + 22 : local + 26] = (10).to_bytes(4, "little")
+    code.write_bytes(bytes(data))
+    assert problems(code) == []  # what it declares is fine
+    with pytest.raises(PackageError, match="cannot be unpacked: Bad CRC-32") as caught:
+        prepare_package(code, [], tmp_path / "cache")
+    assert caught.value.path == ("code",)
+    assert not [p for p in (tmp_path / "cache/code").iterdir()]
+
+
+def test_concurrent_prepares_agree_on_one_folder(tmp_path: Path) -> None:
+    """Callers run prepare_package in threads: racing ones end with the same folder and no
+    scratch folder left behind."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    code = make_zip(tmp_path / "code.zip", [file(f"m{i}.py", "x = 1\n" * 1000) for i in range(200)])
+    layer = write(tmp_path / "layer", {"python/lib.py": "y = 1\n"})
+    with ThreadPoolExecutor(4) as pool:
+        results = list(
+            pool.map(lambda _: prepare_package(code, [layer], tmp_path / "cache"), range(8))
+        )
+    assert len(set(results)) == 1
+    assert len(list((tmp_path / "cache/code").iterdir())) == 1
+    assert len(list((tmp_path / "cache/opt").iterdir())) == 1
+    assert (results[0].task_root / "m199.py").exists()
