@@ -149,8 +149,9 @@ def _node_split(handler: str) -> tuple[str, str, str]:
 
 
 def _python_module(scan: Scan, stem: str) -> bool:
-    if stat.S_ISREG(scan.modes.get(stem + ".py", 0)) or stem + "/__init__.py" in scan.modes:
-        return True
+    source = scan.modes.get(stem + ".py", 0)
+    if (source and not stat.S_ISDIR(source)) or stem + "/__init__.py" in scan.modes:
+        return True  # a file or a symlink (one that leads outside is refused anyway)
     folder, _, name = stem.rpartition("/")
     prefix = f"{folder}/{name}." if folder else f"{name}."
     # compiled modules: name.pyc, name.so, name.cpython-311-x86_64-linux-gnu.so

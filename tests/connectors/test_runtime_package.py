@@ -291,6 +291,7 @@ def test_at_most_five_layers(tmp_path: Path) -> None:
     ("files", "handler", "found"),
     [
         ({"app.py": ""}, "app.handler", True),
+        ({"app.py/readme": ""}, "app.handler", False),
         ({"app/__init__.py": ""}, "app.handler", True),
         ({"pkg/sub/mod.py": ""}, "pkg.sub.mod.handler", True),
         ({"pkg/sub/mod.py": ""}, "pkg/sub/mod.handler", True),
