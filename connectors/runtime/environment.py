@@ -74,8 +74,9 @@ def lambda_environment(setup: Setup, address: str, tmp: Path, log_stream: str) -
     """Lambda's variables (and the function's own), nothing of the daemon's."""
     config = setup.config
     paths = setup.package.search_paths(config.runtime)
-    path = [p for p in paths.get("PATH", "").split(os.pathsep) if p]
-    path += [p for p in SYSTEM_PATH if p not in path]
+    # Lambda's order: the system's folders, then the layers' bin (/opt/bin).
+    path = list(SYSTEM_PATH)
+    path += [p for p in paths.get("PATH", "").split(os.pathsep) if p and p not in path]
     interpreter = Path(setup.bootstrap.argv[0])
     if interpreter.is_absolute() and str(interpreter.parent) not in path:
         path.insert(0, str(interpreter.parent))
