@@ -134,14 +134,19 @@ mappings: []
     assert status == 0, output
     seen = response(output)
     env = seen["env"]
-    task_root = str((tmp_path / "fn").resolve())
+    # The package is taken as a copy under state_dir/runtime (a folder too), so an
+    # environment never writes into the source.
+    task_root = env["LAMBDA_TASK_ROOT"]
+    assert Path(task_root).parent == (tmp_path / "state" / "runtime" / "code").resolve()
+    assert (Path(task_root) / "bootstrap").read_bytes() == (
+        tmp_path / "fn" / "bootstrap"
+    ).read_bytes()
     assert seen["event"] == {"n": 1}
     assert seen["cwd"] == task_root
     assert seen["arn"] == "arn:aws:lambda:us-east-1:000000000000:function:shell"
     assert int(seen["deadline"]) > 0
     assert env["AWS_LAMBDA_RUNTIME_API"].startswith("127.0.0.1:")
     assert env["_HANDLER"] == "my.handler"
-    assert env["LAMBDA_TASK_ROOT"] == task_root
     assert env["AWS_LAMBDA_FUNCTION_NAME"] == "shell"
     assert env["AWS_LAMBDA_FUNCTION_VERSION"] == "$LATEST"
     assert env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "256"

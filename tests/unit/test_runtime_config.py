@@ -36,6 +36,7 @@ def package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_a_valid_runtime_function_loads(package: Path) -> None:
     """All the settings of the issue's example are accepted."""
+    (package / "app.py").write_text("def handler(event, context):\n    return event\n")
     loaded = load_config_text(
         config(
             "    runtime: python3.11\n    handler: app.handler\n    memory_size: 256\n"
