@@ -77,10 +77,8 @@ class RuntimeApi:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        server = site._server
-        assert server is not None and isinstance(server, asyncio.Server)
-        port = server.sockets[0].getsockname()[1]
-        self.address = f"127.0.0.1:{port}"
+        host, port = self._runner.addresses[0][:2]
+        self.address = f"{host}:{port}"
         return self.address
 
     async def close(self) -> None:
