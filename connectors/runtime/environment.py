@@ -7,7 +7,8 @@ API server, through Lambda's phases.
 - INVOKE: one invocation at a time. A timeout kills the whole process group
   (`Sandbox.Timedout`), an exit is `Runtime.ExitError`; either way the environment is
   dead and the pool starts a fresh one for the next call.
-- SHUTDOWN: SIGTERM to the group, 2 s, then SIGKILL.
+- SHUTDOWN: SIGTERM to the group, 2 s, then SIGKILL (connectors.runtime.extensions: with
+  extensions, which start first in the same group, SIGTERM to the runtime, SHUTDOWN to them).
 
 Its stdout and stderr become `function.log` events tagged with the function and the
 request id, framed by Lambda's START, END and REPORT lines. Max Memory Used is the
@@ -35,6 +36,8 @@ from bridge.invokers import error_document, function_error, timed_out
 from bridge.records import InvokeResult
 from connectors.runtime.bootstraps import Bootstrap
 from connectors.runtime.config import RuntimeFunctionConfig
+from connectors.runtime.extensions import ExtensionHost, extension_host
+from connectors.runtime.extensions_api import ExtensionFailure
 from connectors.runtime.package import PreparedPackage
 from connectors.runtime.runtime_api import Invocation, RuntimeApi
 
@@ -112,6 +115,10 @@ class Environment:
         self.id = uuid.uuid4().hex[:12]
         self.api = RuntimeApi()
         self.process: asyncio.subprocess.Process | None = None
+        self.pgid: int | None = None  # the group of the runtime and the extensions
+        self.extensions: ExtensionHost | None = None
+        self.shutdown_reason = "spindown"  # what SHUTDOWN tells extensions: or timeout, failure
+        self._variables: dict[str, str] = {}
         self.alive = False
         self.busy = False
         self.last_used = time.monotonic()
@@ -125,6 +132,10 @@ class Environment:
         self._log_stream = time.strftime("%Y/%m/%d/", time.gmtime()) + f"[$LATEST]{self.id}"
 
     @property
+    def _extension_failure(self) -> ExtensionFailure | None:
+        return self.extensions.api.failure if self.extensions is not None else None
+
+    @property
     def pid(self) -> int | None:
         return self.process.pid if self.process is not None else None
 
@@ -132,39 +143,38 @@ class Environment:
         """Run INIT; raise InitFailed (the environment is shut down) if it fails."""
         setup = self.setup
         started = time.perf_counter()
-        address = await self.api.start()
+        self.extensions = await asyncio.to_thread(
+            extension_host, setup.package, setup.name, setup.config.handler, setup.arn
+        )
+        address = await self.api.start(self.extensions.api.add_routes if self.extensions else None)
         await asyncio.to_thread(self._make_tmp)
-        variables = lambda_environment(setup, address, self._tmp, self._log_stream)
-        variables["AWS_LAMBDA_INITIALIZATION_TYPE"] = self._initialization_type
+        self._variables = lambda_environment(setup, address, self._tmp, self._log_stream)
+        self._variables["AWS_LAMBDA_INITIALIZATION_TYPE"] = self._initialization_type
+        failure: InitFailed | None = None
         try:
-            self.process = await asyncio.create_subprocess_exec(
-                *setup.bootstrap.argv,
-                cwd=setup.package.task_root,
-                env=variables,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,
-                user=setup.config.user,
-            )
+            if self.extensions is not None:
+                await self.extensions.start(self._spawn)
+                if (problem := await self.extensions.registered(INIT_TIMEOUT)) is not None:
+                    failure = InitFailed(problem.error_type, problem.document())
+            if failure is None:
+                self.process = await self._spawn(setup.bootstrap.argv)
         except OSError as exc:
             await self.shutdown()
-            message = f"cannot start {setup.bootstrap.argv[0]!r}: {exc.strerror or exc}"
+            message = f"cannot start {exc.filename or setup.bootstrap.argv[0]!r}: {exc.strerror}"
             raise InitFailed(
                 "Runtime.InvalidEntrypoint",
                 error_document("Runtime.InvalidEntrypoint", message, ""),
             ) from None
         self.alive = True
-        self._exit = asyncio.ensure_future(self.process.wait())
-        assert self.process.stdout is not None and self.process.stderr is not None
-        self._readers = [
-            asyncio.ensure_future(self._forward(self.process.stdout, "stdout")),
-            asyncio.ensure_future(self._forward(self.process.stderr, "stderr")),
-        ]
-        failure = await self._await_init()
+        if self.process is not None:
+            self._exit = asyncio.ensure_future(self.process.wait())
+            failure = await self._await_init()
         if failure is not None:
+            self.shutdown_reason = "failure"
             await self.shutdown()
             raise failure
+        if self.extensions is not None:
+            self.extensions.api.init_over = True
         self._init_duration = time.perf_counter() - started
         _log.info(
             "runtime.environment_started",
@@ -174,9 +184,30 @@ class Environment:
             init_duration_ms=round(self._init_duration * 1000, 2),
         )
 
+    async def _spawn(self, argv: list[str]) -> asyncio.subprocess.Process:
+        """Start a process of the environment in its group (the first one makes it)."""
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=self.setup.package.task_root,
+            env=self._variables,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            process_group=self.pgid or 0,
+            user=self.setup.config.user,
+        )
+        self.pgid = self.pgid or process.pid
+        assert process.stdout is not None and process.stderr is not None
+        self._readers += [
+            asyncio.ensure_future(self._forward(process.stdout, "stdout")),
+            asyncio.ensure_future(self._forward(process.stderr, "stderr")),
+        ]
+        return process
+
     async def _await_init(self) -> InitFailed | None:
         assert self._exit is not None
-        ready = asyncio.ensure_future(self.api.ready.wait())
+        ext = self.extensions
+        ready = asyncio.ensure_future(ext.initialised(self.api) if ext else self.api.ready.wait())
         failed = asyncio.ensure_future(self.api.init_failed.wait())
         try:
             done, _ = await asyncio.wait(
@@ -187,10 +218,12 @@ class Environment:
         finally:
             ready.cancel()
             failed.cancel()
+        if (failure := self._extension_failure) is not None:
+            return InitFailed(failure.error_type, failure.document())
         if self.api.init_error is not None:
             error = self.api.init_error
             return InitFailed(error.error_type, error.document)
-        if self.api.ready.is_set():
+        if ready.done() and not ready.cancelled():
             return None
         if self._exit in done:
             message = f"Runtime exited with error: {_exit_reason(self._exit.result())}"
@@ -207,41 +240,32 @@ class Environment:
         self._line(f"START RequestId: {request_id} Version: $LATEST")
         started = time.perf_counter()
         invocation = Invocation(request_id, event, time.time() + timeout, setup.arn)
+        if self.extensions is not None:
+            self.extensions.invoke(invocation)
         self.api.submit(invocation)
         sampler = asyncio.ensure_future(self._sample())
+        completed = asyncio.ensure_future(self._completed(invocation))
         result: InvokeResult
         try:
-            waits: set[asyncio.Future[Any]] = {invocation.answer, self._exit}
+            waits: set[asyncio.Future[Any]] = {completed, self._exit}
             done, _ = await asyncio.wait(
                 waits,
                 timeout=timeout,
                 return_when=asyncio.FIRST_COMPLETED,
             )
             duration = time.perf_counter() - started
-            if invocation.answer.done():
-                answer = invocation.answer.result()
-                result = InvokeResult(
-                    payload=answer.payload,
-                    request_id=request_id,
-                    function_error=answer.function_error,
-                    duration=duration,
-                )
-            elif self._exit in done:
+            if not completed.done() or self._extension_failure is not None:
+                # Not over (timeout, exit or an extension's failure): not reusable.
                 self.alive = False
-                reason = _exit_reason(self._exit.result())
-                message = f"RequestId: {request_id} Error: Runtime exited with error: {reason}"
-                result = function_error("Runtime.ExitError", message, request_id, duration)
-            else:
-                # Lambda ends the whole environment on a timeout (esm-reference.md 4).
-                self.alive = False
-                self._kill()
-                result = timed_out(request_id, timeout, duration)
+                self.shutdown_reason = "timeout" if not done else "failure"
+            result = self._outcome(invocation, self._exit in done, duration)
         except asyncio.CancelledError:
             self.alive = False
             self._kill()
             raise
         finally:
             sampler.cancel()
+            completed.cancel()
             invocation.answer.cancel()
             self.api.abandon()
         await self._measure()
@@ -251,6 +275,37 @@ class Environment:
         self._init_duration = None
         self.last_used = time.monotonic()
         return result
+
+    def _outcome(self, invocation: Invocation, exited: bool, duration: float) -> InvokeResult:
+        request_id = invocation.request_id
+        if invocation.answer.done() and not invocation.answer.cancelled():
+            answer = invocation.answer.result()
+            return InvokeResult(
+                payload=answer.payload,
+                request_id=request_id,
+                function_error=answer.function_error,
+                duration=duration,
+            )
+        if (failure := self._extension_failure) is not None:
+            message = f"RequestId: {request_id} Error: {failure.message}"
+            return function_error(failure.error_type, message, request_id, duration)
+        if exited:
+            assert self._exit is not None
+            reason = _exit_reason(self._exit.result())
+            message = f"RequestId: {request_id} Error: Runtime exited with error: {reason}"
+            return function_error("Runtime.ExitError", message, request_id, duration)
+        # Lambda ends the whole environment on a timeout (esm-reference.md 4); with
+        # extensions, they get SHUTDOWN first.
+        self._kill(runtime_only=self.extensions is not None)
+        return timed_out(request_id, self.setup.config.timeout, duration)
+
+    async def _completed(self, invocation: Invocation) -> None:
+        """The runtime answered, and with extensions, it and every extension called
+        `next` again (or an extension failed)."""
+        if self.extensions is None:
+            await invocation.answer
+            return
+        await self.extensions.invocation_done(invocation, self.api.waiting)
 
     def _report(self, request_id: str, duration: float) -> str:
         milliseconds = duration * 1000
@@ -268,9 +323,12 @@ class Environment:
     async def shutdown(self) -> None:
         """SHUTDOWN: SIGTERM to the group, SHUTDOWN_GRACE seconds, then SIGKILL."""
         self.alive = False
-        if self.process is not None and self._exit is not None and not self._exit.done():
+        if self.extensions is not None:
+            exit = asyncio.shield(self._exit) if self._exit is not None else None
+            await self.extensions.shutdown(self.shutdown_reason, self._terminate_runtime, exit)
+        elif self.process is not None and self._exit is not None and not self._exit.done():
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
+                os.killpg(self.pgid or self.process.pid, signal.SIGTERM)
             try:
                 await asyncio.wait_for(asyncio.shield(self._exit), SHUTDOWN_GRACE)
             except TimeoutError:
@@ -280,13 +338,22 @@ class Environment:
         for reader in self._readers:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(reader, 1.0)
+        if self.extensions is not None:
+            await self.extensions.close()
         await self.api.close()
         await asyncio.to_thread(shutil.rmtree, self._tmp, True)
 
-    def _kill(self) -> None:
-        if self.process is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.process.pid, signal.SIGKILL)
+    def _kill(self, *, runtime_only: bool = False) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if runtime_only and self.process is not None:
+                self.process.kill()
+            elif self.pgid is not None:
+                os.killpg(self.pgid, signal.SIGKILL)
+
+    def _terminate_runtime(self) -> None:
+        if self.process is not None and self._exit is not None and not self._exit.done():
+            with contextlib.suppress(ProcessLookupError):
+                self.process.terminate()
 
     def _make_tmp(self) -> None:
         self._tmp.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -300,8 +367,8 @@ class Environment:
             await asyncio.sleep(SAMPLE_INTERVAL)
 
     async def _measure(self) -> None:
-        if self.process is not None:
-            rss = await asyncio.to_thread(group_rss, self.process.pid)
+        if self.pgid is not None:
+            rss = await asyncio.to_thread(group_rss, self.pgid)
             self.max_rss = max(self.max_rss, rss)
 
     async def _forward(self, stream: asyncio.StreamReader, name: str) -> None:
