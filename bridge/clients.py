@@ -35,7 +35,7 @@ class Clients:
             for name in sorted(functions):
                 function = loaded.config.functions[name]
                 invoker = function.build(name, context)
-                if function.reserved_concurrency:
+                if function.reserved_concurrency and not function.limits_its_concurrency:
                     invoker = LimitedInvoker(invoker, function.reserved_concurrency)
                 await invoker.start()
                 invokers[name] = invoker

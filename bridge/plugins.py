@@ -243,6 +243,9 @@ class FunctionConfig(StrictModel):
     invoker: str
     # The handler runs inside the daemon, so it can end the daemon (bridge.journal).
     in_process: ClassVar[bool] = False
+    # The invoker bounds its own concurrency to `reserved_concurrency` (and counts its
+    # throttles), so the daemon does not queue callers in front of it.
+    limits_its_concurrency: ClassVar[bool] = False
     timeout: float = Field(
         3.0, gt=0, le=900, description="Seconds; Lambda's default is 3, the maximum 900."
     )

@@ -9,7 +9,7 @@ import pwd
 import re
 import shlex
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -52,6 +52,8 @@ def host_architecture() -> str:
 
 class RuntimeFunctionConfig(FunctionConfig):
     invoker: Literal["runtime"]
+    # The pool makes at most `reserved_concurrency` environments and counts the throttles.
+    limits_its_concurrency: ClassVar[bool] = True
     runtime: str = Field(
         description="Lambda's runtime identifier: pythonX.Y, nodejsN.x, provided.al2023, "
         "provided.al2 or provided"
