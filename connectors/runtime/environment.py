@@ -10,8 +10,9 @@ API server, through Lambda's phases.
 - SHUTDOWN: SIGTERM to the group, 2 s, then SIGKILL.
 
 Its stdout and stderr become `function.log` events tagged with the function and the
-request id, framed by Lambda's START, END and REPORT lines. Max Memory Used is the
-highest resident memory of the process group seen (sampled while it runs).
+request id, framed by Lambda's START, END and REPORT lines. Memory: see
+connectors.runtime.memory (a cgroup or a resident-memory watch); going over `memory_size`
+ends the environment with `Runtime.OutOfMemory`.
 """
 
 from __future__ import annotations
@@ -35,15 +36,14 @@ from bridge.invokers import error_document, function_error, timed_out
 from bridge.records import InvokeResult
 from connectors.runtime.bootstraps import Bootstrap
 from connectors.runtime.config import RuntimeFunctionConfig
+from connectors.runtime.memory import MemoryGuard
 from connectors.runtime.package import PreparedPackage
 from connectors.runtime.runtime_api import Invocation, RuntimeApi
 
 INIT_TIMEOUT = 10.0  # Lambda's INIT phase limit for on-demand environments
 SHUTDOWN_GRACE = 2.0  # SIGTERM, then this long, then SIGKILL
-SAMPLE_INTERVAL = 0.25
 MAX_LINE = 256 * 1024
 SYSTEM_PATH = ("/usr/local/bin", "/usr/bin", "/bin")
-_PAGE = os.sysconf("SC_PAGE_SIZE")
 
 _log = structlog.get_logger("connectors.runtime")
 
@@ -115,7 +115,10 @@ class Environment:
         self.alive = False
         self.busy = False
         self.last_used = time.monotonic()
-        self.max_rss = 0
+        self.memory = MemoryGuard(setup.name, setup.config.memory_size)
+        self.init_seconds: float | None = None
+        # Why the environment ended mid-invocation: "timeout", "out_of_memory" or "exit".
+        self.ended_by: str | None = None
         self._initialization_type = initialization_type
         self._init_duration: float | None = None
         self._request_id: str | None = None
@@ -123,6 +126,10 @@ class Environment:
         self._readers: list[asyncio.Task[None]] = []
         self._tmp = setup.tmp_root / self.id
         self._log_stream = time.strftime("%Y/%m/%d/", time.gmtime()) + f"[$LATEST]{self.id}"
+
+    @property
+    def max_rss(self) -> int:
+        return self.memory.peak
 
     @property
     def pid(self) -> int | None:
@@ -134,6 +141,7 @@ class Environment:
         started = time.perf_counter()
         address = await self.api.start()
         await asyncio.to_thread(self._make_tmp)
+        await self.memory.open()
         variables = lambda_environment(setup, address, self._tmp, self._log_stream)
         variables["AWS_LAMBDA_INITIALIZATION_TYPE"] = self._initialization_type
         try:
@@ -146,6 +154,7 @@ class Environment:
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,
                 user=setup.config.user,
+                preexec_fn=self.memory.preexec(),
             )
         except OSError as exc:
             await self.shutdown()
@@ -155,22 +164,28 @@ class Environment:
                 error_document("Runtime.InvalidEntrypoint", message, ""),
             ) from None
         self.alive = True
+        self.memory.started(self.process.pid)
         self._exit = asyncio.ensure_future(self.process.wait())
         assert self.process.stdout is not None and self.process.stderr is not None
         self._readers = [
             asyncio.ensure_future(self._forward(self.process.stdout, "stdout")),
             asyncio.ensure_future(self._forward(self.process.stderr, "stderr")),
         ]
-        failure = await self._await_init()
+        self.memory.watch()
+        try:
+            failure = await self._await_init()
+        finally:
+            self.memory.unwatch()
         if failure is not None:
             await self.shutdown()
             raise failure
-        self._init_duration = time.perf_counter() - started
+        self._init_duration = self.init_seconds = time.perf_counter() - started
         _log.info(
             "runtime.environment_started",
             function=setup.name,
             environment=self.id,
             pid=self.pid,
+            memory_watch=self.memory.kind,
             init_duration_ms=round(self._init_duration * 1000, 2),
         )
 
@@ -178,15 +193,21 @@ class Environment:
         assert self._exit is not None
         ready = asyncio.ensure_future(self.api.ready.wait())
         failed = asyncio.ensure_future(self.api.init_failed.wait())
+        exceeded = asyncio.ensure_future(self.memory.exceeded.wait())
         try:
             done, _ = await asyncio.wait(
-                {ready, failed, self._exit},
+                {ready, failed, exceeded, self._exit},
                 timeout=INIT_TIMEOUT,
                 return_when=asyncio.FIRST_COMPLETED,
             )
         finally:
             ready.cancel()
             failed.cancel()
+            exceeded.cancel()
+        if exceeded in done or (self._exit in done and await self.memory.measure()):
+            message = _out_of_memory("")
+            document = error_document("Runtime.OutOfMemory", message, "")
+            return InitFailed("Runtime.OutOfMemory", document)
         if self.api.init_error is not None:
             error = self.api.init_error
             return InitFailed(error.error_type, error.document)
@@ -208,17 +229,24 @@ class Environment:
         started = time.perf_counter()
         invocation = Invocation(request_id, event, time.time() + timeout, setup.arn)
         self.api.submit(invocation)
-        sampler = asyncio.ensure_future(self._sample())
+        self.memory.watch()
+        exceeded = asyncio.ensure_future(self.memory.exceeded.wait())
         result: InvokeResult
         try:
-            waits: set[asyncio.Future[Any]] = {invocation.answer, self._exit}
+            waits: set[asyncio.Future[Any]] = {invocation.answer, self._exit, exceeded}
             done, _ = await asyncio.wait(
                 waits,
                 timeout=timeout,
                 return_when=asyncio.FIRST_COMPLETED,
             )
             duration = time.perf_counter() - started
-            if invocation.answer.done():
+            if exceeded in done or (self._exit in done and await self.memory.measure()):
+                # Over memory_size: the OOM killer (cgroup) or the watch ends it all.
+                self.alive, self.ended_by = False, "out_of_memory"
+                self._kill()
+                message = _out_of_memory(request_id)
+                result = function_error("Runtime.OutOfMemory", message, request_id, duration)
+            elif invocation.answer.done():
                 answer = invocation.answer.result()
                 result = InvokeResult(
                     payload=answer.payload,
@@ -227,13 +255,13 @@ class Environment:
                     duration=duration,
                 )
             elif self._exit in done:
-                self.alive = False
+                self.alive, self.ended_by = False, "exit"
                 reason = _exit_reason(self._exit.result())
                 message = f"RequestId: {request_id} Error: Runtime exited with error: {reason}"
                 result = function_error("Runtime.ExitError", message, request_id, duration)
             else:
                 # Lambda ends the whole environment on a timeout (esm-reference.md 4).
-                self.alive = False
+                self.alive, self.ended_by = False, "timeout"
                 self._kill()
                 result = timed_out(request_id, timeout, duration)
         except asyncio.CancelledError:
@@ -241,10 +269,11 @@ class Environment:
             self._kill()
             raise
         finally:
-            sampler.cancel()
+            self.memory.unwatch()
+            exceeded.cancel()
             invocation.answer.cancel()
             self.api.abandon()
-        await self._measure()
+        await self.memory.measure()
         self._line(f"END RequestId: {request_id}")
         self._line(self._report(request_id, result.duration))
         self._request_id = None
@@ -280,7 +309,9 @@ class Environment:
         for reader in self._readers:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(reader, 1.0)
+        self.memory.unwatch()
         await self.api.close()
+        await self.memory.close()
         await asyncio.to_thread(shutil.rmtree, self._tmp, True)
 
     def _kill(self) -> None:
@@ -293,16 +324,6 @@ class Environment:
         if self.setup.config.user is not None:
             entry = pwd.getpwnam(self.setup.config.user)
             os.chown(self._tmp, entry.pw_uid, entry.pw_gid)
-
-    async def _sample(self) -> None:
-        while True:
-            await self._measure()
-            await asyncio.sleep(SAMPLE_INTERVAL)
-
-    async def _measure(self) -> None:
-        if self.process is not None:
-            rss = await asyncio.to_thread(group_rss, self.process.pid)
-            self.max_rss = max(self.max_rss, rss)
 
     async def _forward(self, stream: asyncio.StreamReader, name: str) -> None:
         pending = b""
@@ -324,27 +345,11 @@ class Environment:
         _log.info("function.log", stream=stream, line=text, **fields)
 
 
-def group_rss(pgid: int) -> int:
-    """Resident bytes of every process in the group (from /proc; 0 where there is none)."""
-    total = 0
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return 0
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as file:
-                stat = file.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        # After the command: state, ppid, pgrp, ...; rss (pages) is the 22nd of them.
-        if len(fields) > 21 and int(fields[2]) == pgid:
-            total += int(fields[21]) * _PAGE
-    return total
-
-
 def _exit_reason(status: int) -> str:
     return f"signal {-status}" if status < 0 else f"exit status {status}"
+
+
+def _out_of_memory(request_id: str) -> str:
+    """Lambda's words: the runtime was killed (`signal: killed`), typed Runtime.OutOfMemory."""
+    prefix = f"RequestId: {request_id} " if request_id else ""
+    return f"{prefix}Error: Runtime exited with error: signal: killed"
