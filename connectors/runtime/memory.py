@@ -6,14 +6,15 @@ one; `cgroup` where none can be made falls back to `rss` with a warning):
 - A memory cgroup per environment, made under the daemon's own memory cgroup: cgroup v1
   `memory.limit_in_bytes` (and `memory.memsw.limit_in_bytes`, so it cannot swap past it),
   or v2 `memory.max` (and `memory.swap.max` 0) where the daemon's cgroup delegates the
-  memory controller. The bootstrap joins it before it execs, so everything it starts is
-  inside. Over the limit, the kernel's OOM killer ends a process (as in Lambda's microVM);
-  the watch sees the cgroup's `oom_kill` count go up and the environment ends. Max Memory
-  Used is the cgroup's peak (`memory.max_usage_in_bytes`, `memory.peak`).
+  memory controller. Every process of the environment (its extensions and the bootstrap)
+  joins it before it execs, so everything they start is inside. Over the limit, the
+  kernel's OOM killer ends a process (as in Lambda's microVM); the watch sees the cgroup's
+  `oom_kill` count go up and the environment ends. Max Memory Used is the cgroup's peak
+  (`memory.max_usage_in_bytes`, `memory.peak`).
 - Otherwise a resident-memory watch: every WATCH_INTERVAL the resident memory of every
-  process of the environment's process group is summed from /proc; over the limit ends
-  the environment. An allocation faster than the interval can overshoot between two
-  samples, and memory that is not resident (swapped out) is not seen.
+  process of the environment's process group (extensions included) is summed from /proc;
+  over the limit ends the environment. An allocation faster than the interval can
+  overshoot between two samples, and memory that is not resident (swapped out) is not seen.
 
 One task per event loop samples every watched environment at once (one /proc scan per
 interval, however many environments), off the loop in a thread.
@@ -190,7 +191,11 @@ class MemoryGuard:
         return join
 
     def started(self, pgid: int) -> None:
+        """The environment's process group is `pgid` (its leader: the first process)."""
         self.pgid = pgid
+
+    def all_started(self) -> None:
+        """No more processes will join the cgroup: close its procs file."""
         if self._procs_fd is not None:
             os.close(self._procs_fd)
             self._procs_fd = None

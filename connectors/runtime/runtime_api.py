@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -61,14 +62,18 @@ class RuntimeApi:
         self._pending: asyncio.Queue[Invocation] = asyncio.Queue(maxsize=1)
         self.current: Invocation | None = None
         self.ready = asyncio.Event()  # the runtime asked for its first event: INIT is over
+        self.waiting = asyncio.Event()  # the runtime is in `next` with nothing to take
         self.init_error: InitError | None = None
         self.init_failed = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.address = ""
 
-    async def start(self) -> str:
-        """Serve on a free loopback port; return `127.0.0.1:<port>`."""
+    async def start(self, more_routes: Callable[[web.Application], None] | None = None) -> str:
+        """Serve on a free loopback port (with `more_routes`, e.g. the Extensions API);
+        return `127.0.0.1:<port>`."""
         app = web.Application(client_max_size=MAX_RESPONSE_BYTES + 1)
+        if more_routes is not None:
+            more_routes(app)
         app.router.add_get(f"{PREFIX}/invocation/next", self._next)
         app.router.add_post(f"{PREFIX}/invocation/{{request_id}}/response", self._response)
         app.router.add_post(f"{PREFIX}/invocation/{{request_id}}/error", self._error)
@@ -77,10 +82,8 @@ class RuntimeApi:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        server = site._server
-        assert server is not None and isinstance(server, asyncio.Server)
-        port = server.sockets[0].getsockname()[1]
-        self.address = f"127.0.0.1:{port}"
+        host, port = self._runner.addresses[0][:2]
+        self.address = f"{host}:{port}"
         return self.address
 
     async def close(self) -> None:
@@ -101,7 +104,10 @@ class RuntimeApi:
     async def _next(self, request: web.Request) -> web.StreamResponse:
         # Asking for the next event ends INIT (and, on Lambda, the previous invocation).
         self.ready.set()
+        if self._pending.empty():
+            self.waiting.set()
         invocation = await self._pending.get()
+        self.waiting.clear()
         self.current = invocation
         headers = {
             "Lambda-Runtime-Aws-Request-Id": invocation.request_id,

@@ -5,6 +5,7 @@ environment; the daemon's /metrics shows what the function's environments went t
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -44,8 +45,8 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def config(tmp_path: Path) -> Path:
-    write(tmp_path / "py" / "app.py", HANDLER)
+def config(tmp_path: Path, handler: str = HANDLER) -> Path:
+    write(tmp_path / "py" / "app.py", handler)
     write(tmp_path / "py" / "helper.py", f"RECORD_TO = {str(tmp_path / 'calls.jsonl')!r}\n")
     (tmp_path / "inbox").mkdir()
     return write(
@@ -137,3 +138,61 @@ def test_out_of_memory_ends_the_environment(tmp_path: Path, mode: str) -> None:
     parent = cgroup_parent()
     if parent is not None:
         assert not [p for p in parent[0].glob("lambda-bridge-*") if f"-{pid}-" in p.name]
+
+
+# An extension holding 56 MB (resident) from before it registers; it records its events.
+BALLAST = r"""#!{python}
+import json, os, urllib.request
+BALLAST = b"x" * (56 << 20)
+API = "http://" + os.environ["AWS_LAMBDA_RUNTIME_API"] + "/2020-01-01/extension"
+body = json.dumps({{"events": ["INVOKE", "SHUTDOWN"]}}).encode()
+request = urllib.request.Request(API + "/register", body, {{"Lambda-Extension-Name": "ballast"}})
+with urllib.request.urlopen(request) as response:
+    headers = {{"Lambda-Extension-Identifier": response.headers["Lambda-Extension-Identifier"]}}
+while True:
+    with urllib.request.urlopen(urllib.request.Request(API + "/event/next", None, headers)) as r:
+        event = json.load(r)
+    with open({record_to!r}, "a") as out:
+        out.write(json.dumps(event) + "\n")
+    if event["eventType"] == "SHUTDOWN":
+        break
+"""
+
+# 72 MB: within 128 MB alone, past it with the extension's 56 MB counted.
+HALF_HOG = r"""
+import time
+
+def handler(event, context):
+    chunks = [b"x" * (8 << 20) for _ in range(9)]
+    time.sleep(1.0)
+    return {"held": len(chunks)}
+"""
+
+
+@pytest.mark.parametrize("mode", ["cgroup", "rss"])
+def test_an_extensions_memory_counts(tmp_path: Path, mode: str) -> None:
+    """The extension's memory counts toward memory_size: a handler using 72 MB next to an
+    extension holding 56 MB is Runtime.OutOfMemory (watch: the group's resident sum;
+    cgroup: the extension is in it), and the extension gets SHUTDOWN (failure)."""
+    if mode == "cgroup" and cgroup_parent() is None:
+        pytest.skip("this host lets the daemon make no memory cgroup")
+    record_to = tmp_path / "events.jsonl"
+    ballast = BALLAST.format(python=sys.executable, record_to=str(record_to))
+    write(tmp_path / "py" / "extensions" / "ballast", ballast).chmod(0o755)
+    daemon = DaemonProcess(config(tmp_path, HALF_HOG), tmp_path, env={MODE_VARIABLE: mode}).start()
+    try:
+        daemon.wait_ready()
+        (tmp_path / "inbox" / "a.json").write_text("{}")
+        wait_for(lambda: failures(tmp_path), timeout=20, what="the out-of-memory failure")
+        [oom] = daemon.events("batch.failed", error_type="Runtime.OutOfMemory")
+        assert oom["error_message"].endswith("Error: Runtime exited with error: signal: killed")
+        [started] = daemon.events("runtime.environment_started", function="hungry")
+        assert started["memory_watch"] == mode
+        if mode == "rss":  # (the cgroup's OOM killer may have ended the extension itself)
+            wait_for(lambda: "SHUTDOWN" in record_to.read_text(), what="SHUTDOWN")
+            invoke, shutdown = (json.loads(line) for line in record_to.read_text().splitlines())
+            assert invoke["eventType"] == "INVOKE"
+            assert shutdown["shutdownReason"] == "failure"
+        assert daemon.stop() == 0
+    finally:
+        daemon.kill()
