@@ -29,7 +29,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from bridge.addresses import host_name, is_loopback, parse_listen
 from bridge.codec import dumps_text
-from bridge.metrics import MappingView, render
+from bridge.metrics import Family, MappingView, render
 
 ADDRESS_FILE = "admin-address"
 
@@ -50,6 +50,8 @@ class AdminTarget(Protocol):
 
     @property
     def checkpoint_write_failures(self) -> int: ...
+
+    def invoker_metrics(self) -> list[Family]: ...
 
     async def reload(self) -> dict[str, Any]: ...
 
@@ -218,6 +220,7 @@ class AdminServer:
         text = render(
             await self._target.views(),
             checkpoint_write_failures=self._target.checkpoint_write_failures,
+            families=self._target.invoker_metrics(),
         )
         return web.Response(
             text=text, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}

@@ -34,7 +34,7 @@ from bridge.journal import (
     install_exit_hook,
 )
 from bridge.mapping import MappingRunner, MappingState
-from bridge.metrics import MappingView
+from bridge.metrics import Family, MappingView, contributed
 from bridge.plugins import SourceContext
 from bridge.protocols import Source
 from bridge.reload import plan_reload, restart_only_changes
@@ -294,6 +294,10 @@ class Daemon:
             )
             for runner, lag in zip(runners, lags, strict=True)
         ]
+
+    def invoker_metrics(self) -> list[Family]:
+        """What the invokers contribute to /metrics (e.g. the runtime invoker's)."""
+        return contributed(self.clients.invokers.values())
 
     # -- reloading --------------------------------------------------------------------
 

@@ -6,6 +6,10 @@ they exist (esm-reference.md 16: PolledEventCount, FilteredOutEventCount,
 InvokedEventCount, FailedInvokeEventCount, DroppedEventCount,
 OnFailureDestinationDeliveredEventCount, IteratorAge, OffsetLag), in Prometheus style:
 `lambda_bridge_polled_events_total`, `lambda_bridge_iterator_age_seconds`, ...
+
+An invoker may contribute families of its own (per function, say): an optional
+`metrics()` method returning `Family` values, collected by `contributed` and rendered
+after the mappings' (families of the same name from several invokers are merged).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import bisect
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bridge.records import Record
@@ -108,6 +112,30 @@ class MappingView:
     progress: Mapping[str, int] | None = None
 
 
+@dataclass(frozen=True)
+class Family:
+    """A metric family an invoker contributes: `name` after the prefix, `kind` counter,
+    gauge or histogram, and (labels, value) samples; a histogram's values are Histograms."""
+
+    name: str
+    kind: str
+    help: str
+    samples: Sequence[tuple[Mapping[str, str], float | Histogram]]
+
+
+def contributed(invokers: Iterable[object]) -> list[Family]:
+    """The families of every invoker that has a `metrics()` method (looked for through
+    wrappers that keep the wrapped invoker as `inner`)."""
+    families: list[Family] = []
+    for invoker in invokers:
+        current: object | None = invoker
+        while current is not None and not callable(getattr(current, "metrics", None)):
+            current = getattr(current, "inner", None)
+        if current is not None:
+            families.extend(current.metrics())  # type: ignore[attr-defined]
+    return families
+
+
 STATES = ("Connecting", "Enabled", "Degraded", "Disabled", "Failed", "Stopped")
 
 _COUNTERS = (
@@ -166,6 +194,7 @@ def render(
     prefix: str = "lambda_bridge",
     *,
     checkpoint_write_failures: int = 0,
+    families: Sequence[Family] = (),
 ) -> str:
     """The Prometheus text exposition (format 0.0.4) of every mapping's metrics."""
     lines: list[str] = []
@@ -250,4 +279,26 @@ def render(
             ]
             lines.append(f"{name}_sum{{{mapping}}} {_number(histogram.total)}")
             lines.append(f"{name}_count{{{mapping}}} {histogram.count}")
+    merged: dict[str, list[Family]] = {}
+    for contribution in families:
+        merged.setdefault(contribution.name, []).append(contribution)
+    for same in merged.values():
+        name = family(same[0].name, same[0].kind, same[0].help)
+        for contribution in same:
+            for sample_labels, sample in contribution.samples:
+                lines += _samples(name, sample_labels, sample)
     return "\n".join(lines) + "\n"
+
+
+def _samples(name: str, labels: Mapping[str, str], value: float | Histogram) -> list[str]:
+    pairs = [f'{key}="{_label(text)}"' for key, text in labels.items()]
+    joined = "{" + ",".join(pairs) + "}" if pairs else ""
+    if not isinstance(value, Histogram):
+        return [f"{name}{joined} {_number(value)}"]
+    lines = []
+    for le, count in value.cumulative():
+        bucket = ",".join([*pairs, f'le="{le}"'])
+        lines.append(f"{name}_bucket{{{bucket}}} {count}")
+    lines.append(f"{name}_sum{joined} {_number(value.total)}")
+    lines.append(f"{name}_count{joined} {value.count}")
+    return lines

@@ -1,18 +1,19 @@
-"""One execution environment: a process group running a runtime behind its own Runtime
-API server, through Lambda's phases.
+"""One execution environment: a process group (connectors.runtime.processes) running a
+runtime and its extensions behind its own Runtime API server, through Lambda's phases.
 
-- INIT: the bootstrap starts with Lambda's variables only, the task root as its working
-  folder and a TMPDIR of its own; INIT is over when the runtime asks for its first event,
-  and fails if it reports /init/error, exits, or takes more than 10 s.
-- INVOKE: one invocation at a time. A timeout kills the whole process group
-  (`Sandbox.Timedout`), an exit is `Runtime.ExitError`; either way the environment is
-  dead and the pool starts a fresh one for the next call.
-- SHUTDOWN: SIGTERM to the group, 2 s, then SIGKILL (connectors.runtime.extensions: with
-  extensions, which start first in the same group, SIGTERM to the runtime, SHUTDOWN to them).
+- INIT: the extensions start first (connectors.runtime.extensions), the bootstrap once they
+  registered, with Lambda's variables only, the task root as working folder and a TMPDIR
+  of their own; INIT is over when the runtime (and every extension) asks for its first
+  event, and fails if it reports /init/error, exits, or takes more than 10 s.
+- INVOKE: one invocation at a time. A timeout (`Sandbox.Timedout`) or an exit
+  (`Runtime.ExitError`) leaves the environment dead; the pool starts a fresh one.
+- SHUTDOWN: SIGTERM to the group, 2 s, then SIGKILL (with extensions: SIGTERM to the
+  runtime, the SHUTDOWN event to them).
 
-Its stdout and stderr become `function.log` events tagged with the function and the
-request id, framed by Lambda's START, END and REPORT lines. Max Memory Used is the
-highest resident memory of the process group seen (sampled while it runs).
+Output becomes `function.log` events framed by Lambda's START, END and REPORT lines.
+Memory (connectors.runtime.memory: a cgroup every process joins, or a resident-memory watch
+of the whole group) is watched during INIT and each invocation; going over `memory_size`
+ends the environment with `Runtime.OutOfMemory`.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ import shutil
 import signal
 import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -38,16 +40,16 @@ from connectors.runtime.bootstraps import Bootstrap
 from connectors.runtime.config import RuntimeFunctionConfig
 from connectors.runtime.extensions import ExtensionHost, extension_host
 from connectors.runtime.extensions_api import ExtensionFailure
+from connectors.runtime.memory import MemoryGuard
 from connectors.runtime.package import PreparedPackage
+from connectors.runtime.processes import ProcessGroup, exit_reason
 from connectors.runtime.runtime_api import Invocation, RuntimeApi
 
 INIT_TIMEOUT = 10.0  # Lambda's INIT phase limit for on-demand environments
 SHUTDOWN_GRACE = 2.0  # SIGTERM, then this long, then SIGKILL
-SAMPLE_INTERVAL = 0.25
-MAX_LINE = 256 * 1024
 SYSTEM_PATH = ("/usr/local/bin", "/usr/bin", "/bin")
-_PAGE = os.sysconf("SC_PAGE_SIZE")
 
+_T = TypeVar("_T")
 _log = structlog.get_logger("connectors.runtime")
 
 
@@ -114,30 +116,40 @@ class Environment:
         self.setup = setup
         self.id = uuid.uuid4().hex[:12]
         self.api = RuntimeApi()
-        self.process: asyncio.subprocess.Process | None = None
-        self.pgid: int | None = None  # the group of the runtime and the extensions
+        self.process: asyncio.subprocess.Process | None = None  # the runtime's
         self.extensions: ExtensionHost | None = None
         self.shutdown_reason = "spindown"  # what SHUTDOWN tells extensions: or timeout, failure
-        self._variables: dict[str, str] = {}
         self.alive = False
         self.busy = False
         self.last_used = time.monotonic()
-        self.max_rss = 0
+        self.memory = MemoryGuard(setup.name, setup.config.memory_size)
+        config, root = setup.config, setup.package.task_root
+        self.group = ProcessGroup(root, config.user, self.memory, self._line)  # all processes
+        self.init_seconds: float | None = None
+        # Why the environment ended mid-invocation: "timeout", "out_of_memory" or "exit".
+        self.ended_by: str | None = None
         self._initialization_type = initialization_type
         self._init_duration: float | None = None
         self._request_id: str | None = None
         self._exit: asyncio.Task[int] | None = None
-        self._readers: list[asyncio.Task[None]] = []
         self._tmp = setup.tmp_root / self.id
         self._log_stream = time.strftime("%Y/%m/%d/", time.gmtime()) + f"[$LATEST]{self.id}"
 
     @property
-    def _extension_failure(self) -> ExtensionFailure | None:
-        return self.extensions.api.failure if self.extensions is not None else None
+    def max_rss(self) -> int:
+        return self.memory.peak
+
+    @property
+    def pgid(self) -> int | None:
+        return self.group.pgid
 
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process is not None else None
+
+    @property
+    def _extension_failure(self) -> ExtensionFailure | None:
+        return self.extensions.api.failure if self.extensions is not None else None
 
     async def start(self) -> None:
         """Run INIT; raise InitFailed (the environment is shut down) if it fails."""
@@ -148,88 +160,104 @@ class Environment:
         )
         address = await self.api.start(self.extensions.api.add_routes if self.extensions else None)
         await asyncio.to_thread(self._make_tmp)
-        self._variables = lambda_environment(setup, address, self._tmp, self._log_stream)
-        self._variables["AWS_LAMBDA_INITIALIZATION_TYPE"] = self._initialization_type
-        failure: InitFailed | None = None
+        await self.memory.open()
+        variables = lambda_environment(setup, address, self._tmp, self._log_stream)
+        variables["AWS_LAMBDA_INITIALIZATION_TYPE"] = self._initialization_type
+        self.group.variables = variables
+        self.memory.watch()  # from the first extension's start to the end of INIT
         try:
-            if self.extensions is not None:
-                await self.extensions.start(self._spawn)
-                if (problem := await self.extensions.registered(INIT_TIMEOUT)) is not None:
-                    failure = InitFailed(problem.error_type, problem.document())
-            if failure is None:
-                self.process = await self._spawn(setup.bootstrap.argv)
-        except OSError as exc:
-            await self.shutdown()
-            message = f"cannot start {exc.filename or setup.bootstrap.argv[0]!r}: {exc.strerror}"
-            raise InitFailed(
-                "Runtime.InvalidEntrypoint",
-                error_document("Runtime.InvalidEntrypoint", message, ""),
-            ) from None
-        self.alive = True
-        if self.process is not None:
-            self._exit = asyncio.ensure_future(self.process.wait())
-            failure = await self._await_init()
+            failure = await self._init()
+        finally:
+            self.memory.unwatch()
         if failure is not None:
             self.shutdown_reason = "failure"
             await self.shutdown()
             raise failure
         if self.extensions is not None:
             self.extensions.api.init_over = True
-        self._init_duration = time.perf_counter() - started
+        self._init_duration = self.init_seconds = time.perf_counter() - started
         _log.info(
             "runtime.environment_started",
             function=setup.name,
             environment=self.id,
             pid=self.pid,
+            memory_watch=self.memory.kind,
             init_duration_ms=round(self._init_duration * 1000, 2),
         )
 
     async def _spawn(self, argv: list[str]) -> asyncio.subprocess.Process:
-        """Start a process of the environment in its group (the first one makes it)."""
-        process = await asyncio.create_subprocess_exec(
-            *argv,
-            cwd=self.setup.package.task_root,
-            env=self._variables,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            process_group=self.pgid or 0,
-            user=self.setup.config.user,
-        )
-        self.pgid = self.pgid or process.pid
-        assert process.stdout is not None and process.stderr is not None
-        self._readers += [
-            asyncio.ensure_future(self._forward(process.stdout, "stdout")),
-            asyncio.ensure_future(self._forward(process.stderr, "stderr")),
-        ]
-        return process
+        """Start a process of the environment: in its group, as its user, in its cgroup."""
+        return await self.group.spawn(argv)
+
+    async def _init(self) -> InitFailed | None:
+        """Extensions, their registration, the runtime, INIT's end; what failed, if any."""
+        argv = self.setup.bootstrap.argv
+        self.alive = True
+        try:
+            if self.extensions is not None:
+                await self.extensions.start(self._spawn)
+                problem = await self._unless_over(self.extensions.registered(INIT_TIMEOUT))
+                if await self._over_memory(problem is not None):
+                    return _init_out_of_memory()
+                if problem is not None:
+                    return InitFailed(problem.error_type, problem.document())
+            self.process = await self._spawn(argv)
+        except OSError as exc:
+            message = f"cannot start {exc.filename or argv[0]!r}: {exc.strerror or exc}"
+            document = error_document("Runtime.InvalidEntrypoint", message, "")
+            return InitFailed("Runtime.InvalidEntrypoint", document)
+        finally:
+            self.memory.all_started()
+        self._exit = asyncio.ensure_future(self.process.wait())
+        return await self._await_init()
 
     async def _await_init(self) -> InitFailed | None:
         assert self._exit is not None
         ext = self.extensions
         ready = asyncio.ensure_future(ext.initialised(self.api) if ext else self.api.ready.wait())
         failed = asyncio.ensure_future(self.api.init_failed.wait())
+        exceeded = asyncio.ensure_future(self.memory.exceeded.wait())
         try:
             done, _ = await asyncio.wait(
-                {ready, failed, self._exit},
+                {ready, failed, exceeded, self._exit},
                 timeout=INIT_TIMEOUT,
                 return_when=asyncio.FIRST_COMPLETED,
             )
         finally:
             ready.cancel()
             failed.cancel()
+            exceeded.cancel()
+        succeeded = ready.done() and not ready.cancelled() and self._extension_failure is None
+        if await self._over_memory(not succeeded):
+            return _init_out_of_memory()
         if (failure := self._extension_failure) is not None:
             return InitFailed(failure.error_type, failure.document())
         if self.api.init_error is not None:
             error = self.api.init_error
             return InitFailed(error.error_type, error.document)
-        if ready.done() and not ready.cancelled():
+        if succeeded:
             return None
         if self._exit in done:
-            message = f"Runtime exited with error: {_exit_reason(self._exit.result())}"
+            message = f"Runtime exited with error: {exit_reason(self._exit.result())}"
             return InitFailed("Runtime.ExitError", error_document("Runtime.ExitError", message, ""))
         message = f"Init timed out after {INIT_TIMEOUT:.2f} seconds"
         return InitFailed("Runtime.InitError", error_document("Runtime.InitError", message, ""))
+
+    async def _unless_over(self, work: Coroutine[Any, Any, _T]) -> _T | None:
+        """`work`'s result, or None (`work` cancelled) once the environment is over memory."""
+        task = asyncio.ensure_future(work)
+        exceeded = asyncio.ensure_future(self.memory.exceeded.wait())
+        try:
+            await asyncio.wait({task, exceeded}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            exceeded.cancel()
+            task.cancel()
+        return task.result() if task.done() and not task.cancelled() else None
+
+    async def _over_memory(self, failed: bool) -> bool:
+        """Over memory: seen by the watch, or (when something `failed`) in a sample now
+        (e.g. the cgroup's OOM kills, the killer having ended a process)."""
+        return self.memory.exceeded.is_set() or (failed and await self.memory.measure())
 
     async def invoke(self, event: bytes, request_id: str) -> InvokeResult:
         """One invocation; afterwards `alive` says whether the environment can take more."""
@@ -243,32 +271,43 @@ class Environment:
         if self.extensions is not None:
             self.extensions.invoke(invocation)
         self.api.submit(invocation)
-        sampler = asyncio.ensure_future(self._sample())
+        self.memory.watch()
+        exceeded = asyncio.ensure_future(self.memory.exceeded.wait())
         completed = asyncio.ensure_future(self._completed(invocation))
         result: InvokeResult
         try:
-            waits: set[asyncio.Future[Any]] = {completed, self._exit}
+            waits: set[asyncio.Future[Any]] = {completed, self._exit, exceeded}
             done, _ = await asyncio.wait(
-                waits,
-                timeout=timeout,
-                return_when=asyncio.FIRST_COMPLETED,
+                waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )
             duration = time.perf_counter() - started
-            if not completed.done() or self._extension_failure is not None:
-                # Not over (timeout, exit or an extension's failure): not reusable.
-                self.alive = False
-                self.shutdown_reason = "timeout" if not done else "failure"
-            result = self._outcome(invocation, self._exit in done, duration)
+            exited = self._exit in done
+            if await self._over_memory(exited or self._extension_failure is not None):
+                # Over memory_size: the OOM killer (cgroup) or the watch ends it (with
+                # extensions, they get SHUTDOWN first: the runtime is killed now).
+                self.alive, self.ended_by, self.shutdown_reason = False, "out_of_memory", "failure"
+                self._kill(runtime_only=self.extensions is not None)
+                message = _out_of_memory(request_id)
+                result = function_error("Runtime.OutOfMemory", message, request_id, duration)
+            else:
+                if not completed.done() or self._extension_failure is not None:
+                    # Not over (timeout, exit or an extension's failure): not reusable.
+                    self.alive = False
+                    self.shutdown_reason = "timeout" if not done else "failure"
+                    if not completed.done():
+                        self.ended_by = "exit" if exited else "timeout"
+                result = self._outcome(invocation, exited, duration)
         except asyncio.CancelledError:
             self.alive = False
             self._kill()
             raise
         finally:
-            sampler.cancel()
+            self.memory.unwatch()
+            exceeded.cancel()
             completed.cancel()
             invocation.answer.cancel()
             self.api.abandon()
-        await self._measure()
+        await self.memory.measure()
         self._line(f"END RequestId: {request_id}")
         self._line(self._report(request_id, result.duration))
         self._request_id = None
@@ -291,7 +330,7 @@ class Environment:
             return function_error(failure.error_type, message, request_id, duration)
         if exited:
             assert self._exit is not None
-            reason = _exit_reason(self._exit.result())
+            reason = exit_reason(self._exit.result())
             message = f"RequestId: {request_id} Error: Runtime exited with error: {reason}"
             return function_error("Runtime.ExitError", message, request_id, duration)
         # Lambda ends the whole environment on a timeout (esm-reference.md 4); with
@@ -321,34 +360,34 @@ class Environment:
         return "\t".join(parts)
 
     async def shutdown(self) -> None:
-        """SHUTDOWN: SIGTERM to the group, SHUTDOWN_GRACE seconds, then SIGKILL."""
+        """SHUTDOWN: SIGTERM to the group, SHUTDOWN_GRACE seconds, then SIGKILL (with
+        extensions: SIGTERM to the runtime, the SHUTDOWN event to them)."""
         self.alive = False
         if self.extensions is not None:
             exit = asyncio.shield(self._exit) if self._exit is not None else None
             await self.extensions.shutdown(self.shutdown_reason, self._terminate_runtime, exit)
-        elif self.process is not None and self._exit is not None and not self._exit.done():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pgid or self.process.pid, signal.SIGTERM)
+        elif self._exit is not None and not self._exit.done():
+            self.group.signal(signal.SIGTERM)
             try:
                 await asyncio.wait_for(asyncio.shield(self._exit), SHUTDOWN_GRACE)
             except TimeoutError:
                 self._kill()
                 await self._exit
-        self._kill()  # whatever the bootstrap left behind in its group
-        for reader in self._readers:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(reader, 1.0)
+        self._kill()  # whatever the bootstrap or the extensions left behind in the group
+        await self.group.close()
+        self.memory.unwatch()
         if self.extensions is not None:
             await self.extensions.close()
         await self.api.close()
+        await self.memory.close()
         await asyncio.to_thread(shutil.rmtree, self._tmp, True)
 
     def _kill(self, *, runtime_only: bool = False) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            if runtime_only and self.process is not None:
+        if not runtime_only or self.process is None:
+            self.group.kill()
+        elif self._exit is not None and not self._exit.done():
+            with contextlib.suppress(ProcessLookupError):
                 self.process.kill()
-            elif self.pgid is not None:
-                os.killpg(self.pgid, signal.SIGKILL)
 
     def _terminate_runtime(self) -> None:
         if self.process is not None and self._exit is not None and not self._exit.done():
@@ -361,29 +400,6 @@ class Environment:
             entry = pwd.getpwnam(self.setup.config.user)
             os.chown(self._tmp, entry.pw_uid, entry.pw_gid)
 
-    async def _sample(self) -> None:
-        while True:
-            await self._measure()
-            await asyncio.sleep(SAMPLE_INTERVAL)
-
-    async def _measure(self) -> None:
-        if self.pgid is not None:
-            rss = await asyncio.to_thread(group_rss, self.pgid)
-            self.max_rss = max(self.max_rss, rss)
-
-    async def _forward(self, stream: asyncio.StreamReader, name: str) -> None:
-        pending = b""
-        while chunk := await stream.read(1 << 16):
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            if len(pending) > MAX_LINE:
-                lines.append(pending)
-                pending = b""
-            for line in lines:
-                self._line(line.decode("utf-8", "replace").rstrip("\r"), name)
-        if pending:
-            self._line(pending.decode("utf-8", "replace"), name)
-
     def _line(self, text: str, stream: str = "platform") -> None:
         fields: dict[str, Any] = {"function": self.setup.name, "environment": self.id}
         if self._request_id is not None:
@@ -391,27 +407,12 @@ class Environment:
         _log.info("function.log", stream=stream, line=text, **fields)
 
 
-def group_rss(pgid: int) -> int:
-    """Resident bytes of every process in the group (from /proc; 0 where there is none)."""
-    total = 0
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return 0
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as file:
-                stat = file.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        # After the command: state, ppid, pgrp, ...; rss (pages) is the 22nd of them.
-        if len(fields) > 21 and int(fields[2]) == pgid:
-            total += int(fields[21]) * _PAGE
-    return total
+def _init_out_of_memory() -> InitFailed:
+    document = error_document("Runtime.OutOfMemory", _out_of_memory(""), "")
+    return InitFailed("Runtime.OutOfMemory", document)
 
 
-def _exit_reason(status: int) -> str:
-    return f"signal {-status}" if status < 0 else f"exit status {status}"
+def _out_of_memory(request_id: str) -> str:
+    """Lambda's words: the runtime was killed (`signal: killed`), typed Runtime.OutOfMemory."""
+    prefix = f"RequestId: {request_id} " if request_id else ""
+    return f"{prefix}Error: Runtime exited with error: signal: killed"

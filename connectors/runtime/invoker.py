@@ -14,6 +14,7 @@ import time
 
 from bridge.errors import InvokerStartError
 from bridge.invokers import UNHANDLED
+from bridge.metrics import Family
 from bridge.plugins import BuildContext
 from bridge.records import InvokeResult
 from connectors.runtime.bootstraps import bootstrap_for
@@ -21,6 +22,7 @@ from connectors.runtime.config import RuntimeFunctionConfig
 from connectors.runtime.environment import InitFailed, Setup
 from connectors.runtime.package import prepare_package
 from connectors.runtime.pool import EnvironmentPool
+from connectors.runtime.stats import families
 
 
 class RuntimeInvoker:
@@ -75,6 +77,10 @@ class RuntimeInvoker:
             return await environment.invoke(event, request_id)
         finally:
             await self.pool.release(environment)
+
+    def metrics(self) -> list[Family]:
+        """Per-function families for /metrics (connectors.runtime.stats)."""
+        return families(self.name, self.pool) if self.pool is not None else []
 
     async def close(self) -> None:
         if self.pool is not None:

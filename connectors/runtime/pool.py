@@ -17,7 +17,10 @@ import time
 
 import structlog
 
+from bridge.metrics import Histogram
 from connectors.runtime.environment import Environment, Setup
+
+INIT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 _log = structlog.get_logger("connectors.runtime")
 
@@ -33,6 +36,14 @@ class EnvironmentPool:
         self._reaper: asyncio.Task[None] | None = None
         self.cold_starts = 0
         self.throttles = 0
+        # For /metrics (connectors.runtime.stats): environments that ended mid-invocation.
+        self.ends = {"timeout": 0, "out_of_memory": 0, "exit": 0}
+        self.init_duration = Histogram(INIT_BUCKETS)
+        self.max_memory = 0  # bytes: the highest Max Memory Used of any environment
+
+    @property
+    def starting(self) -> int:
+        return self._starting
 
     @property
     def size(self) -> int:
@@ -54,6 +65,8 @@ class EnvironmentPool:
                 await asyncio.gather(*(environment.shutdown() for environment in started))
                 raise failures[0]
             self.idle.extend(started)
+            for environment in started:
+                self._observe_init(environment)
         self._reaper = asyncio.ensure_future(self._reap())
 
     async def acquire(self) -> tuple[Environment, bool]:
@@ -83,10 +96,18 @@ class EnvironmentPool:
             self._starting -= 1
             self.busy.add(environment)
         self.cold_starts += 1
+        self._observe_init(environment)
         return environment, True
+
+    def _observe_init(self, environment: Environment) -> None:
+        if environment.init_seconds is not None:
+            self.init_duration.observe(environment.init_seconds)
 
     async def release(self, environment: Environment) -> None:
         """Give back an environment after its invocation; a dead one is shut down."""
+        self.max_memory = max(self.max_memory, environment.max_rss)
+        if environment.ended_by is not None:
+            self.ends[environment.ended_by] += 1
         async with self._changed:
             self.busy.discard(environment)
             if environment.alive:
