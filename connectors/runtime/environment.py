@@ -116,6 +116,9 @@ class Environment:
         self.busy = False
         self.last_used = time.monotonic()
         self.max_rss = 0
+        self._members: list[int] = []  # the group's processes, as last found
+        self._scanned = -math.inf
+        self._scan: asyncio.Task[None] | None = None
         self._initialization_type = initialization_type
         self._init_duration: float | None = None
         self._request_id: str | None = None
@@ -155,6 +158,7 @@ class Environment:
                 error_document("Runtime.InvalidEntrypoint", message, ""),
             ) from None
         self.alive = True
+        self._members = [self.process.pid]
         self._exit = asyncio.ensure_future(self.process.wait())
         assert self.process.stdout is not None and self.process.stderr is not None
         self._readers = [
@@ -244,7 +248,7 @@ class Environment:
             sampler.cancel()
             invocation.answer.cancel()
             self.api.abandon()
-        await self._measure()
+        self._measure()
         self._line(f"END RequestId: {request_id}")
         self._line(self._report(request_id, result.duration))
         self._request_id = None
@@ -280,6 +284,9 @@ class Environment:
         for reader in self._readers:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(reader, 1.0)
+        if self._scan is not None:
+            with contextlib.suppress(Exception):
+                await self._scan
         await self.api.close()
         await asyncio.to_thread(shutil.rmtree, self._tmp, True)
 
@@ -296,13 +303,24 @@ class Environment:
 
     async def _sample(self) -> None:
         while True:
-            await self._measure()
             await asyncio.sleep(SAMPLE_INTERVAL)
+            self._measure()
 
-    async def _measure(self) -> None:
-        if self.process is not None:
-            rss = await asyncio.to_thread(group_rss, self.process.pid)
-            self.max_rss = max(self.max_rss, rss)
+    def _measure(self) -> None:
+        """Read the resident memory of the group's processes as last found (a few small
+        /proc reads); finding them scans all of /proc (milliseconds), so that is done at
+        most once per SAMPLE_INTERVAL, in a thread, and never waited for."""
+        if self.process is None:
+            return
+        self.max_rss = max(self.max_rss, members_rss(self.process.pid, self._members))
+        now = time.monotonic()
+        if now - self._scanned >= SAMPLE_INTERVAL and (self._scan is None or self._scan.done()):
+            self._scanned = now
+            self._scan = asyncio.ensure_future(self._find_members(self.process.pid))
+
+    async def _find_members(self, pgid: int) -> None:
+        self._members = await asyncio.to_thread(group_members, pgid)
+        self.max_rss = max(self.max_rss, members_rss(pgid, self._members))
 
     async def _forward(self, stream: asyncio.StreamReader, name: str) -> None:
         pending = b""
@@ -324,26 +342,37 @@ class Environment:
         _log.info("function.log", stream=stream, line=text, **fields)
 
 
-def group_rss(pgid: int) -> int:
-    """Resident bytes of every process in the group (from /proc; 0 where there is none)."""
-    total = 0
+def group_members(pgid: int) -> list[int]:
+    """The processes of the group (from /proc)."""
     try:
         entries = os.listdir("/proc")
     except OSError:
+        return []
+    return [int(entry) for entry in entries if entry.isdigit() and _stat(int(entry), pgid)]
+
+
+def members_rss(pgid: int, pids: list[int]) -> int:
+    """Resident bytes of those of `pids` still in the group (0 where there is none)."""
+    return sum(_stat(pid, pgid) for pid in pids)
+
+
+def group_rss(pgid: int) -> int:
+    """Resident bytes of every process in the group."""
+    return members_rss(pgid, group_members(pgid))
+
+
+def _stat(pid: int, pgid: int) -> int:
+    """The resident bytes of `pid` if it is in group `pgid` (at least 1), else 0."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            stat = file.read()
+    except OSError:
         return 0
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as file:
-                stat = file.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        # After the command: state, ppid, pgrp, ...; rss (pages) is the 22nd of them.
-        if len(fields) > 21 and int(fields[2]) == pgid:
-            total += int(fields[21]) * _PAGE
-    return total
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    # After the command: state, ppid, pgrp, ...; rss (pages) is the 22nd of them.
+    if len(fields) > 21 and int(fields[2]) == pgid:
+        return max(1, int(fields[21]) * _PAGE)
+    return 0
 
 
 def _exit_reason(status: int) -> str:
