@@ -64,6 +64,7 @@ class RuntimeApi:
         self.init_error: InitError | None = None
         self.init_failed = asyncio.Event()
         self._runner: web.AppRunner | None = None
+        self._polls: set[asyncio.Task[object]] = set()  # the `GET next` waiting
         self.address = ""
 
     async def start(self) -> str:
@@ -84,6 +85,9 @@ class RuntimeApi:
         return self.address
 
     async def close(self) -> None:
+        # aiohttp does not cancel a handler whose client went away: end the long polls.
+        for poll in self._polls:
+            poll.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -101,7 +105,13 @@ class RuntimeApi:
     async def _next(self, request: web.Request) -> web.StreamResponse:
         # Asking for the next event ends INIT (and, on Lambda, the previous invocation).
         self.ready.set()
-        invocation = await self._pending.get()
+        poll = asyncio.current_task()
+        assert poll is not None
+        self._polls.add(poll)
+        try:
+            invocation = await self._pending.get()
+        finally:
+            self._polls.discard(poll)
         self.current = invocation
         headers = {
             "Lambda-Runtime-Aws-Request-Id": invocation.request_id,
