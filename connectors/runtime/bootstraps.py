@@ -7,8 +7,10 @@ needs besides Lambda's own.
   it into that interpreter: the daemon's own copy (extra `[runtime]`) goes LAST on
   PYTHONPATH, after the task root and the layers, when its compiled part fits the
   interpreter (same Python version); otherwise the interpreter must have its own.
-- `nodejs*`: `node <aws-lambda-ric> <handler>`, the client found in the package, a layer
-  or the global node_modules.
+- `nodejs*`: `node <aws-lambda-ric> <handler>`, the official client (npm package
+  aws-lambda-ric: 3.x for Node.js 20, 4.x needs 22) found in the package's node_modules,
+  a layer's nodejs/node_modules, or the global one (`npm root -g`, so NPM_CONFIG_PREFIX
+  counts).
 - `provided*`: the package's `bootstrap` executable, else the layers' (/opt/bootstrap).
 
 A runtime that is not installed is an InvokerStartError naming what to install.
@@ -44,7 +46,7 @@ async def bootstrap_for(
     if config.family == "python":
         return await _python(name, config)
     if config.family == "nodejs":
-        return _nodejs(name, config, package)
+        return await _nodejs(name, config, package)
     return _provided(name, config, package)
 
 
@@ -128,29 +130,62 @@ async def _interpreter_facts(interpreter: list[str]) -> tuple[str, bool] | None:
     return parts[0], parts[1] == "True"
 
 
-def _nodejs(name: str, config: RuntimeFunctionConfig, package: PreparedPackage) -> Bootstrap:
+async def _nodejs(name: str, config: RuntimeFunctionConfig, package: PreparedPackage) -> Bootstrap:
     node = config.command_override() or ([found] if (found := shutil.which("node")) else None)
     if node is None:
         raise InvokerStartError(
             f"function {name!r}: runtime {config.runtime} needs Node.js: install node "
-            "(and aws-lambda-ric: npm install aws-lambda-ric), or set runtime_command"
+            "(and aws-lambda-ric: npm install -g aws-lambda-ric), or set runtime_command"
         )
+    major = config.runtime.removeprefix("nodejs").removesuffix(".x")
     candidates = [package.task_root / "node_modules"]
     if package.opt_root is not None:
+        candidates.append(package.opt_root / "nodejs" / f"node{major}" / "node_modules")
         candidates.append(package.opt_root / "nodejs" / "node_modules")
-    npm_root = shutil.which("npm")
-    if npm_root is not None:
-        candidates.append(Path(npm_root).resolve().parent.parent.parent / "node_modules")
-    candidates.append(Path("/usr/lib/node_modules"))
+    global_root = await _npm_global_root()
+    if global_root is not None:
+        candidates.append(global_root)
     candidates.append(Path("/usr/local/lib/node_modules"))
+    candidates.append(Path("/usr/lib/node_modules"))
     for folder in candidates:
-        client = folder / "aws-lambda-ric" / "bin" / "index.mjs"
-        if client.is_file():
-            return Bootstrap([*node, str(client), config.handler], runtime_dir=str(client.parent))
+        # aws-lambda-ric 3.x has its entry point in bin/, 4.x at the top.
+        for entry in ("bin/index.mjs", "index.mjs"):
+            client = folder / "aws-lambda-ric" / entry
+            if client.is_file():
+                return Bootstrap(
+                    [*node, str(client), config.handler], runtime_dir=str(client.parent)
+                )
     raise InvokerStartError(
         f"function {name!r}: runtime {config.runtime} needs the Node.js runtime interface "
-        "client: npm install aws-lambda-ric (in the package, a layer's nodejs/ or -g)"
+        "client: npm install -g aws-lambda-ric (or into the package's node_modules or a "
+        "layer's nodejs/node_modules; see the README for what its native build needs)"
     )
+
+
+async def _npm_global_root() -> Path | None:
+    """`npm root -g`: where `npm install -g` puts packages (None without npm)."""
+    npm = shutil.which("npm")
+    if npm is None:
+        return None
+    try:
+        process = await asyncio.create_subprocess_exec(
+            npm,
+            "root",
+            "-g",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+            stdin=asyncio.subprocess.DEVNULL,
+        )
+    except OSError:
+        return None
+    try:
+        out, _ = await asyncio.wait_for(process.communicate(), 30)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        return None
+    root = out.decode(errors="replace").strip()
+    return Path(root) if process.returncode == 0 and root else None
 
 
 def _provided(name: str, config: RuntimeFunctionConfig, package: PreparedPackage) -> Bootstrap:

@@ -66,6 +66,7 @@ class RuntimeApi:
         self.init_error: InitError | None = None
         self.init_failed = asyncio.Event()
         self._runner: web.AppRunner | None = None
+        self._polls: set[asyncio.Task[object]] = set()  # the `GET next` waiting
         self.address = ""
 
     async def start(self, more_routes: Callable[[web.Application], None] | None = None) -> str:
@@ -87,6 +88,9 @@ class RuntimeApi:
         return self.address
 
     async def close(self) -> None:
+        # aiohttp does not cancel a handler whose client went away: end the long polls.
+        for poll in self._polls:
+            poll.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -104,9 +108,15 @@ class RuntimeApi:
     async def _next(self, request: web.Request) -> web.StreamResponse:
         # Asking for the next event ends INIT (and, on Lambda, the previous invocation).
         self.ready.set()
+        poll = asyncio.current_task()
+        assert poll is not None
+        self._polls.add(poll)
         if self._pending.empty():
             self.waiting.set()
-        invocation = await self._pending.get()
+        try:
+            invocation = await self._pending.get()
+        finally:
+            self._polls.discard(poll)
         self.waiting.clear()
         self.current = invocation
         headers = {
