@@ -307,7 +307,7 @@ class Environment:
             completed.cancel()
             invocation.answer.cancel()
             self.api.abandon()
-        await self.memory.measure()
+        self.memory.settle_peak()
         self._line(f"END RequestId: {request_id}")
         self._line(self._report(request_id, result.duration))
         self._request_id = None

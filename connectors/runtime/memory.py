@@ -213,6 +213,14 @@ class MemoryGuard:
         self.observe(used, oom_kills)
         return self.exceeded.is_set()
 
+    def settle_peak(self) -> None:
+        """Bring `peak` up to date at the end of an invocation, on its path: a cgroup's
+        own high-water mark is two small reads; without one, the watch's samples (every
+        WATCH_INTERVAL) stand, as a full /proc scan per invocation costs milliseconds."""
+        if self.cgroup is not None:
+            [(used, oom_kills)] = _sample([self])
+            self.observe(used, oom_kills)
+
     def observe(self, used: int, oom_kills: int) -> None:
         self.peak = max(self.peak, used)
         if oom_kills if self.cgroup is not None else used > self.limit:
@@ -276,12 +284,16 @@ class _Watch:
             self.task = asyncio.ensure_future(self._run())
 
     async def _run(self) -> None:
+        # The first sample waits an interval: an invocation shorter than that is not
+        # worth a thread hop on its path (its end is measured by `settle_peak`).
         while self.guards:
+            await asyncio.sleep(WATCH_INTERVAL)
             guards = list(self.guards)
+            if not guards:
+                break
             readings = await asyncio.to_thread(_sample, guards)
             for guard, (used, oom_kills) in zip(guards, readings, strict=True):
                 guard.observe(used, oom_kills)
-            await asyncio.sleep(WATCH_INTERVAL)
 
 
 _watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watch] = weakref.WeakKeyDictionary()
