@@ -318,6 +318,16 @@ def test_reserved_concurrency_bounds_environments(tmp_path: Path) -> None:
         done = calls(tmp_path)
         assert len({call["pid"] for call in done}) <= 2
         assert max(call["busy"] for call in done) <= 2
+        # The callers that found both environments busy waited in the pool, which
+        # counted them as throttles (no queue in front of it hides them).
+        status, metrics = daemon.admin("/metrics")
+        assert status == 200
+        [throttles] = [
+            line
+            for line in metrics.splitlines()
+            if line.startswith("lambda_bridge_runtime_throttles_total{")
+        ]
+        assert float(throttles.rsplit(" ", 1)[1]) >= 1, throttles
         assert daemon.stop() == 0
     finally:
         daemon.kill()
