@@ -115,6 +115,13 @@ class LimitsConfig(StrictModel):
     filters_per_mapping: int = Field(
         5, ge=1, le=10, description="AWS's quota: 5 filters per mapping, raisable to 10."
     )
+    concurrent_executions: int = Field(
+        1000,
+        ge=1,
+        le=100000,
+        description="Executions at once across the functions without reserved_concurrency "
+        "whose invoker bounds its own (runtime environments): AWS's account default, 1000.",
+    )
 
 
 class RetryBackoffConfig(StrictModel):
@@ -237,7 +244,12 @@ class LoadedConfig:
 
     @property
     def build_context(self) -> BuildContext:
-        return BuildContext(self.config.identity, self.config.state_dir, self.handler_root)
+        return BuildContext(
+            self.config.identity,
+            self.config.state_dir,
+            self.handler_root,
+            self.config.limits.concurrent_executions,
+        )
 
 
 def load_config(

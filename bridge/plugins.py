@@ -186,6 +186,8 @@ class BuildContext:
     identity: Identity
     state_dir: Path
     handler_root: Path
+    # limits.concurrent_executions: shared by the functions without reserved concurrency.
+    concurrent_executions: int = 1000
 
 
 class SourceConfig(StrictModel):

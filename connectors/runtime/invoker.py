@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 
 from bridge.errors import InvokerStartError
 from bridge.invokers import UNHANDLED
@@ -23,6 +24,20 @@ from connectors.runtime.environment import InitFailed, Setup
 from connectors.runtime.package import prepare_package
 from connectors.runtime.pool import EnvironmentPool
 from connectors.runtime.stats import families
+
+_UNRESERVED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def unreserved_slots(limit: int) -> asyncio.Semaphore:
+    """The daemon's slots for functions without reserved concurrency: one set per event
+    loop (per daemon), sized by the first function built (a change takes a restart)."""
+    loop = asyncio.get_running_loop()
+    slots = _UNRESERVED.get(loop)
+    if slots is None:
+        slots = _UNRESERVED[loop] = asyncio.Semaphore(limit)
+    return slots
 
 
 class RuntimeInvoker:
@@ -63,9 +78,20 @@ class RuntimeInvoker:
 
     async def invoke(self, event: bytes, request_id: str) -> InvokeResult:
         assert self.pool is not None, "start() first"
+        if self.config.reserved_concurrency:
+            return await self._invoke(self.pool, event, request_id)
+        # Without reserved concurrency, the function draws on the daemon-wide
+        # limits.concurrent_executions, which all such functions share (as on AWS).
+        shared = unreserved_slots(self._context.concurrent_executions)
+        if shared.locked():
+            self.pool.throttles += 1
+        async with shared:
+            return await self._invoke(self.pool, event, request_id)
+
+    async def _invoke(self, pool: EnvironmentPool, event: bytes, request_id: str) -> InvokeResult:
         started = time.perf_counter()
         try:
-            environment, _ = await self.pool.acquire()
+            environment, _ = await pool.acquire()
         except InitFailed as failure:
             return InvokeResult(
                 payload=failure.document,
@@ -76,7 +102,7 @@ class RuntimeInvoker:
         try:
             return await environment.invoke(event, request_id)
         finally:
-            await self.pool.release(environment)
+            await pool.release(environment)
 
     def metrics(self) -> list[Family]:
         """Per-function families for /metrics (connectors.runtime.stats)."""
