@@ -3,15 +3,14 @@ and `lambda-bridge run` processes, in execution environments behind the Runtime 
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.e2e.runtime_support import invoke, response, write
 from tests.support import REPO, DaemonProcess, read_jsonl, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -72,41 +71,6 @@ def handler(event, context):
                               "request_id": context.aws_request_id}) + "\n")
     return {"ok": key}
 """
-
-
-def write(path: Path, text: str, executable: bool = False) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    if executable:
-        path.chmod(0o755)
-    return path
-
-
-def invoke(cwd: Path, config: Path, function: str, event: str = "{}") -> tuple[int, str]:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bridge",
-            "invoke",
-            "--config",
-            str(config),
-            function,
-            "--event",
-            "-",
-        ],
-        cwd=cwd,
-        input=event,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "DAEMON_SECRET": "do-not-pass"},
-    )
-    return result.returncode, result.stdout + result.stderr
-
-
-def response(output: str) -> Any:
-    return json.loads(output.split("response:\n", 1)[1])
 
 
 def test_provided_bootstrap_sees_lambdas_environment(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.runtime_support import write
 from tests.support import DaemonProcess, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -44,14 +45,6 @@ while true; do
   rm -f "$HOLD_DIR/release" "$HOLD_DIR/holding"
 done
 """
-
-
-def write(path: Path, text: str, executable: bool = False) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    if executable:
-        path.chmod(0o755)
-    return path
 
 
 def recorded(path: Path) -> list[dict[str, Any]]:

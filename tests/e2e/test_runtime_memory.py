@@ -14,6 +14,7 @@ import pytest
 
 from bridge.opscli import parse_metrics
 from connectors.runtime.memory import MODE_VARIABLE, cgroup_parent
+from tests.e2e.runtime_support import write
 from tests.support import DaemonProcess, read_jsonl, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -37,12 +38,6 @@ def handler(event, context):
         return {"survived": len(chunks)}
     return {"ok": key}
 """
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
 
 
 def config(tmp_path: Path, handler: str = HANDLER) -> Path:

@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import platform
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.e2e.runtime_support import invoke, response
 from tests.services import unavailable
 
 pytestmark = pytest.mark.e2e
@@ -131,33 +129,6 @@ def ric_prefix() -> tuple[Path, str]:
     return prefix, f"nodejs{major}.x"
 
 
-def invoke(tmp_path: Path, prefix: Path, function: str, event: str) -> tuple[int, str]:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bridge",
-            "invoke",
-            "--config",
-            "bridge.yaml",
-            function,
-            "--event",
-            "-",
-        ],
-        cwd=tmp_path,
-        input=event,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "NPM_CONFIG_PREFIX": str(prefix), "DAEMON_SECRET": "do-not-pass"},
-    )
-    return result.returncode, result.stdout + result.stderr
-
-
-def response(output: str) -> Any:
-    return json.loads(output.split("response:\n", 1)[1])
-
-
 def test_node_handler_through_aws_lambda_ric(tmp_path: Path, ric_prefix: tuple[Path, str]) -> None:
     """An ES module handler runs under aws-lambda-ric with Lambda's context and variables,
     imports a module from its layer's nodejs/node_modules, and a thrown error answers
@@ -184,7 +155,9 @@ functions:
 mappings: []
 """
     )
-    status, output = invoke(tmp_path, prefix, "hello", '{"n": 1}')
+    status, output = invoke(
+        tmp_path, "bridge.yaml", "hello", '{"n": 1}', {"NPM_CONFIG_PREFIX": str(prefix)}
+    )
     assert status == 0, output
     seen = response(output)
     assert seen["event"] == {"n": 1}
@@ -202,7 +175,9 @@ mappings: []
     assert "/nodejs/node_modules" in env["NODE_PATH"]
     assert "DAEMON_SECRET" not in env and "NPM_CONFIG_PREFIX" not in env
 
-    status, output = invoke(tmp_path, prefix, "hello", '{"fail": true}')
+    status, output = invoke(
+        tmp_path, "bridge.yaml", "hello", '{"fail": true}', {"NPM_CONFIG_PREFIX": str(prefix)}
+    )
     assert status != 0, output
     error = response(output)
     assert error["errorType"] == "TypeError"
