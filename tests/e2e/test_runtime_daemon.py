@@ -281,7 +281,8 @@ def test_reserved_concurrency_bounds_environments(tmp_path: Path) -> None:
         wait_for(lambda: len(calls(tmp_path)) == 6, timeout=30, what="six calls")
         done = calls(tmp_path)
         assert len({call["pid"] for call in done}) <= 2
-        assert max(call["busy"] for call in done) <= 2
+        # Bounded, and used: the six files (independent partitions) ran two at a time.
+        assert max(call["busy"] for call in done) == 2
         # The callers that found both environments busy waited in the pool, which
         # counted them as throttles (no queue in front of it hides them).
         status, metrics = daemon.admin("/metrics")
