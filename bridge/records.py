@@ -120,6 +120,9 @@ class InvokeResult:
     status_code: int = 200
     executed_version: str = "$LATEST"
     duration: float = 0.0
+    # The end of the invocation's log (the last 4 KB), where the invoker keeps one:
+    # Invoke's `LogType: Tail`.
+    log_tail: bytes | None = None
 
 
 class OutcomeKind(enum.Enum):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
 import os
 import pwd
@@ -40,14 +41,15 @@ from connectors.runtime.bootstraps import Bootstrap
 from connectors.runtime.config import RuntimeFunctionConfig
 from connectors.runtime.extensions import ExtensionHost, extension_host
 from connectors.runtime.extensions_api import ExtensionFailure
+from connectors.runtime.logtail import LogTail
 from connectors.runtime.memory import MemoryGuard
 from connectors.runtime.package import PreparedPackage
 from connectors.runtime.processes import ProcessGroup, exit_reason
 from connectors.runtime.runtime_api import Invocation, RuntimeApi
+from connectors.runtime.variables import lambda_environment
 
 INIT_TIMEOUT = 10.0  # Lambda's INIT phase limit for on-demand environments
 SHUTDOWN_GRACE = 2.0  # SIGTERM, then this long, then SIGKILL
-SYSTEM_PATH = ("/usr/local/bin", "/usr/bin", "/bin")
 
 _T = TypeVar("_T")
 _log = structlog.get_logger("connectors.runtime")
@@ -75,42 +77,6 @@ class InitFailed(Exception):
         self.document = document
 
 
-def lambda_environment(setup: Setup, address: str, tmp: Path, log_stream: str) -> dict[str, str]:
-    """Lambda's variables (and the function's own), nothing of the daemon's."""
-    config = setup.config
-    paths = setup.package.search_paths(config.runtime)
-    # Lambda's order: the system's folders, then the layers' bin (/opt/bin).
-    path = list(SYSTEM_PATH)
-    path += [p for p in paths.get("PATH", "").split(os.pathsep) if p and p not in path]
-    interpreter = Path(setup.bootstrap.argv[0])
-    if interpreter.is_absolute() and str(interpreter.parent) not in path:
-        path.insert(0, str(interpreter.parent))
-    variables = {
-        "LANG": "en_US.UTF-8",
-        "TZ": ":UTC",
-        "TMPDIR": str(tmp),
-        **{key: value for key, value in paths.items() if value},
-        "PATH": os.pathsep.join(path),
-        **config.environment,
-        "AWS_LAMBDA_RUNTIME_API": address,
-        "_HANDLER": config.handler,
-        "LAMBDA_TASK_ROOT": str(setup.package.task_root),
-        "LAMBDA_RUNTIME_DIR": setup.bootstrap.runtime_dir or str(setup.package.task_root),
-        "AWS_LAMBDA_FUNCTION_NAME": setup.name,
-        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(config.memory_size),
-        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{setup.name}",
-        "AWS_LAMBDA_LOG_STREAM_NAME": log_stream,
-        "AWS_REGION": setup.region,
-        "AWS_DEFAULT_REGION": setup.region,
-        "AWS_EXECUTION_ENV": f"AWS_Lambda_{config.runtime}",
-    }
-    if setup.bootstrap.pythonpath_tail:
-        head = [p for p in variables.get("PYTHONPATH", "").split(os.pathsep) if p]
-        variables["PYTHONPATH"] = os.pathsep.join(head + setup.bootstrap.pythonpath_tail)
-    return variables
-
-
 class Environment:
     def __init__(self, setup: Setup, initialization_type: str = "on-demand") -> None:
         self.setup = setup
@@ -134,6 +100,7 @@ class Environment:
         self._exit: asyncio.Task[int] | None = None
         self._tmp = setup.tmp_root / self.id
         self._log_stream = time.strftime("%Y/%m/%d/", time.gmtime()) + f"[$LATEST]{self.id}"
+        self.log_tail = LogTail()  # the current invocation's log, for Invoke's LogType: Tail
 
     @property
     def max_rss(self) -> int:
@@ -265,6 +232,7 @@ class Environment:
         setup = self.setup
         timeout = setup.config.timeout
         self._request_id = request_id
+        self.log_tail.clear()
         self._line(f"START RequestId: {request_id} Version: $LATEST")
         started = time.perf_counter()
         invocation = Invocation(request_id, event, time.time() + timeout, setup.arn)
@@ -307,13 +275,17 @@ class Environment:
             completed.cancel()
             invocation.answer.cancel()
             self.api.abandon()
+        return self._finish(request_id, result)
+
+    def _finish(self, request_id: str, result: InvokeResult) -> InvokeResult:
+        """END and REPORT, and the invocation's log tail on its result."""
         self.memory.settle_peak()
         self._line(f"END RequestId: {request_id}")
         self._line(self._report(request_id, result.duration))
         self._request_id = None
         self._init_duration = None
         self.last_used = time.monotonic()
-        return result
+        return dataclasses.replace(result, log_tail=self.log_tail.bytes())
 
     def _outcome(self, invocation: Invocation, exited: bool, duration: float) -> InvokeResult:
         request_id = invocation.request_id
@@ -404,6 +376,7 @@ class Environment:
         fields: dict[str, Any] = {"function": self.setup.name, "environment": self.id}
         if self._request_id is not None:
             fields["request_id"] = self._request_id
+            self.log_tail.add(text)
         _log.info("function.log", stream=stream, line=text, **fields)
 
 
