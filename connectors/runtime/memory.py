@@ -114,6 +114,16 @@ def _rss_by_group() -> dict[int, int]:
     return totals
 
 
+def _process_rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            stat = file.read()
+    except OSError:
+        return 0
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return int(fields[21]) * _PAGE if len(fields) > 21 else 0
+
+
 def _read_int(path: Path, key: str | None = None) -> int:
     try:
         text = path.read_text()
@@ -216,10 +226,15 @@ class MemoryGuard:
     def settle_peak(self) -> None:
         """Bring `peak` up to date at the end of an invocation, on its path: a cgroup's
         own high-water mark is two small reads; without one, the watch's samples (every
-        WATCH_INTERVAL) stand, as a full /proc scan per invocation costs milliseconds."""
+        WATCH_INTERVAL) and the group leader's resident memory now, as a full /proc scan
+        per invocation costs milliseconds."""
         if self.cgroup is not None:
             [(used, oom_kills)] = _sample([self])
             self.observe(used, oom_kills)
+        elif self.pgid is not None:
+            # The group's leader alone: one small read, so an invocation (or an INIT)
+            # shorter than the watch's interval still reports what it used.
+            self.peak = max(self.peak, _process_rss(self.pgid))
 
     def observe(self, used: int, oom_kills: int) -> None:
         self.peak = max(self.peak, used)
