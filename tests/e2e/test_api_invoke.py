@@ -21,7 +21,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.support import DaemonProcess
+from tests.support import DaemonProcess, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -31,6 +31,8 @@ import time
 def handler(event, context):
     if event.get("fail"):
         raise ValueError("asked to fail")
+    if event.get("mark"):
+        open(event["mark"], "w").close()
     time.sleep(event.get("sleep", 0))
     return {"echo": event, "request_id": context.aws_request_id}
 """
@@ -184,23 +186,19 @@ def test_tail_returns_the_end_of_the_log(endpoint: str) -> None:
     assert "LogResult" not in invoke(endpoint, "talker")
 
 
-def test_a_sync_call_beyond_reserved_concurrency_is_throttled(endpoint: str) -> None:
+def test_a_sync_call_beyond_reserved_concurrency_is_throttled(
+    endpoint: str, tmp_path: Path
+) -> None:
     """Where a mapping's batch waits for the function's one slot, an Invoke gets Lambda's
     429."""
+    mark = tmp_path / "running"
+    event = json.dumps({"sleep": 2, "mark": str(mark)}).encode()
     results: list[dict[str, Any]] = []
-    holder = threading.Thread(
-        target=lambda: results.append(invoke(endpoint, "single", b'{"sleep": 1.5}'))
-    )
+    holder = threading.Thread(target=lambda: results.append(invoke(endpoint, "single", event)))
     holder.start()
     try:
-        throttled = None
-        for _ in range(100):
-            try:
-                invoke(endpoint, "single")
-            except ClientError as error:
-                throttled = error
-                break
-        assert throttled is not None
+        wait_for(mark.exists, what="the first invocation to hold the slot")
+        throttled = error_of(endpoint, "single")
         assert throttled.response["Error"]["Code"] == "TooManyRequestsException"
         assert throttled.response["Reason"] == "ReservedFunctionConcurrentInvocationLimitExceeded"
         assert throttled.response["ResponseMetadata"]["HTTPStatusCode"] == 429
