@@ -87,7 +87,7 @@ def _error(message: str, status: int, headers: dict[str, str] | None = None) -> 
     return web.json_response({"error": message}, status=status, headers=headers)
 
 
-def _foreign_host(request: web.Request) -> bool:
+def foreign_host(request: web.Request) -> bool:
     """A Host header that is not a loopback name or address (no header: not a browser)."""
     header = request.headers.get("Host")
     if header is None:
@@ -104,23 +104,29 @@ def _posted_by_a_client(request: web.Request) -> bool:
 class _BadRequestLine(logging.Filter):
     """aiohttp logs every request it cannot parse (a huge header, a malformed request
     line, TLS sent to the plain port) with a traceback. Such a request is the client's
-    fault and was answered 400: it becomes one `admin.bad_request` line naming the kind
+    fault and was answered 400: it becomes one `<server>.bad_request` line naming the kind
     of problem, never the request's bytes, which may hold a token."""
+
+    def __init__(self, server: str) -> None:
+        super().__init__()
+        self.server = server
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
         if not isinstance(error, HttpProcessingError):
             return True
-        structlog.get_logger("bridge.admin").info(
-            "admin.bad_request", status=error.code, problem=type(error).__name__
+        structlog.get_logger(f"bridge.{self.server}").info(
+            f"{self.server}.bad_request", status=error.code, problem=type(error).__name__
         )
         return False
 
 
-def _server_logger() -> logging.Logger:
-    logger = logging.getLogger("bridge.admin.server")
+def server_logger(server: str = "admin") -> logging.Logger:
+    """The logger for an aiohttp server of the daemon (`admin`, `api`), which reports
+    unparsable requests as one line each."""
+    logger = logging.getLogger(f"bridge.{server}.server")
     if not any(isinstance(existing, _BadRequestLine) for existing in logger.filters):
-        logger.addFilter(_BadRequestLine())
+        logger.addFilter(_BadRequestLine(server))
     return logger
 
 
@@ -149,7 +155,7 @@ class AdminServer:
             app,
             access_log=None,
             handle_signals=False,
-            logger=_server_logger(),
+            logger=server_logger(),
             max_line_size=HTTP_LINE_LIMIT,
             max_field_size=HTTP_LINE_LIMIT,
         )
@@ -176,7 +182,7 @@ class AdminServer:
 
     @web.middleware
     async def _check_host(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if self._loopback_only and request.path != HEALTH_PATH and _foreign_host(request):
+        if self._loopback_only and request.path != HEALTH_PATH and foreign_host(request):
             # 421 Misdirected Request: this server does not answer for that name.
             return _error(
                 "this endpoint listens on loopback and answers only to a loopback Host "

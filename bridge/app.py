@@ -26,6 +26,7 @@ from bridge.config import LoadedConfig, MappingConfig, load_config
 from bridge.errors import BridgeError, ConfigError
 from bridge.filtering import build_filter_set
 from bridge.folders import make_private_folder
+from bridge.frontdoor.server import ApiServer, start_api
 from bridge.journal import (
     InFlight,
     InvocationJournal,
@@ -36,7 +37,7 @@ from bridge.journal import (
 from bridge.mapping import MappingRunner, MappingState
 from bridge.metrics import Family, MappingView, contributed
 from bridge.plugins import SourceContext
-from bridge.protocols import Source
+from bridge.protocols import Invoker, Source
 from bridge.reload import plan_reload, restart_only_changes
 from bridge.retry import sleep_unless
 from bridge.settings import resolve
@@ -65,6 +66,7 @@ class Daemon:
         self._signals = 0
         self._notifier = Notifier.from_environment()
         self._admin: AdminServer | None = None
+        self._api: ApiServer | None = None
         self._started = False
         self._log = structlog.get_logger("bridge.daemon")
 
@@ -225,6 +227,7 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self._reload_quietly()))
         try:
             await self.start()
+            self._api = await start_api(self, self.config)
         except BridgeError as exc:
             self._log.error("daemon.start_failed", error=str(exc))
             await self.close()
@@ -260,6 +263,9 @@ class Daemon:
             self._log.error("admin.unavailable", listen=http.address, error=str(exc))
             return
         self._admin = admin
+
+    def invoker_of(self, function: str) -> Invoker | None:
+        return self.clients.invokers.get(function)
 
     async def _report_status(self) -> None:
         """Keep systemd's STATUS= (`systemctl status`) in step with the mappings' states."""
@@ -383,6 +389,8 @@ class Daemon:
         return summary
 
     async def close(self) -> None:
+        if self._api is not None:
+            await self._api.close()
         if self._admin is not None:
             await self._admin.close()
         await self.clients.close()

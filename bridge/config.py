@@ -13,7 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, cast
 
-from pydantic import Field, ValidationError, create_model, field_validator
+from pydantic import Field, SecretStr, ValidationError, create_model, field_validator
 
 from bridge.config_problems import describe, non_json_patterns, unknown_types
 from bridge.errors import ConfigError
@@ -68,6 +68,38 @@ class HttpConfig(StrictModel):
     @property
     def bearer_token(self) -> str | None:
         return self.token or os.environ.get("LAMBDA_BRIDGE_HTTP_TOKEN") or None
+
+
+DEFAULT_API_LISTEN = "127.0.0.1:9001"
+
+
+class ApiCredentialsConfig(StrictModel):
+    """The one key pair the Lambda API accepts beyond loopback (SigV4)."""
+
+    access_key_id: str = Field(min_length=1, max_length=128)
+    secret_access_key: SecretStr = Field(
+        description="From ${VAR}; never logged, compared only through SigV4 signatures."
+    )
+
+    @field_validator("secret_access_key")
+    @classmethod
+    def _not_empty(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            raise ValueError("must not be empty")
+        return value
+
+
+class ApiConfig(StrictModel):
+    """Lambda's API (Invoke) for SDKs and the aws cli pointed at `--endpoint-url`."""
+
+    listen: str = Field(
+        DEFAULT_API_LISTEN, description="host:port to serve on. Port 0 picks a free port."
+    )
+    credentials: ApiCredentialsConfig | None = Field(
+        None,
+        description="Required beyond loopback, where every request's SigV4 signature is "
+        "verified with them; on loopback any credentials are accepted.",
+    )
 
 
 class AwsIdentityConfig(StrictModel):
@@ -181,6 +213,7 @@ class BridgeConfig(StrictModel):
     )
     log: LogConfig = LogConfig()
     http: HttpConfig = HttpConfig()
+    api: ApiConfig | None = Field(None, description="Lambda's API; off unless configured.")
     aws: AwsIdentityConfig = Field(
         AwsIdentityConfig(), description="Identity used in ARNs made up for local resources."
     )

@@ -5,7 +5,7 @@ connectors check themselves."""
 from __future__ import annotations
 
 from bridge.addresses import is_loopback, parse_listen
-from bridge.config import BridgeConfig, HttpConfig, LoadedConfig, MappingConfig
+from bridge.config import ApiConfig, BridgeConfig, HttpConfig, LoadedConfig, MappingConfig
 from bridge.folders import folder_problem
 
 Found = list[tuple[tuple[str | int, ...], str]]
@@ -18,7 +18,7 @@ def check_config(loaded: LoadedConfig) -> tuple[Found, Found]:
     from bridge.settings import check_mapping_settings
 
     config = loaded.config
-    problems: Found = _http_problems(config.http)
+    problems: Found = _http_problems(config.http) + _api_problems(config.api)
     warnings: Found = []
     state_dir = folder_problem(config.state_dir)
     if state_dir is not None:
@@ -74,6 +74,25 @@ def _http_problems(http: HttpConfig) -> Found:
                 ("http", "token"),
                 f"the admin endpoint listens on {http.address}, beyond loopback: set "
                 "http.token (or LAMBDA_BRIDGE_HTTP_TOKEN) so it requires a bearer token",
+            )
+        ]
+    return []
+
+
+def _api_problems(api: ApiConfig | None) -> Found:
+    if api is None:
+        return []
+    try:
+        host, _ = parse_listen(api.listen)
+    except ValueError as exc:
+        return [(("api", "listen"), str(exc))]
+    if not is_loopback(host) and api.credentials is None:
+        return [
+            (
+                ("api", "credentials"),
+                f"the Lambda API listens on {api.listen}, beyond loopback: set "
+                "api.credentials (access_key_id, and secret_access_key from ${VAR}) so that "
+                "every request's SigV4 signature is verified",
             )
         ]
     return []

@@ -89,6 +89,11 @@ class LimitedInvoker:
         self.inner = inner
         self._slots = asyncio.Semaphore(limit)
 
+    @property
+    def busy(self) -> bool:
+        """Every slot is taken: a synchronous Invoke is throttled rather than queued."""
+        return self._slots.locked()
+
     async def start(self) -> None:
         await self.inner.start()
 

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from bridge.config import BridgeConfig, MappingConfig
 
 # Top-level settings that only a restart applies (`log` configures logging at start).
-RESTART_ONLY = ("state_dir", "checkpoint_store", "http", "aws", "log", "limits")
+RESTART_ONLY = ("state_dir", "checkpoint_store", "http", "api", "aws", "log", "limits")
 
 
 @dataclass

@@ -187,3 +187,25 @@ def test_the_admin_endpoint_needs_a_token_beyond_loopback(workdir: Path) -> None
         load_config_text(VALID + f"http: {fine}\n", "bridge.yaml")
     [bad] = problems(VALID + 'http: {listen: "localhost"}\n')
     assert "http.listen" in bad and "host:port" in bad
+
+
+def test_the_lambda_api_needs_credentials_beyond_loopback(workdir: Path) -> None:
+    """Off unless configured; beyond loopback it verifies SigV4 with credentials whose
+    secret comes from ${VAR} and is never shown."""
+    assert load_config_text(VALID, "bridge.yaml").config.api is None
+    [problem] = problems(VALID + 'api: {listen: "0.0.0.0:9001"}\n')
+    assert "api.credentials" in problem and "0.0.0.0:9001" in problem
+    exposed = VALID + (
+        'api: {listen: "0.0.0.0:9001", credentials: '
+        "{access_key_id: AKID, secret_access_key: '${API_SECRET}'}}\n"
+    )
+    loaded = load_config_text(exposed, "bridge.yaml", environ={"API_SECRET": "s3cr3t-value"})
+    api = loaded.config.api
+    assert api is not None and api.credentials is not None
+    assert api.credentials.secret_access_key.get_secret_value() == "s3cr3t-value"
+    assert "s3cr3t-value" not in repr(loaded.config) + loaded.config.model_dump_json()
+    assert load_config_text(VALID + "api: {}\n", "bridge.yaml").config.api.listen == (  # type: ignore[union-attr]
+        "127.0.0.1:9001"
+    )
+    [bad] = problems(VALID + 'api: {listen: "nowhere"}\n')
+    assert "api.listen" in bad

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config import BridgeConfig, load_config, load_config_text
+from bridge.config import ApiConfig, BridgeConfig, load_config, load_config_text
 from bridge.reload import plan_reload, restart_only_changes
 from tests.support import REPO
 
@@ -152,3 +152,12 @@ def test_the_same_example_config_twice_changes_nothing(monkeypatch: pytest.Monke
         assert plan.unchanged == [mapping.name for mapping in old.mappings], path.name
         assert (plan.changed, plan.functions, plan.destinations) == ([], set(), set())
         assert restart_only_changes(old, new) == []
+
+
+def test_the_lambda_api_needs_a_restart(tmp_path: Path) -> None:
+    """`api` (listen address, credentials) is read when the listener starts."""
+    old = config(tmp_path, mapping("a"))
+    new = old.model_copy(update={"api": ApiConfig(listen="127.0.0.1:9002")})
+    assert restart_only_changes(old, new) == [
+        "api: changed; it applies only when the daemon restarts"
+    ]

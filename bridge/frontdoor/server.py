@@ -1,0 +1,312 @@
+"""The Lambda API listener (`api.listen`) and Invoke (esm-reference.md 14).
+
+`POST /2015-03-31/functions/{FunctionName}/invocations` runs the function with the daemon's
+own invoker, the one its mappings use: `RequestResponse` answers 200 with what the function
+returned (with `X-Amz-Function-Error` on a function error), `DryRun` 204. `Event` is
+refused with a 400 `InvalidParameterValueException` until asynchronous invocation exists.
+A function whose `reserved_concurrency` is taken throttles a synchronous call (429
+`TooManyRequestsException`) where mappings would wait for a slot.
+
+Beyond loopback every request's SigV4 signature is verified with `api.credentials`
+(bridge.frontdoor.sigv4). On loopback any credentials are accepted, but a request must
+look like an SDK's (an `Authorization` or `X-Amz-*` header, or a JSON content type), which
+no web page can send to another site without a CORS preflight this listener never grants,
+and its Host must be a loopback name, as on the admin endpoint: a page cannot invoke a
+function through the browser of the person running the daemon.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import structlog
+from aiohttp import web
+
+from bridge.addresses import is_loopback, parse_listen
+from bridge.admin import HTTP_LINE_LIMIT, foreign_host, server_logger
+from bridge.codec import JSONDecodeError, loads
+from bridge.config import ApiConfig, BridgeConfig
+from bridge.errors import BridgeError, ThrottledError
+from bridge.frontdoor import sigv4
+from bridge.frontdoor.errors import ApiError, invalid_parameter, invalid_signature
+from bridge.frontdoor.functions import LATEST, Target, resolve
+from bridge.invokers import LimitedInvoker
+from bridge.protocols import Invoker
+from bridge.records import MAX_SYNC_PAYLOAD_BYTES, InvokeResult
+
+ADDRESS_FILE = "api-address"
+INVOKE_PATH = "/2015-03-31/functions/{function}/invocations"
+INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
+LOG_TYPES = ("None", "Tail")
+# A body over the limit is still read (and hashed, so a refused signature is told apart)
+# up to this much, so that the client, still sending, reads the 413 rather than a reset.
+_DRAIN_LIMIT = 4 * MAX_SYNC_PAYLOAD_BYTES
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ApiTarget(Protocol):
+    """What the listener needs of the daemon: its config as it is now (reloads replace it)
+    and the started invoker of a function."""
+
+    @property
+    def config(self) -> BridgeConfig: ...
+
+    def invoker_of(self, function: str) -> Invoker | None: ...
+
+
+@dataclass
+class _Body:
+    data: bytes | None  # None: over the limit
+    size: int
+    sha256: str
+
+
+async def _read_body(request: web.Request) -> _Body:
+    digest = hashlib.sha256()
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.readany():
+        size += len(chunk)
+        digest.update(chunk)
+        if size <= MAX_SYNC_PAYLOAD_BYTES:
+            chunks.append(chunk)
+        elif size > _DRAIN_LIMIT:
+            break
+    data = b"".join(chunks) if size <= MAX_SYNC_PAYLOAD_BYTES else None
+    return _Body(data, size, digest.hexdigest())
+
+
+def _too_large() -> ApiError:
+    return ApiError(
+        413,
+        "RequestTooLargeException",
+        f"Request must be smaller than {MAX_SYNC_PAYLOAD_BYTES} bytes for the InvokeFunction "
+        "operation",
+    )
+
+
+def _looks_like_an_sdk(request: web.Request) -> bool:
+    if "Authorization" in request.headers:
+        return True
+    if any(name.lower().startswith("x-amz-") for name in request.headers):
+        return True
+    media_type = request.headers.get("Content-Type", "").partition(";")[0].strip().lower()
+    return media_type == "application/json"
+
+
+def _throttled(target: Target, config: BridgeConfig, exc: ThrottledError | None) -> ApiError:
+    reserved = config.functions[target.name].reserved_concurrency
+    return ApiError(
+        429,
+        "TooManyRequestsException",
+        "Rate Exceeded.",
+        reason=(
+            "ReservedFunctionConcurrentInvocationLimitExceeded"
+            if reserved
+            else "ConcurrentInvocationLimitExceeded"
+        ),
+        retry_after=exc.retry_after if exc is not None else None,
+    )
+
+
+async def start_api(target: ApiTarget, config: BridgeConfig) -> ApiServer | None:
+    """Lambda's API, if configured and started; BridgeError if it cannot listen (one asked
+    for and not served stops the daemon's start)."""
+    if config.api is None:
+        return None
+    server = ApiServer(target, config.api, config.state_dir)
+    try:
+        await server.start(shutdown_timeout=config.drain_timeout_seconds)
+    except OSError as exc:
+        raise BridgeError(f"api.listen {config.api.listen}: {exc.strerror or exc}") from None
+    return server
+
+
+class ApiServer:
+    def __init__(self, target: ApiTarget, config: ApiConfig, state_dir: Path) -> None:
+        self._target = target
+        self._config = config
+        self._loopback_only = is_loopback(parse_listen(config.listen)[0])
+        self._address_file = state_dir / ADDRESS_FILE
+        self._runner: web.AppRunner | None = None
+        self._log = structlog.get_logger("bridge.api")
+        self.address: str | None = None
+
+    async def start(self, shutdown_timeout: float = 30.0) -> str:
+        """Serve; returns the bound `host:port`. Raises OSError if it cannot bind."""
+        host, port = parse_listen(self._config.listen)
+        app = web.Application(middlewares=[self._check_host, self._answer_errors])
+        app.router.add_route("*", INVOKE_PATH, self._invoke)
+        app.router.add_route("*", "/{tail:.*}", self._unknown_operation)
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            logger=server_logger("api"),
+            max_line_size=HTTP_LINE_LIMIT,
+            max_field_size=HTTP_LINE_LIMIT,
+            shutdown_timeout=shutdown_timeout,
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        bound = runner.addresses[0]
+        shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+        self.address = f"{shown}:{bound[1]}"
+        self._address_file.write_text(self.address + "\n")
+        self._log.info(
+            "api.listening",
+            address=self.address,
+            signatures_verified=not self._loopback_only,
+        )
+        return self.address
+
+    async def close(self) -> None:
+        """Stop accepting; invocations under way finish (up to the shutdown timeout)."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+            self._address_file.unlink(missing_ok=True)
+
+    # -- around every request ---------------------------------------------------------
+
+    @web.middleware
+    async def _check_host(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if self._loopback_only and foreign_host(request):
+            # 421 Misdirected Request: this server does not answer for that name.
+            return ApiError(
+                421,
+                "MisdirectedRequestException",
+                "this endpoint listens on loopback and answers only to a loopback Host "
+                "(127.0.0.1, [::1] or localhost)",
+            ).response(str(uuid.uuid4()))
+        return await handler(request)
+
+    @web.middleware
+    async def _answer_errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        request_id = str(uuid.uuid4())
+        request["request_id"] = request_id
+        try:
+            return await handler(request)
+        except ApiError as error:
+            return error.response(request_id)
+
+    async def _authenticated_body(self, request: web.Request) -> bytes:
+        """The body of a request whose sender is accepted; ApiError otherwise."""
+        if request.content_length is not None and request.content_length > _DRAIN_LIMIT:
+            raise _too_large()
+        body = await _read_body(request)
+        credentials = self._config.credentials
+        if credentials is not None and not self._loopback_only:
+            sigv4.verify(
+                sigv4.Request(
+                    request.method,
+                    request.raw_path.partition("?")[0],
+                    request.raw_path.partition("?")[2],
+                    request.headers,
+                    body.sha256,
+                ),
+                credentials.access_key_id,
+                credentials.secret_access_key.get_secret_value(),
+            )
+        elif not _looks_like_an_sdk(request):
+            raise invalid_signature(
+                "the request is not signed: send it with an AWS SDK or the aws cli (any "
+                "credentials are accepted on loopback), or with an Authorization header"
+            )
+        if body.data is None:
+            raise _too_large()
+        return body.data
+
+    async def _unknown_operation(self, request: web.Request) -> web.StreamResponse:
+        await self._authenticated_body(request)
+        raise ApiError(
+            404,
+            "UnknownOperationException",
+            f"lambda-bridge does not serve {request.method} {request.path} (yet): of "
+            "Lambda's API it serves Invoke",
+        )
+
+    # -- Invoke -----------------------------------------------------------------------
+
+    async def _invoke(self, request: web.Request) -> web.StreamResponse:
+        if request.method != "POST":
+            return await self._unknown_operation(request)
+        payload = await self._authenticated_body(request)
+        invocation_type = request.headers.get("X-Amz-Invocation-Type", "RequestResponse")
+        if invocation_type not in INVOCATION_TYPES:
+            raise invalid_parameter(
+                f"InvocationType {invocation_type!r} is not one of {', '.join(INVOCATION_TYPES)}"
+            )
+        log_type = request.headers.get("X-Amz-Log-Type", "None")
+        if log_type not in LOG_TYPES:
+            raise invalid_parameter(f"LogType {log_type!r} is not one of {', '.join(LOG_TYPES)}")
+        config = self._target.config
+        target = resolve(config, request.match_info["function"], request.query.get("Qualifier"))
+        if invocation_type == "DryRun":
+            return web.Response(status=204, headers={"x-amzn-RequestId": request["request_id"]})
+        if invocation_type == "Event":
+            raise invalid_parameter(
+                "InvocationType Event is not supported by lambda-bridge yet (asynchronous "
+                "invocation comes later); invoke with RequestResponse"
+            )
+        if not payload.strip():
+            payload = b"{}"  # Lambda hands a function invoked without a payload {}
+        try:
+            loads(payload)
+        except (JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ApiError(
+                400,
+                "InvalidRequestContentException",
+                f"Could not parse request body into json: {exc}",
+            ) from None
+        result = await self._call(config, target, payload, request["request_id"])
+        headers = {
+            "x-amzn-RequestId": request["request_id"],
+            "X-Amz-Executed-Version": result.executed_version or LATEST,
+        }
+        if result.function_error:
+            headers["X-Amz-Function-Error"] = result.function_error
+        if log_type == "Tail":
+            # Invokers that keep no log (all but runtime) answer an empty tail, so code
+            # that decodes LogResult works whatever the function's invoker.
+            headers["X-Amz-Log-Result"] = base64.b64encode(result.log_tail or b"").decode()
+        return web.Response(
+            body=result.payload, status=200, headers=headers, content_type="application/json"
+        )
+
+    async def _call(
+        self, config: BridgeConfig, target: Target, payload: bytes, request_id: str
+    ) -> InvokeResult:
+        invoker = self._target.invoker_of(target.name)
+        if invoker is None:  # replaced by a reload at this very moment
+            raise ApiError(
+                500, "ServiceException", f"function {target.name!r} is being reloaded; try again"
+            )
+        if isinstance(invoker, LimitedInvoker) and invoker.busy:
+            self._log.info("api.throttled", function=target.name, request_id=request_id)
+            raise _throttled(target, config, None)
+        try:
+            return await invoker.invoke(payload, request_id)
+        except ThrottledError as exc:
+            self._log.info("api.throttled", function=target.name, request_id=request_id)
+            raise _throttled(target, config, exc) from None
+        except BridgeError as exc:
+            self._log.warning(
+                "api.invoke_failed", function=target.name, request_id=request_id, error=str(exc)
+            )
+            raise ApiError(
+                500, "ServiceException", f"the function could not be invoked: {exc}"
+            ) from None
