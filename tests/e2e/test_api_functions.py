@@ -1,0 +1,113 @@
+"""GetFunction, GetFunctionConfiguration and ListFunctions of a running daemon, driven by
+boto3: the fields SDKs expect, paging, and the function's own environment only."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.e2e.test_api_invoke import BOOTSTRAP, HANDLER, client
+from tests.support import DaemonProcess
+
+pytestmark = pytest.mark.e2e
+
+CONFIG = """\
+state_dir: ./state
+aws: {region: eu-west-1, account_id: "123456789012"}
+api: {listen: "127.0.0.1:0"}
+functions:
+  echo: {invoker: python, handler: handler.py:handler, timeout: 10, memory_size: 256,
+         reserved_concurrency: 2}
+  talker:
+    invoker: runtime
+    runtime: provided.al2023
+    code: ./talker
+    timeout: 7
+    environment: {GREETING: hello, FROM_DAEMON: "${API_TEST_VALUE}"}
+"""
+
+LAST_MODIFIED = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000")
+
+
+@pytest.fixture(scope="module")
+def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("functions")
+    (root / "handler.py").write_text(HANDLER)
+    (root / "talker").mkdir()
+    (root / "talker" / "bootstrap").write_text(BOOTSTRAP)
+    (root / "talker" / "bootstrap").chmod(0o755)
+    (root / "bridge.yaml").write_text(CONFIG)
+    daemon = DaemonProcess(
+        root / "bridge.yaml", root, env={"API_TEST_VALUE": "configured", "DAEMON_ONLY": "no"}
+    ).start()
+    [listening] = daemon.wait_for_log("api.listening")
+    yield f"http://127.0.0.1:{listening['address'].rpartition(':')[2]}"
+    daemon.kill()
+
+
+def test_get_function_configuration_has_the_fields_sdks_expect(endpoint: str) -> None:
+    described: dict[str, Any] = client(endpoint).get_function_configuration(FunctionName="talker")
+    assert described["FunctionName"] == "talker"
+    assert described["FunctionArn"] == "arn:aws:lambda:eu-west-1:123456789012:function:talker"
+    assert described["Runtime"] == "provided.al2023"
+    assert described["Timeout"] == 7
+    assert described["MemorySize"] == 128
+    assert described["State"] == "Active"
+    assert described["LastUpdateStatus"] == "Successful"
+    assert described["Version"] == "$LATEST"
+    assert described["PackageType"] == "Zip"
+    assert described["Architectures"][0] in ("x86_64", "arm64")
+    assert described["CodeSize"] == len(BOOTSTRAP.encode())
+    assert LAST_MODIFIED.fullmatch(described["LastModified"])
+    assert described["Role"].startswith("arn:aws:iam::123456789012:role/")
+    # The function's own variables as configured, nothing of the daemon's environment.
+    assert described["Environment"] == {
+        "Variables": {"GREETING": "hello", "FROM_DAEMON": "configured"}
+    }
+    # A partial ARN and a qualifier name the same function.
+    again = client(endpoint).get_function_configuration(
+        FunctionName="123456789012:function:talker", Qualifier="$LATEST"
+    )
+    assert again["LastModified"] == described["LastModified"]
+    assert again["RevisionId"] == described["RevisionId"]
+
+
+def test_get_function_adds_code_and_concurrency(endpoint: str) -> None:
+    answer: dict[str, Any] = client(endpoint).get_function(FunctionName="echo")
+    configuration = answer["Configuration"]
+    assert configuration["FunctionName"] == "echo"
+    assert configuration["Handler"] == "handler.py:handler"
+    assert configuration["MemorySize"] == 256
+    assert configuration["Runtime"].startswith("python3.")
+    assert "Environment" not in configuration
+    assert answer["Code"]["RepositoryType"] == "S3"
+    assert answer["Concurrency"] == {"ReservedConcurrentExecutions": 2}
+    talker = client(endpoint).get_function(FunctionName="talker")
+    assert talker["Code"]["Location"].startswith("file://")
+    assert "Concurrency" not in talker
+
+
+def test_unknown_functions_are_404(endpoint: str) -> None:
+    lam = client(endpoint)
+    with pytest.raises(lam.exceptions.ResourceNotFoundException):
+        lam.get_function(FunctionName="nope")
+    with pytest.raises(lam.exceptions.ResourceNotFoundException):
+        lam.get_function_configuration(FunctionName="echo", Qualifier="live")
+
+
+def test_list_functions_pages_with_max_items(endpoint: str) -> None:
+    lam = client(endpoint)
+    everything = lam.list_functions()
+    assert [f["FunctionName"] for f in everything["Functions"]] == ["echo", "talker"]
+    assert "NextMarker" not in everything
+    first = lam.list_functions(MaxItems=1)
+    assert [f["FunctionName"] for f in first["Functions"]] == ["echo"]
+    second = lam.list_functions(MaxItems=1, Marker=first["NextMarker"])
+    assert [f["FunctionName"] for f in second["Functions"]] == ["talker"]
+    assert "NextMarker" not in second
+    # boto3's paginator follows the markers.
+    pages = lam.get_paginator("list_functions").paginate(PaginationConfig={"PageSize": 1})
+    assert [f["FunctionName"] for page in pages for f in page["Functions"]] == ["echo", "talker"]
