@@ -2,7 +2,8 @@
 
 `POST /2015-03-31/functions/{FunctionName}/invocations` runs the function with the daemon's
 own invoker, the one its mappings use: `RequestResponse` answers 200 with what the function
-returned (with `X-Amz-Function-Error` on a function error), `DryRun` 204. `Event` is
+returned (with `X-Amz-Function-Error` on a function error), `DryRun` 204;
+`X-Amz-Client-Context` reaches the invoker as bridge.invokers.CLIENT_CONTEXT. `Event` is
 refused with a 400 `InvalidParameterValueException` until asynchronous invocation exists.
 A function whose `reserved_concurrency` is taken throttles a synchronous call (429
 `TooManyRequestsException`) where mappings would wait for a slot. GetFunction,
@@ -40,7 +41,7 @@ from bridge.frontdoor import sigv4
 from bridge.frontdoor.describe import DEFAULT_ITEMS, MAX_ITEMS, Describer
 from bridge.frontdoor.errors import ApiError, invalid_parameter, invalid_signature
 from bridge.frontdoor.functions import LATEST, Target, resolve
-from bridge.invokers import LimitedInvoker
+from bridge.invokers import CLIENT_CONTEXT, LimitedInvoker
 from bridge.protocols import Invoker
 from bridge.records import MAX_SYNC_PAYLOAD_BYTES, InvokeResult
 
@@ -51,6 +52,7 @@ FUNCTION_PATH = "/2015-03-31/functions/{function}"
 CONFIGURATION_PATH = "/2015-03-31/functions/{function}/configuration"
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
 LOG_TYPES = ("None", "Tail")
+MAX_CLIENT_CONTEXT = 3583  # bytes of base64, as Lambda's Invoke allows
 # A body over the limit is still read (and hashed, so a refused signature is told apart)
 # up to this much, so that the client, still sending, reads the 413 rather than a reset.
 _DRAIN_LIMIT = 4 * MAX_SYNC_PAYLOAD_BYTES
@@ -106,6 +108,24 @@ def _looks_like_an_sdk(request: web.Request) -> bool:
         return True
     media_type = request.headers.get("Content-Type", "").partition(";")[0].strip().lower()
     return media_type == "application/json"
+
+
+def _client_context(header: str | None) -> str | None:
+    """X-Amz-Client-Context (base64 of a JSON object) as compact JSON text."""
+    if not header:
+        return None
+    try:
+        parsed = loads(base64.b64decode(header, validate=True))
+    except (ValueError, UnicodeDecodeError):  # binascii.Error and JSONDecodeError too
+        parsed = None
+    if len(header) > MAX_CLIENT_CONTEXT or not isinstance(parsed, dict):
+        raise ApiError(
+            400,
+            "InvalidRequestContentException",
+            "Client context must be a valid Base64-encoded JSON object "
+            f"of at most {MAX_CLIENT_CONTEXT} bytes.",
+        )
+    return dumps(parsed).decode()
 
 
 def _throttled(target: Target, config: BridgeConfig, exc: ThrottledError | None) -> ApiError:
@@ -314,6 +334,7 @@ class ApiServer:
             raise invalid_parameter(f"LogType {log_type!r} is not one of {', '.join(LOG_TYPES)}")
         config = self._target.config
         target = resolve(config, request.match_info["function"], request.query.get("Qualifier"))
+        client_context = _client_context(request.headers.get("X-Amz-Client-Context"))
         if invocation_type == "DryRun":
             return web.Response(status=204, headers={"x-amzn-RequestId": request["request_id"]})
         if invocation_type == "Event":
@@ -331,7 +352,11 @@ class ApiServer:
                 "InvalidRequestContentException",
                 f"Could not parse request body into json: {exc}",
             ) from None
-        result = await self._call(config, target, payload, request["request_id"])
+        token = CLIENT_CONTEXT.set(client_context)
+        try:
+            result = await self._call(config, target, payload, request["request_id"])
+        finally:
+            CLIENT_CONTEXT.reset(token)
         headers = {
             "x-amzn-RequestId": request["request_id"],
             "X-Amz-Executed-Version": result.executed_version or LATEST,

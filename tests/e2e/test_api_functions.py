@@ -1,18 +1,43 @@
 """GetFunction, GetFunctionConfiguration and ListFunctions of a running daemon, driven by
-boto3: the fields SDKs expect, paging, and the function's own environment only."""
+boto3: the fields SDKs expect, paging, and the function's own environment only; and
+Invoke's ClientContext reaching a python handler's `context.client_context` and a runtime
+function's Lambda-Runtime-Client-Context header."""
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.e2e.test_api_invoke import BOOTSTRAP, HANDLER, client
+from tests.e2e.test_api_invoke import HANDLER, client
 from tests.support import DaemonProcess
 
 pytestmark = pytest.mark.e2e
+
+# A python handler that answers with what it was given of the client context.
+CONTEXT_HANDLER = """\
+def handler(event, context):
+    cc = context.client_context
+    if cc is None:
+        return None
+    client = cc.client and {"app_title": cc.client.app_title, "installation_id": cc.client.installation_id}
+    return {"custom": cc.custom, "env": cc.env, "client": client}
+"""
+
+# A provided.al2023 bootstrap that answers with the client context header it got.
+BOOTSTRAP = r"""#!/usr/bin/env python3
+import json, os, urllib.request
+api = "http://" + os.environ["AWS_LAMBDA_RUNTIME_API"] + "/2018-06-01/runtime/invocation/"
+while True:
+    with urllib.request.urlopen(api + "next") as response:
+        request_id = response.headers["Lambda-Runtime-Aws-Request-Id"]
+        answer = json.dumps({"header": response.headers.get("Lambda-Runtime-Client-Context")})
+    urllib.request.urlopen(urllib.request.Request(api + request_id + "/response", data=answer.encode()))
+"""
 
 CONFIG = """\
 state_dir: ./state
@@ -21,6 +46,7 @@ api: {listen: "127.0.0.1:0"}
 functions:
   echo: {invoker: python, handler: handler.py:handler, timeout: 10, memory_size: 256,
          reserved_concurrency: 2}
+  teller: {invoker: python, handler: context.py:handler}
   talker:
     invoker: runtime
     runtime: provided.al2023
@@ -36,6 +62,7 @@ LAST_MODIFIED = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000")
 def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("functions")
     (root / "handler.py").write_text(HANDLER)
+    (root / "context.py").write_text(CONTEXT_HANDLER)
     (root / "talker").mkdir()
     (root / "talker" / "bootstrap").write_text(BOOTSTRAP)
     (root / "talker" / "bootstrap").chmod(0o755)
@@ -101,13 +128,55 @@ def test_unknown_functions_are_404(endpoint: str) -> None:
 def test_list_functions_pages_with_max_items(endpoint: str) -> None:
     lam = client(endpoint)
     everything = lam.list_functions()
-    assert [f["FunctionName"] for f in everything["Functions"]] == ["echo", "talker"]
+    assert [f["FunctionName"] for f in everything["Functions"]] == ["echo", "talker", "teller"]
     assert "NextMarker" not in everything
     first = lam.list_functions(MaxItems=1)
     assert [f["FunctionName"] for f in first["Functions"]] == ["echo"]
-    second = lam.list_functions(MaxItems=1, Marker=first["NextMarker"])
-    assert [f["FunctionName"] for f in second["Functions"]] == ["talker"]
-    assert "NextMarker" not in second
+    rest = lam.list_functions(MaxItems=2, Marker=first["NextMarker"])
+    assert [f["FunctionName"] for f in rest["Functions"]] == ["talker", "teller"]
+    assert "NextMarker" not in rest
     # boto3's paginator follows the markers.
     pages = lam.get_paginator("list_functions").paginate(PaginationConfig={"PageSize": 1})
-    assert [f["FunctionName"] for page in pages for f in page["Functions"]] == ["echo", "talker"]
+    assert [f["FunctionName"] for page in pages for f in page["Functions"]] == [
+        "echo",
+        "talker",
+        "teller",
+    ]
+
+
+def encoded(context: dict[str, Any]) -> str:
+    return base64.b64encode(json.dumps(context).encode()).decode()
+
+
+CLIENT_CONTEXT = {
+    "client": {"installation_id": "install-1", "app_title": "Orders"},
+    "custom": {"tenant": "acme"},
+    "env": {"platform": "Android"},
+}
+
+
+def test_client_context_reaches_a_python_handler(endpoint: str) -> None:
+    lam = client(endpoint)
+    response = lam.invoke(FunctionName="teller", ClientContext=encoded(CLIENT_CONTEXT))
+    assert json.loads(response["Payload"].read()) == {
+        "custom": {"tenant": "acme"},
+        "env": {"platform": "Android"},
+        "client": {"app_title": "Orders", "installation_id": "install-1"},
+    }
+    # Without one, the handler's client_context is None, as on Lambda.
+    assert json.loads(lam.invoke(FunctionName="teller")["Payload"].read()) is None
+
+
+def test_client_context_reaches_the_runtime_api_header(endpoint: str) -> None:
+    lam = client(endpoint)
+    response = lam.invoke(FunctionName="talker", ClientContext=encoded(CLIENT_CONTEXT))
+    header = json.loads(response["Payload"].read())["header"]
+    assert json.loads(header) == CLIENT_CONTEXT
+    assert json.loads(lam.invoke(FunctionName="talker")["Payload"].read()) == {"header": None}
+
+
+def test_a_client_context_that_is_not_base64_json_is_refused(endpoint: str) -> None:
+    lam = client(endpoint)
+    for bad in ["not base64!", base64.b64encode(b"[1, 2]").decode(), encoded({"x": "y" * 3000})]:
+        with pytest.raises(lam.exceptions.InvalidRequestContentException):
+            lam.invoke(FunctionName="teller", ClientContext=bad)
