@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -180,3 +183,31 @@ def test_a_client_context_that_is_not_base64_json_is_refused(endpoint: str) -> N
     for bad in ["not base64!", base64.b64encode(b"[1, 2]").decode(), encoded({"x": "y" * 3000})]:
         with pytest.raises(lam.exceptions.InvalidRequestContentException):
             lam.invoke(FunctionName="teller", ClientContext=bad)
+
+
+@pytest.mark.skipif(shutil.which("aws") is None, reason="no aws cli installed")
+def test_the_aws_cli_lists_and_gets_functions(endpoint: str) -> None:
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "AKIDANY",
+        "AWS_SECRET_ACCESS_KEY": "anything",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+    }
+
+    def cli(*args: str) -> Any:
+        result = subprocess.run(
+            ["aws", "lambda", *args, "--endpoint-url", endpoint, "--output", "json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+            check=True,
+        )
+        return json.loads(result.stdout)
+
+    # The cli follows NextMarker itself, page by page.
+    listed = cli("list-functions", "--page-size", "1")
+    assert [f["FunctionName"] for f in listed["Functions"]] == ["echo", "talker", "teller"]
+    got = cli("get-function", "--function-name", "talker")
+    assert got["Configuration"]["Runtime"] == "provided.al2023"
+    assert cli("get-function-configuration", "--function-name", "echo")["MemorySize"] == 256
