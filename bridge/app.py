@@ -227,7 +227,7 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self._reload_quietly()))
         try:
             await self.start()
-            self._api = await start_api(self, self.config)
+            self._api = await start_api(self, self.config, self.loaded.handler_root)
         except BridgeError as exc:
             self._log.error("daemon.start_failed", error=str(exc))
             await self.close()

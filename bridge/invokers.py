@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from contextvars import ContextVar
 from typing import Any
 
 from bridge.codec import JSONDecodeError, dumps, loads
@@ -10,6 +11,12 @@ from bridge.protocols import Invoker
 from bridge.records import MAX_SYNC_PAYLOAD_BYTES, InvokeResult
 
 UNHANDLED = "Unhandled"
+
+# The client context of the invocation under way: the Invoke API's X-Amz-Client-Context
+# decoded to compact JSON text, set by the API around its call of the invoker. Invokers
+# that can hand it to the function read it (python, runtime, http, lambda); others, third
+# parties' included, need not know of it. Invocations by mappings have none.
+CLIENT_CONTEXT: ContextVar[str | None] = ContextVar("client_context", default=None)
 _ERROR_DOCUMENT_KEYS = frozenset({"errorMessage", "errorType", "stackTrace", "requestId", "cause"})
 
 

@@ -2,10 +2,13 @@
 
 `POST /2015-03-31/functions/{FunctionName}/invocations` runs the function with the daemon's
 own invoker, the one its mappings use: `RequestResponse` answers 200 with what the function
-returned (with `X-Amz-Function-Error` on a function error), `DryRun` 204. `Event` is
+returned (with `X-Amz-Function-Error` on a function error), `DryRun` 204;
+`X-Amz-Client-Context` reaches the invoker as bridge.invokers.CLIENT_CONTEXT. `Event` is
 refused with a 400 `InvalidParameterValueException` until asynchronous invocation exists.
 A function whose `reserved_concurrency` is taken throttles a synchronous call (429
-`TooManyRequestsException`) where mappings would wait for a slot.
+`TooManyRequestsException`) where mappings would wait for a slot. GetFunction,
+GetFunctionConfiguration and ListFunctions describe the configured functions
+(bridge.frontdoor.describe).
 
 Beyond loopback every request's SigV4 signature is verified with `api.credentials`
 (bridge.frontdoor.sigv4). On loopback any credentials are accepted, but a request must
@@ -17,33 +20,39 @@ function through the browser of the person running the daemon.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 from aiohttp import web
 
 from bridge.addresses import is_loopback, parse_listen
 from bridge.admin import HTTP_LINE_LIMIT, foreign_host, server_logger
-from bridge.codec import JSONDecodeError, loads
+from bridge.codec import JSONDecodeError, dumps, loads
 from bridge.config import ApiConfig, BridgeConfig
 from bridge.errors import BridgeError, ThrottledError
 from bridge.frontdoor import sigv4
+from bridge.frontdoor.describe import DEFAULT_ITEMS, MAX_ITEMS, Describer
 from bridge.frontdoor.errors import ApiError, invalid_parameter, invalid_signature
 from bridge.frontdoor.functions import LATEST, Target, resolve
-from bridge.invokers import LimitedInvoker
+from bridge.invokers import CLIENT_CONTEXT, LimitedInvoker
 from bridge.protocols import Invoker
 from bridge.records import MAX_SYNC_PAYLOAD_BYTES, InvokeResult
 
 ADDRESS_FILE = "api-address"
 INVOKE_PATH = "/2015-03-31/functions/{function}/invocations"
+FUNCTIONS_PATH = "/2015-03-31/functions"
+FUNCTION_PATH = "/2015-03-31/functions/{function}"
+CONFIGURATION_PATH = "/2015-03-31/functions/{function}/configuration"
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
 LOG_TYPES = ("None", "Tail")
+MAX_CLIENT_CONTEXT = 3583  # bytes of base64, as Lambda's Invoke allows
 # A body over the limit is still read (and hashed, so a refused signature is told apart)
 # up to this much, so that the client, still sending, reads the 413 rather than a reset.
 _DRAIN_LIMIT = 4 * MAX_SYNC_PAYLOAD_BYTES
@@ -101,6 +110,24 @@ def _looks_like_an_sdk(request: web.Request) -> bool:
     return media_type == "application/json"
 
 
+def _client_context(header: str | None) -> str | None:
+    """X-Amz-Client-Context (base64 of a JSON object) as compact JSON text."""
+    if not header:
+        return None
+    try:
+        parsed = loads(base64.b64decode(header, validate=True))
+    except (ValueError, UnicodeDecodeError):  # binascii.Error and JSONDecodeError too
+        parsed = None
+    if len(header) > MAX_CLIENT_CONTEXT or not isinstance(parsed, dict):
+        raise ApiError(
+            400,
+            "InvalidRequestContentException",
+            "Client context must be a valid Base64-encoded JSON object "
+            f"of at most {MAX_CLIENT_CONTEXT} bytes.",
+        )
+    return dumps(parsed).decode()
+
+
 def _throttled(target: Target, config: BridgeConfig, exc: ThrottledError | None) -> ApiError:
     reserved = config.functions[target.name].reserved_concurrency
     return ApiError(
@@ -116,12 +143,15 @@ def _throttled(target: Target, config: BridgeConfig, exc: ThrottledError | None)
     )
 
 
-async def start_api(target: ApiTarget, config: BridgeConfig) -> ApiServer | None:
+async def start_api(
+    target: ApiTarget, config: BridgeConfig, handler_root: Path
+) -> ApiServer | None:
     """Lambda's API, if configured and started; BridgeError if it cannot listen (one asked
-    for and not served stops the daemon's start)."""
+    for and not served stops the daemon's start). Relative paths of the config (a
+    function's `code`) start at `handler_root`."""
     if config.api is None:
         return None
-    server = ApiServer(target, config.api, config.state_dir)
+    server = ApiServer(target, config.api, config.state_dir, handler_root)
     try:
         await server.start(shutdown_timeout=config.drain_timeout_seconds)
     except OSError as exc:
@@ -130,13 +160,16 @@ async def start_api(target: ApiTarget, config: BridgeConfig) -> ApiServer | None
 
 
 class ApiServer:
-    def __init__(self, target: ApiTarget, config: ApiConfig, state_dir: Path) -> None:
+    def __init__(
+        self, target: ApiTarget, config: ApiConfig, state_dir: Path, handler_root: Path
+    ) -> None:
         self._target = target
         self._config = config
         self._loopback_only = is_loopback(parse_listen(config.listen)[0])
         self._address_file = state_dir / ADDRESS_FILE
         self._runner: web.AppRunner | None = None
         self._log = structlog.get_logger("bridge.api")
+        self._describer = Describer(handler_root)
         self.address: str | None = None
 
     async def start(self, shutdown_timeout: float = 30.0) -> str:
@@ -144,6 +177,10 @@ class ApiServer:
         host, port = parse_listen(self._config.listen)
         app = web.Application(middlewares=[self._check_host, self._answer_errors])
         app.router.add_route("*", INVOKE_PATH, self._invoke)
+        app.router.add_route("*", CONFIGURATION_PATH, self._get_function_configuration)
+        app.router.add_route("*", FUNCTION_PATH, self._get_function)
+        app.router.add_route("*", FUNCTIONS_PATH, self._list_functions)
+        app.router.add_route("*", FUNCTIONS_PATH + "/", self._list_functions)
         app.router.add_route("*", "/{tail:.*}", self._unknown_operation)
         runner = web.AppRunner(
             app,
@@ -236,8 +273,50 @@ class ApiServer:
             404,
             "UnknownOperationException",
             f"lambda-bridge does not serve {request.method} {request.path} (yet): of "
-            "Lambda's API it serves Invoke",
+            "Lambda's API it serves Invoke, GetFunction, GetFunctionConfiguration and "
+            "ListFunctions",
         )
+
+    # -- GetFunction, GetFunctionConfiguration, ListFunctions ---------------------------
+
+    def _described(self, request: web.Request, answer: dict[str, Any]) -> web.Response:
+        return web.Response(
+            body=dumps(answer),
+            headers={"x-amzn-RequestId": request["request_id"]},
+            content_type="application/json",
+        )
+
+    async def _get_function(self, request: web.Request) -> web.StreamResponse:
+        if request.method != "GET":
+            return await self._unknown_operation(request)
+        await self._authenticated_body(request)
+        config = self._target.config
+        target = resolve(config, request.match_info["function"], request.query.get("Qualifier"))
+        answer = await asyncio.to_thread(self._describer.function, config, target.name)
+        return self._described(request, answer)
+
+    async def _get_function_configuration(self, request: web.Request) -> web.StreamResponse:
+        if request.method != "GET":
+            return await self._unknown_operation(request)
+        await self._authenticated_body(request)
+        config = self._target.config
+        target = resolve(config, request.match_info["function"], request.query.get("Qualifier"))
+        answer = await asyncio.to_thread(self._describer.configuration, config, target.name)
+        return self._described(request, answer)
+
+    async def _list_functions(self, request: web.Request) -> web.StreamResponse:
+        if request.method != "GET":
+            return await self._unknown_operation(request)
+        await self._authenticated_body(request)
+        max_items = request.query.get("MaxItems", str(DEFAULT_ITEMS))
+        if not max_items.isdigit() or not 1 <= int(max_items) <= MAX_ITEMS:
+            raise invalid_parameter(f"MaxItems must be a whole number from 1 to {MAX_ITEMS}")
+        if request.query.get("FunctionVersion", "ALL") != "ALL":
+            raise invalid_parameter("FunctionVersion must be ALL")
+        config = self._target.config
+        marker = request.query.get("Marker") or None
+        answer = await asyncio.to_thread(self._describer.page, config, marker, int(max_items))
+        return self._described(request, answer)
 
     # -- Invoke -----------------------------------------------------------------------
 
@@ -255,6 +334,7 @@ class ApiServer:
             raise invalid_parameter(f"LogType {log_type!r} is not one of {', '.join(LOG_TYPES)}")
         config = self._target.config
         target = resolve(config, request.match_info["function"], request.query.get("Qualifier"))
+        client_context = _client_context(request.headers.get("X-Amz-Client-Context"))
         if invocation_type == "DryRun":
             return web.Response(status=204, headers={"x-amzn-RequestId": request["request_id"]})
         if invocation_type == "Event":
@@ -272,7 +352,11 @@ class ApiServer:
                 "InvalidRequestContentException",
                 f"Could not parse request body into json: {exc}",
             ) from None
-        result = await self._call(config, target, payload, request["request_id"])
+        token = CLIENT_CONTEXT.set(client_context)
+        try:
+            result = await self._call(config, target, payload, request["request_id"])
+        finally:
+            CLIENT_CONTEXT.reset(token)
         headers = {
             "x-amzn-RequestId": request["request_id"],
             "X-Amz-Executed-Version": result.executed_version or LATEST,

@@ -20,6 +20,7 @@ checked with a DryRun invocation instead. An unreachable service is only logged.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -31,7 +32,7 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bridge.errors import BridgeError, InvokerStartError, ThrottledError, TransportError
-from bridge.invokers import UNHANDLED, error_document
+from bridge.invokers import CLIENT_CONTEXT, UNHANDLED, error_document
 from bridge.plugins import BuildContext
 from bridge.records import MAX_SYNC_PAYLOAD_BYTES, InvokeResult
 from connectors.aws.client import announce_endpoint, aws_errors, error_code, session
@@ -153,12 +154,15 @@ class LambdaInvoker:
         if len(event) > MAX_SYNC_PAYLOAD_BYTES:
             return self._too_large(len(event), request_id)
         started = time.perf_counter()
+        arguments = dict(self._qualifier_arguments)
+        if (context := CLIENT_CONTEXT.get()) is not None:
+            arguments["ClientContext"] = base64.b64encode(context.encode()).decode()
         try:
             response = await client.invoke(
                 FunctionName=self.function_name,
                 InvocationType="RequestResponse",
                 Payload=event,
-                **self._qualifier_arguments,
+                **arguments,
             )
             payload = await response["Payload"].read()
         except ClientError as exc:

@@ -9,12 +9,14 @@ retries them without counting an attempt (esm-reference.md 6.1).
 
 from __future__ import annotations
 
+import base64
 import time
 
 import aiohttp
 
 from bridge.errors import ThrottledError, TransportError
 from bridge.invokers import (
+    CLIENT_CONTEXT,
     MAX_RESPONSE_BYTES,
     UNHANDLED,
     looks_like_error_document,
@@ -56,6 +58,8 @@ class HttpInvoker:
             "X-Amz-Invocation-Type": "RequestResponse",
             "X-Amzn-RequestId": request_id,
         }
+        if (context := CLIENT_CONTEXT.get()) is not None:  # the emulator hands it on
+            headers["X-Amz-Client-Context"] = base64.b64encode(context.encode()).decode()
         started = time.perf_counter()
         try:
             async with session.post(self.config.url, data=event, headers=headers) as response:

@@ -6,6 +6,8 @@ import time
 import uuid
 from typing import Any
 
+from bridge.codec import loads
+
 
 class LambdaContext:
     def __init__(
@@ -42,6 +44,43 @@ class LambdaContext:
 
     def __repr__(self) -> str:
         return f"LambdaContext({self.function_name!r}, aws_request_id={self.aws_request_id!r})"
+
+
+class Client:
+    """`context.client_context.client`: the mobile app that invoked, as the SDKs tell it."""
+
+    __slots__ = (
+        "app_package_name",
+        "app_title",
+        "app_version_code",
+        "app_version_name",
+        "installation_id",
+    )
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        for name in self.__slots__:
+            setattr(self, name, fields.get(name))
+
+
+class ClientContext:
+    """`context.client_context` as Lambda's Python runtime builds it from the Invoke's
+    ClientContext: its `client`, `custom` and `env`."""
+
+    __slots__ = ("client", "custom", "env")
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        client = fields.get("client")
+        self.client = Client(client) if isinstance(client, dict) else None
+        self.custom = fields.get("custom")
+        self.env = fields.get("env")
+
+
+def client_context(text: str | None) -> ClientContext | None:
+    """The handler's `client_context` from the JSON text the API received (None: none)."""
+    if text is None:
+        return None
+    fields = loads(text)
+    return ClientContext(fields) if isinstance(fields, dict) else None
 
 
 def log_stream_name(function_version: str = "$LATEST") -> str:

@@ -26,6 +26,7 @@ import structlog
 from bridge.codec import loads
 from bridge.errors import InvokerStartError, ThrottledError
 from bridge.invokers import (
+    CLIENT_CONTEXT,
     MAX_RESPONSE_BYTES,
     function_error,
     response_too_large,
@@ -36,7 +37,7 @@ from bridge.plugins import BuildContext
 from bridge.records import InvokeResult
 from connectors.python import imports, threads
 from connectors.python.config import HandlerSpec, PythonFunctionConfig
-from connectors.python.context import LambdaContext, log_stream_name
+from connectors.python.context import LambdaContext, client_context, log_stream_name
 from connectors.python.imports import FunctionImports
 from connectors.python.response import MarshalError, encode_result
 from connectors.python.threads import HandlerThreads
@@ -150,6 +151,7 @@ class PythonInvoker:
             deadline=time.time() + timeout,
             log_stream_name=self._log_stream,
         )
+        context.client_context = client_context(CLIENT_CONTEXT.get())
         scope = asyncio.timeout(timeout)
         call: threads.Call | None = None
         ran_on_loop = self._is_async

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from bridge.invokers import error_document, function_error, timed_out
+from bridge.invokers import CLIENT_CONTEXT, error_document, function_error, timed_out
 from bridge.records import InvokeResult
 from connectors.runtime.bootstraps import Bootstrap
 from connectors.runtime.config import RuntimeFunctionConfig
@@ -235,7 +235,8 @@ class Environment:
         self.log_tail.clear()
         self._line(f"START RequestId: {request_id} Version: $LATEST")
         started = time.perf_counter()
-        invocation = Invocation(request_id, event, time.time() + timeout, setup.arn)
+        deadline, context = time.time() + timeout, CLIENT_CONTEXT.get()
+        invocation = Invocation(request_id, event, deadline, setup.arn, client_context=context)
         if self.extensions is not None:
             self.extensions.invoke(invocation)
         self.api.submit(invocation)

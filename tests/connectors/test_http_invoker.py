@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import socket
 import time
@@ -16,6 +17,7 @@ import pytest
 from aiohttp import web
 
 from bridge.errors import ThrottledError, TransportError
+from bridge.invokers import CLIENT_CONTEXT
 from bridge.plugins import BuildContext, Identity
 from bridge.records import InvokeResult
 from connectors.http import invoker as http_invoker
@@ -141,6 +143,26 @@ def test_request_follows_the_invoke_contract() -> None:
     assert request.headers["Content-Type"] == "application/json"
     assert request.headers["X-Amz-Invocation-Type"] == "RequestResponse"
     assert request.headers["X-Amzn-RequestId"] == REQUEST_ID
+
+
+def test_a_client_context_is_forwarded_base64() -> None:
+    """The client context of an Invoke API call goes on as X-Amz-Client-Context (the
+    emulator hands it to the function); a mapping's invocation sends none."""
+    context = '{"custom":{"tenant":"acme"}}'
+
+    async def main() -> Server:
+        async with lambda_server(answer_with(b"{}")) as server:
+            token = CLIENT_CONTEXT.set(context)
+            try:
+                await invoke_once(server.invoke_url())
+            finally:
+                CLIENT_CONTEXT.reset(token)
+            await invoke_once(server.invoke_url())
+            return server
+
+    with_context, without = asyncio.run(main()).received
+    assert base64.b64decode(with_context.headers["X-Amz-Client-Context"]).decode() == context
+    assert "X-Amz-Client-Context" not in without.headers
 
 
 def test_configured_headers_are_sent() -> None:

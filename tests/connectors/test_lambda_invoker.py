@@ -5,6 +5,7 @@ qualifier, the 6 MB limit, and the config rules."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -18,6 +19,7 @@ from pydantic import ValidationError
 from structlog.testing import capture_logs
 
 from bridge.errors import InvokerStartError, ThrottledError, TransportError
+from bridge.invokers import CLIENT_CONTEXT
 from bridge.plugins import BuildContext, Identity
 from bridge.records import MAX_SYNC_PAYLOAD_BYTES, InvokeResult
 from connectors.awslambda import invoker as lambda_invoker
@@ -262,6 +264,25 @@ def test_qualifier_is_sent_as_query_or_in_the_name() -> None:
     assert [request.query for request in fake.seen] == [{"Qualifier": "live"}] * 2
     _, fake = scenario("orders:live", invoke_once)
     assert [(request.name, request.query) for request in fake.seen] == [("orders:live", {})] * 2
+
+
+def test_a_client_context_is_forwarded_base64() -> None:
+    """The client context of an Invoke API call goes on to Lambda as ClientContext."""
+    context = '{"custom":{"tenant":"acme"}}'
+
+    async def with_context(invoker: LambdaInvoker, fake: FakeLambda) -> InvokeResult:
+        token = CLIENT_CONTEXT.set(context)
+        try:
+            return await invoke_once(invoker, fake)
+        finally:
+            CLIENT_CONTEXT.reset(token)
+
+    _, fake = scenario("orders", with_context)
+    (request,) = fake.invocations()
+    assert base64.b64decode(request.headers["X-Amz-Client-Context"]).decode() == context
+    _, fake = scenario("orders", invoke_once)
+    (request,) = fake.invocations()
+    assert "X-Amz-Client-Context" not in request.headers
 
 
 def test_function_arn_is_sent_as_is() -> None:
