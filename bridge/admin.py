@@ -130,6 +130,33 @@ def server_logger(server: str = "admin") -> logging.Logger:
     return logger
 
 
+async def serve(
+    app: web.Application, host: str, port: int, server: str, shutdown_timeout: float = 60.0
+) -> tuple[web.AppRunner, str]:
+    """Serve `app` on `host:port` as one of the daemon's servers (`admin`, `api`): its
+    logger, bounded request lines; the runner and the bound `host:port` (IPv6 in
+    brackets). Raises OSError, with nothing left open, if it cannot bind."""
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        logger=server_logger(server),
+        max_line_size=HTTP_LINE_LIMIT,
+        max_field_size=HTTP_LINE_LIMIT,
+        shutdown_timeout=shutdown_timeout,
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    try:
+        await site.start()
+    except OSError:
+        await runner.cleanup()
+        raise
+    bound = runner.addresses[0]
+    shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+    return runner, f"{shown}:{bound[1]}"
+
+
 class AdminServer:
     def __init__(
         self, target: AdminTarget, listen: str, token: str | None, state_dir: Path
@@ -151,25 +178,7 @@ class AdminServer:
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_post("/reload", self._reload)
-        runner = web.AppRunner(
-            app,
-            access_log=None,
-            handle_signals=False,
-            logger=server_logger(),
-            max_line_size=HTTP_LINE_LIMIT,
-            max_field_size=HTTP_LINE_LIMIT,
-        )
-        await runner.setup()
-        site = web.TCPSite(runner, host, port, reuse_address=True)
-        try:
-            await site.start()
-        except OSError:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        bound = runner.addresses[0]
-        shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
-        self.address = f"{shown}:{bound[1]}"
+        self._runner, self.address = await serve(app, host, port, "admin")
         self._address_file.write_text(self.address + "\n")
         self._log.info("admin.listening", address=self.address, token=self._token is not None)
         return self.address

@@ -33,7 +33,7 @@ import structlog
 from aiohttp import web
 
 from bridge.addresses import is_loopback, parse_listen
-from bridge.admin import HTTP_LINE_LIMIT, foreign_host, server_logger
+from bridge.admin import foreign_host, serve
 from bridge.codec import JSONDecodeError, dumps, loads
 from bridge.config import ApiConfig, BridgeConfig
 from bridge.errors import BridgeError, ThrottledError
@@ -182,26 +182,7 @@ class ApiServer:
         app.router.add_route("*", FUNCTIONS_PATH, self._list_functions)
         app.router.add_route("*", FUNCTIONS_PATH + "/", self._list_functions)
         app.router.add_route("*", "/{tail:.*}", self._unknown_operation)
-        runner = web.AppRunner(
-            app,
-            access_log=None,
-            handle_signals=False,
-            logger=server_logger("api"),
-            max_line_size=HTTP_LINE_LIMIT,
-            max_field_size=HTTP_LINE_LIMIT,
-            shutdown_timeout=shutdown_timeout,
-        )
-        await runner.setup()
-        site = web.TCPSite(runner, host, port, reuse_address=True)
-        try:
-            await site.start()
-        except OSError:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        bound = runner.addresses[0]
-        shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
-        self.address = f"{shown}:{bound[1]}"
+        self._runner, self.address = await serve(app, host, port, "api", shutdown_timeout)
         self._address_file.write_text(self.address + "\n")
         self._log.info(
             "api.listening",
