@@ -1,4 +1,4 @@
-"""Which configured function a `FunctionName` (and `Qualifier`) names.
+"""Which configured function a `FunctionName` (and `Qualifier`) names (esm-reference.md 14).
 
 `FunctionName` is a name (`my-function`), a partial ARN (`123456789012:function:my-function`)
 or a full ARN (`arn:aws:lambda:us-west-2:123456789012:function:my-function`), any of them

@@ -1,5 +1,5 @@
 """How each runtime family starts in an environment: the command and the variables it
-needs besides Lambda's own.
+needs besides Lambda's own (the runtime interface clients speak esm-reference.md 15).
 
 - `python*`: `<interpreter> -m awslambdaric <handler>`, the official runtime interface
   client. The interpreter is the one of the runtime's version found on the machine

@@ -1,5 +1,6 @@
 """Settings of the `runtime` invoker: a function package run in execution environments
-behind the Lambda Runtime API."""
+behind the Lambda Runtime API (esm-reference.md 15), with Lambda's limits for memory,
+timeout and /tmp, and its reserved variables."""
 
 from __future__ import annotations
 

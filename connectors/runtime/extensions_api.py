@@ -1,4 +1,6 @@
-"""The Lambda Extensions API, served beside the Runtime API of one environment.
+"""The Lambda Extensions API, served beside the Runtime API of one environment
+(esm-reference.md 15 covers the Runtime API; the Extensions API's shapes follow AWS's
+Extensions API reference).
 
 Routes (on the environment's own AWS_LAMBDA_RUNTIME_API address):
 

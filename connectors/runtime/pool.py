@@ -1,4 +1,5 @@
-"""The execution environments of one function.
+"""The execution environments of one function (esm-reference.md 13 and 15: one
+invocation per environment at a time; reserved concurrency bounds them).
 
 Environments are created on demand, up to `reserved_concurrency` (without it,
 DEFAULT_MAX_ENVIRONMENTS: two per CPU, at most 1000), and each runs one invocation at a
