@@ -67,6 +67,26 @@ def _parser() -> argparse.ArgumentParser:
         "--config", "-c", type=Path, help="config file (default: the bundled example)"
     )
     invoke.add_argument("--event", help="event file ('-': stdin; default {})")
+    invoke.add_argument(
+        "--invocation-type",
+        choices=("RequestResponse", "Event", "DryRun"),
+        default="RequestResponse",
+        help="as Lambda's Invoke; Event queues the event on a running daemon (its api:)",
+    )
+    invoke.add_argument(
+        "--log-type",
+        choices=("None", "Tail"),
+        default="None",
+        help="Tail: also print the invocation's last 4 KB of log",
+    )
+    invoke.add_argument(
+        "--qualifier", help="version or alias to invoke (through a running daemon's API)"
+    )
+    invoke.add_argument(
+        "--url",
+        help="invoke through the running daemon's Lambda API at this URL (default for "
+        "Event and --qualifier: the config's api.listen)",
+    )
 
     for name, text in (
         ("status", "show the state, lag and rates of a running daemon's mappings"),
@@ -276,14 +296,17 @@ def _load_for_command(path: Path | None) -> LoadedConfig:
 
 
 def _invoke(args: argparse.Namespace) -> int:
-    from bridge import logs, opscli
+    from bridge import invokecli, logs
 
     try:
         loaded = _load_for_command(args.config)
     except ConfigError as error:
         return _report(error)
     logs.configure("warning", "console")
-    return opscli.invoke(loaded, args.function, args.event)
+    request = invokecli.InvokeRequest(
+        args.function, args.event, args.invocation_type, args.log_type, args.qualifier, args.url
+    )
+    return invokecli.invoke(loaded, request)
 
 
 def _admin_command(args: argparse.Namespace) -> int:

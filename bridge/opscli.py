@@ -1,4 +1,4 @@
-"""`lambda-bridge invoke`, `status` and `reload`: the commands an operator reaches for.
+"""`lambda-bridge status` and `reload`: the commands an operator reaches for.
 
 `status` and `reload` talk to a running daemon's admin endpoint: `--url`, or the
 `http` section of `--config` (a daemon listening on port 0 leaves the address it got
@@ -8,24 +8,20 @@ every user of the machine can read in `ps`), the config, or LAMBDA_BRIDGE_HTTP_T
 
 from __future__ import annotations
 
-import asyncio
 import http.client
 import re
 import sys
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 from bridge.admin import ADDRESS_FILE, CLIENT_HEADER
-from bridge.codec import JSONDecodeError, dumps_text, loads
+from bridge.codec import JSONDecodeError, loads
 from bridge.config import LoadedConfig
-from bridge.errors import BridgeError
 
-EXIT_FUNCTION_ERROR = 1
 EXIT_INVALID = 2
 
 
@@ -35,75 +31,6 @@ class AdminError(Exception):
 
 # A token is a line of text; a file much larger than that is the wrong file.
 MAX_TOKEN_FILE_BYTES = 4096
-
-
-# -- invoke ---------------------------------------------------------------------------
-
-
-class BadEvent(ValueError):
-    """The event given to `invoke` cannot be read or is not JSON."""
-
-
-def _read_event(source: str | None) -> bytes:
-    if source is None:
-        return b"{}"
-    shown = "standard input" if source == "-" else source
-    try:
-        data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
-    except OSError as exc:
-        raise BadEvent(f"cannot read the event from {shown}: {exc.strerror or exc}") from None
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        problem = f"byte 0x{data[exc.start]:02x} at offset {exc.start}"
-        raise BadEvent(f"the event in {shown} is not UTF-8 text ({problem})") from None
-    if not data.strip():
-        raise BadEvent(f"the event in {shown} is empty: an event is a JSON document, e.g. {{}}")
-    try:
-        loads(data)  # the event must be JSON, as Lambda requires
-    except JSONDecodeError as exc:
-        where = f"line {exc.lineno} column {exc.colno}"
-        raise BadEvent(f"the event in {shown} is not JSON: {exc.msg} at {where}") from None
-    return data
-
-
-def invoke(loaded: LoadedConfig, function: str, event_source: str | None) -> int:
-    """Invoke one configured function once and print what came back."""
-    if function not in loaded.config.functions:
-        known = ", ".join(sorted(loaded.config.functions))
-        print(f"error: no function named {function!r} (known: {known})", file=sys.stderr)
-        return EXIT_INVALID
-    try:
-        event = _read_event(event_source)
-    except BadEvent as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_INVALID
-    return asyncio.run(_invoke(loaded, function, event))
-
-
-async def _invoke(loaded: LoadedConfig, function: str, event: bytes) -> int:
-    config = loaded.config.functions[function]
-    invoker = config.build(function, loaded.build_context)
-    try:
-        await invoker.start()
-        started = time.perf_counter()
-        result = await invoker.invoke(event, str(uuid.uuid4()))
-        duration = time.perf_counter() - started
-    except BridgeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_INVALID
-    finally:
-        await invoker.close()
-    print(f"request id: {result.request_id}")
-    print(f"duration: {duration * 1000:.1f} ms")
-    if result.function_error:
-        print(f"function error: {result.function_error}")
-    print("response:")
-    try:
-        print(dumps_text(loads(result.payload), indent=True))
-    except JSONDecodeError:
-        print(result.payload.decode("utf-8", "replace"))
-    return EXIT_FUNCTION_ERROR if result.function_error else 0
 
 
 # -- talking to a daemon -----------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Signature Version 4 verification, by hand (hmac and hashlib), of requests the SDKs sign
-with `Authorization: AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...`.
+"""Signature Version 4 verification (and signing, for the CLI), by hand (hmac and
+hashlib), of requests the SDKs sign with
+`Authorization: AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...`.
 
 The canonical request is rebuilt from what arrived: the path as sent, encoded once more
 (every service but S3 signs its URI encoded twice), the query's parameters decoded,
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, unquote
 
-from multidict import CIMultiDictProxy, MultiDictProxy
+from multidict import CIMultiDict, CIMultiDictProxy, MultiDictProxy
 
 from bridge.frontdoor.errors import invalid_signature, unrecognized_client
 
@@ -161,6 +162,15 @@ def verify(
     claimed = request.headers.get("X-Amz-Content-SHA256")
     if claimed is not None and claimed.lower() != body_hash:
         raise invalid_signature("X-Amz-Content-SHA256 does not match the body received")
+    expected = _signature(request, signed, stamp, secret)
+    if not hmac.compare_digest(expected.encode(), signed.signature.encode()):
+        raise invalid_signature(
+            "The request signature we calculated does not match the signature you provided. "
+            "Check your AWS Secret Access Key and signing method."
+        )
+
+
+def _signature(request: Request, signed: Signed, stamp: str, secret: str) -> str:
     canonical = "\n".join(
         [
             request.method.upper(),
@@ -168,16 +178,45 @@ def verify(
             canonical_query(request.raw_query),
             canonical_headers(request.headers, signed.signed_headers),
             ";".join(signed.signed_headers),
-            body_hash,
+            request.body_hash,
         ]
     )
     to_sign = "\n".join(
         [ALGORITHM, stamp, signed.scope, hashlib.sha256(canonical.encode()).hexdigest()]
     )
     key = signing_key(secret, signed.date, signed.region, signed.service)
-    expected = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected.encode(), signed.signature.encode()):
-        raise invalid_signature(
-            "The request signature we calculated does not match the signature you provided. "
-            "Check your AWS Secret Access Key and signing method."
-        )
+    return hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+
+
+def sign(
+    request: Request,
+    access_key_id: str,
+    secret: str,
+    region: str,
+    *,
+    service: str = "lambda",
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> dict[str, str]:
+    """The headers (X-Amz-Date, X-Amz-Content-SHA256, Authorization) that sign `request`,
+    whose headers must already hold Host and every other header to be signed."""
+    stamp = now().strftime(_DATE_FORMAT)
+    headers = CIMultiDict(request.headers)
+    headers["X-Amz-Date"] = stamp
+    headers["X-Amz-Content-SHA256"] = request.body_hash
+    names = sorted(name.lower() for name in headers)
+    signed = Signed(access_key_id, stamp[:8], region, service, names, "")
+    with_date = Request(
+        request.method,
+        request.raw_path,
+        request.raw_query,
+        CIMultiDictProxy(headers),
+        request.body_hash,
+    )
+    signature = _signature(with_date, signed, stamp, secret)
+    credential = f"{access_key_id}/{signed.scope}"
+    return {
+        "X-Amz-Date": stamp,
+        "X-Amz-Content-SHA256": request.body_hash,
+        "Authorization": f"{ALGORITHM} Credential={credential}, "
+        f"SignedHeaders={';'.join(names)}, Signature={signature}",
+    }
