@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import boto3
 from aws_lambda_powertools.utilities.parser.models import S3Model
 
 from tests.support import REPO, DaemonProcess, read_jsonl, wait_for
@@ -21,9 +22,20 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_run_without_config_uses_the_bundled_example(tmp_path: Path) -> None:
     """`lambda-bridge run` with no config watches ./inbox with the example handler, which
     prints each record and fails files named *fail* into ./failed after its retries."""
-    daemon = DaemonProcess(None, tmp_path).start()
+    daemon = DaemonProcess(None, tmp_path, env={"LAMBDA_BRIDGE_API_LISTEN": "127.0.0.1:0"})
+    daemon.start()
     try:
         daemon.wait_ready()
+        [listening] = daemon.wait_for_log("api.listening")
+        lambda_api = boto3.client(
+            "lambda",
+            endpoint_url=f"http://{listening['address']}",
+            region_name="us-east-1",
+            aws_access_key_id="any",
+            aws_secret_access_key="any",
+        )
+        answer = lambda_api.invoke(FunctionName="hello", Payload=b'{"Records": []}')
+        assert answer["StatusCode"] == 200 and "FunctionError" not in answer
         (tmp_path / "inbox" / "hello.txt").write_text("hello")
         (tmp_path / "inbox" / "please-fail.txt").write_text("oops")
         wait_for(lambda: "s3://inbox/hello.txt" in daemon.stdout, what="handler output")
