@@ -8,7 +8,9 @@ follow the config: a reload that changes `http_triggers` applies to the next req
 
 The function runs through the same started invoker the Invoke API and mappings use; a
 function whose `reserved_concurrency` is taken answers 429 rather than queueing, as a
-synchronous invocation is throttled on AWS.
+synchronous invocation is throttled on AWS. The event must fit Lambda's 6 MB synchronous
+payload (esm-reference.md 14). esm-reference.md has no section on API Gateway: the event
+and response shapes follow AWS's API Gateway developer guide (see the README).
 """
 
 from __future__ import annotations
