@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr, ValidationError, create_model, field_vali
 
 from bridge.config_problems import describe, non_json_patterns, unknown_types
 from bridge.errors import ConfigError
+from bridge.frontdoor.http.config import HttpTriggerConfig
 from bridge.plugins import (
     BuildContext,
     CheckpointStoreConfig,
@@ -214,6 +215,9 @@ class BridgeConfig(StrictModel):
     log: LogConfig = LogConfig()
     http: HttpConfig = HttpConfig()
     api: ApiConfig | None = Field(None, description="Lambda's API; off unless configured.")
+    http_triggers: list[HttpTriggerConfig] = Field(
+        default_factory=list, description="Routes on the API listener that invoke functions."
+    )
     aws: AwsIdentityConfig = Field(
         AwsIdentityConfig(), description="Identity used in ARNs made up for local resources."
     )

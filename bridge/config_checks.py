@@ -15,10 +15,12 @@ def check_config(loaded: LoadedConfig) -> tuple[Found, Found]:
     """Problems pydantic cannot see (references, per-family settings, filter patterns,
     connector checks), and warnings."""
     from bridge.filtering import filter_problems
+    from bridge.frontdoor.http.routes import trigger_problems
     from bridge.settings import check_mapping_settings
 
     config = loaded.config
     problems: Found = _http_problems(config.http) + _api_problems(config.api)
+    problems += trigger_problems(config.http_triggers, config.functions, config.api is not None)
     warnings: Found = []
     state_dir = folder_problem(config.state_dir)
     if state_dir is not None:

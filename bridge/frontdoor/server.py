@@ -41,6 +41,7 @@ from bridge.frontdoor import sigv4
 from bridge.frontdoor.describe import DEFAULT_ITEMS, MAX_ITEMS, Describer
 from bridge.frontdoor.errors import ApiError, invalid_parameter, invalid_signature
 from bridge.frontdoor.functions import LATEST, Target, resolve
+from bridge.frontdoor.http.triggers import HttpTriggers
 from bridge.invokers import CLIENT_CONTEXT, LimitedInvoker
 from bridge.protocols import Invoker
 from bridge.records import MAX_SYNC_PAYLOAD_BYTES, InvokeResult
@@ -181,7 +182,8 @@ class ApiServer:
         app.router.add_route("*", FUNCTION_PATH, self._get_function)
         app.router.add_route("*", FUNCTIONS_PATH, self._list_functions)
         app.router.add_route("*", FUNCTIONS_PATH + "/", self._list_functions)
-        app.router.add_route("*", "/{tail:.*}", self._unknown_operation)
+        triggers = HttpTriggers(self._target, self._unknown_operation)
+        app.router.add_route("*", "/{tail:.*}", triggers.handle)
         self._runner, self.address = await serve(app, host, port, "api", shutdown_timeout)
         self._address_file.write_text(self.address + "\n")
         self._log.info(
