@@ -58,20 +58,68 @@ def test_a_version_is_the_function_with_its_own_settings(tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("versions", "aliases", "expected"),
     [
-        ('{"0": {}}', "{}", 'bridge.yaml:5: functions.orders.versions.0: version \'0\' is not a version name'),
-        ('{latest: {}}', "{}", "functions.orders.versions.latest: version 'latest' is not a version name"),
-        ('{"1": {memory_size: 64}}', "{}", "bridge.yaml:5: functions.orders.versions.1.memory_size: Input should be greater than or equal to 128"),
-        ('{"1": {invoker: http}}', "{}", "functions.orders.versions.1.invoker: is the function's, not a version's"),
-        ('{"1": {handler: nowhere.py:handler}}', "{}", "functions.orders.versions.1.handler: handler file"),
+        (
+            '{"0": {}}',
+            "{}",
+            "bridge.yaml:5: functions.orders.versions.0: version '0' is not a version name",
+        ),
+        (
+            "{latest: {}}",
+            "{}",
+            "functions.orders.versions.latest: version 'latest' is not a version name",
+        ),
+        (
+            '{"1": {memory_size: 64}}',
+            "{}",
+            "bridge.yaml:5: functions.orders.versions.1.memory_size: Input should be greater than or equal to 128",
+        ),
+        (
+            '{"1": {invoker: http}}',
+            "{}",
+            "functions.orders.versions.1.invoker: is the function's, not a version's",
+        ),
+        (
+            '{"1": {handler: nowhere.py:handler}}',
+            "{}",
+            "functions.orders.versions.1.handler: handler file",
+        ),
         ('{"1": {colour: red}}', "{}", "functions.orders.versions.1.colour: unknown key"),
-        ("{}", '{live: {version: "3"}}', "functions.orders.aliases.live.version: no version '3' (defined: $LATEST)"),
+        (
+            "{}",
+            '{live: {version: "3"}}',
+            "functions.orders.aliases.live.version: no version '3' (defined: $LATEST)",
+        ),
         ('{"1": {}}', '{"42": {version: "1"}}', "alias '42' is not an alias name"),
-        ('{"1": {}, "2": {}}', '{live: {version: "1", routing: {"2": 1.5}}}', "functions.orders.aliases.live.routing.2: Input should be less than or equal to 1"),
-        ('{"1": {}, "2": {}}', '{live: {version: "1", routing: {"2": -0.1}}}', "Input should be greater than or equal to 0"),
-        ('{"1": {}, "2": {}, "3": {}}', '{live: {version: "1", routing: {"2": 0.1, "3": 0.1}}}', "functions.orders.aliases.live.routing: Dictionary should have at most 1 item"),
-        ('{"1": {}}', '{live: {version: "1", routing: {"1": 0.1}}}', "the additional version must differ"),
-        ('{"1": {}}', '{live: {version: "1", routing: {"7": 0.1}}}', "functions.orders.aliases.live.routing.7: no version '7'"),
-        ('{"1": {}}', '{live: {version: $LATEST, routing: {"1": 0.1}}}', "must name a numbered version, not $LATEST"),
+        (
+            '{"1": {}, "2": {}}',
+            '{live: {version: "1", routing: {"2": 1.5}}}',
+            "functions.orders.aliases.live.routing.2: Input should be less than or equal to 1",
+        ),
+        (
+            '{"1": {}, "2": {}}',
+            '{live: {version: "1", routing: {"2": -0.1}}}',
+            "Input should be greater than or equal to 0",
+        ),
+        (
+            '{"1": {}, "2": {}, "3": {}}',
+            '{live: {version: "1", routing: {"2": 0.1, "3": 0.1}}}',
+            "functions.orders.aliases.live.routing: Dictionary should have at most 1 item",
+        ),
+        (
+            '{"1": {}}',
+            '{live: {version: "1", routing: {"1": 0.1}}}',
+            "the additional version must differ",
+        ),
+        (
+            '{"1": {}}',
+            '{live: {version: "1", routing: {"7": 0.1}}}',
+            "functions.orders.aliases.live.routing.7: no version '7'",
+        ),
+        (
+            '{"1": {}}',
+            '{live: {version: $LATEST, routing: {"1": 0.1}}}',
+            "must name a numbered version, not $LATEST",
+        ),
     ],
 )
 def test_bad_versions_and_aliases_are_named(
@@ -93,7 +141,10 @@ functions:
 
 def test_a_mapping_naming_a_qualified_function_is_told_why(tmp_path: Path) -> None:
     """Mappings invoke $LATEST: `function: orders:live` is refused with the reason."""
-    text = CONFIG + "mappings:\n  - {name: m, function: 'orders:live', source: {type: files, path: ./in}}\n"
+    text = (
+        CONFIG
+        + "mappings:\n  - {name: m, function: 'orders:live', source: {type: files, path: ./in}}\n"
+    )
     (found,) = problems(text, tmp_path)
     assert "mappings[0].function: mappings invoke a function's $LATEST" in found
 
