@@ -157,16 +157,33 @@ class Describer:
             answer["Concurrency"] = {"ReservedConcurrentExecutions": reserved}
         return answer
 
-    def page(self, config: BridgeConfig, marker: str | None, max_items: int) -> dict[str, Any]:
+    def page(
+        self, config: BridgeConfig, marker: str | None, max_items: int, versions: bool = False
+    ) -> dict[str, Any]:
         """ListFunctions' answer: functions in name order from `marker` (the name of the
-        first one of the page, as NextMarker gave it)."""
-        names = sorted(config.functions)
+        first one of the page, as NextMarker gave it); with `versions` (FunctionVersion=ALL)
+        each function's versions follow it, marked `name:1`."""
+        keys = [
+            f"{name}:{version}"
+            for name in sorted(config.functions)
+            for version in [LATEST, *(_numbered(config.functions[name]) if versions else [])]
+        ]
         if marker is not None:
-            names = [name for name in names if name >= marker]
-        page = names[:max_items]
-        answer: dict[str, Any] = {"Functions": [self.configuration(config, name) for name in page]}
-        if len(names) > max_items:
-            answer["NextMarker"] = names[max_items]
+            wanted = marker if ":" in marker else f"{marker}:{LATEST}"
+            if wanted in keys:
+                keys = keys[keys.index(wanted) :]
+            else:  # its function is gone: from the names after it on
+                name = wanted.partition(":")[0]
+                keys = [key for key in keys if key.partition(":")[0] >= name]
+        page = [key.partition(":")[::2] for key in keys[:max_items]]
+        answer: dict[str, Any] = {
+            "Functions": [
+                self.configuration(config, name, None if version == LATEST else version)
+                for name, version in page
+            ]
+        }
+        if len(keys) > max_items:
+            answer["NextMarker"] = keys[max_items].removesuffix(f":{LATEST}")
         # Names whose functions (or versions) were removed by a reload are forgotten.
         for gone in self._seen.keys() - self._current(config):
             self._seen.pop(gone, None)
@@ -179,6 +196,10 @@ class Describer:
             for name, function in config.functions.items()
             for version in [LATEST, *function.versions]
         }
+
+
+def _numbered(function: FunctionConfig) -> list[str]:
+    return sorted(function.versions, key=int)
 
 
 def _whole_seconds(timeout: float) -> int:

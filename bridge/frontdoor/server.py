@@ -307,7 +307,10 @@ class ApiServer:
             raise invalid_parameter("FunctionVersion must be ALL")
         config = self._target.config
         marker = request.query.get("Marker") or None
-        answer = await asyncio.to_thread(self._describer.page, config, marker, int(max_items))
+        versions = "FunctionVersion" in request.query  # ALL: published versions too
+        answer = await asyncio.to_thread(
+            self._describer.page, config, marker, int(max_items), versions
+        )
         return self._described(request, answer)
 
     # -- Invoke -----------------------------------------------------------------------

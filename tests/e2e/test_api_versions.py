@@ -194,6 +194,27 @@ def test_versions_are_listed_in_pages(lam: Any) -> None:
     assert [v["Version"] for page in every for v in page["Versions"]] == ["$LATEST", "1", "2"]
 
 
+def test_list_functions_with_all_versions(lam: Any) -> None:
+    """ListFunctions lists functions; with FunctionVersion=ALL each one's versions follow
+    it, and pages may end between a function and its versions."""
+    plain = lam.list_functions()["Functions"]
+    assert [(f["FunctionName"], f["Version"]) for f in plain] == [
+        ("orders", "$LATEST"),
+        ("shell", "$LATEST"),
+    ]
+    pages = lam.get_paginator("list_functions").paginate(
+        FunctionVersion="ALL", PaginationConfig={"PageSize": 2}
+    )
+    listed = [f["FunctionArn"] for page in pages for f in page["Functions"]]
+    assert listed == [
+        f"{ARN}orders",
+        f"{ARN}orders:1",
+        f"{ARN}orders:2",
+        f"{ARN}shell",
+        f"{ARN}shell:1",
+    ]
+
+
 def test_aliases_are_listed_and_got(lam: Any) -> None:
     """ListAliases (all, or those of one version) and GetAlias answer AWS's
     AliasConfiguration, RoutingConfig only where the alias has routing."""
