@@ -9,6 +9,7 @@ start) and replaced one by one on reload; closing one that fails is logged, neve
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable
 from dataclasses import replace
 
@@ -16,7 +17,6 @@ import structlog
 
 from bridge.config import BridgeConfig, LoadedConfig, MappingConfig
 from bridge.invokers import LimitedInvoker
-from bridge.plugins import BuildContext, FunctionConfig
 from bridge.protocols import Destination, Invoker
 from bridge.versions import LATEST, pick_version, version_config
 
@@ -43,8 +43,12 @@ class Clients:
         try:
             for name in sorted(functions):
                 function = loaded.config.functions[name]
+                slots = asyncio.Semaphore(function.reserved_concurrency or 1)
                 for version in [LATEST, *function.versions]:
-                    invoker = _built(name, version_config(function, version), context, version)
+                    settings = version_config(function, version)
+                    invoker = settings.build(name, replace(context, function_version=version))
+                    if function.reserved_concurrency and not function.limits_its_concurrency:
+                        invoker = LimitedInvoker(invoker, function.reserved_concurrency, slots)
                     await invoker.start()
                     invokers[invoker_key(name, version)] = invoker
             for name in sorted(destinations):
@@ -112,13 +116,6 @@ def invoker_key(function: str, version: str) -> str:
     """Where a version's invoker is kept: `orders` for $LATEST, `orders:1` for version 1
     (a function's name has no colon)."""
     return function if version == LATEST else f"{function}:{version}"
-
-
-def _built(name: str, function: FunctionConfig, context: BuildContext, version: str) -> Invoker:
-    invoker = function.build(name, replace(context, function_version=version))
-    if function.reserved_concurrency and not function.limits_its_concurrency:
-        invoker = LimitedInvoker(invoker, function.reserved_concurrency)
-    return invoker
 
 
 async def quietly(closing: Awaitable[None], event: str) -> None:

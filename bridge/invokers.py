@@ -94,11 +94,12 @@ class LimitedInvoker:
 
     This is a function's reserved concurrency, except that callers queue instead of
     being throttled: one slot per Runtime Interface Emulator container, for example.
+    The versions of a function share its `slots`, as they share its reserved concurrency.
     """
 
-    def __init__(self, inner: Invoker, limit: int) -> None:
+    def __init__(self, inner: Invoker, limit: int, slots: asyncio.Semaphore | None = None) -> None:
         self.inner = inner
-        self._slots = asyncio.Semaphore(limit)
+        self._slots = slots or asyncio.Semaphore(limit)
 
     @property
     def busy(self) -> bool:

@@ -31,8 +31,9 @@ if TYPE_CHECKING:
     from bridge.plugins import BuildContext, ConfigPath, FunctionConfig
 
 LATEST = "$LATEST"
-# Settings a version cannot have of its own: what the function is, and its versions.
-NOT_PER_VERSION = ("invoker", "versions", "aliases")
+# Settings a version cannot have of its own: what the function is, its versions, and its
+# reserved concurrency, which Lambda reserves for the function, all versions together.
+NOT_PER_VERSION = ("invoker", "versions", "aliases", "reserved_concurrency")
 
 _VERSION = re.compile(r"[1-9][0-9]{0,9}")
 # Lambda's alias name pattern: letters, digits, - and _, not all digits (that is a version).
@@ -101,7 +102,7 @@ def version_config(function: FunctionConfig, version: str) -> FunctionConfig:
 
 
 def _merged(function: FunctionConfig, version: str) -> dict[str, Any]:
-    base = function.model_dump(exclude_unset=True, exclude=set(NOT_PER_VERSION))
+    base = function.model_dump(exclude_unset=True, exclude={"versions", "aliases"})
     return {**base, **function.versions[version], "invoker": function.invoker}
 
 

@@ -3,11 +3,13 @@ version's settings are made, how a weighted alias picks, and what resolve() acce
 
 from __future__ import annotations
 
+import asyncio
 import textwrap
 from pathlib import Path
 
 import pytest
 
+from bridge.clients import Clients
 from bridge.config import BridgeConfig, load_config_text
 from bridge.errors import ConfigError
 from bridge.frontdoor.errors import ApiError
@@ -187,3 +189,37 @@ def test_resolve_refuses_unknown_qualifiers(
     with pytest.raises(ApiError) as raised:
         resolve(load(CONFIG, tmp_path), name, qualifier)
     assert (raised.value.status, raised.value.code) == (404, "ResourceNotFoundException")
+
+
+def test_versions_share_the_functions_reserved_concurrency(tmp_path: Path) -> None:
+    """Reserved concurrency is the function's: while version 1 runs in the only slot,
+    $LATEST finds it taken (busy), and each version's invoker is built for its version."""
+    text = CONFIG.replace(
+        "    memory_size: 256\n", "    memory_size: 256\n    reserved_concurrency: 1\n"
+    )
+    for name in ("v0.py", "v1.py", "v2.py"):
+        (tmp_path / name).write_text(
+            "import time\ndef handler(event, context):\n"
+            "    time.sleep(event.get('sleep', 0))\n    return context.function_version\n"
+        )
+    loaded = load_config_text(text, "bridge.yaml", handler_root=tmp_path)
+
+    async def scenario() -> tuple[bool, bool, bytes]:
+        clients = Clients()
+        clients.adopt(*await clients.build(loaded, {"orders"}, set()))
+        try:
+            (latest, _), (one, _) = (
+                clients.target(loaded.config, "orders", qualifier) or (None, None)
+                for qualifier in ("$LATEST", "live")
+            )
+            assert latest is not None and one is not None
+            running = asyncio.create_task(one.invoke(b'{"sleep": 0.3}', "r1"))
+            await asyncio.sleep(0.1)
+            busy_meanwhile = bool(getattr(latest, "busy", False))
+            result = await running
+            return busy_meanwhile, bool(getattr(latest, "busy", False)), result.payload
+        finally:
+            await clients.close()
+
+    busy_meanwhile, busy_after, payload = asyncio.run(scenario())
+    assert (busy_meanwhile, busy_after, payload) == (True, False, b'"1"')
