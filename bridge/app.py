@@ -21,19 +21,13 @@ from typing import Any
 import structlog
 
 from bridge.admin import AdminServer, ReloadRejected
-from bridge.clients import Clients, quietly
+from bridge.clients import Clients, Target, quietly
 from bridge.config import LoadedConfig, MappingConfig, load_config
 from bridge.errors import BridgeError, ConfigError
 from bridge.filtering import build_filter_set
 from bridge.folders import make_private_folder
 from bridge.frontdoor.server import ApiServer, start_api
-from bridge.journal import (
-    InFlight,
-    InvocationJournal,
-    MappingJournal,
-    charged,
-    install_exit_hook,
-)
+from bridge.journal import InFlight, InvocationJournal, MappingJournal, charged, install_exit_hook
 from bridge.mapping import MappingRunner, MappingState
 from bridge.metrics import Family, MappingView, contributed
 from bridge.plugins import SourceContext
@@ -266,6 +260,11 @@ class Daemon:
 
     def invoker_of(self, function: str) -> Invoker | None:
         return self.clients.invokers.get(function)
+
+    def invocation_target(self, function: str, qualifier: str = "$LATEST") -> Target | None:
+        """What an invocation of `function:qualifier` runs on: (invoker, executed version),
+        an alias's weighted version picked per call; None: unknown (Clients.target)."""
+        return self.clients.target(self.config, function, qualifier)
 
     async def _report_status(self) -> None:
         """Keep systemd's STATUS= (`systemctl status`) in step with the mappings' states."""

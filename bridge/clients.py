@@ -1,20 +1,29 @@
 """The daemon's started invokers and on-failure destinations, by name.
 
+A function's configured versions get invokers of their own, kept as `name:1`
+(invoker_key); they are built, started, replaced and closed with the function's.
+
 They are started before any mapping reads (a function that cannot be prepared stops the
 start) and replaced one by one on reload; closing one that fails is logged, never fatal.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable
+from dataclasses import replace
 
 import structlog
 
-from bridge.config import LoadedConfig, MappingConfig
+from bridge.config import BridgeConfig, LoadedConfig, MappingConfig
 from bridge.invokers import LimitedInvoker
 from bridge.protocols import Destination, Invoker
+from bridge.versions import LATEST, pick_version, version_config
 
 _log = structlog.get_logger("bridge.daemon")
+
+# An invoker, and the version (`$LATEST`, "1", ...) it runs.
+Target = tuple[Invoker, str]
 
 
 class Clients:
@@ -34,11 +43,14 @@ class Clients:
         try:
             for name in sorted(functions):
                 function = loaded.config.functions[name]
-                invoker = function.build(name, context)
-                if function.reserved_concurrency and not function.limits_its_concurrency:
-                    invoker = LimitedInvoker(invoker, function.reserved_concurrency)
-                await invoker.start()
-                invokers[name] = invoker
+                slots = asyncio.Semaphore(function.reserved_concurrency or 1)
+                for version in [LATEST, *function.versions]:
+                    settings = version_config(function, version)
+                    invoker = settings.build(name, replace(context, function_version=version))
+                    if function.reserved_concurrency and not function.limits_its_concurrency:
+                        invoker = LimitedInvoker(invoker, function.reserved_concurrency, slots)
+                    await invoker.start()
+                    invokers[invoker_key(name, version)] = invoker
             for name in sorted(destinations):
                 destination = loaded.config.destinations[name].build(name, context)
                 await destination.start()
@@ -50,6 +62,18 @@ class Clients:
                 await quietly(destination.close(), "destination.close_failed")
             raise
         return invokers, built
+
+    def target(self, config: BridgeConfig, function: str, qualifier: str) -> Target | None:
+        """The started invoker an invocation of `function` with `qualifier` ($LATEST, a
+        version or an alias) runs on, and the version it executes: an alias with routing
+        picks one per call (bridge.versions.pick_version). None if the function or the
+        qualifier is unknown, or its invoker is being replaced by a reload."""
+        settings = config.functions.get(function)
+        version = pick_version(settings, qualifier) if settings is not None else None
+        if version is None:
+            return None
+        invoker = self.invokers.get(invoker_key(function, version))
+        return (invoker, version) if invoker is not None else None
 
     def adopt(self, invokers: dict[str, Invoker], destinations: dict[str, Destination]) -> None:
         self.invokers.update(invokers)
@@ -78,13 +102,20 @@ class Clients:
             await quietly(self.destinations.pop(name).close(), "destination.close_failed")
 
     async def close_named(self, functions: set[str], destinations: set[str]) -> None:
-        for name in functions & set(self.invokers):
-            await quietly(self.invokers.pop(name).close(), "invoker.close_failed")
+        """Close these functions (all their versions) and destinations."""
+        for key in [key for key in self.invokers if key.partition(":")[0] in functions]:
+            await quietly(self.invokers.pop(key).close(), "invoker.close_failed")
         for name in destinations & set(self.destinations):
             await quietly(self.destinations.pop(name).close(), "destination.close_failed")
 
     async def close(self) -> None:
         await self.close_named(set(self.invokers), set(self.destinations))
+
+
+def invoker_key(function: str, version: str) -> str:
+    """Where a version's invoker is kept: `orders` for $LATEST, `orders:1` for version 1
+    (a function's name has no colon)."""
+    return function if version == LATEST else f"{function}:{version}"
 
 
 async def quietly(closing: Awaitable[None], event: str) -> None:

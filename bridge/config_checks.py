@@ -7,6 +7,7 @@ from __future__ import annotations
 from bridge.addresses import is_loopback, parse_listen
 from bridge.config import ApiConfig, BridgeConfig, HttpConfig, LoadedConfig, MappingConfig
 from bridge.folders import folder_problem
+from bridge.versions import check_versions
 
 Found = list[tuple[tuple[str | int, ...], str]]
 
@@ -34,6 +35,10 @@ def check_config(loaded: LoadedConfig) -> tuple[Found, Found]:
             (("functions", name, *path), message)
             for path, message in function.check(loaded.build_context)
         ]
+        problems += [
+            (("functions", name, *path), message)
+            for path, message in check_versions(function, loaded.build_context)
+        ]
     seen: set[str] = set()
     for index, mapping in enumerate(config.mappings):
         at = ("mappings", index)
@@ -41,9 +46,7 @@ def check_config(loaded: LoadedConfig) -> tuple[Found, Found]:
             problems.append(((*at, "name"), f"another mapping is already named {mapping.name!r}"))
         seen.add(mapping.name)
         if mapping.function not in config.functions:
-            defined = ", ".join(sorted(config.functions))
-            message = f"no function named {mapping.function!r} (defined: {defined})"
-            problems.append(((*at, "function"), message))
+            problems.append(((*at, "function"), _function_problem(mapping.function, config)))
         problem = _destination_problem(mapping, config)
         if problem:
             problems.append(((*at, "destination_config", "on_failure", "destination"), problem))
@@ -61,6 +64,17 @@ def check_config(loaded: LoadedConfig) -> tuple[Found, Found]:
         problems += [((*at, "filter_criteria", *path), message) for path, message in found]
         warnings += [((*at, "filter_criteria", *path), message) for path, message in cautions]
     return problems, warnings
+
+
+def _function_problem(reference: str, config: BridgeConfig) -> str:
+    name, colon, qualifier = reference.partition(":")
+    if colon and name in config.functions:
+        return (
+            f"mappings invoke a function's $LATEST: name the function ({name!r}) without "
+            f"the qualifier {qualifier!r}; invoking a version or alias is done through the API"
+        )
+    defined = ", ".join(sorted(config.functions))
+    return f"no function named {reference!r} (defined: {defined})"
 
 
 def _http_problems(http: HttpConfig) -> Found:

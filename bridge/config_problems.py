@@ -152,10 +152,19 @@ def describe(
 ) -> list[str]:
     """One line per problem; the members of a union that all refused a value's type
     make one line (`should be a string or a list, not an integer`)."""
+    found = validation_messages(exc, document.data, skip)
+    return [document.problem(path, message) for path, message in found]
+
+
+def validation_messages(
+    exc: ValidationError, data: Any, skip: list[tuple[str | int, ...]] | None = None
+) -> list[tuple[tuple[str | int, ...], str]]:
+    """pydantic's errors as (path of the key in `data`, message) pairs."""
+    skip = skip or []
     messages: dict[tuple[str | int, ...], list[str]] = {}
     expected: dict[tuple[str | int, ...], tuple[list[str], Any]] = {}
     for error in exc.errors():
-        path = _resolve(tuple(error["loc"]), document.data)
+        path = _resolve(tuple(error["loc"]), data)
         if any(path[: len(bad) - 1] == bad[:-1] for bad in skip):
             continue
         message = str(error["msg"]).removeprefix("Value error, ")
@@ -180,6 +189,4 @@ def describe(
         messages[path].insert(
             0, f"should be {' or '.join(dict.fromkeys(kinds))}, not {_kind(given)}"
         )
-    return [
-        document.problem(path, message) for path, found in messages.items() for message in found
-    ]
+    return [(path, message) for path, found in messages.items() for message in found]

@@ -17,6 +17,10 @@ UNHANDLED = "Unhandled"
 # that can hand it to the function read it (python, runtime, http, lambda); others, third
 # parties' included, need not know of it. Invocations by mappings have none.
 CLIENT_CONTEXT: ContextVar[str | None] = ContextVar("client_context", default=None)
+# The ARN the caller invoked, qualified as it was named (`...:function:orders:live` for an
+# alias): what Lambda tells the handler as its invoked function ARN. Set around the call by
+# whoever resolved the qualifier (the API); unset, invokers report their own ARN.
+INVOKED_ARN: ContextVar[str | None] = ContextVar("invoked_arn", default=None)
 _ERROR_DOCUMENT_KEYS = frozenset({"errorMessage", "errorType", "stackTrace", "requestId", "cause"})
 
 
@@ -90,11 +94,12 @@ class LimitedInvoker:
 
     This is a function's reserved concurrency, except that callers queue instead of
     being throttled: one slot per Runtime Interface Emulator container, for example.
+    The versions of a function share its `slots`, as they share its reserved concurrency.
     """
 
-    def __init__(self, inner: Invoker, limit: int) -> None:
+    def __init__(self, inner: Invoker, limit: int, slots: asyncio.Semaphore | None = None) -> None:
         self.inner = inner
-        self._slots = asyncio.Semaphore(limit)
+        self._slots = slots or asyncio.Semaphore(limit)
 
     @property
     def busy(self) -> bool:

@@ -24,6 +24,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, mode
 
 from bridge.filtering import DataKey
 from bridge.protocols import CheckpointStore, Destination, Invoker, Source
+from bridge.versions import AliasConfig, AliasName, VersionOverrides
 from bridge.yamlsource import Reference
 
 ConfigPath = tuple[str | int, ...]
@@ -188,6 +189,14 @@ class BuildContext:
     handler_root: Path
     # limits.concurrent_executions: shared by the functions without reserved concurrency.
     concurrent_executions: int = 1000
+    # The version of the function an invoker is built for (bridge.versions).
+    function_version: str = "$LATEST"
+
+    def function_arn(self, name: str, configured: str | None) -> str:
+        """The ARN the handler is told (its configured `arn`, else a made-up one), qualified
+        with the version it runs unless that is $LATEST, as Lambda qualifies a version's."""
+        arn = configured or self.identity.function_arn(name)
+        return arn if self.function_version == "$LATEST" else f"{arn}:{self.function_version}"
 
 
 class SourceConfig(StrictModel):
@@ -259,6 +268,13 @@ class FunctionConfig(StrictModel):
         description="At most this many invocations at once across all mappings; further ones wait.",
     )
     arn: str | None = Field(None, description="ARN reported to the handler and in failure records.")
+    versions: VersionOverrides = Field(
+        default_factory=dict,
+        description='Versions ("1", "2", ...) and the settings each replaces (bridge.versions).',
+    )
+    aliases: dict[AliasName, AliasConfig] = Field(
+        default_factory=dict, description="Names for versions, optionally weighted."
+    )
 
     def build(self, name: str, context: BuildContext) -> Invoker:
         raise NotImplementedError

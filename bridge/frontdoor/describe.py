@@ -4,9 +4,13 @@ and ListFunctions' `FunctionConfiguration` (AWS's API reference).
 Only what the config says is shown: `Environment.Variables` are the function's own
 `environment:` values (a `runtime` function's), never the daemon's environment or any
 credential. Fields Lambda always has but the bridge has no notion of are fixed: `State:
-Active`, `LastUpdateStatus: Successful`, `PackageType: Zip`, `Version: $LATEST` and a
-placeholder `Role`. `LastModified` is when the daemon first served the function's
-current configuration (a reload that changes it moves it on).
+Active`, `LastUpdateStatus: Successful`, `PackageType: Zip` and a placeholder `Role`.
+`LastModified` is when the daemon first served the function's (or version's) current
+configuration (a reload that changes it moves it on).
+
+Asked with a qualifier, they describe that version (an alias: the version it names) with
+its own settings (bridge.versions): `Version` is the version, `FunctionArn` is qualified
+as asked (`...:function:orders:live`).
 """
 
 from __future__ import annotations
@@ -21,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from bridge.config import BridgeConfig
-from bridge.frontdoor.functions import LATEST
 from bridge.plugins import FunctionConfig
+from bridge.versions import LATEST, version_config
 
 # Lambda's maximum for ListFunctions' MaxItems, and its page size when none is given.
 MAX_ITEMS = 10000
@@ -83,21 +87,29 @@ class Describer:
         self._seen: dict[str, _Seen] = {}
 
     def _last_modified(self, name: str, function: FunctionConfig) -> tuple[str, str]:
-        settings = function.model_dump_json()
+        settings = function.model_dump_json(exclude={"versions", "aliases"})
         seen = self._seen.get(name)
         if seen is None or seen.settings != settings:
             seen = self._seen[name] = _Seen(settings, time.time())
         revision = hashlib.sha256(f"{seen.since}:{settings}".encode()).hexdigest()[:32]
         return lambda_timestamp(seen.since), str(uuid.UUID(hex=revision))
 
-    def configuration(self, config: BridgeConfig, name: str) -> dict[str, Any]:
-        """GetFunctionConfiguration's answer for a configured function."""
+    def configuration(
+        self, config: BridgeConfig, name: str, qualifier: str | None = None
+    ) -> dict[str, Any]:
+        """GetFunctionConfiguration's answer for a configured function (with `qualifier`:
+        for that version, or the version that alias names)."""
         function = config.functions[name]
         identity = config.identity
-        last_modified, revision = self._last_modified(name, function)
+        arn = function.arn or identity.function_arn(name)
+        alias = function.aliases.get(qualifier or LATEST)
+        version = alias.version if alias is not None else qualifier or LATEST
+        if version != LATEST:
+            function = version_config(function, version)
+        last_modified, revision = self._last_modified(f"{name}:{version}", function)
         described: dict[str, Any] = {
             "FunctionName": name,
-            "FunctionArn": function.arn or identity.function_arn(name),
+            "FunctionArn": f"{arn}:{qualifier}" if qualifier else arn,
         }
         runtime = _runtime(function)
         if runtime is not None:
@@ -110,7 +122,7 @@ class Describer:
             "Timeout": _whole_seconds(function.timeout),
             "MemorySize": function.memory_size,
             "LastModified": last_modified,
-            "Version": LATEST,
+            "Version": version,
             "TracingConfig": {"Mode": "PassThrough"},
             "RevisionId": revision,
             "State": "Active",
@@ -125,15 +137,19 @@ class Describer:
             described["Environment"] = {"Variables": dict(environment)}
         return described
 
-    def function(self, config: BridgeConfig, name: str) -> dict[str, Any]:
+    def function(
+        self, config: BridgeConfig, name: str, qualifier: str | None = None
+    ) -> dict[str, Any]:
         """GetFunction's answer: the configuration, where its code is, its concurrency."""
-        package = _package(config.functions[name], self._handler_root)
+        configuration = self.configuration(config, name, qualifier)
+        function = version_config(config.functions[name], configuration["Version"])
+        package = _package(function, self._handler_root)
         code: dict[str, str] = {"RepositoryType": "S3"}
         if package is not None:
             # No presigned S3 URL: the package is a file or folder on the daemon's host.
             code["Location"] = package.absolute().as_uri()
         answer: dict[str, Any] = {
-            "Configuration": self.configuration(config, name),
+            "Configuration": configuration,
             "Code": code,
         }
         reserved = config.functions[name].reserved_concurrency
@@ -141,20 +157,49 @@ class Describer:
             answer["Concurrency"] = {"ReservedConcurrentExecutions": reserved}
         return answer
 
-    def page(self, config: BridgeConfig, marker: str | None, max_items: int) -> dict[str, Any]:
+    def page(
+        self, config: BridgeConfig, marker: str | None, max_items: int, versions: bool = False
+    ) -> dict[str, Any]:
         """ListFunctions' answer: functions in name order from `marker` (the name of the
-        first one of the page, as NextMarker gave it)."""
-        names = sorted(config.functions)
+        first one of the page, as NextMarker gave it); with `versions` (FunctionVersion=ALL)
+        each function's versions follow it, marked `name:1`."""
+        keys = [
+            f"{name}:{version}"
+            for name in sorted(config.functions)
+            for version in [LATEST, *(_numbered(config.functions[name]) if versions else [])]
+        ]
         if marker is not None:
-            names = [name for name in names if name >= marker]
-        page = names[:max_items]
-        answer: dict[str, Any] = {"Functions": [self.configuration(config, name) for name in page]}
-        if len(names) > max_items:
-            answer["NextMarker"] = names[max_items]
-        # Names whose functions were removed by a reload are forgotten.
-        for gone in self._seen.keys() - config.functions.keys():
+            wanted = marker if ":" in marker else f"{marker}:{LATEST}"
+            if wanted in keys:
+                keys = keys[keys.index(wanted) :]
+            else:  # its function is gone: from the names after it on
+                name = wanted.partition(":")[0]
+                keys = [key for key in keys if key.partition(":")[0] >= name]
+        page = [key.partition(":")[::2] for key in keys[:max_items]]
+        answer: dict[str, Any] = {
+            "Functions": [
+                self.configuration(config, name, None if version == LATEST else version)
+                for name, version in page
+            ]
+        }
+        if len(keys) > max_items:
+            answer["NextMarker"] = keys[max_items].removesuffix(f":{LATEST}")
+        # Names whose functions (or versions) were removed by a reload are forgotten.
+        for gone in self._seen.keys() - self._current(config):
             self._seen.pop(gone, None)
         return answer
+
+    @staticmethod
+    def _current(config: BridgeConfig) -> set[str]:
+        return {
+            f"{name}:{version}"
+            for name, function in config.functions.items()
+            for version in [LATEST, *function.versions]
+        }
+
+
+def _numbered(function: FunctionConfig) -> list[str]:
+    return sorted(function.versions, key=int)
 
 
 def _whole_seconds(timeout: float) -> int:

@@ -4,7 +4,9 @@
 or a full ARN (`arn:aws:lambda:us-west-2:123456789012:function:my-function`), any of them
 with `:qualifier`; `?Qualifier=` is the alternative, and the two must agree. A region or
 account written in it must be those of the function's ARN (its configured `arn`, else the
-one made up from `aws.region` and `aws.account_id`). Only `$LATEST` exists for now.
+one made up from `aws.region` and `aws.account_id`). The qualifier is `$LATEST` (also when
+none is given), one of the function's configured versions or one of its aliases
+(bridge.versions); any other is not found (404).
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from dataclasses import dataclass
 
 from bridge.config import BridgeConfig
 from bridge.frontdoor.errors import invalid_parameter, not_found
+from bridge.versions import LATEST, qualifiers
 
-LATEST = "$LATEST"
+__all__ = ["LATEST", "Target", "resolve"]
 
 # AWS's pattern for Invoke's FunctionName, with named groups.
 _FUNCTION_NAME = re.compile(
@@ -35,10 +38,21 @@ class Target:
     name: str
     qualifier: str
     arn: str  # unqualified
+    qualified: bool = False  # the caller named a qualifier (`$LATEST` included)
 
     @property
     def qualified_arn(self) -> str:
         return f"{self.arn}:{self.qualifier}"
+
+    @property
+    def given_qualifier(self) -> str | None:
+        """The qualifier the caller named; None when it named none."""
+        return self.qualifier if self.qualified else None
+
+    @property
+    def invoked_arn(self) -> str:
+        """The ARN as the caller named the function: what Lambda tells the handler."""
+        return self.qualified_arn if self.qualified else self.arn
 
 
 def resolve(config: BridgeConfig, function_name: str, qualifier: str | None) -> Target:
@@ -74,8 +88,8 @@ def resolve(config: BridgeConfig, function_name: str, qualifier: str | None) -> 
         or (match["account"] is not None and match["account"] != account)
     ):
         raise not_found(f"Function not found: {_asked(config, match)}")
-    target = Target(name, chosen, arn)
-    if chosen != LATEST:
+    target = Target(name, chosen, arn, qualified=bool(qualifier or derived))
+    if chosen not in qualifiers(function):
         raise not_found(f"Function not found: {target.qualified_arn}")
     return target
 

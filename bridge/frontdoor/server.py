@@ -8,7 +8,9 @@ refused with a 400 `InvalidParameterValueException` until asynchronous invocatio
 A function whose `reserved_concurrency` is taken throttles a synchronous call (429
 `TooManyRequestsException`) where mappings would wait for a slot. GetFunction,
 GetFunctionConfiguration and ListFunctions describe the configured functions
-(bridge.frontdoor.describe).
+(bridge.frontdoor.describe); ListVersionsByFunction, ListAliases and GetAlias their versions
+and aliases (bridge.frontdoor.versions). A qualifier runs that version, or the version an
+alias picks (`X-Amz-Executed-Version` names it; bridge.versions).
 
 Beyond loopback every request's SigV4 signature is verified with `api.credentials`
 (bridge.frontdoor.sigv4). On loopback any credentials are accepted, but a request must
@@ -42,7 +44,8 @@ from bridge.frontdoor.describe import DEFAULT_ITEMS, MAX_ITEMS, Describer
 from bridge.frontdoor.errors import ApiError, invalid_parameter, invalid_signature
 from bridge.frontdoor.functions import LATEST, Target, resolve
 from bridge.frontdoor.http.triggers import HttpTriggers
-from bridge.invokers import CLIENT_CONTEXT, LimitedInvoker
+from bridge.frontdoor.versions import VersionsApi
+from bridge.invokers import CLIENT_CONTEXT, INVOKED_ARN, LimitedInvoker
 from bridge.protocols import Invoker
 from bridge.records import MAX_SYNC_PAYLOAD_BYTES, InvokeResult
 
@@ -63,12 +66,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 class ApiTarget(Protocol):
     """What the listener needs of the daemon: its config as it is now (reloads replace it)
-    and the started invoker of a function."""
+    and the started invoker (and version) an invocation of a function runs on."""
 
     @property
     def config(self) -> BridgeConfig: ...
 
-    def invoker_of(self, function: str) -> Invoker | None: ...
+    def invocation_target(self, function: str, qualifier: str) -> tuple[Invoker, str] | None: ...
 
 
 @dataclass
@@ -182,6 +185,10 @@ class ApiServer:
         app.router.add_route("*", FUNCTION_PATH, self._get_function)
         app.router.add_route("*", FUNCTIONS_PATH, self._list_functions)
         app.router.add_route("*", FUNCTIONS_PATH + "/", self._list_functions)
+        versions = VersionsApi(
+            self._target, self._describer, self._authenticated_body, self._unknown_operation
+        )
+        versions.add_routes(app.router)
         triggers = HttpTriggers(self._target, self._unknown_operation)
         app.router.add_route("*", "/{tail:.*}", triggers.handle)
         self._runner, self.address = await serve(app, host, port, "api", shutdown_timeout)
@@ -256,8 +263,8 @@ class ApiServer:
             404,
             "UnknownOperationException",
             f"lambda-bridge does not serve {request.method} {request.path} (yet): of "
-            "Lambda's API it serves Invoke, GetFunction, GetFunctionConfiguration and "
-            "ListFunctions",
+            "Lambda's API it serves Invoke, GetFunction, GetFunctionConfiguration, "
+            "ListFunctions, ListVersionsByFunction, ListAliases and GetAlias",
         )
 
     # -- GetFunction, GetFunctionConfiguration, ListFunctions ---------------------------
@@ -275,7 +282,9 @@ class ApiServer:
         await self._authenticated_body(request)
         config = self._target.config
         target = resolve(config, request.match_info["function"], request.query.get("Qualifier"))
-        answer = await asyncio.to_thread(self._describer.function, config, target.name)
+        answer = await asyncio.to_thread(
+            self._describer.function, config, target.name, target.given_qualifier
+        )
         return self._described(request, answer)
 
     async def _get_function_configuration(self, request: web.Request) -> web.StreamResponse:
@@ -284,7 +293,9 @@ class ApiServer:
         await self._authenticated_body(request)
         config = self._target.config
         target = resolve(config, request.match_info["function"], request.query.get("Qualifier"))
-        answer = await asyncio.to_thread(self._describer.configuration, config, target.name)
+        answer = await asyncio.to_thread(
+            self._describer.configuration, config, target.name, target.given_qualifier
+        )
         return self._described(request, answer)
 
     async def _list_functions(self, request: web.Request) -> web.StreamResponse:
@@ -298,7 +309,10 @@ class ApiServer:
             raise invalid_parameter("FunctionVersion must be ALL")
         config = self._target.config
         marker = request.query.get("Marker") or None
-        answer = await asyncio.to_thread(self._describer.page, config, marker, int(max_items))
+        versions = "FunctionVersion" in request.query  # ALL: published versions too
+        answer = await asyncio.to_thread(
+            self._describer.page, config, marker, int(max_items), versions
+        )
         return self._described(request, answer)
 
     # -- Invoke -----------------------------------------------------------------------
@@ -335,15 +349,15 @@ class ApiServer:
                 "InvalidRequestContentException",
                 f"Could not parse request body into json: {exc}",
             ) from None
-        token = CLIENT_CONTEXT.set(client_context)
+        token, arn = CLIENT_CONTEXT.set(client_context), INVOKED_ARN.set(target.invoked_arn)
         try:
-            result = await self._call(config, target, payload, request["request_id"])
+            result, version = await self._call(config, target, payload, request["request_id"])
         finally:
             CLIENT_CONTEXT.reset(token)
-        headers = {
-            "x-amzn-RequestId": request["request_id"],
-            "X-Amz-Executed-Version": result.executed_version or LATEST,
-        }
+            INVOKED_ARN.reset(arn)
+        # A configured version is the one that ran; $LATEST may be a remote function's.
+        executed = version if version != LATEST else result.executed_version or LATEST
+        headers = {"x-amzn-RequestId": request["request_id"], "X-Amz-Executed-Version": executed}
         if result.function_error:
             headers["X-Amz-Function-Error"] = result.function_error
         if log_type == "Tail":
@@ -356,17 +370,18 @@ class ApiServer:
 
     async def _call(
         self, config: BridgeConfig, target: Target, payload: bytes, request_id: str
-    ) -> InvokeResult:
-        invoker = self._target.invoker_of(target.name)
-        if invoker is None:  # replaced by a reload at this very moment
+    ) -> tuple[InvokeResult, str]:
+        found = self._target.invocation_target(target.name, target.qualifier)
+        if found is None:  # replaced by a reload at this very moment
             raise ApiError(
                 500, "ServiceException", f"function {target.name!r} is being reloaded; try again"
             )
+        invoker, version = found
         if isinstance(invoker, LimitedInvoker) and invoker.busy:
             self._log.info("api.throttled", function=target.name, request_id=request_id)
             raise _throttled(target, config, None)
         try:
-            return await invoker.invoke(payload, request_id)
+            return await invoker.invoke(payload, request_id), version
         except ThrottledError as exc:
             self._log.info("api.throttled", function=target.name, request_id=request_id)
             raise _throttled(target, config, exc) from None

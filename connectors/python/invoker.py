@@ -27,6 +27,7 @@ from bridge.codec import loads
 from bridge.errors import InvokerStartError, ThrottledError
 from bridge.invokers import (
     CLIENT_CONTEXT,
+    INVOKED_ARN,
     MAX_RESPONSE_BYTES,
     function_error,
     response_too_large,
@@ -93,9 +94,9 @@ class PythonInvoker:
         self.name = name
         self.config = config
         self._context = context
-        self._arn = config.arn or context.identity.function_arn(name)
+        self._arn = context.function_arn(name, config.arn)
         self._handler: Callable[..., Any] | None = None
-        self._log_stream = log_stream_name()
+        self._log_stream = log_stream_name(context.function_version)
         self._is_async = False
         self._threads = HandlerThreads(config.reserved_concurrency or DEFAULT_THREADS, f"fn-{name}")
         self._warned_blocking = False
@@ -146,10 +147,11 @@ class PythonInvoker:
         context = LambdaContext(
             aws_request_id=request_id,
             function_name=self.name,
-            invoked_function_arn=self._arn,
+            invoked_function_arn=INVOKED_ARN.get() or self._arn,
             memory_limit_in_mb=self.config.memory_size,
             deadline=time.time() + timeout,
             log_stream_name=self._log_stream,
+            function_version=self._context.function_version,
         )
         context.client_context = client_context(CLIENT_CONTEXT.get())
         scope = asyncio.timeout(timeout)

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from bridge.invokers import CLIENT_CONTEXT, error_document, function_error, timed_out
+from bridge.invokers import CLIENT_CONTEXT, INVOKED_ARN, error_document, function_error, timed_out
 from bridge.records import InvokeResult
 from connectors.runtime.bootstraps import Bootstrap
 from connectors.runtime.config import RuntimeFunctionConfig
@@ -66,6 +66,7 @@ class Setup:
     arn: str
     region: str
     tmp_root: Path
+    version: str = "$LATEST"
 
 
 class InitFailed(Exception):
@@ -99,7 +100,7 @@ class Environment:
         self._request_id: str | None = None
         self._exit: asyncio.Task[int] | None = None
         self._tmp = setup.tmp_root / self.id
-        self._log_stream = time.strftime("%Y/%m/%d/", time.gmtime()) + f"[$LATEST]{self.id}"
+        self._log_stream = time.strftime("%Y/%m/%d/", time.gmtime()) + f"[{setup.version}]{self.id}"
         self.log_tail = LogTail()  # the current invocation's log, for Invoke's LogType: Tail
 
     @property
@@ -233,10 +234,11 @@ class Environment:
         timeout = setup.config.timeout
         self._request_id = request_id
         self.log_tail.clear()
-        self._line(f"START RequestId: {request_id} Version: $LATEST")
+        self._line(f"START RequestId: {request_id} Version: {setup.version}")
         started = time.perf_counter()
         deadline, context = time.time() + timeout, CLIENT_CONTEXT.get()
-        invocation = Invocation(request_id, event, deadline, setup.arn, client_context=context)
+        arn = INVOKED_ARN.get() or setup.arn
+        invocation = Invocation(request_id, event, deadline, arn, client_context=context)
         if self.extensions is not None:
             self.extensions.invoke(invocation)
         self.api.submit(invocation)

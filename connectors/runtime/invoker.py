@@ -62,9 +62,10 @@ class RuntimeInvoker:
             config=self.config,
             package=package,
             bootstrap=bootstrap,
-            arn=self.config.arn or self._context.identity.function_arn(self.name),
+            arn=self._context.function_arn(self.name, self.config.arn),
             region=self._context.identity.region,
             tmp_root=cache / "tmp",
+            version=self._context.function_version,
         )
         pool = EnvironmentPool(setup)
         try:
@@ -105,8 +106,10 @@ class RuntimeInvoker:
             await pool.release(environment)
 
     def metrics(self) -> list[Family]:
-        """Per-function families for /metrics (connectors.runtime.stats)."""
-        return families(self.name, self.pool) if self.pool is not None else []
+        """Per-function (per-version: `name:1`) families for /metrics (connectors.runtime.stats)."""
+        version = self._context.function_version
+        label = self.name if version == "$LATEST" else f"{self.name}:{version}"
+        return families(label, self.pool) if self.pool is not None else []
 
     async def close(self) -> None:
         if self.pool is not None:

@@ -35,7 +35,7 @@ def lambda_environment(setup: Setup, address: str, tmp: Path, log_stream: str) -
         "LAMBDA_TASK_ROOT": str(setup.package.task_root),
         "LAMBDA_RUNTIME_DIR": setup.bootstrap.runtime_dir or str(setup.package.task_root),
         "AWS_LAMBDA_FUNCTION_NAME": setup.name,
-        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_VERSION": setup.version,
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(config.memory_size),
         "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{setup.name}",
         "AWS_LAMBDA_LOG_STREAM_NAME": log_stream,

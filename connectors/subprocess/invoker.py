@@ -41,11 +41,11 @@ class SubprocessInvoker:
         self.name = name
         self.config = config
         self._argv: list[str] = []
-        arn = config.arn or context.identity.function_arn(name)
+        arn = context.function_arn(name, config.arn)
         self._environment = {
             **(dict(os.environ) if config.inherit_environment else _basic_environment()),
             "AWS_LAMBDA_FUNCTION_NAME": name,
-            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_VERSION": context.function_version,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(config.memory_size),
             "AWS_LAMBDA_FUNCTION_TIMEOUT": str(math.ceil(config.timeout)),
             "AWS_LAMBDA_FUNCTION_ARN": arn,

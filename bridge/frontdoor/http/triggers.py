@@ -26,6 +26,7 @@ from aiohttp import web
 from bridge.codec import dumps
 from bridge.config import BridgeConfig
 from bridge.errors import BridgeError, ThrottledError
+from bridge.frontdoor.functions import LATEST
 from bridge.frontdoor.http import responses
 from bridge.frontdoor.http.config import is_lambda_api_path
 from bridge.frontdoor.http.events import Api, HttpRequest, event_v1, event_v2
@@ -44,7 +45,7 @@ class TriggerTarget(Protocol):
     @property
     def config(self) -> BridgeConfig: ...
 
-    def invoker_of(self, function: str) -> Invoker | None: ...
+    def invocation_target(self, function: str, qualifier: str) -> tuple[Invoker, str] | None: ...
 
 
 async def _read_body(request: web.Request) -> bytes | None:
@@ -120,9 +121,10 @@ class HttpTriggers:
         event = dumps(build(received, match, api, request_id))
         if len(event) > MAX_SYNC_PAYLOAD_BYTES:
             return responses.TOO_LARGE
-        invoker = self._target.invoker_of(route.function)
-        if invoker is None:  # replaced by a reload at this very moment
+        target = self._target.invocation_target(route.function, LATEST)
+        if target is None:  # replaced by a reload at this very moment
             return responses.UNAVAILABLE
+        invoker = target[0]
         fields = {"function": route.function, "route": route.path, "request_id": request_id}
         if isinstance(invoker, LimitedInvoker) and invoker.busy:
             self._log.info("http_trigger.throttled", **fields)
