@@ -40,6 +40,7 @@ from bridge.errors import BridgeError, ThrottledError
 from bridge.frontdoor import sigv4
 from bridge.frontdoor.describe import DEFAULT_ITEMS, MAX_ITEMS, Describer
 from bridge.frontdoor.errors import ApiError, invalid_parameter, invalid_signature
+from bridge.frontdoor.esm import EventSourceMappings, MappingTarget
 from bridge.frontdoor.functions import LATEST, Target, resolve
 from bridge.invokers import CLIENT_CONTEXT, LimitedInvoker
 from bridge.protocols import Invoker
@@ -60,12 +61,9 @@ _DRAIN_LIMIT = 4 * MAX_SYNC_PAYLOAD_BYTES
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class ApiTarget(Protocol):
-    """What the listener needs of the daemon: its config as it is now (reloads replace it)
-    and the started invoker of a function."""
-
-    @property
-    def config(self) -> BridgeConfig: ...
+class ApiTarget(MappingTarget, Protocol):
+    """What the listener needs of the daemon: its config as it is now (reloads replace it),
+    its mappings (bridge.frontdoor.esm) and the started invoker of a function."""
 
     def invoker_of(self, function: str) -> Invoker | None: ...
 
@@ -181,6 +179,7 @@ class ApiServer:
         app.router.add_route("*", FUNCTION_PATH, self._get_function)
         app.router.add_route("*", FUNCTIONS_PATH, self._list_functions)
         app.router.add_route("*", FUNCTIONS_PATH + "/", self._list_functions)
+        EventSourceMappings(self._target, self._authenticated_body).add_routes(app.router)
         app.router.add_route("*", "/{tail:.*}", self._unknown_operation)
         self._runner, self.address = await serve(app, host, port, "api", shutdown_timeout)
         self._address_file.write_text(self.address + "\n")
@@ -254,8 +253,8 @@ class ApiServer:
             404,
             "UnknownOperationException",
             f"lambda-bridge does not serve {request.method} {request.path} (yet): of "
-            "Lambda's API it serves Invoke, GetFunction, GetFunctionConfiguration and "
-            "ListFunctions",
+            "Lambda's API it serves Invoke, GetFunction, GetFunctionConfiguration, "
+            "ListFunctions and the event source mapping operations",
         )
 
     # -- GetFunction, GetFunctionConfiguration, ListFunctions ---------------------------
