@@ -48,7 +48,8 @@ SUPPORTED = (
     "lambda-bridge's API makes mappings of SQS queues, Kinesis streams and DynamoDB "
     "streams (by EventSourceArn) and of self-managed Kafka (SelfManagedEventSource and Topics)"
 )
-STARTING_POSITIONS = ("TRIM_HORIZON", "LATEST", "AT_TIMESTAMP")
+# In the order Lambda's model lists them (its validation message shows them so).
+STARTING_POSITIONS = ("LATEST", "AT_TIMESTAMP", "TRIM_HORIZON")
 _ARN = re.compile(
     r"arn:aws[a-z-]*:(?P<service>[a-z0-9-]+):(?P<region>[a-z0-9-]*):\d{12}:(?P<rest>.+)"
 )
@@ -163,12 +164,15 @@ def _start(
             "1 validation error detected: Value null at 'startingPosition' failed to satisfy "
             "constraint: Member must not be null."
         )
+    if position in STARTING_POSITIONS and position not in allowed:
+        raise invalid_parameter(f"StartingPosition {position} is not supported for this source")
     if position not in allowed:
         raise ApiError(
             400,
             "ValidationException",
             f"1 validation error detected: Value '{position}' at 'startingPosition' failed to "
-            f"satisfy constraint: Member must satisfy enum value set: [{', '.join(allowed)}]",
+            f"satisfy constraint: Member must satisfy enum value set: "
+            f"[{', '.join(STARTING_POSITIONS)}]",
         )
     start: dict[str, Any] = {"starting_position": position}
     if "StartingPositionTimestamp" in body:
