@@ -1,10 +1,10 @@
 """The daemon: builds every mapping from the config, supervises them, reloads and stops.
 
-SIGTERM or SIGINT: stop reading, let in-flight batches finish within
-`drain_timeout_seconds`, cancel what is left (unsettled records are not acknowledged
-and come back after a restart), save checkpoints, exit 0. A second signal exits at once.
-SIGHUP (or POST /reload) re-reads the config file (see bridge.reload). Under systemd
-the daemon reports READY, RELOADING, STOPPING and watchdog pings itself.
+SIGTERM or SIGINT: stop reading, let in-flight batches finish within `drain_timeout_seconds`,
+cancel what is left (unsettled records are not acknowledged and come back after a restart),
+save checkpoints, exit 0. A second signal exits at once. SIGHUP (or POST /reload) re-reads
+the config file (bridge.reload), with the API's mappings over it (bridge.overlay).
+Under systemd the daemon reports READY, RELOADING, STOPPING and watchdog pings itself.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from bridge.frontdoor.server import ApiServer, start_api
 from bridge.journal import InFlight, InvocationJournal, MappingJournal, charged, install_exit_hook
 from bridge.mapping import MappingRunner, MappingState
 from bridge.metrics import Family, MappingView, contributed
+from bridge.overlay import MappingOverlay
 from bridge.plugins import SourceContext
 from bridge.protocols import Invoker, Source
 from bridge.reload import plan_reload, restart_only_changes
@@ -63,6 +64,7 @@ class Daemon:
         self._api: ApiServer | None = None
         self._started = False
         self._log = structlog.get_logger("bridge.daemon")
+        self.overlay = MappingOverlay(loaded, self._apply, self._reload_lock, self._stop_requested)
 
     @property
     def stopping(self) -> bool:
@@ -87,6 +89,8 @@ class Daemon:
             raise BridgeError(f"state_dir {str(state_dir)!r}: {exc.strerror or exc}") from None
         await self.store.open()
         await self._open_journal()
+        self.loaded = await self.overlay.open()
+        self.config = self.loaded.config
         invokers, destinations = await self.clients.build(
             self.loaded, set(self.config.functions), set(self.config.destinations)
         )
@@ -339,7 +343,7 @@ class Daemon:
             raise ReloadRejected(problems)
         for warning in loaded.warnings:
             self._log.warning("config.warning", warning=warning)
-        return loaded
+        return await self.overlay.reloaded(loaded)
 
     async def _apply(self, loaded: LoadedConfig) -> dict[str, Any]:
         new = loaded.config
@@ -410,7 +414,6 @@ async def _offset_lag(source: Source | None) -> dict[str, int]:
     if report is None:
         return {}
     try:
-        lag: dict[str, int] = await asyncio.wait_for(report(), LAG_TIMEOUT_SECONDS)
+        return dict(await asyncio.wait_for(report(), LAG_TIMEOUT_SECONDS))
     except Exception:
         return {}
-    return lag

@@ -90,6 +90,17 @@ class ApiCredentialsConfig(StrictModel):
         return value
 
 
+class ApiAwsConfig(StrictModel):
+    """How the mappings CreateEventSourceMapping makes reach SQS, Kinesis and DynamoDB
+    Streams (credentials: the standard AWS chain, as for the config's own sources)."""
+
+    endpoint_url: str | None = Field(
+        None, pattern=r"^https?://", description="An emulator (moto, LocalStack); unset: AWS."
+    )
+    region: str | None = Field(None, description="Default: the region of the source's ARN.")
+    profile: str | None = Field(None, description="A named profile of the shared AWS config.")
+
+
 class ApiConfig(StrictModel):
     """Lambda's API (Invoke) for SDKs and the aws cli pointed at `--endpoint-url`."""
 
@@ -100,6 +111,9 @@ class ApiConfig(StrictModel):
         None,
         description="Required beyond loopback, where every request's SigV4 signature is "
         "verified with them; on loopback any credentials are accepted.",
+    )
+    aws: ApiAwsConfig = Field(
+        ApiAwsConfig(), description="Endpoint, region, profile of API-made AWS mappings."
     )
 
 

@@ -223,6 +223,12 @@ class SourceConfig(StrictModel):
         """Names what is read, so checkpoints of a changed source are not reused."""
         raise NotImplementedError
 
+    def api_description(self, mapping: str, identity: Identity) -> dict[str, Any]:
+        """This source's part of Lambda's EventSourceMappingConfiguration (esm-reference.md
+        16): `EventSourceArn`, `StartingPosition`, `Topics`, ... ; {} for a source AWS has
+        no name for."""
+        return {}
+
     def destination_for(self, reference: str) -> DestinationConfig | None:
         """An on-failure destination named by URI that this source provides (Kafka's
         `kafka://topic` on the source's own cluster); None if it is not one of its URIs.

@@ -42,6 +42,7 @@ from bridge.errors import BridgeError, ThrottledError
 from bridge.frontdoor import sigv4
 from bridge.frontdoor.describe import DEFAULT_ITEMS, MAX_ITEMS, Describer
 from bridge.frontdoor.errors import ApiError, invalid_parameter, invalid_signature
+from bridge.frontdoor.esm import EventSourceMappings, MappingTarget
 from bridge.frontdoor.functions import LATEST, Target, resolve
 from bridge.frontdoor.http.triggers import HttpTriggers
 from bridge.frontdoor.versions import VersionsApi
@@ -64,12 +65,10 @@ _DRAIN_LIMIT = 4 * MAX_SYNC_PAYLOAD_BYTES
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class ApiTarget(Protocol):
-    """What the listener needs of the daemon: its config as it is now (reloads replace it)
-    and the started invoker (and version) an invocation of a function runs on."""
-
-    @property
-    def config(self) -> BridgeConfig: ...
+class ApiTarget(MappingTarget, Protocol):
+    """What the listener needs of the daemon: its config as it is now (reloads replace it),
+    its mappings (bridge.frontdoor.esm) and the started invoker (and version) an invocation
+    of a function runs on."""
 
     def invocation_target(self, function: str, qualifier: str) -> tuple[Invoker, str] | None: ...
 
@@ -189,6 +188,7 @@ class ApiServer:
             self._target, self._describer, self._authenticated_body, self._unknown_operation
         )
         versions.add_routes(app.router)
+        EventSourceMappings(self._target, self._authenticated_body).add_routes(app.router)
         triggers = HttpTriggers(self._target, self._unknown_operation)
         app.router.add_route("*", "/{tail:.*}", triggers.handle)
         self._runner, self.address = await serve(app, host, port, "api", shutdown_timeout)
@@ -264,7 +264,8 @@ class ApiServer:
             "UnknownOperationException",
             f"lambda-bridge does not serve {request.method} {request.path} (yet): of "
             "Lambda's API it serves Invoke, GetFunction, GetFunctionConfiguration, "
-            "ListFunctions, ListVersionsByFunction, ListAliases and GetAlias",
+            "ListFunctions, ListVersionsByFunction, ListAliases, GetAlias and the event "
+            "source mapping operations",
         )
 
     # -- GetFunction, GetFunctionConfiguration, ListFunctions ---------------------------

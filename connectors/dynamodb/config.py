@@ -3,7 +3,7 @@ import here)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -66,6 +66,14 @@ class DynamoDBStreamsSourceConfig(SourceConfig, AwsConnectionConfig):
     @property
     def described(self) -> str:
         return f"table {self.table}" if self.table else f"stream {self.stream_arn}"
+
+    def api_description(self, mapping: str, identity: Identity) -> dict[str, Any]:
+        """A `table` is shown by its table ARN: its stream's label is known only online."""
+        arn = self.stream_arn
+        if arn is None:
+            region = self.region_or(identity.region)
+            arn = f"arn:aws:dynamodb:{region}:{identity.account_id}:table/{self.table}"
+        return {"EventSourceArn": arn, "StartingPosition": self.starting_position}
 
     def source_id(self) -> str:
         # The stream ARN (with its label) of a `table` is checked against the saved

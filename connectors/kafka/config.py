@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -139,6 +139,23 @@ class KafkaSourceConfig(SourceConfig, KafkaConnectionConfig):
 
     def source_id(self) -> str:
         return f"kafka:{self.servers_text}:{','.join(self.topics)}:{self.consumer_group_id or ''}"
+
+    def api_description(self, mapping: str, identity: Identity) -> dict[str, Any]:
+        group = {"ConsumerGroupId": self.consumer_group_id or f"lambda-bridge-{mapping}"}
+        described: dict[str, Any] = {
+            "Topics": list(self.topics),
+            "StartingPosition": self.starting_position,
+        }
+        if self.starting_position_timestamp is not None:
+            described["StartingPositionTimestamp"] = self.starting_position_timestamp
+        if self.msk_cluster_arn is not None:
+            described["EventSourceArn"] = self.msk_cluster_arn
+            described["AmazonManagedKafkaEventSourceConfig"] = group
+        else:
+            servers = {"KAFKA_BOOTSTRAP_SERVERS": list(self.bootstrap_servers)}
+            described["SelfManagedEventSource"] = {"Endpoints": servers}
+            described["SelfManagedKafkaEventSourceConfig"] = group
+        return described
 
     def destination_for(self, reference: str) -> DestinationConfig | None:
         """`kafka://topic`: the failed records go to a topic of the same cluster, which may

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -73,6 +73,19 @@ class KinesisSourceConfig(SourceConfig, AwsConnectionConfig):
     @property
     def stream_name(self) -> str:
         return self.stream.rpartition("/")[2] if self.stream_is_arn else self.stream
+
+    def api_description(self, mapping: str, identity: Identity) -> dict[str, Any]:
+        arn = self.stream
+        if not self.stream_is_arn:
+            region = self.region_or(identity.region)
+            arn = f"arn:aws:kinesis:{region}:{identity.account_id}:stream/{self.stream}"
+        described: dict[str, Any] = {
+            "EventSourceArn": arn,
+            "StartingPosition": self.starting_position,
+        }
+        if self.starting_position_timestamp is not None:
+            described["StartingPositionTimestamp"] = self.starting_position_timestamp
+        return described
 
     def source_id(self) -> str:
         # The resolved ARN and creation time are checked against the saved positions when

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
 
@@ -30,6 +31,7 @@ FIFO_SUFFIX = ".fifo"
 MAX_MESSAGES_PER_RECEIVE = 10
 QUEUE_ARN_PATTERN = r"^arn:aws[a-z-]*:sqs:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,80}(\.fifo)?$"
 # `https://sqs.<region>.amazonaws.com/...` and the legacy `https://<region>.queue.amazonaws.com/...`.
+_ACCOUNT = re.compile(r"\d{12}")
 _REGION_IN_URL = re.compile(r"^https?://(?:sqs\.([a-z0-9-]+)\.|([a-z0-9-]+)\.queue\.)amazonaws\.")
 
 
@@ -79,6 +81,16 @@ class SqsQueueConfig(AwsConnectionConfig):
             return found.group(1) or found.group(2)
         return self.region_or(fallback)
 
+    def arn_for(self, identity: Identity) -> str:
+        """The queue's ARN: as configured, else made of its URL (the account from the
+        URL's path, as SQS writes it, else `aws.account_id`)."""
+        if self.queue_arn is not None:
+            return self.queue_arn
+        parts = urlsplit(self.queue_url or "").path.strip("/").split("/")
+        account = parts[-2] if len(parts) >= 2 and _ACCOUNT.fullmatch(parts[-2]) else None
+        region = self.queue_region(identity.region)
+        return f"arn:aws:sqs:{region}:{account or identity.account_id}:{self.queue_name}"
+
     async def resolve_url(self, client: Any) -> str:
         """The queue URL: as configured, or looked up from the ARN (GetQueueUrl)."""
         if self.queue_url is not None:
@@ -110,6 +122,9 @@ class SqsSourceConfig(SourceConfig, SqsQueueConfig):
 
     def source_id(self) -> str:
         return f"sqs:{self.queue}"
+
+    def api_description(self, mapping: str, identity: Identity) -> dict[str, Any]:
+        return {"EventSourceArn": self.arn_for(identity)}
 
     def check_mapping(self, mapping: Any) -> list[tuple[ConfigPath, str]]:
         """FIFO: batch_size at most 10 and no batching window (esm-reference.md 5.3);

@@ -26,7 +26,9 @@ API_ONLY = {
     "test_esm_with_not_existing_dynamodb_stream": ESM_API,
     "test_create_event_filter_criteria_validation": ESM_API,
     "test_create_event_source_validation": ESM_API,
-    "test_event_source_mapping_lifecycle": ESM_API,
+    "test_event_source_mapping_lifecycle": (
+        "compared in tests/conformance/test_esm_api.py (the recording is API answers)"
+    ),
     "test_event_source_mapping_lifecycle_delete_function": ESM_API,
 }
 

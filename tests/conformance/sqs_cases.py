@@ -14,6 +14,15 @@ from tests.conformance.snapshots import Case
 NEEDS_API = "needs the event source mapping API (issue 14, Lambda's front door)"
 NEEDS_ASYNC = "needs asynchronous invocation (issue 14)"
 API_ONLY = "recorded ESM API responses only (no events): " + NEEDS_API
+# Cases whose recording is the API's answers only: compared by test_esm_api.py.
+API_COMPARED = "compared in tests/conformance/test_esm_api.py (the recording is API answers)"
+API_CASES = frozenset(
+    {
+        "test_duplicate_event_source_mappings",
+        "test_event_source_mapping_default_batch_size",
+        "test_event_source_mapping_exceptions",
+    }
+)
 
 # What each of LocalStack's test functions is called in `function_behaviour`.
 HANDLERS = (
@@ -33,6 +42,8 @@ def unsupported(case: Case) -> str | None:
     name = case.name
     if name.startswith(("test_sqs_event_filter", "test_sqs_invalid_event_filter")):
         return None
+    if name in API_CASES:
+        return API_COMPARED
     if name == "test_sqs_queue_as_lambda_dead_letter_queue":
         return NEEDS_ASYNC
     if name == "test_fifo_message_group_parallelism":
