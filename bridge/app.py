@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 
 from bridge.admin import AdminServer, ReloadRejected
+from bridge.asyncinvoke.service import AsyncInvocations
 from bridge.clients import Clients, quietly
 from bridge.config import LoadedConfig, MappingConfig, load_config
 from bridge.errors import BridgeError, ConfigError
@@ -67,6 +68,12 @@ class Daemon:
         self._notifier = Notifier.from_environment()
         self._admin: AdminServer | None = None
         self._api: ApiServer | None = None
+        self.asynchronous = AsyncInvocations(
+            self.config.state_dir,
+            lambda: self.config,
+            self.invoker_of,
+            self.clients.destinations.get,
+        )
         self._started = False
         self._log = structlog.get_logger("bridge.daemon")
 
@@ -97,6 +104,7 @@ class Daemon:
             self.loaded, set(self.config.functions), set(self.config.destinations)
         )
         self.clients.adopt(invokers, destinations)
+        await self.asynchronous.open()
         for mapping in self.config.mappings:
             await self.clients.prepare_provided(mapping, self.loaded)
             self.runners[mapping.name] = self._runner(mapping)
@@ -239,6 +247,7 @@ class Daemon:
         gc.freeze()
         for runner in self.runners.values():
             self._launch(runner)
+        self.asynchronous.start()
         self._log.info("daemon.ready", mappings=list(self.runners), pid=os.getpid())
         self._notifier.ready(self._status_line())
         self._spawn(self._notifier.watchdog_loop(self._stop_requested))
@@ -299,11 +308,11 @@ class Daemon:
                 progress=getattr(runner.source, "progress", None),
             )
             for runner, lag in zip(runners, lags, strict=True)
-        ]
+        ] + self.asynchronous.views()
 
     def invoker_metrics(self) -> list[Family]:
         """What the invokers contribute to /metrics (e.g. the runtime invoker's)."""
-        return contributed(self.clients.invokers.values())
+        return contributed(self.clients.invokers.values()) + self.asynchronous.metrics()
 
     # -- reloading --------------------------------------------------------------------
 
@@ -391,6 +400,7 @@ class Daemon:
     async def close(self) -> None:
         if self._api is not None:
             await self._api.close()
+        await self.asynchronous.close(self.config.drain_timeout_seconds)
         if self._admin is not None:
             await self._admin.close()
         await self.clients.close()

@@ -35,8 +35,10 @@ class Clients:
             for name in sorted(functions):
                 function = loaded.config.functions[name]
                 invoker = function.build(name, context)
-                if function.reserved_concurrency and not function.limits_its_concurrency:
-                    invoker = LimitedInvoker(invoker, function.reserved_concurrency)
+                reserved = function.reserved_concurrency
+                # Reserved concurrency 0 stops every invoker alike: callers wait for ever.
+                if reserved == 0 or (reserved and not function.limits_its_concurrency):
+                    invoker = LimitedInvoker(invoker, reserved)
                 await invoker.start()
                 invokers[name] = invoker
             for name in sorted(destinations):

@@ -4,7 +4,7 @@
 own invoker, the one its mappings use: `RequestResponse` answers 200 with what the function
 returned (with `X-Amz-Function-Error` on a function error), `DryRun` 204;
 `X-Amz-Client-Context` reaches the invoker as bridge.invokers.CLIENT_CONTEXT. `Event` is
-refused with a 400 `InvalidParameterValueException` until asynchronous invocation exists.
+queued durably and answered 202 (bridge.frontdoor.asynchronous).
 A function whose `reserved_concurrency` is taken throttles a synchronous call (429
 `TooManyRequestsException`) where mappings would wait for a slot. GetFunction,
 GetFunctionConfiguration and ListFunctions describe the configured functions
@@ -38,6 +38,7 @@ from bridge.codec import JSONDecodeError, dumps, loads
 from bridge.config import ApiConfig, BridgeConfig
 from bridge.errors import BridgeError, ThrottledError
 from bridge.frontdoor import sigv4
+from bridge.frontdoor.asynchronous import AsyncTarget, EventInvokeConfigApi, accept_event
 from bridge.frontdoor.describe import DEFAULT_ITEMS, MAX_ITEMS, Describer
 from bridge.frontdoor.errors import ApiError, invalid_parameter, invalid_signature
 from bridge.frontdoor.functions import LATEST, Target, resolve
@@ -60,9 +61,9 @@ _DRAIN_LIMIT = 4 * MAX_SYNC_PAYLOAD_BYTES
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class ApiTarget(Protocol):
-    """What the listener needs of the daemon: its config as it is now (reloads replace it)
-    and the started invoker of a function."""
+class ApiTarget(AsyncTarget, Protocol):
+    """What the listener needs of the daemon: its config as it is now (reloads replace it),
+    its asynchronous queues and the started invoker of a function."""
 
     @property
     def config(self) -> BridgeConfig: ...
@@ -136,7 +137,7 @@ def _throttled(target: Target, config: BridgeConfig, exc: ThrottledError | None)
         "Rate Exceeded.",
         reason=(
             "ReservedFunctionConcurrentInvocationLimitExceeded"
-            if reserved
+            if reserved is not None
             else "ConcurrentInvocationLimitExceeded"
         ),
         retry_after=exc.retry_after if exc is not None else None,
@@ -181,6 +182,7 @@ class ApiServer:
         app.router.add_route("*", FUNCTION_PATH, self._get_function)
         app.router.add_route("*", FUNCTIONS_PATH, self._list_functions)
         app.router.add_route("*", FUNCTIONS_PATH + "/", self._list_functions)
+        EventInvokeConfigApi(self._target, self._authenticated_body).register(app.router)
         app.router.add_route("*", "/{tail:.*}", self._unknown_operation)
         self._runner, self.address = await serve(app, host, port, "api", shutdown_timeout)
         self._address_file.write_text(self.address + "\n")
@@ -318,11 +320,6 @@ class ApiServer:
         client_context = _client_context(request.headers.get("X-Amz-Client-Context"))
         if invocation_type == "DryRun":
             return web.Response(status=204, headers={"x-amzn-RequestId": request["request_id"]})
-        if invocation_type == "Event":
-            raise invalid_parameter(
-                "InvocationType Event is not supported by lambda-bridge yet (asynchronous "
-                "invocation comes later); invoke with RequestResponse"
-            )
         if not payload.strip():
             payload = b"{}"  # Lambda hands a function invoked without a payload {}
         try:
@@ -333,6 +330,10 @@ class ApiServer:
                 "InvalidRequestContentException",
                 f"Could not parse request body into json: {exc}",
             ) from None
+        if invocation_type == "Event":
+            return await accept_event(
+                self._target.asynchronous, target, payload, request["request_id"]
+            )
         token = CLIENT_CONTEXT.set(client_context)
         try:
             result = await self._call(config, target, payload, request["request_id"])
