@@ -108,7 +108,7 @@ class AsyncWorker:
                 room = 0 if self.stopping else self.parallel - len(self._busy)
                 events = await self.queue.due(self._now(), room, self._busy)
                 for event in events:
-                    task = asyncio.create_task(self._handle(event), name=event.request_id)
+                    task = asyncio.create_task(self.handle(event), name=event.request_id)
                     self._busy[event.request_id] = task
                     task.add_done_callback(self._handled)
                 self.depth, self.oldest = await self.queue.stats()
@@ -141,7 +141,7 @@ class AsyncWorker:
 
     # -- one event --------------------------------------------------------------------
 
-    async def _handle(self, event: QueuedEvent) -> None:
+    async def handle(self, event: QueuedEvent) -> None:
         settings = self._host.settings(self.function, event.qualifier)
         if event.outcome is None:
             decided = await self._attempt(event, settings)
