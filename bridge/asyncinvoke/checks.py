@@ -40,8 +40,8 @@ def async_problems(config: BridgeConfig) -> Found:
                 problems.append(((*at, "dead_letter"), message))
             elif destination.type not in DEAD_LETTER_TYPES:
                 message = (
-                    f"{reference!r} is a {destination.type} destination; a dead-letter queue is "
-                    "an sqs or sns destination (as on AWS)"
+                    f"{reference!r} is of type {destination.type}; a dead-letter queue is an "
+                    "sqs or sns destination (as on AWS)"
                 )
                 problems.append(((*at, "dead_letter"), message))
     for name, destination in config.destinations.items():
@@ -55,8 +55,8 @@ def async_problems(config: BridgeConfig) -> Found:
         destination = config.destinations.get(reference) if reference else None
         if destination is not None and destination.type in ASYNC_ONLY_TYPES:
             message = (
-                f"{reference!r} is a {destination.type} destination, which takes records of "
-                "asynchronous invocations only (as on AWS), not of mappings"
+                f"{reference!r} ({destination.type}) takes records of asynchronous "
+                "invocations only (as on AWS), not of mappings"
             )
             problems.append(
                 (("mappings", index, "destination_config", "on_failure", "destination"), message)

@@ -45,12 +45,12 @@ def test_async_settings_and_their_destinations_are_checked(workdir: Path) -> Non
         "destination, which takes failures only (as on AWS)",
         "bridge.yaml:7: functions.f.async.destinations.on_failure: no destination named "
         "'gone' (defined: bucket, bus, failed, forward)",
-        "bridge.yaml:8: functions.f.async.dead_letter: 'failed' is a file destination; a "
+        "bridge.yaml:8: functions.f.async.dead_letter: 'failed' is of type file; a "
         "dead-letter queue is an sqs or sns destination (as on AWS)",
         "bridge.yaml:13: destinations.forward.function: no function named 'nobody' (defined: f, g)",
-        "bridge.yaml:20: mappings.0.destination_config.on_failure.destination: 'bus' is an "
-        "eventbridge destination, which takes records of asynchronous invocations only (as "
-        "on AWS), not of mappings",
+        "bridge.yaml:19: mappings[0].destination_config.on_failure.destination: 'bus' "
+        "(eventbridge) takes records of asynchronous invocations only (as on AWS), not of "
+        "mappings",
     ]
 
 
