@@ -68,12 +68,7 @@ class Daemon:
         self._notifier = Notifier.from_environment()
         self._admin: AdminServer | None = None
         self._api: ApiServer | None = None
-        self.asynchronous = AsyncInvocations(
-            self.config.state_dir,
-            lambda: self.config,
-            self.invoker_of,
-            self.clients.destinations.get,
-        )
+        self.asynchronous = AsyncInvocations(self)
         self._started = False
         self._log = structlog.get_logger("bridge.daemon")
 
@@ -88,11 +83,9 @@ class Daemon:
     # -- building ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the checkpoint store and prepare functions and destinations.
-
-        Raises BridgeError if a function cannot be prepared (e.g. its handler does not
-        import), before any record is read.
-        """
+        """Open the checkpoint store, prepare functions and destinations, and open the
+        asynchronous queues. Raises BridgeError if a function cannot be prepared (e.g. its
+        handler does not import), before any record is read."""
         state_dir = self.config.state_dir
         try:
             await asyncio.to_thread(make_private_folder, state_dir)
@@ -247,7 +240,6 @@ class Daemon:
         gc.freeze()
         for runner in self.runners.values():
             self._launch(runner)
-        self.asynchronous.start()
         self._log.info("daemon.ready", mappings=list(self.runners), pid=os.getpid())
         self._notifier.ready(self._status_line())
         self._spawn(self._notifier.watchdog_loop(self._stop_requested))

@@ -14,7 +14,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
+from typing import Protocol
 from urllib.parse import unquote
 
 import structlog
@@ -24,12 +24,13 @@ from bridge.asyncinvoke.overrides import EventInvokeConfigs
 from bridge.asyncinvoke.queue import EventQueue, QueuedEvent, queue_file
 from bridge.asyncinvoke.settings import AsyncSettings, effective
 from bridge.asyncinvoke.worker import AsyncWorker
+from bridge.clients import Clients
 from bridge.config import BridgeConfig
 from bridge.errors import DestinationError, PermanentDestinationError
 from bridge.folders import make_private_folder
 from bridge.health import BackgroundTaskFailed, TaskOwner
 from bridge.metrics import Family, MappingView
-from bridge.protocols import Destination, Invoker
+from bridge.protocols import Invoker
 from bridge.records import Delivery
 from bridge.retry import Backoff
 
@@ -47,20 +48,24 @@ def invoker_for(
     return invoker_of(function)
 
 
+class AsyncHost(Protocol):
+    """The daemon as the service sees it: its config as it is now (reloads replace it), its
+    started invokers and destinations."""
+
+    @property
+    def config(self) -> BridgeConfig: ...
+
+    @property
+    def clients(self) -> Clients: ...
+
+    def invoker_of(self, function: str) -> Invoker | None: ...
+
+
 class AsyncInvocations:
-    def __init__(
-        self,
-        state_dir: Path,
-        config: Callable[[], BridgeConfig],
-        invoker_of: Callable[[str], Invoker | None],
-        destination_of: Callable[[str], Destination | None],
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.folder = state_dir / FOLDER
+    def __init__(self, host: AsyncHost, clock: Callable[[], float] = time.time) -> None:
+        self.folder = host.config.state_dir / FOLDER
         self.overrides = EventInvokeConfigs(self.folder)
-        self._config = config
-        self._invoker_of = invoker_of
-        self._destination_of = destination_of
+        self._host = host
         self._now = clock
         self._workers: dict[str, AsyncWorker] = {}
         self._restarts: dict[str, int] = {}
@@ -71,17 +76,14 @@ class AsyncInvocations:
         self._log = structlog.get_logger("bridge.async")
 
     async def open(self) -> None:
-        """Load the API-made settings and open the queues left by earlier runs."""
+        """Load the API-made settings, open the queues left by earlier runs and start
+        their workers (invokers and destinations are started by then)."""
         await asyncio.to_thread(make_private_folder, self.folder)
         await self.overrides.load()
         paths = await asyncio.to_thread(lambda: sorted(self.folder.glob("*.sqlite")))
+        self._started = True
         for path in paths:
             await self._worker(unquote(path.stem))
-
-    def start(self) -> None:
-        self._started = True
-        for worker in self._workers.values():
-            self._spawn(worker)
 
     async def accept(self, function: str, qualifier: str, payload: bytes, request_id: str) -> None:
         """Commit an event to the function's queue; durable when this returns."""
@@ -119,37 +121,37 @@ class AsyncInvocations:
     # -- what workers ask (bridge.asyncinvoke.worker.WorkerHost) -----------------------
 
     def settings(self, function: str, qualifier: str) -> AsyncSettings:
-        config = self._config()
+        config = self._host.config
         if function not in config.functions:
             return AsyncSettings()
         override = self.overrides.get(function, qualifier) or self.overrides.get(function, LATEST)
         return effective(config, function, override)
 
     def reserved_concurrency(self, function: str) -> int | None:
-        found = self._config().functions.get(function)
+        found = self._host.config.functions.get(function)
         return found.reserved_concurrency if found is not None else None
 
     def invoker(self, function: str, qualifier: str) -> Invoker | None:
-        return invoker_for(self._invoker_of, function, qualifier)
+        return invoker_for(self._host.invoker_of, function, qualifier)
 
     def function_arn(self, function: str, qualifier: str) -> str | None:
-        config = self._config()
+        config = self._host.config
         found = config.functions.get(function)
         if found is None:
             return None
         return f"{found.arn or config.identity.function_arn(function)}:{qualifier}"
 
     async def deliver(self, destination: str, delivery: Delivery) -> None:
-        configured = self._config().destinations.get(destination)
+        configured = self._host.config.destinations.get(destination)
         if isinstance(configured, LambdaDestinationConfig):
-            if configured.function not in self._config().functions:
+            if configured.function not in self._host.config.functions:
                 raise DestinationError(
                     f"destination {destination!r}: function {configured.function!r} is not "
                     "configured now"
                 )
             await self.accept(configured.function, LATEST, delivery.body, str(uuid.uuid4()))
             return
-        built = self._destination_of(destination) if configured is not None else None
+        built = self._host.clients.destinations.get(destination) if configured is not None else None
         if built is None:
             raise DestinationError(f"no destination {destination!r} is configured now")
         if not callable(getattr(built, "deliver", None)):
