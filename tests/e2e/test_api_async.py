@@ -128,15 +128,25 @@ class Bridge:
 
         return wait_for(found, 15, what=f"the record of {request_id}")  # type: ignore[no-any-return]
 
-    def message(self, queue: str, **options: Any) -> dict[str, Any]:
+    def message(self, queue: str, request_id: str) -> dict[str, Any]:
+        """The message of `queue` about `request_id` (a record naming it, or a dead-letter
+        message whose RequestID it is)."""
         sqs = aws("sqs", self.aws_endpoint)
+
+        def about(message: dict[str, Any]) -> bool:
+            attribute = message.get("MessageAttributes", {}).get("RequestID", {})
+            return attribute.get("StringValue") == request_id or request_id in message["Body"]
 
         def received() -> dict[str, Any] | None:
             reply = sqs.receive_message(
-                QueueUrl=self.queues[queue], WaitTimeSeconds=1, MessageAttributeNames=["All"]
+                QueueUrl=self.queues[queue],
+                WaitTimeSeconds=1,
+                MaxNumberOfMessages=10,
+                VisibilityTimeout=0,
+                MessageAttributeNames=["All"],
             )
-            messages = reply.get("Messages", [])
-            return messages[0] if messages else None
+            found = [message for message in reply.get("Messages", []) if about(message)]
+            return found[0] if found else None
 
         return wait_for(received, 15, what=f"a message in {queue}")  # type: ignore[no-any-return]
 
@@ -203,7 +213,7 @@ def test_a_failing_event_is_tried_three_times_then_recorded_and_dead_lettered(
     }
     assert record["responsePayload"]["errorMessage"] == "asked to fail"
     assert record["responsePayload"]["errorType"] == "ValueError"
-    message = bridge.message("dlq")
+    message = bridge.message("dlq", request_id)
     assert json.loads(message["Body"]) == {"fail": True, "n": 1}
     attributes = message["MessageAttributes"]
     assert attributes["RequestID"] == {"DataType": "String", "StringValue": request_id}
@@ -215,7 +225,7 @@ def test_a_failing_event_is_tried_three_times_then_recorded_and_dead_lettered(
 def test_no_retries_sends_the_first_failure_to_an_sqs_destination(bridge: Bridge) -> None:
     """maximum_retry_attempts 0: one invocation, then the record goes to SQS."""
     request_id = bridge.event("once", {"fail": True})
-    record = json.loads(bridge.message("failures")["Body"])
+    record = json.loads(bridge.message("failures", request_id)["Body"])
     assert record["requestContext"]["requestId"] == request_id
     assert record["requestContext"]["condition"] == "RetriesExhausted"
     assert record["requestContext"]["approximateInvokeCount"] == 1
@@ -273,7 +283,7 @@ def test_an_eventbridge_destination_puts_lambdas_envelope(bridge: Bridge) -> Non
     events.put_rule(Name=rule, EventPattern=json.dumps({"source": ["lambda"]}))
     events.put_targets(Rule=rule, Targets=[{"Id": "queue", "Arn": queue_arn}])
     request_id = bridge.event("announce", {"n": 4})
-    envelope = json.loads(bridge.message("announced")["Body"])
+    envelope = json.loads(bridge.message("announced", request_id)["Body"])
     assert envelope["source"] == "lambda"
     assert envelope["detail-type"] == "Lambda Function Invocation Result - Success"
     function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:announce:$LATEST"
@@ -310,7 +320,7 @@ def test_event_invoke_config_through_the_api_is_effective_at_once(bridge: Bridge
     assert [c["MaximumEventAgeInSeconds"] for c in listed["FunctionEventInvokeConfigs"]] == [600]
 
     request_id = bridge.event("plain", {"fail": True})
-    record = json.loads(bridge.message("failures")["Body"])
+    record = json.loads(bridge.message("failures", request_id)["Body"])
     assert record["requestContext"]["requestId"] == request_id
     assert record["requestContext"]["approximateInvokeCount"] == 1
 
