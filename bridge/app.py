@@ -21,13 +21,14 @@ from typing import Any
 import structlog
 
 from bridge.admin import AdminServer, ReloadRejected
+from bridge.asyncinvoke.service import AsyncInvocations
 from bridge.clients import Clients, Target, quietly
 from bridge.config import LoadedConfig, MappingConfig, load_config
 from bridge.errors import BridgeError, ConfigError
 from bridge.filtering import build_filter_set
 from bridge.folders import make_private_folder
 from bridge.frontdoor.server import ApiServer, start_api
-from bridge.journal import InFlight, InvocationJournal, MappingJournal, charged, install_exit_hook
+from bridge.journal import InFlight, InvocationJournal, MappingJournal, open_journal
 from bridge.mapping import MappingRunner, MappingState
 from bridge.metrics import Family, MappingView, contributed
 from bridge.overlay import MappingOverlay
@@ -62,6 +63,7 @@ class Daemon:
         self._notifier = Notifier.from_environment()
         self._admin: AdminServer | None = None
         self._api: ApiServer | None = None
+        self.asynchronous = AsyncInvocations(self)
         self._started = False
         self._log = structlog.get_logger("bridge.daemon")
         self.overlay = MappingOverlay(loaded, self._apply, self._reload_lock, self._stop_requested)
@@ -77,11 +79,9 @@ class Daemon:
     # -- building ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the checkpoint store and prepare functions and destinations.
-
-        Raises BridgeError if a function cannot be prepared (e.g. its handler does not
-        import), before any record is read.
-        """
+        """Open the checkpoint store, prepare functions and destinations, and open the
+        asynchronous queues. Raises BridgeError if a function cannot be prepared (e.g. its
+        handler does not import), before any record is read."""
         state_dir = self.config.state_dir
         try:
             await asyncio.to_thread(make_private_folder, state_dir)
@@ -95,6 +95,7 @@ class Daemon:
             self.loaded, set(self.config.functions), set(self.config.destinations)
         )
         self.clients.adopt(invokers, destinations)
+        await self.asynchronous.open()
         for mapping in self.config.mappings:
             await self.clients.prepare_provided(mapping, self.loaded)
             self.runners[mapping.name] = self._runner(mapping)
@@ -102,32 +103,7 @@ class Daemon:
 
     async def _open_journal(self) -> None:
         """Find the in-process invocations the previous run died in (bridge.journal)."""
-        journal = InvocationJournal(self.config.state_dir)
-        counted, bystanders = charged(await asyncio.to_thread(journal.recover))
-        for crashed in counted:
-            self._crashed.setdefault(crashed.mapping, []).append(crashed)
-            self._log.warning(
-                "invocation.crashed",
-                mapping=crashed.mapping,
-                request_id=crashed.request_id,
-                attempt=crashed.attempt,
-                records=crashed.records,
-                ended_the_process=crashed.culprit,
-                reason="the daemon ended while this in-process invocation ran (its handler "
-                "exited the process, or the daemon was killed); when its records come again "
-                "it counts as a failed attempt (Runtime.ExitError)",
-            )
-        for bystander in bystanders:
-            self._log.info(
-                "invocation.interrupted",
-                mapping=bystander.mapping,
-                request_id=bystander.request_id,
-                reason="another invocation's handler ended the process: delivered again "
-                "without counting an attempt",
-            )
-        await asyncio.to_thread(journal.open)
-        install_exit_hook()
-        self.journal = journal
+        self.journal, self._crashed = await open_journal(self.config.state_dir, self._log)
 
     def _runner(self, mapping: MappingConfig) -> MappingRunner:
         function = self.config.functions[mapping.function]
@@ -302,11 +278,11 @@ class Daemon:
                 progress=getattr(runner.source, "progress", None),
             )
             for runner, lag in zip(runners, lags, strict=True)
-        ]
+        ] + self.asynchronous.views()
 
     def invoker_metrics(self) -> list[Family]:
         """What the invokers contribute to /metrics (e.g. the runtime invoker's)."""
-        return contributed(self.clients.invokers.values())
+        return contributed(self.clients.invokers.values()) + self.asynchronous.metrics()
 
     # -- reloading --------------------------------------------------------------------
 
@@ -394,6 +370,7 @@ class Daemon:
     async def close(self) -> None:
         if self._api is not None:
             await self._api.close()
+        await self.asynchronous.close(self.config.drain_timeout_seconds)
         if self._admin is not None:
             await self._admin.close()
         await self.clients.close()

@@ -43,12 +43,14 @@ class Clients:
         try:
             for name in sorted(functions):
                 function = loaded.config.functions[name]
-                slots = asyncio.Semaphore(function.reserved_concurrency or 1)
+                reserved = function.reserved_concurrency
+                slots = asyncio.Semaphore(reserved if reserved is not None else 1)
                 for version in [LATEST, *function.versions]:
                     settings = version_config(function, version)
                     invoker = settings.build(name, replace(context, function_version=version))
-                    if function.reserved_concurrency and not function.limits_its_concurrency:
-                        invoker = LimitedInvoker(invoker, function.reserved_concurrency, slots)
+                    # Reserved concurrency 0 stops every invoker alike: callers wait for ever.
+                    if reserved == 0 or (reserved and not function.limits_its_concurrency):
+                        invoker = LimitedInvoker(invoker, reserved, slots)
                     await invoker.start()
                     invokers[invoker_key(name, version)] = invoker
             for name in sorted(destinations):

@@ -15,6 +15,7 @@ Found = list[tuple[tuple[str | int, ...], str]]
 def check_config(loaded: LoadedConfig) -> tuple[Found, Found]:
     """Problems pydantic cannot see (references, per-family settings, filter patterns,
     connector checks), and warnings."""
+    from bridge.asyncinvoke.checks import async_problems
     from bridge.filtering import filter_problems
     from bridge.frontdoor.http.routes import trigger_problems
     from bridge.settings import check_mapping_settings
@@ -22,6 +23,7 @@ def check_config(loaded: LoadedConfig) -> tuple[Found, Found]:
     config = loaded.config
     problems: Found = _http_problems(config.http) + _api_problems(config.api)
     problems += trigger_problems(config.http_triggers, config.functions, config.api is not None)
+    problems += async_problems(config)
     warnings: Found = []
     state_dir = folder_problem(config.state_dir)
     if state_dir is not None:

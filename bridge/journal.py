@@ -18,6 +18,7 @@ machine, which needs no protection here). It is removed on a clean stop.
 
 from __future__ import annotations
 
+import asyncio
 import mmap
 import os
 from collections.abc import Sequence
@@ -314,3 +315,37 @@ class MappingJournal:
             )
             return entry, covered
         return None
+
+
+async def open_journal(
+    state_dir: Path, log: Any
+) -> tuple[InvocationJournal, dict[str, list[InFlight]]]:
+    """Open the daemon's journal, and the invocations the previous run died in, by
+    mapping (each logged: charged as a failed attempt, or delivered again uncharged)."""
+    journal = InvocationJournal(state_dir)
+    counted, bystanders = charged(await asyncio.to_thread(journal.recover))
+    crashed_by_mapping: dict[str, list[InFlight]] = {}
+    for crashed in counted:
+        crashed_by_mapping.setdefault(crashed.mapping, []).append(crashed)
+        log.warning(
+            "invocation.crashed",
+            mapping=crashed.mapping,
+            request_id=crashed.request_id,
+            attempt=crashed.attempt,
+            records=crashed.records,
+            ended_the_process=crashed.culprit,
+            reason="the daemon ended while this in-process invocation ran (its handler "
+            "exited the process, or the daemon was killed); when its records come again "
+            "it counts as a failed attempt (Runtime.ExitError)",
+        )
+    for bystander in bystanders:
+        log.info(
+            "invocation.interrupted",
+            mapping=bystander.mapping,
+            request_id=bystander.request_id,
+            reason="another invocation's handler ended the process: delivered again "
+            "without counting an attempt",
+        )
+    await asyncio.to_thread(journal.open)
+    install_exit_hook()
+    return journal, crashed_by_mapping

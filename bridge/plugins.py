@@ -256,6 +256,33 @@ def check_start_timestamp(starting_position: str, timestamp: float | None) -> No
         raise ValueError("starting_position_timestamp cannot be in the future")
 
 
+class AsyncDestinationsConfig(StrictModel):
+    on_success: str | None = Field(None, description="Name of an entry under `destinations`.")
+    on_failure: str | None = Field(None, description="Name of an entry under `destinations`.")
+
+
+class AsyncConfig(StrictModel):
+    """Asynchronous invocation of the function (esm-reference.md 12)."""
+
+    maximum_retry_attempts: int = Field(
+        2, ge=0, le=2, description="Retries after a function error: 0 to 2, as on AWS."
+    )
+    maximum_event_age_in_seconds: int = Field(
+        21_600, ge=60, le=21_600, description="How long an event may wait, in real seconds."
+    )
+    destinations: AsyncDestinationsConfig = AsyncDestinationsConfig()
+    dead_letter: str | None = Field(
+        None, description="An sqs or sns destination that receives the original event."
+    )
+    retry_delay_scale: float = Field(
+        1.0,
+        gt=0,
+        le=100,
+        description="Multiplies the retry waits (1 and 2 minutes, backoff of 1 s to 5 min); "
+        "0.01 for local development. The event age is never scaled.",
+    )
+
+
 class FunctionConfig(StrictModel):
     invoker: str
     # The handler runs inside the daemon, so it can end the daemon (bridge.journal).
@@ -269,9 +296,11 @@ class FunctionConfig(StrictModel):
     memory_size: int = Field(128, ge=128, le=10240, description="MB, reported to the handler.")
     reserved_concurrency: int | None = Field(
         None,
-        ge=1,
+        ge=0,
         le=10000,
-        description="At most this many invocations at once across all mappings; further ones wait.",
+        description="At most this many invocations at once across all mappings; further ones "
+        "wait. 0: every synchronous Invoke is throttled, asynchronous events go straight to "
+        "their failure destinations, mappings wait.",
     )
     arn: str | None = Field(None, description="ARN reported to the handler and in failure records.")
     versions: VersionOverrides = Field(
@@ -281,6 +310,8 @@ class FunctionConfig(StrictModel):
     aliases: dict[AliasName, AliasConfig] = Field(
         default_factory=dict, description="Names for versions, optionally weighted."
     )
+    # `async` is a Python keyword: the field is async_, written `async:` in the file.
+    async_: AsyncConfig = Field(default_factory=AsyncConfig, alias="async")
 
     def build(self, name: str, context: BuildContext) -> Invoker:
         raise NotImplementedError
@@ -339,6 +370,8 @@ _BUILTIN: dict[str, dict[str, str]] = {
         "sqs": "connectors.sqs.config:SqsDestinationConfig",
         "sns": "connectors.sns.config:SnsDestinationConfig",
         "s3": "connectors.s3.config:S3DestinationConfig",
+        "eventbridge": "connectors.eventbridge.config:EventBridgeDestinationConfig",
+        "lambda": "bridge.asyncinvoke.destinations:LambdaDestinationConfig",
     },
 }
 

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Collection, Coroutine, Hashable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from bridge.records import FailureRecord, InvokeResult, Record
+from bridge.records import Delivery, FailureRecord, InvokeResult, Record
 
 
 class EventFormatter(Protocol):
@@ -131,12 +131,17 @@ class Invoker(Protocol):
 
 
 class Destination(Protocol):
-    """Receives failure records of discarded batches (on-failure destination)."""
+    """Receives failure records of discarded batches (on-failure destination), and the
+    records of asynchronous invocations (bridge.asyncinvoke)."""
 
     async def start(self) -> None: ...
 
     async def send(self, failure: FailureRecord, formatter: EventFormatter) -> None:
         """Write the failure durably before returning; raise DestinationError otherwise."""
+
+    async def deliver(self, delivery: Delivery) -> None:
+        """Write an already-built JSON document (with its message attributes, where the
+        destination has such) durably before returning; raise DestinationError otherwise."""
 
     async def close(self) -> None: ...
 

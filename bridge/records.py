@@ -167,3 +167,21 @@ class FailureRecord:
     request_id: str | None = None
     reason: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """An already-built document for a destination (bridge.protocols.Destination.deliver).
+
+    `origin` names what produced it (the function), for destinations that file records
+    by producer (a file's name, a stream field). `attributes` are message attributes as
+    (DataType, StringValue), for the SQS and SNS dead-letter queues. `success` says which
+    of Lambda's EventBridge detail types the record is (None: not an invocation record),
+    `function_arn` the qualified ARN of the function it is about.
+    """
+
+    body: bytes
+    origin: str
+    function_arn: str
+    success: bool | None = None
+    attributes: dict[str, tuple[str, str]] = field(default_factory=dict)

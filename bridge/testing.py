@@ -25,7 +25,7 @@ from bridge.events import RecordsEventFormatter
 from bridge.failures import failure_document
 from bridge.health import BackgroundTaskFailed, Health, TaskOwner
 from bridge.protocols import EventFormatter, Ownership
-from bridge.records import FailureRecord, InvokeResult, Record
+from bridge.records import Delivery, FailureRecord, InvokeResult, Record
 
 
 class StandaloneOwnership:
@@ -241,6 +241,7 @@ class MemoryDestination:
     def __init__(self) -> None:
         self.failures: list[FailureRecord] = []
         self.documents: list[dict[str, Any]] = []
+        self.deliveries: list[Delivery] = []
         self.fail_next = 0
 
     async def start(self) -> None:
@@ -257,6 +258,14 @@ class MemoryDestination:
         self.documents.append(
             loads(dumps(failure_document(failure, formatter, include_payload=True)))
         )
+
+    async def deliver(self, delivery: Delivery) -> None:
+        from bridge.errors import DestinationError
+
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            raise DestinationError("destination unavailable (scripted)")
+        self.deliveries.append(delivery)
 
     async def close(self) -> None:
         return None

@@ -4,7 +4,7 @@
 own invoker, the one its mappings use: `RequestResponse` answers 200 with what the function
 returned (with `X-Amz-Function-Error` on a function error), `DryRun` 204;
 `X-Amz-Client-Context` reaches the invoker as bridge.invokers.CLIENT_CONTEXT. `Event` is
-refused with a 400 `InvalidParameterValueException` until asynchronous invocation exists.
+queued durably and answered 202 (bridge.frontdoor.asynchronous).
 A function whose `reserved_concurrency` is taken throttles a synchronous call (429
 `TooManyRequestsException`) where mappings would wait for a slot. GetFunction,
 GetFunctionConfiguration and ListFunctions describe the configured functions
@@ -40,6 +40,7 @@ from bridge.codec import JSONDecodeError, dumps, loads
 from bridge.config import ApiConfig, BridgeConfig
 from bridge.errors import BridgeError, ThrottledError
 from bridge.frontdoor import sigv4
+from bridge.frontdoor.asynchronous import AsyncTarget, EventInvokeConfigApi, accept_event
 from bridge.frontdoor.describe import DEFAULT_ITEMS, MAX_ITEMS, Describer
 from bridge.frontdoor.errors import ApiError, invalid_parameter, invalid_signature
 from bridge.frontdoor.esm import EventSourceMappings, MappingTarget
@@ -65,10 +66,10 @@ _DRAIN_LIMIT = 4 * MAX_SYNC_PAYLOAD_BYTES
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class ApiTarget(MappingTarget, Protocol):
+class ApiTarget(MappingTarget, AsyncTarget, Protocol):
     """What the listener needs of the daemon: its config as it is now (reloads replace it),
-    its mappings (bridge.frontdoor.esm) and the started invoker (and version) an invocation
-    of a function runs on."""
+    its mappings (bridge.frontdoor.esm), its asynchronous queues, and the started invoker
+    (and version) an invocation of a function runs on."""
 
     def invocation_target(self, function: str, qualifier: str) -> tuple[Invoker, str] | None: ...
 
@@ -139,7 +140,7 @@ def _throttled(target: Target, config: BridgeConfig, exc: ThrottledError | None)
         "Rate Exceeded.",
         reason=(
             "ReservedFunctionConcurrentInvocationLimitExceeded"
-            if reserved
+            if reserved is not None
             else "ConcurrentInvocationLimitExceeded"
         ),
         retry_after=exc.retry_after if exc is not None else None,
@@ -188,6 +189,7 @@ class ApiServer:
             self._target, self._describer, self._authenticated_body, self._unknown_operation
         )
         versions.add_routes(app.router)
+        EventInvokeConfigApi(self._target, self._authenticated_body).register(app.router)
         EventSourceMappings(self._target, self._authenticated_body).add_routes(app.router)
         triggers = HttpTriggers(self._target, self._unknown_operation)
         app.router.add_route("*", "/{tail:.*}", triggers.handle)
@@ -335,11 +337,6 @@ class ApiServer:
         client_context = _client_context(request.headers.get("X-Amz-Client-Context"))
         if invocation_type == "DryRun":
             return web.Response(status=204, headers={"x-amzn-RequestId": request["request_id"]})
-        if invocation_type == "Event":
-            raise invalid_parameter(
-                "InvocationType Event is not supported by lambda-bridge yet (asynchronous "
-                "invocation comes later); invoke with RequestResponse"
-            )
         if not payload.strip():
             payload = b"{}"  # Lambda hands a function invoked without a payload {}
         try:
@@ -350,6 +347,10 @@ class ApiServer:
                 "InvalidRequestContentException",
                 f"Could not parse request body into json: {exc}",
             ) from None
+        if invocation_type == "Event":
+            return await accept_event(
+                self._target.asynchronous, target, payload, request["request_id"]
+            )
         token, arn = CLIENT_CONTEXT.set(client_context), INVOKED_ARN.set(target.invoked_arn)
         try:
             result, version = await self._call(config, target, payload, request["request_id"])

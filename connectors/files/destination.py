@@ -19,7 +19,7 @@ from bridge.errors import DestinationError, PermanentDestinationError
 from bridge.failures import failure_document
 from bridge.folders import make_private_folder
 from bridge.protocols import EventFormatter
-from bridge.records import FailureRecord
+from bridge.records import Delivery, FailureRecord
 from connectors.files.config import FileDestinationConfig
 
 _REFUSED = frozenset(
@@ -84,6 +84,18 @@ class FileDestination:
             except OSError as exc:
                 # A full disk or an I/O error may pass; a path that cannot be written
                 # (no permission, read-only, not a folder) will not.
+                kind = PermanentDestinationError if exc.errno in _REFUSED else DestinationError
+                raise kind(f"destination {self.name!r}: cannot write {path}: {exc}") from exc
+
+    async def deliver(self, delivery: Delivery) -> None:
+        """An asynchronous invocation's record (or dead-letter event): one line of
+        `<origin>.jsonl`, as the record was built."""
+        path = self.file_for(delivery.origin)
+        lock = self._locks.setdefault(delivery.origin, asyncio.Lock())
+        async with lock:
+            try:
+                await asyncio.to_thread(self._append, path, delivery.body + b"\n")
+            except OSError as exc:
                 kind = PermanentDestinationError if exc.errno in _REFUSED else DestinationError
                 raise kind(f"destination {self.name!r}: cannot write {path}: {exc}") from exc
 

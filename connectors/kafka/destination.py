@@ -28,7 +28,7 @@ from bridge.codec import dumps
 from bridge.errors import DestinationError, PermanentDestinationError
 from bridge.failures import failure_document
 from bridge.protocols import EventFormatter
-from bridge.records import FailureCondition, FailureRecord, Record
+from bridge.records import Delivery, FailureCondition, FailureRecord, Record
 from connectors.kafka.client import client_settings
 from connectors.kafka.config import KafkaDestinationConfig
 from connectors.kafka.events import KafkaEventFormatter
@@ -91,6 +91,19 @@ class KafkaTopicDestination:
                     await producer.send(self.config.topic, value, key=key, headers=headers)
                 )
             await asyncio.gather(*sends)
+        except KafkaError as exc:
+            kind = PermanentDestinationError if isinstance(exc, REFUSED) else DestinationError
+            raise kind(
+                f"destination {self.name!r}: cannot produce to {self.config.topic}: {exc}"
+            ) from exc
+
+    async def deliver(self, delivery: Delivery) -> None:
+        """One message: the document as its value, the attributes as headers."""
+        producer = self._producer
+        assert producer is not None, "start() was not called"
+        headers = [(name, value.encode()) for name, (_, value) in delivery.attributes.items()]
+        try:
+            await (await producer.send(self.config.topic, delivery.body, headers=headers))
         except KafkaError as exc:
             kind = PermanentDestinationError if isinstance(exc, REFUSED) else DestinationError
             raise kind(

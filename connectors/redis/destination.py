@@ -17,7 +17,7 @@ from bridge.codec import dumps
 from bridge.errors import DestinationError, PermanentDestinationError
 from bridge.failures import failure_document, iso_millis
 from bridge.protocols import EventFormatter
-from bridge.records import FailureRecord
+from bridge.records import Delivery, FailureRecord
 from connectors.redis.client import CONNECT_TIMEOUT_SECONDS, connect, is_refusal
 from connectors.redis.config import RedisStreamDestinationConfig
 
@@ -53,6 +53,19 @@ class RedisStreamDestination:
             "condition": failure.condition.value,
             "timestamp": iso_millis(failure.timestamp),
         }
+        await self._add(fields)
+
+    async def deliver(self, delivery: Delivery) -> None:
+        """One entry: the document in its `record` field, beside `origin` and the
+        attributes as fields of their own."""
+        fields: dict[str | bytes, bytes | str] = {
+            "record": delivery.body,
+            "origin": delivery.origin,
+        }
+        fields.update({name: value for name, (_, value) in delivery.attributes.items()})
+        await self._add(fields)
+
+    async def _add(self, fields: dict[str | bytes, bytes | str]) -> None:
         try:
             await self._client.xadd(
                 self.stream,

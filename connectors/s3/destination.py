@@ -28,7 +28,7 @@ from bridge.errors import BridgeError, DestinationError, PermanentDestinationErr
 from bridge.failures import failure_document
 from bridge.plugins import BuildContext
 from bridge.protocols import EventFormatter
-from bridge.records import FailureRecord
+from bridge.records import Delivery, FailureRecord
 from connectors.aws.client import announce_endpoint, aws_client, aws_errors
 from connectors.s3.config import S3DestinationConfig
 
@@ -122,6 +122,26 @@ class S3Destination:
                 Bucket=self.bucket, Key=key, Body=body, ContentType="application/json"
             )
         self._log.debug("s3.failure_written", key=key, bytes=len(body))
+
+    async def deliver(self, delivery: Delivery) -> None:
+        """One object per document, under `[prefix/]aws/lambda/async/<origin>/YYYY/MM/DD/`
+        (AWS documents no key layout for asynchronous records; this one mirrors 10.2)."""
+        client = self._client
+        assert client is not None, "start() was not called"
+        moment = dt.datetime.now(tz=dt.UTC)
+        key = (
+            f"{self.prefix}aws/lambda/async/{shard_segment(delivery.origin)}/"
+            f"{moment:%Y/%m/%d}/{moment:%Y-%m-%dT%H.%M.%S}-{uuid.uuid4()}"
+        )
+        with aws_errors(
+            self._where,
+            "PutObject",
+            retriable=DestinationError,
+            permanent=PermanentDestinationError,
+        ):
+            await client.put_object(
+                Bucket=self.bucket, Key=key, Body=delivery.body, ContentType="application/json"
+            )
 
     async def close(self) -> None:
         self._client = None

@@ -20,7 +20,7 @@ from bridge.codec import dumps
 from bridge.errors import BridgeError, DestinationError, PermanentDestinationError
 from bridge.failures import failure_document
 from bridge.protocols import EventFormatter
-from bridge.records import FailureRecord
+from bridge.records import Delivery, FailureRecord
 from connectors.aws.client import announce_endpoint, aws_client, aws_errors
 from connectors.sns.config import SnsDestinationConfig
 
@@ -94,6 +94,31 @@ class SnsDestination:
             permanent=PermanentDestinationError,
         ):
             await client.publish(TopicArn=self.topic_arn, Message=message)
+
+    async def deliver(self, delivery: Delivery) -> None:
+        """One Publish: the document as the Message, the attributes as message attributes."""
+        client = self._client
+        assert client is not None, "start() was not called"
+        if len(delivery.body) > MAX_MESSAGE_BYTES:
+            raise PermanentDestinationError(
+                f"{self._where}: the document is {len(delivery.body)} bytes, over SNS's "
+                f"{MAX_MESSAGE_BYTES}-byte message limit; it was not published"
+            )
+        attributes = {
+            name: {"DataType": kind, "StringValue": value}
+            for name, (kind, value) in delivery.attributes.items()
+        }
+        with aws_errors(
+            self._where,
+            "Publish",
+            retriable=DestinationError,
+            permanent=PermanentDestinationError,
+        ):
+            await client.publish(
+                TopicArn=self.topic_arn,
+                Message=delivery.body.decode(),
+                MessageAttributes=attributes,
+            )
 
     async def close(self) -> None:
         self._client = None

@@ -17,7 +17,7 @@ from bridge.codec import dumps
 from bridge.errors import DestinationError, PermanentDestinationError
 from bridge.failures import failure_document
 from bridge.protocols import EventFormatter
-from bridge.records import FailureRecord
+from bridge.records import Delivery, FailureRecord
 from connectors.aws.client import announce_endpoint, aws_client, aws_errors
 from connectors.sqs.config import SqsDestinationConfig
 
@@ -80,6 +80,19 @@ class SqsQueueDestination:
         body = message_body(failure, formatter)
         with self._errors("SendMessage"):
             await self._client.send_message(QueueUrl=queue_url, MessageBody=body)
+
+    async def deliver(self, delivery: Delivery) -> None:
+        """One message: the document as its body, the attributes as message attributes."""
+        assert self._client is not None, "start() was not called"
+        queue_url = await self._resolve()
+        attributes = {
+            name: {"DataType": kind, "StringValue": value}
+            for name, (kind, value) in delivery.attributes.items()
+        }
+        with self._errors("SendMessage"):
+            await self._client.send_message(
+                QueueUrl=queue_url, MessageBody=delivery.body.decode(), MessageAttributes=attributes
+            )
 
     async def close(self) -> None:
         await self._resources.aclose()

@@ -166,9 +166,8 @@ def test_errors_have_aws_codes_and_shapes(endpoint: str) -> None:
     assert too_large.response["Error"]["Code"] == "RequestTooLargeException"
     assert too_large.response["ResponseMetadata"]["HTTPStatusCode"] == 413
 
-    event = error_of(endpoint, "echo", InvocationType="Event")
-    assert event.response["Error"]["Code"] == "InvalidParameterValueException"
-    assert "Event is not supported" in event.response["Error"]["Message"]
+    event = error_of(endpoint, "echo", b"not json", InvocationType="Event")
+    assert event.response["Error"]["Code"] == "InvalidRequestContentException"
     assert event.response["ResponseMetadata"]["HTTPStatusCode"] == 400
 
 

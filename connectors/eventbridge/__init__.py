@@ -1,0 +1,1 @@
+"""EventBridge: a destination for asynchronous invocation records (PutEvents)."""
