@@ -332,6 +332,11 @@ class DestinationConfig(StrictModel):
         """Offline checks (a folder can be written) without connecting to anything."""
         return []
 
+    def arn(self, identity: Identity) -> str | None:
+        """The ARN AWS names this destination by (Lambda's API names destinations by
+        ARN); None for the bridge's own kinds (file, kafka, redis-stream)."""
+        return None
+
     def build(self, name: str, context: BuildContext) -> Destination:
         raise NotImplementedError
 

@@ -10,16 +10,15 @@ part of that API and always come from the file.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
+from bridge.asyncinvoke.destinations import LambdaDestinationConfig
 from bridge.config import BridgeConfig
 from bridge.plugins import DestinationConfig
 
 DEFAULT_RETRY_ATTEMPTS = 2
 DEFAULT_EVENT_AGE = 21_600
-_QUEUE_URL = re.compile(r"^https?://[^/]+/(?P<account>\d{12})/(?P<name>[^/?]+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,31 +32,15 @@ class AsyncSettings:
 
 
 def destination_arn(config: BridgeConfig, destination: DestinationConfig) -> str | None:
-    """The ARN AWS would name this destination by; None for the bridge's own kinds (file,
-    kafka, redis-stream), which the API can name by their config name only."""
-    identity = config.identity
-    kind = destination.type
-    if kind == "sqs":
-        queue_arn: str | None = getattr(destination, "queue_arn", None)
-        if queue_arn is not None:
-            return queue_arn
-        match = _QUEUE_URL.match(getattr(destination, "queue_url", "") or "")
-        if match is None:
-            return None
-        region = destination.queue_region(identity.region)  # type: ignore[attr-defined]
-        return f"arn:aws:sqs:{region}:{match['account']}:{match['name']}"
-    if kind == "sns":
-        return str(destination.topic_arn)  # type: ignore[attr-defined]
-    if kind == "s3":
-        return f"arn:aws:s3:::{destination.bucket}"  # type: ignore[attr-defined]
-    if kind == "eventbridge":
-        return str(destination.bus_arn(identity))  # type: ignore[attr-defined]
-    if kind == "lambda":
-        function = config.functions.get(destination.function)  # type: ignore[attr-defined]
+    """The ARN Lambda's API names a configured destination by (a `lambda` destination's:
+    its function's); None for the bridge's own kinds (file, kafka, redis-stream), which
+    the API names by their config name only."""
+    if isinstance(destination, LambdaDestinationConfig):
+        function = config.functions.get(destination.function)
         if function is None:
             return None
-        return function.arn or identity.function_arn(destination.function)  # type: ignore[attr-defined]
-    return None
+        return function.arn or config.identity.function_arn(destination.function)
+    return destination.arn(config.identity)
 
 
 def destination_named(config: BridgeConfig, reference: str) -> str | None:

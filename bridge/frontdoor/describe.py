@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bridge.asyncinvoke.settings import destination_arn
 from bridge.config import BridgeConfig
 from bridge.plugins import FunctionConfig
 from bridge.versions import LATEST, version_config
@@ -135,6 +136,9 @@ class Describer:
         environment = getattr(function, "environment", None)
         if isinstance(environment, dict):
             described["Environment"] = {"Variables": dict(environment)}
+        dead_letter = config.destinations.get(function.async_.dead_letter or "")
+        if dead_letter is not None:
+            described["DeadLetterConfig"] = {"TargetArn": destination_arn(config, dead_letter)}
         return described
 
     def function(

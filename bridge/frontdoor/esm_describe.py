@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from bridge.asyncinvoke.settings import destination_arn
 from bridge.codec import dumps
 from bridge.config import BridgeConfig, MappingConfig
-from bridge.frontdoor.esm_params import PARAMETERS, destination_arn
+from bridge.frontdoor.esm_params import PARAMETERS
 from bridge.mapping import MappingRunner, MappingState
 from bridge.metrics import NO_RECORDS
 
@@ -75,7 +76,7 @@ def _value(config: BridgeConfig, mapping: MappingConfig, key: str) -> Any:
         if target is None:
             return {"OnFailure": {}}
         destination = config.destinations.get(target)
-        arn = destination_arn(destination) if destination is not None else None
+        arn = destination_arn(config, destination) if destination is not None else None
         return {"OnFailure": {"Destination": arn or target}}
     raise KeyError(key)
 

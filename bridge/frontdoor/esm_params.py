@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from bridge.asyncinvoke.settings import destination_arn
 from bridge.config import ApiAwsConfig, BridgeConfig
 from bridge.frontdoor.errors import ApiError, invalid_parameter
 from bridge.overlay import Problems
@@ -113,25 +114,13 @@ def _destination(value: Any, config: BridgeConfig) -> dict[str, Any] | None:
     if target.startswith("kafka://") or target in config.destinations:
         return {"on_failure": {"destination": target}}
     for name, destination in config.destinations.items():
-        if destination_arn(destination) == target:
+        if destination_arn(config, destination) == target:
             return {"on_failure": {"destination": name}}
     defined = ", ".join(sorted(config.destinations)) or "none"
     raise invalid_parameter(
         f"DestinationConfig.OnFailure.Destination {target!r} is none of the config file's "
         f"destinations (defined: {defined}): declare it there, then name it by its ARN or name"
     )
-
-
-def destination_arn(destination: Any) -> str | None:
-    """The ARN of a configured destination, where it has one (SQS, SNS, S3)."""
-    queue = getattr(destination, "queue_arn", None)
-    topic = getattr(destination, "topic_arn", None)
-    bucket = getattr(destination, "bucket", None)
-    if isinstance(queue, str) or isinstance(topic, str):
-        return str(queue or topic)
-    if destination.type == "s3" and isinstance(bucket, str):
-        return f"arn:aws:s3:::{bucket}"
-    return None
 
 
 def source_of(body: dict[str, Any], mapping_uuid: str, aws: ApiAwsConfig) -> dict[str, Any]:

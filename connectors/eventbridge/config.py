@@ -47,6 +47,9 @@ class EventBridgeDestinationConfig(DestinationConfig, AwsConnectionConfig):
             return match["region"]
         return self.region_or(identity.region)
 
+    def arn(self, identity: Identity) -> str | None:
+        return self.bus_arn(identity)
+
     def bus_arn(self, identity: Identity) -> str:
         if BUS_ARN.match(self.event_bus):
             return self.event_bus

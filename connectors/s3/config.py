@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from bridge.plugins import BuildContext, DestinationConfig
+from bridge.plugins import BuildContext, DestinationConfig, Identity
 from bridge.protocols import Destination
 from connectors.aws.config import AwsConnectionConfig
 
@@ -43,6 +43,9 @@ class S3DestinationConfig(DestinationConfig, AwsConnectionConfig):
         """Stored as `folder/` (or empty), so keys are always `<prefix>aws/lambda/...`."""
         stripped = prefix.strip("/")
         return f"{stripped}/" if stripped else ""
+
+    def arn(self, identity: Identity) -> str | None:
+        return f"arn:aws:s3:::{self.bucket}"
 
     def build(self, name: str, context: BuildContext) -> Destination:
         from connectors.s3.destination import S3Destination

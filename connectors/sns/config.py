@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from bridge.plugins import BuildContext, DestinationConfig
+from bridge.plugins import BuildContext, DestinationConfig, Identity
 from bridge.protocols import Destination
 from connectors.aws.config import AwsConnectionConfig
 
@@ -38,6 +38,9 @@ class SnsDestinationConfig(DestinationConfig, AwsConnectionConfig):
                 "FIFO topics cannot be on-failure destinations (AWS takes only standard topics)"
             )
         return topic_arn
+
+    def arn(self, identity: Identity) -> str | None:
+        return self.topic_arn
 
     @property
     def topic_region(self) -> str:

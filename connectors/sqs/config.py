@@ -171,6 +171,9 @@ class SqsDestinationConfig(DestinationConfig, SqsQueueConfig):
 
     type: Literal["sqs"]
 
+    def arn(self, identity: Identity) -> str | None:
+        return self.arn_for(identity)
+
     @model_validator(mode="after")
     def _standard_queue(self) -> SqsDestinationConfig:
         if self.fifo:
