@@ -52,6 +52,8 @@ functions:
     handler: handler.py:handler
     async: {{retry_delay_scale: 0.01, destinations: {{on_success: records, on_failure: records}},
              dead_letter: dlq}}
+    versions: {{"1": {{timeout: 5}}, "2": {{timeout: 6}}}}
+    aliases: {{live: {{version: "1"}}}}
   once:
     invoker: python
     handler: handler.py:handler
@@ -387,3 +389,17 @@ def test_an_event_accepted_before_kill_9_runs_after_the_restart(
         assert record["requestPayload"] == {"sleep": 30}
     finally:
         second.kill()
+
+
+def test_an_event_for_a_version_or_alias_runs_it_and_its_record_names_it(bridge: Bridge) -> None:
+    """The qualifier is queued with the event: `:2` runs version 2, `:live` its version 1;
+    the records name the executed version and the ARN qualified as it was invoked."""
+    for qualifier, executed in (("2", "2"), ("live", "1")):
+        request_id = bridge.event(f"echo:{qualifier}", {"qualified": qualifier})
+        record = bridge.record("echo", request_id)
+        arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:echo:{qualifier}"
+        assert record["requestContext"]["functionArn"] == arn
+        assert record["responseContext"] == {"statusCode": 200, "executedVersion": executed}
+    with pytest.raises(ClientError) as unknown:
+        bridge.event("echo:7", {})
+    assert unknown.value.response["Error"]["Code"] == "ResourceNotFoundException"
