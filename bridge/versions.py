@@ -102,7 +102,7 @@ def version_config(function: FunctionConfig, version: str) -> FunctionConfig:
 
 
 def _merged(function: FunctionConfig, version: str) -> dict[str, Any]:
-    base = function.model_dump(exclude_unset=True, exclude={"versions", "aliases"})
+    base = function.model_dump(exclude_unset=True, by_alias=True, exclude={"versions", "aliases"})
     return {**base, **function.versions[version], "invoker": function.invoker}
 
 

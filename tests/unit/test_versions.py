@@ -223,3 +223,18 @@ def test_versions_share_the_functions_reserved_concurrency(tmp_path: Path) -> No
 
     busy_meanwhile, busy_after, payload = asyncio.run(scenario())
     assert (busy_meanwhile, busy_after, payload) == (True, False, b'"1"')
+
+
+def test_a_version_keeps_settings_written_under_another_name(tmp_path: Path) -> None:
+    """Settings whose key is not their field's name (`async:`) carry over to a version, and
+    a version may replace them."""
+    config = load(
+        CONFIG.replace(
+            "    memory_size: 256\n",
+            "    memory_size: 256\n    async: {maximum_retry_attempts: 1}\n",
+        ).replace('"1": {handler: v1.py:handler}', '"1": {async: {maximum_retry_attempts: 0}}'),
+        tmp_path,
+    )
+    orders = config.functions["orders"]
+    assert version_config(orders, "2").async_.maximum_retry_attempts == 1
+    assert version_config(orders, "1").async_.maximum_retry_attempts == 0
