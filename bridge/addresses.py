@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -39,3 +40,19 @@ def host_name(header: str) -> str | None:
     if colon and not port.isdigit():
         return None
     return name.removesuffix(".") or None
+
+
+def reachable_address(listen: str, address_file: Path) -> str | None:
+    """Where a client reaches a server configured to listen on `listen`: the address it
+    wrote to `address_file` when it took port 0 (None if unreadable: not running), with
+    a wildcard host (0.0.0.0, ::) replaced by 127.0.0.1."""
+    address = listen
+    if address.endswith(":0"):
+        try:
+            address = address_file.read_text().strip()
+        except OSError:
+            return None
+    host = address.rsplit(":", 1)[0]
+    if host in ("0.0.0.0", "::", "[::]"):
+        address = address.replace(host, "127.0.0.1", 1)
+    return address

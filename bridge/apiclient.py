@@ -21,6 +21,7 @@ from email.message import Message
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from bridge.addresses import reachable_address
 from bridge.codec import JSONDecodeError, loads
 from bridge.config import LoadedConfig
 from bridge.frontdoor import sigv4
@@ -58,17 +59,11 @@ def api_url(url: str | None, loaded: LoadedConfig | None) -> str:
             "the config has no api: section, so there is no daemon API to send this to: add "
             "`api: {listen: 127.0.0.1:9001}` and run the daemon, or give --url"
         )
-    address = api.listen
-    if address.endswith(":0"):
-        assert loaded is not None
-        written = loaded.config.state_dir / ADDRESS_FILE
-        try:
-            address = written.read_text().strip()
-        except OSError:
-            raise ApiClientError(f"no API address in {written}: is the daemon running?") from None
-    host = address.rsplit(":", 1)[0]
-    if host in ("0.0.0.0", "::", "[::]"):
-        address = address.replace(host, "127.0.0.1", 1)
+    assert loaded is not None
+    written = loaded.config.state_dir / ADDRESS_FILE
+    address = reachable_address(api.listen, written)
+    if address is None:
+        raise ApiClientError(f"no API address in {written}: is the daemon running?")
     return f"http://{address}"
 
 

@@ -18,6 +18,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from bridge.addresses import reachable_address
 from bridge.admin import ADDRESS_FILE, CLIENT_HEADER
 from bridge.codec import JSONDecodeError, loads
 from bridge.config import LoadedConfig
@@ -44,16 +45,10 @@ def admin_url(url: str | None, loaded: LoadedConfig | None) -> str:
         return url.rstrip("/")
     if loaded is None:
         return "http://127.0.0.1:9090"
-    address = loaded.config.http.address
-    if address.endswith(":0"):
-        written = loaded.config.state_dir / ADDRESS_FILE
-        try:
-            address = written.read_text().strip()
-        except OSError:
-            raise AdminError(f"no daemon address in {written}: is the daemon running?") from None
-    host = address.rsplit(":", 1)[0]
-    if host in ("0.0.0.0", "::", "[::]"):
-        address = address.replace(host, "127.0.0.1", 1)
+    written = loaded.config.state_dir / ADDRESS_FILE
+    address = reachable_address(loaded.config.http.address, written)
+    if address is None:
+        raise AdminError(f"no daemon address in {written}: is the daemon running?")
     return f"http://{address}"
 
 

@@ -23,9 +23,9 @@ from aiohttp import web
 
 from bridge.asyncinvoke.service import AsyncInvocations
 from bridge.asyncinvoke.settings import destination_named, shown
-from bridge.codec import JSONDecodeError, dumps, loads
+from bridge.codec import dumps
 from bridge.config import BridgeConfig
-from bridge.frontdoor.errors import ApiError, invalid_parameter, not_found
+from bridge.frontdoor.errors import ApiError, invalid_parameter, json_object, not_found
 from bridge.frontdoor.functions import Target, resolve
 
 # Lambda's asynchronous payload limit (1 MB since 2026, esm-reference.md [S31]).
@@ -202,15 +202,8 @@ class EventInvokeConfigApi:
 
 def _parse(body: bytes) -> dict[str, Any]:
     """The request's settings, with DestinationConfig flattened to OnSuccess / OnFailure."""
-    try:
-        document = loads(body or b"{}")
-    except (JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(
-            400, "InvalidRequestContentException", f"Could not parse request body into json: {exc}"
-        ) from None
-    if not isinstance(document, dict):
-        raise ApiError(400, "InvalidRequestContentException", "the request body must be an object")
-    given = {
+    document = json_object(body)
+    given: dict[str, Any] = {
         key: document[key]
         for key in ("MaximumRetryAttempts", "MaximumEventAgeInSeconds")
         if key in document

@@ -4,9 +4,11 @@ and the message (esm-reference.md 14)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
-from bridge.codec import dumps
+from bridge.codec import JSONDecodeError, dumps, loads
 
 # Lambda's model names the message `Message` in these shapes, `message` in the others.
 _CAPITAL_MESSAGE = frozenset({"ResourceNotFoundException", "ServiceException"})
@@ -62,3 +64,17 @@ def unrecognized_client() -> ApiError:
     return ApiError(
         403, "UnrecognizedClientException", "The security token included in the request is invalid."
     )
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """A request body that must be a JSON object (none at all: {}); 400
+    InvalidRequestContentException otherwise."""
+    try:
+        document = loads(body) if body.strip() else {}
+    except (JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(
+            400, "InvalidRequestContentException", f"Could not parse request body into json: {exc}"
+        ) from None
+    if not isinstance(document, dict):
+        raise ApiError(400, "InvalidRequestContentException", "The request body must be an object")
+    return document

@@ -17,10 +17,10 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from bridge.codec import JSONDecodeError, dumps, loads
+from bridge.codec import dumps
 from bridge.config import BridgeConfig, LoadedConfig, MappingConfig
 from bridge.errors import BridgeError
-from bridge.frontdoor.errors import ApiError, invalid_parameter, not_found
+from bridge.frontdoor.errors import ApiError, invalid_parameter, json_object, not_found
 from bridge.frontdoor.esm_describe import describe, function_arn
 from bridge.frontdoor.esm_params import SOURCE_PARAMETERS, problem_text, settings_of, source_of
 from bridge.frontdoor.functions import resolve
@@ -113,16 +113,7 @@ class EventSourceMappings:
         )
 
     async def _body(self, request: web.Request) -> dict[str, Any]:
-        data = await self._authenticate(request)
-        try:
-            body = loads(data) if data.strip() else {}
-        except (JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ApiError(
-                400, "InvalidRequestContentException", f"Could not parse request body: {exc}"
-            ) from None
-        if not isinstance(body, dict):
-            raise ApiError(400, "InvalidRequestContentException", "The body must be an object")
-        return body
+        return json_object(await self._authenticate(request))
 
     def _function(self, name: Any) -> str:
         if not isinstance(name, str):

@@ -112,15 +112,7 @@ class S3Destination:
         assert client is not None, "start() was not called"
         body = dumps(failure_document(failure, formatter, include_payload=True))
         key = object_key(failure, self.prefix)
-        with aws_errors(
-            self._where,
-            "PutObject",
-            retriable=DestinationError,
-            permanent=PermanentDestinationError,
-        ):
-            await client.put_object(
-                Bucket=self.bucket, Key=key, Body=body, ContentType="application/json"
-            )
+        await self._put(client, key, body)
         self._log.debug("s3.failure_written", key=key, bytes=len(body))
 
     async def deliver(self, delivery: Delivery) -> None:
@@ -133,6 +125,9 @@ class S3Destination:
             f"{self.prefix}aws/lambda/async/{shard_segment(delivery.origin)}/"
             f"{moment:%Y/%m/%d}/{moment:%Y-%m-%dT%H.%M.%S}-{uuid.uuid4()}"
         )
+        await self._put(client, key, delivery.body)
+
+    async def _put(self, client: Any, key: str, body: bytes) -> None:
         with aws_errors(
             self._where,
             "PutObject",
@@ -140,7 +135,7 @@ class S3Destination:
             permanent=PermanentDestinationError,
         ):
             await client.put_object(
-                Bucket=self.bucket, Key=key, Body=delivery.body, ContentType="application/json"
+                Bucket=self.bucket, Key=key, Body=body, ContentType="application/json"
             )
 
     async def close(self) -> None:
