@@ -11,6 +11,7 @@ show the transitional state AWS answers with (`Creating`, `Updating`, `Enabling`
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -142,6 +143,18 @@ class EventSourceMappings:
         except BridgeError as exc:
             raise ApiError(500, "ServiceException", str(exc)) from None
 
+    async def _check_source(self, entry: dict[str, Any]) -> None:
+        """The settings are valid, and what they read exists (asked of the service)."""
+        try:
+            mapping = await asyncio.to_thread(
+                build_mapping, self._target.overlay.file.config, entry
+            )
+        except MappingInvalid as exc:
+            raise invalid_parameter(problem_text(exc.problems)) from None
+        missing = await mapping.source.check_exists(self._target.config.identity)
+        if missing is not None:
+            raise invalid_parameter(missing)
+
     # -- operations -------------------------------------------------------------------
 
     async def _get(self, request: web.Request) -> web.StreamResponse:
@@ -187,6 +200,7 @@ class EventSourceMappings:
             {"name": mapping_uuid, "function": function, "source": source},
             settings_of(body, config),
         )
+        await self._check_source(entry)
 
         def create(stored: StoredChanges, file: LoadedConfig) -> MappingConfig:
             mapping = build_mapping(file.config, entry)

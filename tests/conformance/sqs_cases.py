@@ -15,7 +15,6 @@ NEEDS_API = "needs the event source mapping API (issue 14, Lambda's front door)"
 ASYNC_COMPARED = (
     "compared in tests/conformance/test_async.py (an asynchronous invocation, not a mapping)"
 )
-API_ONLY = "recorded ESM API responses only (no events): " + NEEDS_API
 # Cases whose recording is the API's answers only: compared by test_esm_api.py.
 API_COMPARED = "compared in tests/conformance/test_esm_api.py (the recording is API answers)"
 API_CASES = frozenset(
@@ -23,6 +22,8 @@ API_CASES = frozenset(
         "test_duplicate_event_source_mappings",
         "test_event_source_mapping_default_batch_size",
         "test_event_source_mapping_exceptions",
+        "test_esm_with_not_existing_sqs_queue",
+        "test_fifo_message_group_parallelism",
     }
 )
 
@@ -48,8 +49,6 @@ def unsupported(case: Case) -> str | None:
         return API_COMPARED
     if name == "test_sqs_queue_as_lambda_dead_letter_queue":
         return ASYNC_COMPARED
-    if name == "test_fifo_message_group_parallelism":
-        return API_ONLY
     if name.startswith(
         (
             "test_sqs_event_source_mapping",
