@@ -41,9 +41,11 @@ def handler(event, context):
 
 
 class Api:
-    def __init__(self, client: Any, failures_arn: str, endpoint: str, root: Path) -> None:
+    def __init__(
+        self, client: Any, failures_arn: str, endpoint: str, daemon: DaemonProcess
+    ) -> None:
         self.client, self.failures_arn, self.endpoint = client, failures_arn, endpoint
-        self.root = root
+        self.daemon = daemon
 
     def call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         """The answer as the recordings keep it, success or error."""
@@ -57,7 +59,7 @@ class Api:
 
     def events(self, function: str) -> list[dict[str, Any]]:
         """The events `function` got, in order."""
-        return read_jsonl(self.root / f"{function}.jsonl")
+        return read_jsonl(self.daemon.cwd / f"{function}.jsonl")
 
 
 def serve(tmp_path_factory: pytest.TempPathFactory, aws_endpoint: str) -> Iterator[Api]:
@@ -78,7 +80,7 @@ def serve(tmp_path_factory: pytest.TempPathFactory, aws_endpoint: str) -> Iterat
         region_name=REGION,
         config=Config(retries={"total_max_attempts": 1}),
     )
-    yield Api(client, failures, aws_endpoint, root)
+    yield Api(client, failures, aws_endpoint, daemon)
     daemon.kill()
 
 
