@@ -38,6 +38,7 @@ from bridge.overlay import (
     merged,
     now,
 )
+from bridge.versions import LATEST
 
 MAPPINGS_PATH = "/2015-03-31/event-source-mappings"
 MAPPING_PATH = "/2015-03-31/event-source-mappings/{uuid}"
@@ -125,15 +126,23 @@ class EventSourceMappings:
             raise ApiError(400, "InvalidRequestContentException", "The body must be an object")
         return body
 
-    def _function(self, name: Any) -> str:
+    def _function(self, name: Any, *, mapped: bool = True) -> str:
+        """The configured function `name` names; a version or alias is refused for a
+        mapping (`mapped`): mappings invoke `$LATEST`, never silently instead of one."""
         if not isinstance(name, str):
             raise invalid_parameter("FunctionName is required")
         try:
-            return resolve(self._target.config, name, None).name
+            target = resolve(self._target.config, name, None)
         except ApiError as exc:
             if exc.status == 404:
                 raise invalid_parameter("Function does not exist") from None
             raise
+        if mapped and target.qualifier != LATEST:
+            raise invalid_parameter(
+                f"lambda-bridge's event source mappings invoke a function's $LATEST: name "
+                f"{target.name!r} without the qualifier {target.qualifier!r}"
+            )
+        return target.name
 
     async def _edit(self, change: Callable[[StoredChanges, LoadedConfig], MappingConfig]) -> None:
         try:
@@ -170,7 +179,8 @@ class EventSourceMappings:
         described = [self._described(mapping) for mapping in self._target.config.mappings]
         if "FunctionName" in query:
             try:
-                arn = function_arn(self._target.config, self._function(query["FunctionName"]))
+                function = self._function(query["FunctionName"], mapped=False)
+                arn = function_arn(self._target.config, function)
             except ApiError:
                 arn = None
             described = [item for item in described if item["FunctionArn"] == arn]
