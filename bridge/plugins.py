@@ -229,6 +229,11 @@ class SourceConfig(StrictModel):
         no name for."""
         return {}
 
+    async def check_exists(self, identity: Identity) -> str | None:
+        """Asked of the service when the API makes a mapping: None if what it reads exists
+        (or cannot be asked), else why not, in Lambda's words (esm-reference.md 16)."""
+        return None
+
     def destination_for(self, reference: str) -> DestinationConfig | None:
         """An on-failure destination named by URI that this source provides (Kafka's
         `kafka://topic` on the source's own cluster); None if it is not one of its URIs.

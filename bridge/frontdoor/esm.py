@@ -11,6 +11,7 @@ show the transitional state AWS answers with (`Creating`, `Updating`, `Enabling`
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -37,6 +38,7 @@ from bridge.overlay import (
     merged,
     now,
 )
+from bridge.versions import LATEST
 
 MAPPINGS_PATH = "/2015-03-31/event-source-mappings"
 MAPPING_PATH = "/2015-03-31/event-source-mappings/{uuid}"
@@ -115,15 +117,23 @@ class EventSourceMappings:
     async def _body(self, request: web.Request) -> dict[str, Any]:
         return json_object(await self._authenticate(request))
 
-    def _function(self, name: Any) -> str:
+    def _function(self, name: Any, *, mapped: bool = True) -> str:
+        """The configured function `name` names; a version or alias is refused for a
+        mapping (`mapped`): mappings invoke `$LATEST`, never silently instead of one."""
         if not isinstance(name, str):
             raise invalid_parameter("FunctionName is required")
         try:
-            return resolve(self._target.config, name, None).name
+            target = resolve(self._target.config, name, None)
         except ApiError as exc:
             if exc.status == 404:
                 raise invalid_parameter("Function does not exist") from None
             raise
+        if mapped and target.qualifier != LATEST:
+            raise invalid_parameter(
+                f"lambda-bridge's event source mappings invoke a function's $LATEST: name "
+                f"{target.name!r} without the qualifier {target.qualifier!r}"
+            )
+        return target.name
 
     async def _edit(self, change: Callable[[StoredChanges, LoadedConfig], MappingConfig]) -> None:
         try:
@@ -132,6 +142,18 @@ class EventSourceMappings:
             raise invalid_parameter(problem_text(exc.problems)) from None
         except BridgeError as exc:
             raise ApiError(500, "ServiceException", str(exc)) from None
+
+    async def _check_source(self, entry: dict[str, Any]) -> None:
+        """The settings are valid, and what they read exists (asked of the service)."""
+        try:
+            mapping = await asyncio.to_thread(
+                build_mapping, self._target.overlay.file.config, entry
+            )
+        except MappingInvalid as exc:
+            raise invalid_parameter(problem_text(exc.problems)) from None
+        missing = await mapping.source.check_exists(self._target.config.identity)
+        if missing is not None:
+            raise invalid_parameter(missing)
 
     # -- operations -------------------------------------------------------------------
 
@@ -148,7 +170,8 @@ class EventSourceMappings:
         described = [self._described(mapping) for mapping in self._target.config.mappings]
         if "FunctionName" in query:
             try:
-                arn = function_arn(self._target.config, self._function(query["FunctionName"]))
+                function = self._function(query["FunctionName"], mapped=False)
+                arn = function_arn(self._target.config, function)
             except ApiError:
                 arn = None
             described = [item for item in described if item["FunctionArn"] == arn]
@@ -178,6 +201,7 @@ class EventSourceMappings:
             {"name": mapping_uuid, "function": function, "source": source},
             settings_of(body, config),
         )
+        await self._check_source(entry)
 
         def create(stored: StoredChanges, file: LoadedConfig) -> MappingConfig:
             mapping = build_mapping(file.config, entry)

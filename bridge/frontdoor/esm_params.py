@@ -64,6 +64,8 @@ _AWS_WORDING = {
         "Unsupported {parameter} parameter for given event source mapping type."
     ),
 }
+# Lambda answers every pattern it cannot read so, whatever is wrong with it.
+_INVALID_PATTERN = ("invalid filter pattern", "Invalid filter pattern definition.")
 
 
 def settings_of(body: dict[str, Any], config: BridgeConfig) -> dict[str, Any]:
@@ -137,16 +139,23 @@ def source_of(body: dict[str, Any], mapping_uuid: str, aws: ApiAwsConfig) -> dic
     if service == "sqs":
         return {"type": "sqs", "queue_arn": arn, **connection}
     if service == "kinesis" and match and match["rest"].startswith("stream/"):
-        return {"type": "kinesis", "stream": arn, **_start(body, STARTING_POSITIONS), **connection}
+        return {
+            "type": "kinesis",
+            "stream": arn,
+            **_start(body, arn, STARTING_POSITIONS),
+            **connection,
+        }
     if service == "dynamodb" and match and "/stream/" in match["rest"]:
-        start = _start(body, ("TRIM_HORIZON", "LATEST"))
+        start = _start(body, arn, ("TRIM_HORIZON", "LATEST"))
         return {"type": "dynamodb-streams", "stream_arn": arn, **start, **connection}
     raise invalid_parameter(f"Unsupported event source {arn!r}: {SUPPORTED}")
 
 
 def _start(
-    body: dict[str, Any], allowed: tuple[str, ...], default: str | None = None
+    body: dict[str, Any], source: str, allowed: tuple[str, ...], default: str | None = None
 ) -> dict[str, Any]:
+    """The starting position; AT_TIMESTAMP for a DynamoDB stream is refused in Lambda's
+    words, which name the source's ARN (conformance recordings)."""
     position = body.get("StartingPosition", default)
     if position is None:
         raise invalid_parameter(
@@ -154,7 +163,7 @@ def _start(
             "constraint: Member must not be null."
         )
     if position in STARTING_POSITIONS and position not in allowed:
-        raise invalid_parameter(f"StartingPosition {position} is not supported for this source")
+        raise invalid_parameter(f"Unsupported starting position for arn type: {source}")
     if position not in allowed:
         raise ApiError(
             400,
@@ -186,7 +195,7 @@ def _kafka(body: dict[str, Any], self_managed: Any, mapping_uuid: str) -> dict[s
         "topics": topics,
         # AWS names a group it makes up by the mapping's UUID.
         "consumer_group_id": group or mapping_uuid,
-        **_start(body, STARTING_POSITIONS, default="TRIM_HORIZON"),
+        **_start(body, "kafka", STARTING_POSITIONS, default="TRIM_HORIZON"),
     }
 
 
@@ -199,5 +208,9 @@ def problem_text(problems: Problems) -> str:
         if key == "source" and len(path) > 1:
             parameter = "/".join(str(part) for part in path)
         aws = _AWS_WORDING.get(message)
-        lines.append(aws.format(parameter=parameter) if aws else f"{parameter}: {message}")
+        if key == "filter_criteria" and message.startswith(_INVALID_PATTERN[0]):
+            aws = _INVALID_PATTERN[1]
+        line = aws.format(parameter=parameter) if aws else f"{parameter}: {message}"
+        if line not in lines:
+            lines.append(line)
     return "; ".join(lines)

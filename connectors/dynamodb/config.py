@@ -75,6 +75,12 @@ class DynamoDBStreamsSourceConfig(SourceConfig, AwsConnectionConfig):
             arn = f"arn:aws:dynamodb:{region}:{identity.account_id}:table/{self.table}"
         return {"EventSourceArn": arn, "StartingPosition": self.starting_position}
 
+    async def check_exists(self, identity: Identity) -> str | None:
+        from connectors.aws.existence import missing_dynamodb_stream
+
+        arn = self.api_description("", identity)["EventSourceArn"]
+        return await missing_dynamodb_stream(self, arn, identity.region)
+
     def source_id(self) -> str:
         # The stream ARN (with its label) of a `table` is checked against the saved
         # positions when the source opens: a new stream of the table starts afresh.

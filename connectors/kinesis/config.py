@@ -87,6 +87,12 @@ class KinesisSourceConfig(SourceConfig, AwsConnectionConfig):
             described["StartingPositionTimestamp"] = self.starting_position_timestamp
         return described
 
+    async def check_exists(self, identity: Identity) -> str | None:
+        from connectors.aws.existence import missing_kinesis_stream
+
+        arn = self.api_description("", identity)["EventSourceArn"]
+        return await missing_kinesis_stream(self, arn, identity.region)
+
     def source_id(self) -> str:
         # The resolved ARN and creation time are checked against the saved positions when
         # the source opens, which catches a recreated stream of the same name.

@@ -126,6 +126,11 @@ class SqsSourceConfig(SourceConfig, SqsQueueConfig):
     def api_description(self, mapping: str, identity: Identity) -> dict[str, Any]:
         return {"EventSourceArn": self.arn_for(identity)}
 
+    async def check_exists(self, identity: Identity) -> str | None:
+        from connectors.aws.existence import missing_queue
+
+        return await missing_queue(self, identity.region)
+
     def check_mapping(self, mapping: Any) -> list[tuple[ConfigPath, str]]:
         """FIFO: batch_size at most 10 and no batching window (esm-reference.md 5.3);
         standard: a batch_size above 10 needs a batching window of at least 1 s (2)."""

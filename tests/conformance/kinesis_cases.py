@@ -16,15 +16,15 @@ from typing import Any
 
 from tests.conformance.snapshots import Case
 
-API = "needs the event source mapping API (issue 14, Lambda's front door)"
 COMPARED = "compared in tests/conformance/test_esm_api.py (the recording is API answers)"
+STREAMS_COMPARED = (
+    "compared in tests/conformance/test_esm_api_streams.py (the recording is API answers)"
+)
 SKIPPED = {
     "test_duplicate_event_source_mappings": COMPARED,
-    "test_esm_with_not_existing_kinesis_stream": f"{API}: the recording is a Create error",
+    "test_esm_with_not_existing_kinesis_stream": STREAMS_COMPARED,
     "test_create_event_source_validation_kinesis": COMPARED,
-    "test_kinesis_empty_provided": (
-        f"{API}: the recording is the Create and Get responses only (no event or record)"
-    ),
+    "test_kinesis_empty_provided": STREAMS_COMPARED,
 }
 
 # When a case's records are written.

@@ -6,87 +6,20 @@ its own queue, stream or table. Responses are compared as boto3 returns them, wi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
-from botocore.exceptions import ClientError
 
-from tests.conformance.snapshots import Matcher, load_cases, missing_recordings
+from tests.conformance.esm_api import ACCOUNT, REGION, Api, compare, serve, stream_arn
 from tests.e2e import aws_helpers as aws
-from tests.support import DaemonProcess
-
-ACCOUNT = "123456789012"  # moto's account, so that the ARNs it makes are the daemon's too
-CONFIG = """\
-state_dir: ./state
-aws: {{region: us-east-1, account_id: "{account}"}}
-api: {{listen: "127.0.0.1:0", aws: {{endpoint_url: "{endpoint}"}}}}
-functions:
-  function-one: {{invoker: python, handler: handler.py:handler}}
-  function-two: {{invoker: python, handler: handler.py:handler}}
-destinations:
-  failures: {{type: sqs, queue_arn: "{failures}", endpoint_url: "{endpoint}"}}
-"""
-
-
-class Api:
-    def __init__(self, client: Any, failures_arn: str, endpoint: str) -> None:
-        self.client, self.failures_arn, self.endpoint = client, failures_arn, endpoint
-
-    def call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
-        """The answer as the recordings keep it, success or error."""
-        try:
-            answer: dict[str, Any] = getattr(self.client, operation)(**kwargs)
-        except ClientError as exc:
-            answer = dict(exc.response)
-        status = answer["ResponseMetadata"]["HTTPStatusCode"]
-        answer["ResponseMetadata"] = {"HTTPHeaders": {}, "HTTPStatusCode": status}
-        return answer
+from tests.support import wait_for
 
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory, aws_endpoint: str) -> Iterator[Api]:
-    if not load_cases("sqs"):
-        missing_recordings()
-    root: Path = tmp_path_factory.mktemp("esm-api")
-    (root / "handler.py").write_text("def handler(event, context):\n    return None\n")
-    _, failures = aws.new_queue(aws_endpoint)
-    (root / "bridge.yaml").write_text(
-        CONFIG.format(account=ACCOUNT, endpoint=aws_endpoint, failures=failures)
-    )
-    daemon = DaemonProcess(root / "bridge.yaml", root).start()
-    [listening] = daemon.wait_for_log("api.listening")
-    client = boto3.client(
-        "lambda",
-        endpoint_url=f"http://127.0.0.1:{listening['address'].rpartition(':')[2]}",
-        region_name="us-east-1",
-        config=Config(retries={"total_max_attempts": 1}),
-    )
-    yield Api(client, failures, aws_endpoint)
-    daemon.kill()
-
-
-def _datetimes(recorded: Any) -> Any:
-    """The `test_lambda_api` recordings write API datetimes as plain `datetime` (the
-    snapshots' README): the `<datetime>` placeholder."""
-    if isinstance(recorded, dict):
-        return {key: _datetimes(value) for key, value in recorded.items()}
-    return "<datetime>" if recorded == "datetime" else recorded
-
-
-def compare(source: str, name: str, actual: dict[str, Any]) -> None:
-    recorded = _datetimes(load_cases(source)[name].recorded)
-    matcher = Matcher(account=ACCOUNT, region="us-east-1")
-    matcher.check({key: recorded[key] for key in actual}, actual)
-
-
-def _stream(endpoint: str) -> str:
-    name = aws.new_stream(endpoint)
-    found = aws.client("kinesis", endpoint).describe_stream_summary(StreamName=name)
-    return str(found["StreamDescriptionSummary"]["StreamARN"])
+    yield from serve(tmp_path_factory, aws_endpoint)
 
 
 def test_sqs_duplicate_event_source_mappings(api: Api) -> None:
@@ -153,10 +86,62 @@ def test_sqs_event_source_mapping_exceptions(api: Api) -> None:
     )
 
 
+def test_sqs_esm_with_not_existing_sqs_queue(api: Api) -> None:
+    """A queue SQS does not know: Create is refused in the words of SQS's error."""
+    missing = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{aws.unique('not-there')}"
+    error = api.call(
+        "create_event_source_mapping",
+        FunctionName="function-one",
+        EventSourceArn=missing,
+        BatchSize=1,
+    )
+    compare("sqs", "test_esm_with_not_existing_sqs_queue", {"error": error})
+
+
+def test_sqs_fifo_message_group_parallelism(api: Api) -> None:
+    """Created disabled over a FIFO queue holding five messages of one group: `Disabled`;
+    enabled by Update: `Enabling`, then `Enabled`. The recording holds these answers
+    only; the five messages reaching the function in order is checked besides."""
+    url, queue = aws.new_queue(api.endpoint, fifo=True, visibility=60)
+    created = api.call(
+        "create_event_source_mapping",
+        FunctionName="function-two",
+        EventSourceArn=queue,
+        BatchSize=1,
+        Enabled=False,
+    )
+    aws.send(api.endpoint, url, [{"n": n} for n in range(5)], group="one-group")
+    enabling = api.call("update_event_source_mapping", UUID=created["UUID"], Enabled=True)
+    enabled = api.call("get_event_source_mapping", UUID=created["UUID"])
+    compare(
+        "sqs",
+        "test_fifo_message_group_parallelism",
+        {
+            "create_esm_disabled": created,
+            "update_esm_enabling": enabling,
+            "get_esm_enabled": enabled,
+        },
+    )
+    bodies = lambda: [  # noqa: E731
+        json.loads(record["body"])["n"]
+        for event in api.events("function-two")
+        for record in event["Records"]
+        if record["eventSourceARN"] == queue
+    ]
+    assert wait_for(lambda: len(bodies()) >= 5, what="the five messages") and bodies() == [
+        0,
+        1,
+        2,
+        3,
+        4,
+    ]
+    api.call("delete_event_source_mapping", UUID=created["UUID"])
+
+
 def test_kinesis_duplicate_event_source_mappings(api: Api) -> None:
     """A Kinesis mapping shows the stream defaults (-1 retries and age, OnFailure {} ...);
     the same function and stream again is 409 in Kinesis's words."""
-    stream = _stream(api.endpoint)
+    stream = stream_arn(api.endpoint)
     arguments = {
         "FunctionName": "function-two",
         "EventSourceArn": stream,
@@ -170,7 +155,7 @@ def test_kinesis_duplicate_event_source_mappings(api: Api) -> None:
 def test_kinesis_create_event_source_validation(api: Api) -> None:
     """No StartingPosition is an InvalidParameterValueException; an unknown one a
     ValidationException listing the three positions."""
-    stream = _stream(api.endpoint)
+    stream = stream_arn(api.endpoint)
     base = {"FunctionName": "function-one", "EventSourceArn": stream}
     compare(
         "kinesis",

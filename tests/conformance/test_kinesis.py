@@ -2,8 +2,8 @@
 against moto (kinesis_run.py runs them all at once; kinesis_cases.py says how each one
 is set up). Each test compares what its case's function received and what reached its
 on-failure destination with the recording. The recorded CreateEventSourceMapping
-responses (`create_event_source_mapping_response*`) are API answers lambda-bridge has no
-API for: those keys are not compared (needs the event source mapping API, issue 14)."""
+responses (`create_event_source_mapping_response*`) are not compared: these runs declare
+their mappings in the config file; the API's answers are compared by test_esm_api*.py."""
 
 from __future__ import annotations
 

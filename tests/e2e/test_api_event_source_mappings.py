@@ -34,7 +34,7 @@ aws: {{region: us-east-1, account_id: "123456789012"}}
 api: {{listen: "127.0.0.1:0", aws: {{endpoint_url: "{endpoint}"}}}}
 functions:
   recorder: {{invoker: python, handler: aws_handler.py:handler, timeout: 2}}
-  other: {{invoker: python, handler: aws_handler.py:handler, timeout: 2}}
+  other: {{invoker: python, handler: aws_handler.py:handler, timeout: 2, versions: {{"1": {{}}}}}}
 mappings:
   - name: inbox
     function: recorder
@@ -153,8 +153,9 @@ def test_the_aws_cli_lists_the_mappings(daemon: Daemon) -> None:
 
 
 def test_errors_are_awss(api: Any, daemon: Daemon) -> None:
-    """Unknown UUID 404; no source, unknown function, a source of no supported type and a
-    batch over 10 without a window 400; a config mapping cannot be deleted."""
+    """Unknown UUID 404; no source, unknown function, a version of a function, a queue
+    that does not exist, a source of no supported type and a batch over 10 without a
+    window 400; a config mapping cannot be deleted."""
     unknown = str(uuid.uuid4())
     for call in (api.get_event_source_mapping, api.delete_event_source_mapping):
         answer = error(call, UUID=unknown)
@@ -174,6 +175,17 @@ def test_errors_are_awss(api: Any, daemon: Daemon) -> None:
         (
             {"FunctionName": "recorder", "EventSourceArn": arn, "MaximumRetryAttempts": 1},
             "Unsupported MaximumRetryAttempts parameter for given event source mapping type.",
+        ),
+        (
+            {"FunctionName": "other:1", "EventSourceArn": arn},
+            "lambda-bridge's event source mappings invoke a function's $LATEST: name 'other' "
+            "without the qualifier '1'",
+        ),
+        (
+            {"FunctionName": "recorder", "EventSourceArn": arn + "-not-there"},
+            "Error occurred while ReceiveMessage. SQS Error Code: "
+            "AWS.SimpleQueueService.NonExistentQueue. SQS Error Message: The specified queue "
+            "does not exist.",
         ),
     ]
     for arguments, message in cases:
