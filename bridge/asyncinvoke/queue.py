@@ -14,6 +14,7 @@ a lock: the connection is shared by the threads, never used by two at once.
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 import threading
 from collections.abc import Collection
@@ -73,6 +74,9 @@ class EventQueue:
         self.path = path
         self._lock = threading.Lock()
         self._connection: sqlite3.Connection | None = None
+        self._commit_lock = asyncio.Lock()
+        self._waiting: list[tuple[QueuedEvent, asyncio.Future[None]]] = []
+        self._commits: set[asyncio.Task[None]] = set()
 
     # -- thread side ----------------------------------------------------------------
 
@@ -97,10 +101,42 @@ class EventQueue:
         await asyncio.to_thread(self._open)
 
     async def put(self, event: QueuedEvent) -> None:
-        """Commit the event; it is durable when this returns."""
-        await asyncio.to_thread(
-            self._run,
-            f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        """Commit the event; it is durable when this returns.
+
+        Events put while a commit is under way are committed together by the next one
+        (one transaction, one fsync), each caller returning once its own is on disk: many
+        callers at once cost about one commit each round rather than one each."""
+        committed = asyncio.get_running_loop().create_future()
+        self._waiting.append((event, committed))
+        async with self._commit_lock:
+            if not committed.done():
+                batch, self._waiting = self._waiting, []
+                # A task, so that a caller who gives up (its client went away) neither
+                # stops the commit nor leaves the others of its batch without an answer.
+                inserting = asyncio.to_thread(self._insert, [event for event, _ in batch])
+                commit: asyncio.Task[None] = asyncio.create_task(inserting)
+                self._commits.add(commit)
+                commit.add_done_callback(functools.partial(self._settle, batch))
+                await asyncio.wait([commit])
+        await committed
+
+    def _settle(
+        self, batch: list[tuple[QueuedEvent, asyncio.Future[None]]], commit: asyncio.Task[None]
+    ) -> None:
+        self._commits.discard(commit)
+        failure = None if commit.cancelled() else commit.exception()
+        for _, future in batch:
+            if future.done():
+                continue
+            if commit.cancelled():
+                future.cancel()
+            elif failure is not None:
+                future.set_exception(failure)
+            else:
+                future.set_result(None)
+
+    def _insert(self, events: list[QueuedEvent]) -> None:
+        rows = [
             (
                 event.request_id,
                 event.qualifier,
@@ -111,8 +147,22 @@ class EventQueue:
                 event.next_attempt,
                 event.outcome,
                 event.last_result,
-            ),
-        )
+            )
+            for event in events
+        ]
+        with self._lock:
+            connection = self._connection
+            if connection is None:
+                raise RuntimeError(f"the queue {self.path} is closed")
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                connection.executemany(
+                    f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+                )
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
 
     async def due(self, now: float, limit: int, busy: Collection[str] = ()) -> list[QueuedEvent]:
         """Up to `limit` events whose next attempt has come, oldest accepted first,

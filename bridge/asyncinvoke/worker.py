@@ -152,7 +152,9 @@ class AsyncWorker:
             if decided is None:
                 return
             event = decided
-            await self.queue.update(event)
+            if _has_destinations(event, settings):
+                # Kept, so that a restart delivers its records without invoking it again.
+                await self.queue.update(event)
         await self._finish(event, settings)
 
     async def _attempt(self, event: QueuedEvent, settings: AsyncSettings) -> QueuedEvent | None:
@@ -307,6 +309,12 @@ class AsyncWorker:
                 await self._sleep(delay)
         if failures:
             self.health.recovered("destination")
+
+
+def _has_destinations(event: QueuedEvent, settings: AsyncSettings) -> bool:
+    if event.outcome == Condition.SUCCESS.value:
+        return settings.on_success is not None
+    return settings.on_failure is not None or settings.dead_letter is not None
 
 
 def _reason(condition: Condition, result: InvokeResult | None) -> str:

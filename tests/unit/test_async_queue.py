@@ -10,6 +10,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+import pytest
+
 from bridge.asyncinvoke.queue import EventQueue, QueuedEvent, queue_file
 from bridge.asyncinvoke.settings import AsyncSettings
 from bridge.asyncinvoke.worker import AsyncWorker
@@ -67,6 +69,34 @@ def test_a_committed_event_is_there_after_a_crash_without_close(tmp_path: Path) 
         assert oct(path.stat().st_mode & 0o777) == "0o600"
         await survivor.close()
         await crashed.close()
+
+    asyncio.run(scenario())
+
+
+def test_puts_at_once_commit_together_and_a_caller_that_gives_up_loses_nobody(
+    tmp_path: Path,
+) -> None:
+    """Many puts at once are all on disk when each returns; a caller cancelled while its
+    batch commits does not stop the others' commit; a put on a closed queue fails."""
+
+    async def scenario() -> None:
+        path = tmp_path / "fn.sqlite"
+        queue = EventQueue(path)
+        await queue.open()
+        names = [f"e{n}" for n in range(50)]
+        first = asyncio.create_task(queue.put(event("first")))
+        await asyncio.sleep(0)  # the first caller now commits, the others wait behind it
+        others = [asyncio.create_task(queue.put(event(name))) for name in names]
+        first.cancel()
+        await asyncio.gather(*others)
+        survivor = EventQueue(path)
+        await survivor.open()
+        stored = {e.request_id for e in await survivor.due(1.0, 100)}
+        assert set(names) <= stored <= {*names, "first"}
+        await survivor.close()
+        await queue.close()
+        with pytest.raises(RuntimeError, match="closed"):
+            await queue.put(event("late"))
 
     asyncio.run(scenario())
 
