@@ -52,8 +52,8 @@ class Target:
         self.config = config
         self._invoker = invoker
 
-    def invoker_of(self, function: str) -> Invoker | None:
-        return self._invoker
+    def invocation_target(self, function: str, qualifier: str) -> tuple[Invoker, str] | None:
+        return self._invoker, qualifier
 
 
 def baseline_app(handler: Any) -> web.Application:
