@@ -111,7 +111,7 @@ def slowest_healthz_while_catching_up(root: Path, observer: str, control: str) -
         config.write_text(CONFIG.format(observer=observer, state_dir=state_dir, enabled="true"))
         daemon.signal(signal.SIGHUP)
         catching_up_seen = False
-        deadline = time.monotonic() + 12
+        deadline = time.monotonic() + 45  # it ends as soon as the catch-up does
         while time.monotonic() < deadline:
             _, ready = get(f"{base}/readyz")
             [mapping] = ready["mappings"]  # type: ignore[misc]

@@ -47,16 +47,17 @@ def test_state_and_failure_files_are_private(workspace: Workspace) -> None:
 @pytest.mark.usefixtures("open_umask")
 def test_failure_file_symlink_is_not_followed(workspace: Workspace) -> None:
     """A symlink at `failed/inbox.jsonl` pointing at another file: the record is not
-    appended to that file; the daemon says it cannot write, and the good files go on."""
+    appended to that file, and the daemon says it cannot write (a destination that can
+    never take a record fails its mapping, so the good file goes first)."""
     target = workspace.root / "someone-elses.txt"
     target.write_text("untouched\n")
     workspace.failed.mkdir()
     os.symlink(target, workspace.failed / "inbox.jsonl")
     config = workspace.write_config(mapping_extra="    maximum_retry_attempts: 0\n")
     daemon = workspace.daemon(config).wait_ready()
-    (workspace.inbox / "please-fail.txt").write_text("payload")
     (workspace.inbox / "fine.txt").write_text("payload")
     wait_for(lambda: "fine.txt" in delivered_keys(workspace), what="the good file")
+    (workspace.inbox / "please-fail.txt").write_text("payload")
     wait_for(
         lambda: any("cannot write" in line for line in daemon.raw_stderr),
         what="the destination refusing the symlink",
