@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from bridge.opscli import parse_metrics
 from tests.e2e import kafka_helpers as kafka
 from tests.e2e.conftest import Workspace
+from tests.exposition import per_mapping, value
 from tests.support import DaemonProcess, read_jsonl, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -35,7 +35,7 @@ FILTER_AND_RETRIES = """\
 def metrics_of(daemon: DaemonProcess, token: str | None = None) -> dict[str, float]:
     status, body = daemon.admin("/metrics", token=token)
     assert status == 200
-    return dict(parse_metrics(body)["inbox"])
+    return dict(per_mapping(body)["inbox"])
 
 
 def calls(workspace: Workspace, phase: str) -> list[dict[str, object]]:
@@ -76,7 +76,7 @@ def test_metrics_count_what_the_function_saw(workspace: Workspace) -> None:
     assert found["in_flight_batches"] == 0
     assert found["iterator_age_seconds"] >= 0
     status, body = daemon.admin("/metrics")
-    assert 'lambda_bridge_mapping_state{mapping="inbox",state="Enabled"} 1' in body
+    assert value(body, "lambda_bridge_mapping_state", mapping="inbox", state="Enabled") == 1
     assert "# TYPE lambda_bridge_invoke_duration_seconds histogram" in body
     status, body = daemon.admin("/readyz")
     assert status == 200
@@ -288,13 +288,12 @@ mappings:
         partition = f"{topic}-0"
 
         def lag() -> float | None:
-            found = [
-                float(line.rsplit(" ", 1)[1])
-                for line in daemon.admin("/metrics")[1].splitlines()
-                if line.startswith("lambda_bridge_offset_lag{")
-                and f'partition="{partition}"' in line
-            ]
-            return found[0] if found else None
+            return value(
+                daemon.admin("/metrics")[1],
+                "lambda_bridge_offset_lag",
+                mapping="orders",
+                partition=partition,
+            )
 
         backlog = wait_for(
             lambda: (value := lag()) is not None and value > 0 and value, what="a positive lag"
