@@ -87,6 +87,23 @@ def test_metrics_count_what_the_function_saw(workspace: Workspace) -> None:
         "StateReason": "",
         "LastProcessingResult": "PROBLEM: Function call failed",
     }
+    status, body = daemon.admin("/status")
+    assert status == 200
+    document = json.loads(body)
+    assert (document["ready"], document["stopping"]) == (True, False)
+    assert document["checkpoint_write_failures"] == 0
+    [entry] = document["mappings"]
+    assert (entry["name"], entry["state"], entry["reason"]) == ("inbox", "Enabled", "")
+    assert entry["last_processing_result"] == "PROBLEM: Function call failed"
+    assert entry["iterator_age_seconds"] >= 0 and entry["offset_lag"] == {}
+    # The same counters as /metrics, named without the prefix and the _total suffix.
+    counters = {f"{name}_total": count for name, count in entry["counters"].items()}
+    assert counters == {
+        name: count
+        for name, count in found.items()
+        if name.endswith("_total") and name != "failures_total"
+    }
+    assert entry["in_flight_batches"] == 0
 
 
 def test_readiness_waits_for_every_enabled_mapping(workspace: Workspace) -> None:
@@ -132,7 +149,7 @@ def test_a_token_guards_everything_but_liveness(workspace: Workspace) -> None:
         ADMIN_TOKEN=secret,
     ).wait_ready()
     assert daemon.admin("/healthz")[0] == 200
-    for path in ("/readyz", "/metrics"):
+    for path in ("/readyz", "/metrics", "/status"):
         assert daemon.admin(path)[0] == 401
         assert daemon.admin(path, token="wrong")[0] == 401
         assert daemon.admin(path, token=secret)[0] == 200
