@@ -1,10 +1,13 @@
-"""The admin endpoint (aiohttp): `/healthz`, `/readyz`, `/metrics` and `POST /reload`.
+"""The admin endpoint (aiohttp): `/healthz`, `/readyz`, `/metrics`, `/status` and
+`POST /reload`.
 
 `/healthz` answers while the event loop runs (liveness). `/readyz` is 200 only when
 every enabled mapping is connected and polling (state `Enabled`), 503 otherwise; its
 JSON lists each mapping's state, the reason, `LastProcessingResult` and catch-up
-progress. `/metrics` is Prometheus text. Beyond loopback every path but `/healthz`
-requires `Authorization: Bearer <token>`; the token is never logged.
+progress. `/metrics` is Prometheus text (bridge.exposition, by prometheus_client);
+`/status` is what `lambda-bridge status` shows, as JSON (bridge.status). Beyond
+loopback every path but `/healthz` requires `Authorization: Bearer <token>`; the token
+is never logged.
 
 A web page the operator opens must not reach the endpoint through the browser. Bound to
 loopback, it answers only requests whose Host is a loopback name or address: a page that
@@ -26,10 +29,13 @@ from typing import Any, Protocol
 import structlog
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from prometheus_client.core import Metric
 
 from bridge.addresses import host_name, is_loopback, parse_listen
 from bridge.codec import dumps_text
-from bridge.metrics import Family, MappingView, render
+from bridge.exposition import CONTENT_TYPE, render
+from bridge.metrics import MappingView
+from bridge.status import is_ready, status_document
 
 ADDRESS_FILE = "admin-address"
 
@@ -51,7 +57,7 @@ class AdminTarget(Protocol):
     @property
     def checkpoint_write_failures(self) -> int: ...
 
-    def invoker_metrics(self) -> list[Family]: ...
+    def invoker_metrics(self) -> list[Metric]: ...
 
     async def reload(self) -> dict[str, Any]: ...
 
@@ -68,8 +74,7 @@ def readiness(views: Sequence[MappingView], stopping: bool) -> tuple[bool, dict[
         if view.progress is not None:
             entry["CatchUp"] = dict(view.progress)
         mappings.append(entry)
-    # Degraded mappings read, but something they must do keeps failing: not ready.
-    ready = not stopping and all(view.state in ("Enabled", "Disabled") for view in views)
+    ready = is_ready(views, stopping)
     return ready, {"ready": ready, "stopping": stopping, "mappings": mappings}
 
 
@@ -177,6 +182,7 @@ class AdminServer:
         app.router.add_get(HEALTH_PATH, self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/status", self._status)
         app.router.add_post("/reload", self._reload)
         self._runner, self.address = await serve(app, host, port, "admin")
         self._address_file.write_text(self.address + "\n")
@@ -232,14 +238,20 @@ class AdminServer:
         )
 
     async def _metrics(self, _: web.Request) -> web.Response:
-        text = render(
+        body = render(
             await self._target.views(),
             checkpoint_write_failures=self._target.checkpoint_write_failures,
             families=self._target.invoker_metrics(),
         )
-        return web.Response(
-            text=text, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+    async def _status(self, _: web.Request) -> web.Response:
+        document = status_document(
+            await self._target.views(),
+            self._target.stopping,
+            self._target.checkpoint_write_failures,
         )
+        return web.Response(text=dumps_text(document), content_type="application/json")
 
     async def _reload(self, _: web.Request) -> web.Response:
         try:

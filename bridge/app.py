@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from prometheus_client.core import Metric
 
 from bridge.admin import AdminServer, ReloadRejected
 from bridge.asyncinvoke.service import AsyncInvocations
@@ -30,7 +31,7 @@ from bridge.folders import make_private_folder
 from bridge.frontdoor.server import ApiServer, start_api
 from bridge.journal import InFlight, InvocationJournal, MappingJournal, open_journal
 from bridge.mapping import MappingRunner, MappingState
-from bridge.metrics import Family, MappingView, contributed
+from bridge.metrics import MappingView, contributed
 from bridge.overlay import MappingOverlay
 from bridge.plugins import SourceContext
 from bridge.protocols import Invoker, Source
@@ -280,7 +281,7 @@ class Daemon:
             for runner, lag in zip(runners, lags, strict=True)
         ] + self.asynchronous.views()
 
-    def invoker_metrics(self) -> list[Family]:
+    def invoker_metrics(self) -> list[Metric]:
         """What the invokers contribute to /metrics (e.g. the runtime invoker's)."""
         return contributed(self.clients.invokers.values()) + self.asynchronous.metrics()
 

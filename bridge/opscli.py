@@ -9,12 +9,10 @@ every user of the machine can read in `ps`), the config, or LAMBDA_BRIDGE_HTTP_T
 from __future__ import annotations
 
 import http.client
-import re
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -113,13 +111,6 @@ def _answer(url: str, token: str | None, method: str = "GET") -> tuple[int, dict
     return status, answer
 
 
-def _metrics(url: str, token: str | None) -> dict[str, dict[str, float]]:
-    status, body = _request(url, token)
-    if status != 200:
-        raise AdminError(f"{url} answered HTTP {status}")
-    return parse_metrics(body.decode("utf-8", "replace"))
-
-
 def reload(base: str, token: str | None) -> int:
     _, answer = _answer(f"{base}/reload", token, method="POST")
     if not answer.get("reloaded"):
@@ -138,46 +129,41 @@ def reload(base: str, token: str | None) -> int:
 # -- status -----------------------------------------------------------------------------
 
 
-_SAMPLE = re.compile(r"^(\w+)\{(.*)\} (\S+)$")
-_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
-
-
-def parse_metrics(text: str) -> dict[str, dict[str, float]]:
-    """Per mapping (its label as exposed), the sum of each sample over its other labels;
-    histogram buckets and the state gauge are left out."""
-    found: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for line in text.splitlines():
-        sample = _SAMPLE.match(line)
-        if sample is None:
-            continue
-        name, labels_text, value = sample.groups()
-        if name.endswith("_bucket") or name.endswith("mapping_state"):
-            continue
-        labels = dict(_LABEL.findall(labels_text))
-        found[labels.get("mapping", "")][name.removeprefix("lambda_bridge_")] += float(value)
-    return found
-
-
-def _lag(mapping: dict[str, float]) -> str:
+def _lag(mapping: dict[str, Any]) -> str:
     parts = []
-    if mapping.get("offset_lag"):
-        parts.append(f"{int(mapping['offset_lag'])} rec")
-    if "iterator_age_seconds" in mapping:
+    offset_lag = mapping.get("offset_lag")
+    records = sum(offset_lag.values()) if isinstance(offset_lag, dict) else 0
+    if records:
+        parts.append(f"{int(records)} rec")
+    if mapping.get("iterator_age_seconds") is not None:
         parts.append(f"{mapping['iterator_age_seconds']:.1f}s")
     return " / ".join(parts) or "-"
 
 
+def _status(url: str, token: str | None) -> dict[str, Any]:
+    _, answer = _answer(url, token)
+    if not isinstance(answer.get("mappings"), list):
+        raise AdminError(f"{url} is not a lambda-bridge status answer")
+    return answer
+
+
 def status(base: str, token: str | None, interval: float) -> int:
-    _, readiness = _answer(f"{base}/readyz", token)
-    if not isinstance(readiness.get("mappings"), list):
-        raise AdminError(f"{base}/readyz is not a lambda-bridge readiness answer")
-    first = _metrics(f"{base}/metrics", token)
+    first = _status(f"{base}/status", token)
     second = first
     if interval > 0:
         time.sleep(interval)
-        second = _metrics(f"{base}/metrics", token)
-    print(_table(readiness, first, second, interval))
-    return 0 if readiness.get("ready") else 1
+        second = _status(f"{base}/status", token)
+    print(_table(first, second, interval))
+    return 0 if second.get("ready") else 1
+
+
+def _counters(document: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Each mapping's counters by name (`polled_events`, ...)."""
+    found: dict[str, dict[str, float]] = {}
+    for entry in document.get("mappings", []):
+        if isinstance(entry, dict) and isinstance(entry.get("counters"), dict):
+            found[str(entry.get("name", "?"))] = entry["counters"]
+    return found
 
 
 def _rate(name: str, before: dict[str, float], after: dict[str, float], interval: float) -> str:
@@ -186,12 +172,9 @@ def _rate(name: str, before: dict[str, float], after: dict[str, float], interval
     return f"{(after.get(name, 0.0) - before.get(name, 0.0)) / interval:.1f}"
 
 
-def _table(
-    readiness: dict[str, Any],
-    before: dict[str, dict[str, float]],
-    after: dict[str, dict[str, float]],
-    interval: float,
-) -> str:
+def _table(first: dict[str, Any], last: dict[str, Any], interval: float) -> str:
+    """The mappings as `last` shows them, with rates over `interval` since `first`."""
+    before, after = _counters(first), _counters(last)
     header = [
         "MAPPING",
         "STATE",
@@ -205,7 +188,7 @@ def _table(
     ]
     rows = [header]
     notes = []
-    for entry in readiness.get("mappings", []):
+    for entry in last.get("mappings", []):
         if not isinstance(entry, dict):
             continue
         name = str(entry.get("name", "?"))
@@ -213,19 +196,19 @@ def _table(
         rows.append(
             [
                 name,
-                str(entry.get("State", "?")),
-                _lag(now),
-                _rate("polled_events_total", then, now, interval),
-                _rate("invoked_events_total", then, now, interval),
-                str(int(now.get("failed_invoke_events_total", 0))),
-                str(int(now.get("on_failure_destination_delivered_events_total", 0))),
-                str(int(now.get("filtered_out_events_total", 0))),
-                str(entry.get("LastProcessingResult", "-")),
+                str(entry.get("state", "?")),
+                _lag(entry),
+                _rate("polled_events", then, now, interval),
+                _rate("invoked_events", then, now, interval),
+                str(int(now.get("failed_invoke_events", 0))),
+                str(int(now.get("on_failure_destination_delivered_events", 0))),
+                str(int(now.get("filtered_out_events", 0))),
+                str(entry.get("last_processing_result", "-")),
             ]
         )
-        if entry.get("StateReason"):
-            notes.append(f"{name}: {entry['StateReason']}")
-        catch_up = entry.get("CatchUp")
+        if entry.get("reason"):
+            notes.append(f"{name}: {entry['reason']}")
+        catch_up = entry.get("catch_up")
         if catch_up:
             notes.append(
                 f"{name}: catching up, {catch_up.get('done', 0)} of {catch_up.get('total', 0)}"
@@ -235,5 +218,5 @@ def _table(
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
         for row in rows
     ]
-    ready = "ready" if readiness.get("ready") else "NOT ready"
+    ready = "ready" if last.get("ready") else "NOT ready"
     return "\n".join([f"daemon: {ready}", *lines, *notes])

@@ -18,6 +18,7 @@ from typing import Protocol
 from urllib.parse import unquote
 
 import structlog
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from bridge.asyncinvoke.destinations import LambdaDestinationConfig
 from bridge.asyncinvoke.overrides import EventInvokeConfigs
@@ -29,7 +30,7 @@ from bridge.config import BridgeConfig
 from bridge.errors import DestinationError, PermanentDestinationError
 from bridge.folders import make_private_folder
 from bridge.health import BackgroundTaskFailed, TaskOwner
-from bridge.metrics import Family, MappingView
+from bridge.metrics import PREFIX, MappingView
 from bridge.protocols import Invoker
 from bridge.records import Delivery
 from bridge.retry import Backoff
@@ -158,6 +159,7 @@ class AsyncInvocations:
     def views(self) -> list[MappingView]:
         """Each queue as an `async:<function>` entry of /readyz and /metrics."""
         views = []
+        now = self._now()
         for function, worker in self._workers.items():
             health = worker.health
             state = "Enabled"
@@ -173,42 +175,42 @@ class AsyncInvocations:
                     metrics=worker.metrics,
                     filtered_out=0,
                     failures=dict(health.failures),
+                    queue={
+                        "depth": worker.depth,
+                        "oldest_event_age_seconds": None
+                        if worker.oldest is None
+                        else round(max(now - worker.oldest, 0.0), 3),
+                    },
                 )
             )
         return views
 
-    def metrics(self) -> list[Family]:
+    def metrics(self) -> list[Metric]:
         now = self._now()
-        workers = self._workers.items()
-        return [
-            Family(
-                "async_queue_depth",
-                "gauge",
-                "Asynchronous events queued for the function (being invoked included).",
-                [({"function": name}, worker.depth) for name, worker in workers],
-            ),
-            Family(
-                "async_oldest_event_age_seconds",
-                "gauge",
-                "Age of the oldest event in the function's asynchronous queue.",
-                [
-                    ({"function": name}, round(max(now - worker.oldest, 0.0), 3))
-                    for name, worker in workers
-                    if worker.oldest is not None
-                ],
-            ),
-            Family(
-                "async_events_total",
-                "counter",
-                "Asynchronous events by outcome: success, retry (an attempt put off), "
-                "failure (records sent to a destination), dropped (no destination).",
-                [
-                    ({"function": name, "outcome": outcome}, worker.outcomes[outcome])
-                    for name, worker in workers
-                    for outcome in OUTCOMES
-                ],
-            ),
-        ]
+        function = ["function"]
+        depth = GaugeMetricFamily(
+            f"{PREFIX}_async_queue_depth",
+            "Asynchronous events queued for the function (being invoked included).",
+            labels=function,
+        )
+        oldest = GaugeMetricFamily(
+            f"{PREFIX}_async_oldest_event_age_seconds",
+            "Age of the oldest event in the function's asynchronous queue.",
+            labels=function,
+        )
+        events = CounterMetricFamily(
+            f"{PREFIX}_async_events_total",
+            "Asynchronous events by outcome: success, retry (an attempt put off), "
+            "failure (records sent to a destination), dropped (no destination).",
+            labels=[*function, "outcome"],
+        )
+        for name, worker in self._workers.items():
+            depth.add_metric([name], worker.depth)
+            if worker.oldest is not None:
+                oldest.add_metric([name], round(max(now - worker.oldest, 0.0), 3))
+            for outcome in OUTCOMES:
+                events.add_metric([name, outcome], worker.outcomes[outcome])
+        return [depth, oldest, events]
 
     async def close(self, deadline_seconds: float) -> None:
         """Let invocations under way finish (up to the deadline), then stop; every event

@@ -13,9 +13,10 @@ import asyncio
 import time
 import weakref
 
+from prometheus_client.core import Metric
+
 from bridge.errors import InvokerStartError
 from bridge.invokers import UNHANDLED
-from bridge.metrics import Family
 from bridge.plugins import BuildContext
 from bridge.records import InvokeResult
 from connectors.runtime.bootstraps import bootstrap_for
@@ -105,7 +106,7 @@ class RuntimeInvoker:
         finally:
             await pool.release(environment)
 
-    def metrics(self) -> list[Family]:
+    def metrics(self) -> list[Metric]:
         """Per-function (per-version: `name:1`) families for /metrics (connectors.runtime.stats)."""
         version = self._context.function_version
         label = self.name if version == "$LATEST" else f"{self.name}:{version}"

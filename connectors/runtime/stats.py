@@ -1,66 +1,77 @@
-"""The runtime invoker's metric families, per function, for `/metrics`
-(bridge.metrics.Family): what the pool of the function has seen since it started."""
+"""The runtime invoker's metric families, per function, for `/metrics` (prometheus_client
+families, see bridge.metrics): what the pool of the function has seen since it started."""
 
 from __future__ import annotations
 
-from bridge.metrics import Family
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+
+from bridge.metrics import PREFIX, add_histogram
 from connectors.runtime.pool import EnvironmentPool
 
+_FUNCTION = ["function"]
 
-def families(name: str, pool: EnvironmentPool) -> list[Family]:
-    function = {"function": name}
-    by_state = [
-        ({**function, "state": "starting"}, float(pool.starting)),
-        ({**function, "state": "idle"}, float(len(pool.idle))),
-        ({**function, "state": "busy"}, float(len(pool.busy))),
-    ]
+
+def families(name: str, pool: EnvironmentPool) -> list[Metric]:
+    def gauge(metric: str, help_text: str, value: float) -> GaugeMetricFamily:
+        family = GaugeMetricFamily(f"{PREFIX}_{metric}", help_text, labels=_FUNCTION)
+        family.add_metric([name], value)
+        return family
+
+    def counter(metric: str, help_text: str, value: float) -> CounterMetricFamily:
+        family = CounterMetricFamily(f"{PREFIX}_{metric}", help_text, labels=_FUNCTION)
+        family.add_metric([name], value)
+        return family
+
+    environments = GaugeMetricFamily(
+        f"{PREFIX}_runtime_environments",
+        "Execution environments by state (starting: in INIT; idle: warm; busy).",
+        labels=[*_FUNCTION, "state"],
+    )
+    environments.add_metric([name, "starting"], pool.starting)
+    environments.add_metric([name, "idle"], len(pool.idle))
+    environments.add_metric([name, "busy"], len(pool.busy))
+    init_duration = HistogramMetricFamily(
+        f"{PREFIX}_runtime_init_duration_seconds",
+        "INIT phase of each environment started (provisioned ones included).",
+        labels=_FUNCTION,
+    )
+    add_histogram(init_duration, [name], pool.init_duration)
     return [
-        Family(
+        gauge(
             "runtime_concurrent_executions",
-            "gauge",
             "Invocations running now in the function's execution environments.",
-            [(function, float(len(pool.busy)))],
+            len(pool.busy),
         ),
-        Family(
-            "runtime_environments",
-            "gauge",
-            "Execution environments by state (starting: in INIT; idle: warm; busy).",
-            by_state,
-        ),
-        Family(
+        environments,
+        counter(
             "runtime_cold_starts_total",
-            "counter",
             "Invocations that waited for a new environment's INIT.",
-            [(function, float(pool.cold_starts))],
+            pool.cold_starts,
         ),
-        Family(
-            "runtime_init_duration_seconds",
-            "histogram",
-            "INIT phase of each environment started (provisioned ones included).",
-            [(function, pool.init_duration)],
-        ),
-        Family(
+        init_duration,
+        counter(
             "runtime_throttles_total",
-            "counter",
             "Invocations that found every environment busy and none could be added.",
-            [(function, float(pool.throttles))],
+            pool.throttles,
         ),
-        Family(
+        counter(
             "runtime_timeouts_total",
-            "counter",
             "Invocations that ran past the timeout (Sandbox.Timedout; the environment ended).",
-            [(function, float(pool.ends["timeout"]))],
+            pool.ends["timeout"],
         ),
-        Family(
+        counter(
             "runtime_out_of_memory_total",
-            "counter",
             "Environments ended for going over memory_size (Runtime.OutOfMemory).",
-            [(function, float(pool.ends["out_of_memory"]))],
+            pool.ends["out_of_memory"],
         ),
-        Family(
+        gauge(
             "runtime_max_memory_used_bytes",
-            "gauge",
             "Highest Max Memory Used of the function's environments (REPORT lines).",
-            [(function, float(pool.max_memory))],
+            pool.max_memory,
         ),
     ]

@@ -22,6 +22,7 @@ import yaml
 from tests.conformance import dynamodb_cases as cases
 from tests.conformance.snapshots import Case
 from tests.e2e import aws_helpers as aws
+from tests.exposition import samples
 from tests.support import DaemonProcess, read_jsonl, wait_for
 
 ACCOUNT = "123456789012"  # moto's account; lambda-bridge's function ARNs use it too
@@ -286,9 +287,8 @@ class DynamoDBRun:
 
 def _metrics(text: str) -> dict[tuple[str, str], float]:
     """`lambda_bridge_<name>{mapping="..."}` values, by (name, mapping)."""
-    values = {}
-    for line in text.splitlines():
-        found = re.fullmatch(r'lambda_bridge_(\w+)\{mapping="([^"]*)"\} (\S+)', line)
-        if found:
-            values[(found.group(1), found.group(2))] = float(found.group(3))
-    return values
+    return {
+        (sample.name.removeprefix("lambda_bridge_"), sample.labels["mapping"]): float(sample.value)
+        for sample in samples(text)
+        if list(sample.labels) == ["mapping"]
+    }

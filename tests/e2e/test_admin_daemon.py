@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from bridge.opscli import parse_metrics
 from tests.e2e import kafka_helpers as kafka
 from tests.e2e.conftest import Workspace
+from tests.exposition import per_mapping, value
 from tests.support import DaemonProcess, read_jsonl, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -35,7 +35,7 @@ FILTER_AND_RETRIES = """\
 def metrics_of(daemon: DaemonProcess, token: str | None = None) -> dict[str, float]:
     status, body = daemon.admin("/metrics", token=token)
     assert status == 200
-    return dict(parse_metrics(body)["inbox"])
+    return dict(per_mapping(body)["inbox"])
 
 
 def calls(workspace: Workspace, phase: str) -> list[dict[str, object]]:
@@ -76,7 +76,7 @@ def test_metrics_count_what_the_function_saw(workspace: Workspace) -> None:
     assert found["in_flight_batches"] == 0
     assert found["iterator_age_seconds"] >= 0
     status, body = daemon.admin("/metrics")
-    assert 'lambda_bridge_mapping_state{mapping="inbox",state="Enabled"} 1' in body
+    assert value(body, "lambda_bridge_mapping_state", mapping="inbox", state="Enabled") == 1
     assert "# TYPE lambda_bridge_invoke_duration_seconds histogram" in body
     status, body = daemon.admin("/readyz")
     assert status == 200
@@ -87,6 +87,23 @@ def test_metrics_count_what_the_function_saw(workspace: Workspace) -> None:
         "StateReason": "",
         "LastProcessingResult": "PROBLEM: Function call failed",
     }
+    status, body = daemon.admin("/status")
+    assert status == 200
+    document = json.loads(body)
+    assert (document["ready"], document["stopping"]) == (True, False)
+    assert document["checkpoint_write_failures"] == 0
+    [entry] = document["mappings"]
+    assert (entry["name"], entry["state"], entry["reason"]) == ("inbox", "Enabled", "")
+    assert entry["last_processing_result"] == "PROBLEM: Function call failed"
+    assert entry["iterator_age_seconds"] >= 0 and entry["offset_lag"] == {}
+    # The same counters as /metrics, named without the prefix and the _total suffix.
+    counters = {f"{name}_total": count for name, count in entry["counters"].items()}
+    assert counters == {
+        name: count
+        for name, count in found.items()
+        if name.endswith("_total") and name != "failures_total"
+    }
+    assert entry["in_flight_batches"] == 0
 
 
 def test_readiness_waits_for_every_enabled_mapping(workspace: Workspace) -> None:
@@ -132,7 +149,7 @@ def test_a_token_guards_everything_but_liveness(workspace: Workspace) -> None:
         ADMIN_TOKEN=secret,
     ).wait_ready()
     assert daemon.admin("/healthz")[0] == 200
-    for path in ("/readyz", "/metrics"):
+    for path in ("/readyz", "/metrics", "/status"):
         assert daemon.admin(path)[0] == 401
         assert daemon.admin(path, token="wrong")[0] == 401
         assert daemon.admin(path, token=secret)[0] == 200
@@ -288,13 +305,12 @@ mappings:
         partition = f"{topic}-0"
 
         def lag() -> float | None:
-            found = [
-                float(line.rsplit(" ", 1)[1])
-                for line in daemon.admin("/metrics")[1].splitlines()
-                if line.startswith("lambda_bridge_offset_lag{")
-                and f'partition="{partition}"' in line
-            ]
-            return found[0] if found else None
+            return value(
+                daemon.admin("/metrics")[1],
+                "lambda_bridge_offset_lag",
+                mapping="orders",
+                partition=partition,
+            )
 
         backlog = wait_for(
             lambda: (value := lag()) is not None and value > 0 and value, what="a positive lag"

@@ -7,7 +7,6 @@ mapping's state and StateReason, makes /readyz answer 503, is counted in
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import time
 from pathlib import Path
@@ -15,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from bridge.opscli import parse_metrics
 from tests import services
 from tests.e2e import aws_helpers as aws
 from tests.e2e import redis_helpers as rd
 from tests.e2e.conftest import Workspace
+from tests.exposition import per_mapping, value
 from tests.support import DaemonProcess, read_jsonl, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -74,12 +73,10 @@ def test_a_checkpoint_store_that_cannot_write_is_reported_and_catches_up(
             what="Degraded",
         )
         assert found["StateReason"].startswith("checkpoint store: cannot write checkpoints to ")
-        written = re.search(
-            r"^lambda_bridge_checkpoint_write_failures_total (\d+)$",
-            daemon.admin("/metrics")[1],
-            re.M,
+        written = value(
+            daemon.admin("/metrics")[1], "lambda_bridge_checkpoint_write_failures_total"
         )
-        assert written is not None and int(written.group(1)) >= 1
+        assert written is not None and written >= 1
         assert daemon.events("checkpoints.write_failed")
     finally:
         locker.rollback()
@@ -128,7 +125,7 @@ def test_a_destination_out_of_reach_degrades_the_mapping_then_one_gone_fails_it(
         wait_for(lambda: mapping_state(daemon, "Enabled"), timeout=30, what="Enabled again")
         [written] = wait_for(lambda: aws.drain(aws_endpoint, queue_url), what="the failure record")
         assert written["requestContext"]["condition"] == "RetryAttemptsExhausted"
-        failures = parse_metrics(daemon.admin("/metrics")[1])["inbox"]["failures_total"]
+        failures = per_mapping(daemon.admin("/metrics")[1])["inbox"]["failures_total"]
         assert failures >= 1
 
         aws.client("sqs", aws_endpoint).delete_queue(QueueUrl=queue_url)

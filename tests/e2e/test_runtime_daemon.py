@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.runtime_support import invoke, response, write
+from tests.exposition import samples
 from tests.support import REPO, DaemonProcess, read_jsonl, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -288,11 +289,11 @@ def test_reserved_concurrency_bounds_environments(tmp_path: Path) -> None:
         status, metrics = daemon.admin("/metrics")
         assert status == 200
         [throttles] = [
-            line
-            for line in metrics.splitlines()
-            if line.startswith("lambda_bridge_runtime_throttles_total{")
+            sample.value
+            for sample in samples(metrics)
+            if sample.name == "lambda_bridge_runtime_throttles_total"
         ]
-        assert float(throttles.rsplit(" ", 1)[1]) >= 1, throttles
+        assert throttles >= 1, throttles
         assert daemon.stop() == 0
     finally:
         daemon.kill()

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from bridge.opscli import parse_metrics
 from connectors.runtime.memory import MODE_VARIABLE, cgroup_parent
 from tests.e2e.runtime_support import write
+from tests.exposition import per_mapping
 from tests.support import DaemonProcess, read_jsonl, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -81,9 +81,7 @@ def runtime_metrics(daemon: DaemonProcess) -> dict[str, float]:
     status, body = daemon.admin("/metrics")
     assert status == 200
     return {
-        name: value
-        for name, value in parse_metrics(body)[""].items()
-        if name.startswith("runtime_")
+        name: value for name, value in per_mapping(body)[""].items() if name.startswith("runtime_")
     }
 
 

@@ -15,6 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from tests.exposition import samples
 from tests.fault.sources import Body, FaultSource
 from tests.support import DaemonProcess, wait_for
 
@@ -178,10 +179,11 @@ class Admin:
         """The mapping's unlabelled-but-for-`mapping` counters, short names:
         `polled_events_total`, ..."""
         _, text = self.get("/metrics")
-        pattern = re.compile(
-            r'^lambda_bridge_(\w+)\{mapping="' + re.escape(mapping) + r'"\} (\S+)$', re.M
-        )
-        return {name: float(value) for name, value in pattern.findall(text)}
+        return {
+            sample.name.removeprefix("lambda_bridge_"): float(sample.value)
+            for sample in samples(text)
+            if sample.labels == {"mapping": mapping}
+        }
 
 
 def wait_until_delivered(

@@ -40,8 +40,8 @@ def reloads(daemon: DaemonProcess) -> int:
 
 def test_a_foreign_host_reads_nothing_on_loopback(workspace: Workspace) -> None:
     """Bound to loopback without a token, a request naming another host (what a page
-    whose name was rebound to 127.0.0.1 sends) is answered 421 on /readyz, /metrics and
-    /reload, with nothing of the daemon in it; /healthz answers any Host. Loopback names
+    whose name was rebound to 127.0.0.1 sends) is answered 421 on /readyz, /metrics,
+    /status and /reload, with nothing of the daemon in it; /healthz answers any Host. Loopback names
     and addresses, with or without a port, and an HTTP/1.0 request without Host are answered."""
     daemon = workspace.daemon(workspace.write_config()).wait_ready()
     where = address(daemon)
@@ -51,6 +51,7 @@ def test_a_foreign_host_reads_nothing_on_loopback(workspace: Workspace) -> None:
         for method, path, extra in (
             ("GET", "/readyz", {}),
             ("GET", "/metrics", {}),
+            ("GET", "/status", {}),
             ("POST", "/reload", json_post),
         ):
             status, body = raw_request(where, method, path, {"Host": host, **extra})
