@@ -240,7 +240,7 @@ def _schema(_: argparse.Namespace) -> int:
 
 # Events Lambda receives by push rather than from a mapping, for testing handlers.
 _PUSHED_EVENTS = {
-    "s3": "connectors.s3.events:sample_event",
+    "s3": "connectors.files.notifications:sample_event",
     "sns": "connectors.sns.events:sample_event",
 }
 

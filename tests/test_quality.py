@@ -1,11 +1,13 @@
 """The code standards hold: ruff and mypy --strict are clean on bridge/ and connectors/,
-bridge/ imports no service SDK, and modules stay small."""
+import-linter's layering contracts hold, and modules stay small."""
 
 from __future__ import annotations
 
-import re
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.support import REPO
 
@@ -29,15 +31,38 @@ def test_mypy_strict_is_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_core_imports_no_service_sdk() -> None:
-    """bridge/ never imports aiokafka, redis, aioboto3, botocore or watchdog."""
-    pattern = re.compile(
-        r"^\s*(import|from)\s+(aiokafka|redis|aioboto3|aiobotocore|boto3|botocore|watchdog)\b", re.M
+def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
+    """`lint-imports` with the contracts of pyproject.toml, over the packages under root."""
+    command = Path(sys.executable).parent / "lint-imports"
+    return subprocess.run(
+        [str(command), "--config", str(REPO / "pyproject.toml"), "--no-cache"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
     )
-    offenders = [
-        str(path) for path in (REPO / "bridge").rglob("*.py") if pattern.search(path.read_text())
-    ]
-    assert offenders == []
+
+
+def test_the_layering_contracts_hold() -> None:
+    """import-linter's contracts (pyproject.toml) are kept: the core imports no connector
+    and no service SDK; connectors import each other only through the shared packages."""
+    result = lint_imports(REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_contracts_catch_a_core_to_connector_import(tmp_path: Path) -> None:
+    """The same contracts over a copy of the tree in which the core imports a connector
+    and a connector imports another: both are reported."""
+    for package in PACKAGES:
+        shutil.copytree(
+            REPO / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    (tmp_path / "bridge" / "leak.py").write_text("import connectors.kafka.config\n")
+    (tmp_path / "connectors" / "sqs" / "leak.py").write_text("import connectors.kinesis.config\n")
+    result = lint_imports(tmp_path)
+    assert result.returncode != 0
+    assert "bridge.leak -> connectors.kafka.config" in result.stdout
+    assert "connectors.sqs.leak -> connectors.kinesis.config" in result.stdout
 
 
 def test_modules_stay_small() -> None:

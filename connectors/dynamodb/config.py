@@ -76,7 +76,7 @@ class DynamoDBStreamsSourceConfig(SourceConfig, AwsConnectionConfig):
         return {"EventSourceArn": arn, "StartingPosition": self.starting_position}
 
     async def check_exists(self, identity: Identity) -> str | None:
-        from connectors.aws.existence import missing_dynamodb_stream
+        from connectors.dynamodb.existence import missing_dynamodb_stream
 
         arn = self.api_description("", identity)["EventSourceArn"]
         return await missing_dynamodb_stream(self, arn, identity.region)

@@ -1,6 +1,6 @@
 """The `dynamodb-streams` source: GetRecords on every shard of a table's stream, in order
 per shard (esm-reference.md 1.5, 3, 6 and 13); the shard machinery is shared with
-Kinesis (`connectors.kinesis.shards`)."""
+Kinesis (`connectors.shardstreams.shards`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from bridge.plugins import SourceContext
 from connectors.aws.client import announce_endpoint, aws_client, aws_errors
 from connectors.dynamodb.config import DynamoDBStreamsSourceConfig
 from connectors.dynamodb.events import DynamoDBRecords, DynamoDBStreamsFormatter
-from connectors.kinesis.lineage import (
+from connectors.shardstreams.lineage import (
     AFTER_SEQUENCE_NUMBER,
     AT_TIMESTAMP,
     TRIM_HORIZON,
@@ -21,8 +21,8 @@ from connectors.kinesis.lineage import (
     Position,
     ShardInfo,
 )
-from connectors.kinesis.sdk import parse_timestamps_as_epoch
-from connectors.kinesis.shards import ShardedStreamSource
+from connectors.shardstreams.sdk import parse_timestamps_as_epoch
+from connectors.shardstreams.shards import ShardedStreamSource
 
 # The most records one GetRecords call on a DynamoDB stream may return.
 RECORDS_PER_CALL = 1000

@@ -88,7 +88,7 @@ class KinesisSourceConfig(SourceConfig, AwsConnectionConfig):
         return described
 
     async def check_exists(self, identity: Identity) -> str | None:
-        from connectors.aws.existence import missing_kinesis_stream
+        from connectors.kinesis.existence import missing_kinesis_stream
 
         arn = self.api_description("", identity)["EventSourceArn"]
         return await missing_kinesis_stream(self, arn, identity.region)

@@ -11,7 +11,7 @@ from bridge.plugins import SourceContext
 from connectors.aws.client import announce_endpoint, aws_client, aws_errors
 from connectors.kinesis.config import KinesisSourceConfig, default_identity_arn
 from connectors.kinesis.events import KinesisEventFormatter, KinesisRecords, epoch_seconds
-from connectors.kinesis.lineage import (
+from connectors.shardstreams.lineage import (
     AFTER_SEQUENCE_NUMBER,
     AT_TIMESTAMP,
     TRIM_HORIZON,
@@ -19,8 +19,8 @@ from connectors.kinesis.lineage import (
     Position,
     ShardInfo,
 )
-from connectors.kinesis.sdk import parse_timestamps_as_epoch
-from connectors.kinesis.shards import ShardedStreamSource
+from connectors.shardstreams.sdk import parse_timestamps_as_epoch
+from connectors.shardstreams.shards import ShardedStreamSource
 
 # The most records one GetRecords call may return.
 RECORDS_PER_CALL = 10_000

@@ -127,7 +127,7 @@ class SqsSourceConfig(SourceConfig, SqsQueueConfig):
         return {"EventSourceArn": self.arn_for(identity)}
 
     async def check_exists(self, identity: Identity) -> str | None:
-        from connectors.aws.existence import missing_queue
+        from connectors.sqs.existence import missing_queue
 
         return await missing_queue(self, identity.region)
 

@@ -44,7 +44,7 @@ from bridge.settings import MappingSettings
 from bridge.testing import NoopInvoker
 from connectors.aws.client import aws_client
 from connectors.kinesis.config import KinesisSourceConfig
-from connectors.kinesis.sdk import parse_timestamps_as_epoch
+from connectors.shardstreams.sdk import parse_timestamps_as_epoch
 from tests import services
 
 BATCH = 100

@@ -10,7 +10,7 @@ import pytest
 from aws_lambda_powertools.utilities.parser.models import S3Model, SnsModel
 
 from bridge.plugins import Identity
-from connectors.s3.events import sample_event as s3_sample
+from connectors.files.notifications import sample_event as s3_sample
 from connectors.sns.events import sample_event as sns_sample
 
 IDENTITY = Identity(region="eu-central-1", account_id="123456789012")

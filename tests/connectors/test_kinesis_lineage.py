@@ -1,4 +1,4 @@
-"""Shard lineage and saved positions (connectors.kinesis.lineage), shared by the Kinesis
+"""Shard lineage and saved positions (connectors.shardstreams.lineage), shared by the Kinesis
 and DynamoDB Streams sources: which shard starts when, and from where, without a
 service."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from bridge.records import Record
-from connectors.kinesis.lineage import (
+from connectors.shardstreams.lineage import (
     AT_TIMESTAMP,
     LATEST,
     SHARD_END,

@@ -37,7 +37,8 @@ from bridge.retry import Backoff
 from bridge.settings import MappingSettings
 from bridge.testing import ScriptedInvoker, StandaloneOwnership
 from connectors.kinesis.config import KinesisSourceConfig
-from connectors.kinesis.lineage import (
+from connectors.kinesis.source import KinesisSource
+from connectors.shardstreams.lineage import (
     SHARD_END,
     STREAM_KEY,
     Phase,
@@ -45,7 +46,6 @@ from connectors.kinesis.lineage import (
     ShardInfo,
     ShardState,
 )
-from connectors.kinesis.source import KinesisSource
 
 TIMEOUT = 10.0
 QUIET = 0.4

@@ -38,7 +38,7 @@ from bridge.protocols import CheckpointStore, Ownership
 from bridge.records import Record
 from bridge.retry import Backoff
 from connectors.aws.client import THROTTLING, error_code, is_retriable
-from connectors.kinesis.lineage import (
+from connectors.shardstreams.lineage import (
     AFTER_SEQUENCE_NUMBER,
     AT_TIMESTAMP,
     SHARD_END,
@@ -52,7 +52,7 @@ from connectors.kinesis.lineage import (
     ShardState,
     arrived_since,
 )
-from connectors.kinesis.sdk import SDK_ERRORS, error_detail
+from connectors.shardstreams.sdk import SDK_ERRORS, error_detail
 
 # A shard that keeps delivering is polled again at once (esm-reference.md 3), but not
 # sooner than this after the previous call: Kinesis allows five GetRecords per second.
