@@ -34,7 +34,7 @@ from bridge.mapping import MappingRunner, MappingState
 from bridge.metrics import MappingView, contributed
 from bridge.overlay import MappingOverlay
 from bridge.plugins import SourceContext
-from bridge.protocols import Invoker, Source
+from bridge.protocols import Source
 from bridge.reload import plan_reload, restart_only_changes
 from bridge.retry import sleep_unless
 from bridge.settings import resolve
@@ -238,9 +238,6 @@ class Daemon:
             self._log.error("admin.unavailable", listen=http.address, error=str(exc))
             return
         self._admin = admin
-
-    def invoker_of(self, function: str) -> Invoker | None:
-        return self.clients.invokers.get(function)
 
     def invocation_target(self, function: str, qualifier: str = "$LATEST") -> Target | None:
         """What an invocation of `function:qualifier` runs on: (invoker, executed version),

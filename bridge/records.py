@@ -1,4 +1,4 @@
-"""Value types that flow through a mapping: Record, Batch, InvokeResult, FailureRecord."""
+"""Value types that flow through a mapping: Record, InvokeResult, FailureRecord."""
 
 from __future__ import annotations
 
@@ -99,14 +99,6 @@ def encode(record: Record) -> bytes:
     return body
 
 
-@dataclass(slots=True)
-class Batch:
-    """Records delivered to the function in one invocation, in delivery order."""
-
-    records: list[Record]
-    event: bytes
-
-
 @dataclass(frozen=True, slots=True)
 class InvokeResult:
     """What came back from one invocation that reached the function.
@@ -139,10 +131,6 @@ class Outcome:
     kind: OutcomeKind
     failed_ids: frozenset[Hashable] = frozenset()
     reason: str = ""
-
-    @property
-    def whole_batch_failed(self) -> bool:
-        return self.kind in (OutcomeKind.FUNCTION_ERROR, OutcomeKind.INVALID_RESPONSE)
 
 
 class FailureCondition(enum.Enum):
