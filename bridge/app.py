@@ -38,8 +38,11 @@ from bridge.protocols import Source
 from bridge.reload import plan_reload, restart_only_changes
 from bridge.retry import sleep_unless
 from bridge.settings import resolve
+from bridge.stalls import where_waiting
 from bridge.systemd import Notifier
 
+# A drain still running after this long logs where its tasks wait.
+SLOW_DRAIN_SECONDS = 5.0
 # How long /metrics waits for a source to report its lag.
 LAG_TIMEOUT_SECONDS = 2.0
 # How often systemd's status line is brought up to date.
@@ -172,7 +175,15 @@ class Daemon:
         tasks = [self._tasks.pop(name) for name in names if name in self._tasks]
         if not tasks:
             return
-        _, pending = await asyncio.wait(tasks, timeout=self.config.drain_timeout_seconds)
+        deadline = self.config.drain_timeout_seconds
+        _, pending = await asyncio.wait(tasks, timeout=min(SLOW_DRAIN_SECONDS, deadline))
+        if pending and deadline > SLOW_DRAIN_SECONDS:
+            # Say where it waits, while it waits: the answer to a stop that takes long.
+            everything = [
+                task for task in asyncio.all_tasks() if task is not asyncio.current_task()
+            ]
+            self._log.warning("daemon.drain_slow", waiting=where_waiting(everything))
+            _, pending = await asyncio.wait(pending, timeout=deadline - SLOW_DRAIN_SECONDS)
         if pending:
             self._log.warning("daemon.drain_timeout", unfinished_mappings=len(pending))
             for task in pending:
