@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Collection, Coroutine
 from typing import Any, Protocol
 
 import structlog
@@ -108,8 +108,20 @@ class TaskOwner:
 
     async def close(self) -> None:
         self._closing = True
-        tasks = list(self._tasks)
-        for task in tasks:
+        await cancel_and_wait(list(self._tasks))
+
+
+async def cancel_and_wait(tasks: Collection[asyncio.Task[Any]], patience: float = 1.0) -> None:
+    """Cancel the tasks and wait until each has ended, cancelling again any that is still
+    running after `patience` seconds: on Python 3.11 a cancellation that meets a timeout
+    expiring at the same moment (asyncio.timeout, wait_for: a client's read timeout) can
+    be lost, and the task would go on, leaving its closer waiting for ever."""
+    running = [task for task in tasks if not task.done()]
+    while running:
+        for task in running:
             task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.wait(running, timeout=patience)
+        running = [task for task in running if not task.done()]
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()  # retrieved: what it ended with was reported by its owner

@@ -43,6 +43,7 @@ import structlog
 from redis.exceptions import RedisError, ResponseError
 
 from bridge.errors import SourceError
+from bridge.health import cancel_and_wait
 from bridge.plugins import SourceContext
 from bridge.protocols import Ownership
 from bridge.records import Record
@@ -400,8 +401,7 @@ class RedisStreamsSource:
         """Hand the leases back and leave the group's members (best effort), so other
         consumers take over at once; unacknowledged entries stay pending for them."""
         if self._acker is not None:
-            self._acker.cancel()
-            await asyncio.gather(self._acker, return_exceptions=True)
+            await cancel_and_wait([self._acker])
         try:
             if self._joined:
                 async with asyncio.timeout(LEAVE_TIMEOUT_SECONDS):

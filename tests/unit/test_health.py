@@ -6,6 +6,7 @@ source; the failures are real exceptions raised where a connector's would be."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -321,3 +322,22 @@ def test_a_mapping_task_that_crashes_leaves_the_mapping_failed_with_the_reason()
         assert runner.health.failures["internal"] == 1
 
     asyncio.run(main())
+
+
+def test_cancel_and_wait_outlasts_a_task_that_loses_its_first_cancellation() -> None:
+    """A task that swallows a cancellation (as one lost to an expiring timeout on 3.11)
+    and waits again is cancelled again: closing it ends."""
+    from bridge.health import cancel_and_wait
+
+    async def swallows_one() -> None:
+        with contextlib.suppress(asyncio.CancelledError):  # lost, as 3.11's timeouts can
+            await asyncio.sleep(60)
+        await asyncio.Event().wait()
+
+    async def scenario() -> bool:
+        task = asyncio.create_task(swallows_one())
+        await asyncio.sleep(0)
+        await asyncio.wait_for(cancel_and_wait([task], patience=0.05), timeout=5)
+        return task.cancelled()
+
+    assert asyncio.run(scenario())
