@@ -198,7 +198,8 @@ class KinesisRun:
         """After the first invocation, disable the mapping (config + reload), then write
         10 more records, which must not reach the function."""
         function = self.names[DISABLE]
-        wait_for(lambda: self.events(DISABLE), timeout=20, what="the first invocation")
+        # Polling some 25 streams on one emulator can be slow on a busy machine: a wait, not a bound.
+        wait_for(lambda: self.events(DISABLE), timeout=60, what="the first invocation")
         self.disabled.add(DISABLE)
         self._reload()
         self.daemons[0].wait_for_log("mapping.stopped", mapping=function)
