@@ -9,14 +9,14 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from bridge.batching import BatchPolicy
-from bridge.dispatch import RetryPolicy
 from bridge.errors import PermanentDestinationError, PermanentSourceError
-from bridge.mapping import MappingRunner, MappingState
+from bridge.pipeline.batching import BatchPolicy
+from bridge.pipeline.dispatch import RetryPolicy
+from bridge.pipeline.mapping import MappingRunner, MappingState
+from bridge.pipeline.settings import MappingSettings
 from bridge.protocols import Ownership
 from bridge.records import InvokeResult
 from bridge.retry import Backoff
-from bridge.settings import MappingSettings
 from bridge.testing import MemoryDestination, MemorySource, ScriptedInvoker, memory_records
 
 FAST = Backoff(initial=0.001, maximum=0.01)

@@ -1,0 +1,2 @@
+"""The `lambda-bridge` command line and the offline tools it runs (validate, filter-test,
+deploy-file linting)."""
