@@ -9,7 +9,7 @@ from bridge.config.async_checks import async_problems
 from bridge.config.family_checks import check_mapping_settings
 from bridge.config.http_routes import trigger_problems
 from bridge.config.model import ApiConfig, BridgeConfig, HttpConfig, LoadedConfig, MappingConfig
-from bridge.config.versions import check_versions
+from bridge.config.version_checks import check_versions
 from bridge.filtering.criteria import filter_problems
 from bridge.folders import folder_problem
 

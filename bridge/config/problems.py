@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from bridge.config.model import config_model
 from bridge.config.plugins import registered
 from bridge.config.yamlsource import YamlDocument, non_json
 
@@ -48,8 +49,6 @@ _KNOWN_KEYS: set[str] = set()
 
 def _known_keys() -> set[str]:
     if not _KNOWN_KEYS:
-        from bridge.config.model import config_model
-
         schema = config_model().model_json_schema()
         for definition in [schema, *schema.get("$defs", {}).values()]:
             _KNOWN_KEYS.update(definition.get("properties", {}))

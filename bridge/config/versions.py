@@ -24,11 +24,10 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    ValidationError,
 )
 
 if TYPE_CHECKING:
-    from bridge.config.plugins import BuildContext, ConfigPath, FunctionConfig
+    from bridge.config.plugins import FunctionConfig
 
 LATEST = "$LATEST"
 # Settings a version cannot have of its own: what the function is, its versions, and its
@@ -95,55 +94,16 @@ VersionOverrides = Annotated[dict[VersionName, dict[str, Any]], BeforeValidator(
 
 def version_config(function: FunctionConfig, version: str) -> FunctionConfig:
     """The settings `version` runs with: the function's, with the version's overrides.
-    ValidationError if they are not valid (check_versions reports it with its path)."""
+    ValidationError if they are not valid (bridge.config.version_checks reports it with its
+    path)."""
     if version == LATEST:
         return function
-    return type(function).model_validate(_merged(function, version))
+    return type(function).model_validate(merged_settings(function, version))
 
 
-def _merged(function: FunctionConfig, version: str) -> dict[str, Any]:
+def merged_settings(function: FunctionConfig, version: str) -> dict[str, Any]:
     base = function.model_dump(exclude_unset=True, by_alias=True, exclude={"versions", "aliases"})
     return {**base, **function.versions[version], "invoker": function.invoker}
-
-
-def check_versions(function: FunctionConfig, context: BuildContext) -> list[tuple[ConfigPath, str]]:
-    """Problems of a function's versions and aliases, as (path below the function, message)."""
-    from bridge.config.problems import validation_messages
-
-    problems: list[tuple[ConfigPath, str]] = []
-    for version, overrides in function.versions.items():
-        at: ConfigPath = ("versions", version)
-        fixed = [key for key in NOT_PER_VERSION if key in overrides]
-        for key in fixed:
-            problems.append(((*at, key), "is the function's, not a version's: set it above"))
-        if fixed:
-            continue
-        try:
-            settings = version_config(function, version)
-        except ValidationError as exc:
-            problems += [
-                ((*at, *path), message)
-                for path, message in validation_messages(exc, _merged(function, version))
-            ]
-            continue
-        problems += [((*at, *path), message) for path, message in settings.check(context)]
-    known = [LATEST, *function.versions]
-    listed = ", ".join(known)
-    for name, alias in function.aliases.items():
-        at = ("aliases", name)
-        if alias.version not in known:
-            problems.append(((*at, "version"), f"no version {alias.version!r} (defined: {listed})"))
-        for extra in alias.routing:
-            if extra not in function.versions:
-                message = f"no version {extra!r} (defined: {listed})"
-                problems.append(((*at, "routing", extra), message))
-            elif extra == alias.version:
-                message = "the additional version must differ from the alias's version"
-                problems.append(((*at, "routing", extra), message))
-        if alias.routing and alias.version == LATEST:
-            message = "an alias with routing must name a numbered version, not $LATEST (as on AWS)"
-            problems.append(((*at, "version"), message))
-    return problems
 
 
 def qualifiers(function: FunctionConfig) -> set[str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.cli.main import main
+from bridge.cli import main
 from bridge.filtering.patterns import PatternError, compile_pattern
 
 pytestmark = pytest.mark.e2e

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.cli.main import main
+from bridge.cli import main
 from bridge.config.loading import load_config, load_config_text
 from bridge.config.plugins import registered
 from bridge.pipeline.settings import resolve
