@@ -3,7 +3,7 @@
 SIGTERM or SIGINT: stop reading, let in-flight batches finish within `drain_timeout_seconds`,
 cancel what is left (unsettled records are not acknowledged and come back after a restart),
 save checkpoints, exit 0. A second signal exits at once. SIGHUP (or POST /reload) re-reads
-the config file (bridge.reload), with the API's mappings over it (bridge.overlay).
+the config file (bridge.ops.reload), with the API's mappings over it (bridge.frontdoor.overlay).
 Under systemd the daemon reports READY, RELOADING, STOPPING and watchdog pings itself.
 """
 
@@ -21,25 +21,26 @@ from typing import Any
 import structlog
 from prometheus_client.core import Metric
 
-from bridge.admin import AdminServer, ReloadRejected
 from bridge.asyncinvoke.service import AsyncInvocations
-from bridge.clients import Clients, Target, quietly
-from bridge.config import LoadedConfig, MappingConfig, load_config
+from bridge.config.loading import load_config
+from bridge.config.model import LoadedConfig, MappingConfig
+from bridge.config.plugins import SourceContext
 from bridge.errors import BridgeError, ConfigError
-from bridge.filtering import build_filter_set
+from bridge.filtering.criteria import build_filter_set
 from bridge.folders import make_private_folder
+from bridge.frontdoor.overlay import MappingOverlay
 from bridge.frontdoor.server import ApiServer, start_api
-from bridge.journal import InFlight, InvocationJournal, MappingJournal, open_journal
-from bridge.mapping import MappingRunner, MappingState
-from bridge.metrics import MappingView, contributed
-from bridge.overlay import MappingOverlay
-from bridge.plugins import SourceContext
+from bridge.ops.admin import AdminServer, ReloadRejected
+from bridge.ops.metrics import MappingView, contributed
+from bridge.ops.reload import plan_reload, restart_only_changes
+from bridge.ops.systemd import Notifier
+from bridge.pipeline.clients import Clients, Target, quietly
+from bridge.pipeline.journal import InFlight, InvocationJournal, MappingJournal, open_journal
+from bridge.pipeline.mapping import MappingRunner, MappingState
+from bridge.pipeline.settings import resolve
 from bridge.protocols import Source
-from bridge.reload import plan_reload, restart_only_changes
 from bridge.retry import sleep_unless
-from bridge.settings import resolve
 from bridge.stalls import where_waiting
-from bridge.systemd import Notifier
 
 # A drain still running after this long logs where its tasks wait.
 SLOW_DRAIN_SECONDS = 5.0
@@ -106,7 +107,7 @@ class Daemon:
         self._started = True
 
     async def _open_journal(self) -> None:
-        """Find the in-process invocations the previous run died in (bridge.journal)."""
+        """Find the in-process invocations the previous run died in (bridge.pipeline.journal)."""
         self.journal, self._crashed = await open_journal(self.config.state_dir, self._log)
 
     def _runner(self, mapping: MappingConfig) -> MappingRunner:

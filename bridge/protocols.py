@@ -32,7 +32,7 @@ class EventFormatter(Protocol):
 
 class Ownership(Protocol):
     """The mapping a source reads for: told about lost partitions, and the owner of the
-    source's background work and of its failures (bridge.health)."""
+    source's background work and of its failures (bridge.ops.health)."""
 
     def revoked(self, partitions: Collection[str]) -> None:
         """These partitions now belong to someone else: their queued records are dropped,

@@ -21,9 +21,9 @@ from collections.abc import (
 from typing import Any
 
 from bridge.codec import loads
-from bridge.events import RecordsEventFormatter
 from bridge.failures import failure_document
-from bridge.health import BackgroundTaskFailed, Health, TaskOwner
+from bridge.ops.health import BackgroundTaskFailed, Health, TaskOwner
+from bridge.pipeline.events import RecordsEventFormatter
 from bridge.protocols import EventFormatter, Ownership
 from bridge.records import Delivery, FailureRecord, InvokeResult, Record
 

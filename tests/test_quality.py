@@ -44,25 +44,32 @@ def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_layering_contracts_hold() -> None:
-    """import-linter's contracts (pyproject.toml) are kept: the core imports no connector
+    """import-linter's contracts (pyproject.toml) are kept: bridge's sub-packages import only
+    the layers below them, its shared modules none of them; the core imports no connector
     and no service SDK; connectors import each other only through the shared packages."""
     result = lint_imports(REPO)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_the_contracts_catch_a_core_to_connector_import(tmp_path: Path) -> None:
-    """The same contracts over a copy of the tree in which the core imports a connector
-    and a connector imports another: both are reported."""
+    """The same contracts over a copy of the tree in which the core imports a connector,
+    a connector imports another, config imports the pipeline above it and a shared module
+    imports a sub-package: each is reported."""
     for package in PACKAGES:
         shutil.copytree(
             REPO / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__")
         )
     (tmp_path / "bridge" / "leak.py").write_text("import connectors.kafka.config\n")
     (tmp_path / "connectors" / "sqs" / "leak.py").write_text("import connectors.kinesis.config\n")
+    (tmp_path / "bridge" / "config" / "leak.py").write_text("import bridge.pipeline.dispatch\n")
+    with (tmp_path / "bridge" / "codec.py").open("a") as codec:
+        codec.write("import bridge.ops.metrics\n")
     result = lint_imports(tmp_path)
     assert result.returncode != 0
     assert "bridge.leak -> connectors.kafka.config" in result.stdout
     assert "connectors.sqs.leak -> connectors.kinesis.config" in result.stdout
+    assert "bridge.config.leak -> bridge.pipeline.dispatch" in result.stdout
+    assert "bridge.codec -> bridge.ops.metrics" in result.stdout
 
 
 def test_modules_stay_small() -> None:

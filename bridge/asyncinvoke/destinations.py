@@ -12,8 +12,8 @@ from typing import Literal
 
 from pydantic import Field
 
+from bridge.config.plugins import BuildContext, DestinationConfig
 from bridge.errors import PermanentDestinationError
-from bridge.plugins import BuildContext, DestinationConfig
 from bridge.protocols import Destination, EventFormatter
 from bridge.records import Delivery, FailureRecord
 

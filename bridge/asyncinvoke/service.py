@@ -3,7 +3,7 @@
 Queues are opened at start for every function that has a queue file under
 `state_dir/async` (events accepted before a restart or a kill -9 run on) and on the
 first event of any other function. Workers run as tasks this service owns
-(bridge.health.TaskOwner): one that fails is reported (its `async:<function>` entry of
+(bridge.ops.health.TaskOwner): one that fails is reported (its `async:<function>` entry of
 /readyz is Failed, `lambda_bridge_failures_total{component="worker"}` counts it) and
 started again with backoff; its events stay queued meanwhile.
 """
@@ -25,16 +25,16 @@ from bridge.asyncinvoke.overrides import EventInvokeConfigs
 from bridge.asyncinvoke.queue import EventQueue, QueuedEvent, queue_file
 from bridge.asyncinvoke.settings import AsyncSettings, effective
 from bridge.asyncinvoke.worker import AsyncWorker
-from bridge.clients import Clients
-from bridge.config import BridgeConfig
+from bridge.config.model import BridgeConfig
+from bridge.config.versions import LATEST
 from bridge.errors import DestinationError, PermanentDestinationError
 from bridge.folders import make_private_folder
-from bridge.health import BackgroundTaskFailed, TaskOwner
-from bridge.metrics import PREFIX, MappingView
+from bridge.ops.health import BackgroundTaskFailed, TaskOwner
+from bridge.ops.metrics import PREFIX, MappingView
+from bridge.pipeline.clients import Clients
 from bridge.protocols import Invoker
 from bridge.records import Delivery
 from bridge.retry import Backoff
-from bridge.versions import LATEST
 
 FOLDER = "async"
 RESTART_BACKOFF = Backoff(initial=1.0, maximum=60.0)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.asyncinvoke.destinations import LambdaDestinationConfig
-from bridge.config import BridgeConfig
-from bridge.plugins import DestinationConfig
+from bridge.config.model import BridgeConfig
+from bridge.config.plugins import DestinationConfig
 
 DEFAULT_RETRY_ATTEMPTS = 2
 DEFAULT_EVENT_AGE = 21_600

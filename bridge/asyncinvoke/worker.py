@@ -35,14 +35,14 @@ from bridge.asyncinvoke.records import (
     invocation_record,
 )
 from bridge.asyncinvoke.settings import AsyncSettings
+from bridge.config.versions import LATEST
 from bridge.errors import BridgeError
-from bridge.health import Health
 from bridge.invokers import INVOKED_ARN
-from bridge.metrics import MappingMetrics
+from bridge.ops.health import Health
+from bridge.ops.metrics import MappingMetrics
 from bridge.protocols import Invoker
 from bridge.records import Delivery, InvokeResult
 from bridge.retry import Backoff
-from bridge.versions import LATEST
 
 # Waits before the second and third attempt after a function error (esm-reference.md 12).
 RETRY_WAITS = (60.0, 120.0)

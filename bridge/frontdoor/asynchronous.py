@@ -24,7 +24,7 @@ from aiohttp import web
 from bridge.asyncinvoke.service import AsyncInvocations
 from bridge.asyncinvoke.settings import destination_named, shown
 from bridge.codec import dumps
-from bridge.config import BridgeConfig
+from bridge.config.model import BridgeConfig
 from bridge.frontdoor.errors import ApiError, invalid_parameter, json_object, not_found
 from bridge.frontdoor.functions import Target, resolve
 

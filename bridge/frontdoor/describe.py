@@ -9,7 +9,7 @@ Active`, `LastUpdateStatus: Successful`, `PackageType: Zip` and a placeholder `R
 configuration (a reload that changes it moves it on).
 
 Asked with a qualifier, they describe that version (an alias: the version it names) with
-its own settings (bridge.versions): `Version` is the version, `FunctionArn` is qualified
+its own settings (bridge.config.versions): `Version` is the version, `FunctionArn` is qualified
 as asked (`...:function:orders:live`).
 """
 
@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from bridge.asyncinvoke.settings import destination_arn
-from bridge.config import BridgeConfig
-from bridge.plugins import FunctionConfig
-from bridge.versions import LATEST, version_config
+from bridge.config.model import BridgeConfig
+from bridge.config.plugins import FunctionConfig
+from bridge.config.versions import LATEST, version_config
 
 # Lambda's maximum for ListFunctions' MaxItems, and its page size when none is given.
 MAX_ITEMS = 10000

@@ -2,7 +2,7 @@
 Delete EventSourceMapping, over the same mappings the config file declares.
 
 A config file mapping's UUID is derived from its name; API-made mappings are named by
-their UUID (bridge.overlay). Update applies like a reload of that one mapping: it drains
+their UUID (bridge.frontdoor.overlay). Update applies like a reload of that one mapping: it drains
 and starts again with the new settings. Delete removes API-made mappings only: a config
 file mapping is refused (`ResourceInUseException`), it is removed from the file. Answers
 show the transitional state AWS answers with (`Creating`, `Updating`, `Enabling`,
@@ -19,14 +19,14 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from bridge.codec import dumps
-from bridge.config import BridgeConfig, LoadedConfig, MappingConfig
+from bridge.config.model import BridgeConfig, LoadedConfig, MappingConfig
+from bridge.config.versions import LATEST
 from bridge.errors import BridgeError
 from bridge.frontdoor.errors import ApiError, invalid_parameter, json_object, not_found
 from bridge.frontdoor.esm_describe import describe, function_arn
 from bridge.frontdoor.esm_params import SOURCE_PARAMETERS, problem_text, settings_of, source_of
 from bridge.frontdoor.functions import resolve
-from bridge.mapping import MappingRunner
-from bridge.overlay import (
+from bridge.frontdoor.overlay import (
     Changed,
     Created,
     MappingInvalid,
@@ -38,7 +38,7 @@ from bridge.overlay import (
     merged,
     now,
 )
-from bridge.versions import LATEST
+from bridge.pipeline.mapping import MappingRunner
 
 MAPPINGS_PATH = "/2015-03-31/event-source-mappings"
 MAPPING_PATH = "/2015-03-31/event-source-mappings/{uuid}"

@@ -15,10 +15,10 @@ from typing import Any
 
 from bridge.asyncinvoke.settings import destination_arn
 from bridge.codec import dumps
-from bridge.config import BridgeConfig, MappingConfig
+from bridge.config.model import BridgeConfig, MappingConfig
 from bridge.frontdoor.esm_params import PARAMETERS
-from bridge.mapping import MappingRunner, MappingState
-from bridge.metrics import NO_RECORDS
+from bridge.ops.metrics import NO_RECORDS
+from bridge.pipeline.mapping import MappingRunner, MappingState
 
 # What AWS says changed a mapping's state (esm-reference.md 16).
 STREAM_REASON = "User action"

@@ -14,9 +14,9 @@ import re
 from typing import Any
 
 from bridge.asyncinvoke.settings import destination_arn
-from bridge.config import ApiAwsConfig, BridgeConfig
+from bridge.config.model import ApiAwsConfig, BridgeConfig
 from bridge.frontdoor.errors import ApiError, invalid_parameter
-from bridge.overlay import Problems
+from bridge.frontdoor.overlay import Problems
 
 # AWS's parameter -> the config file's key.
 SETTINGS = {

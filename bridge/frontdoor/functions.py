@@ -6,7 +6,7 @@ with `:qualifier`; `?Qualifier=` is the alternative, and the two must agree. A r
 account written in it must be those of the function's ARN (its configured `arn`, else the
 one made up from `aws.region` and `aws.account_id`). The qualifier is `$LATEST` (also when
 none is given), one of the function's configured versions or one of its aliases
-(bridge.versions); any other is not found (404).
+(bridge.config.versions); any other is not found (404).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bridge.config import BridgeConfig
+from bridge.config.model import BridgeConfig
+from bridge.config.versions import LATEST, qualifiers
 from bridge.frontdoor.errors import invalid_parameter, not_found
-from bridge.versions import LATEST, qualifiers
 
 __all__ = ["LATEST", "Target", "resolve"]
 

@@ -10,7 +10,7 @@ A function whose `reserved_concurrency` is taken throttles a synchronous call (4
 GetFunctionConfiguration and ListFunctions describe the configured functions
 (bridge.frontdoor.describe); ListVersionsByFunction, ListAliases and GetAlias their versions
 and aliases (bridge.frontdoor.versions). A qualifier runs that version, or the version an
-alias picks (`X-Amz-Executed-Version` names it; bridge.versions).
+alias picks (`X-Amz-Executed-Version` names it; bridge.config.versions).
 
 Beyond loopback every request's SigV4 signature is verified with `api.credentials`
 (bridge.frontdoor.sigv4). On loopback any credentials are accepted, but a request must
@@ -35,9 +35,8 @@ import structlog
 from aiohttp import web
 
 from bridge.addresses import is_loopback, parse_listen
-from bridge.admin import foreign_host, serve
 from bridge.codec import JSONDecodeError, dumps, loads
-from bridge.config import ApiConfig, BridgeConfig
+from bridge.config.model import ApiConfig, BridgeConfig
 from bridge.errors import BridgeError, ThrottledError
 from bridge.frontdoor import sigv4
 from bridge.frontdoor.asynchronous import AsyncTarget, EventInvokeConfigApi, accept_event
@@ -48,6 +47,7 @@ from bridge.frontdoor.functions import LATEST, Target, resolve
 from bridge.frontdoor.http.triggers import HttpTriggers
 from bridge.frontdoor.versions import VersionsApi
 from bridge.invokers import CLIENT_CONTEXT, INVOKED_ARN, LimitedInvoker
+from bridge.ops.admin import foreign_host, serve
 from bridge.protocols import Invoker
 from bridge.records import MAX_SYNC_PAYLOAD_BYTES, InvokeResult
 

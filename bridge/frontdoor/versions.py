@@ -1,5 +1,5 @@
 """ListVersionsByFunction, ListAliases and GetAlias (AWS's API reference) for the versions
-and aliases the config declares (bridge.versions).
+and aliases the config declares (bridge.config.versions).
 
 ListVersionsByFunction lists `$LATEST` first, then the versions in number order, each
 described as GetFunctionConfiguration describes it with that qualifier. ListAliases lists
@@ -21,11 +21,11 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from bridge.codec import dumps
-from bridge.config import BridgeConfig
+from bridge.config.model import BridgeConfig
+from bridge.config.versions import LATEST, AliasConfig
 from bridge.frontdoor.describe import DEFAULT_ITEMS, MAX_ITEMS, Describer
 from bridge.frontdoor.errors import invalid_parameter, not_found
 from bridge.frontdoor.functions import Target, resolve
-from bridge.versions import LATEST, AliasConfig
 
 VERSIONS_PATH = "/2015-03-31/functions/{function}/versions"
 ALIASES_PATH = "/2015-03-31/functions/{function}/aliases"

@@ -6,7 +6,7 @@ import os
 
 from pydantic import Field
 
-from bridge.plugins import StrictModel
+from bridge.config.plugins import StrictModel
 
 
 class AwsConnectionConfig(StrictModel):

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from bridge.plugins import BuildContext, FunctionConfig
+from bridge.config.plugins import BuildContext, FunctionConfig
 from bridge.protocols import Invoker
 from connectors.aws.config import AwsConnectionConfig
 

@@ -31,9 +31,9 @@ import structlog
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
+from bridge.config.plugins import BuildContext
 from bridge.errors import BridgeError, InvokerStartError, ThrottledError, TransportError
 from bridge.invokers import CLIENT_CONTEXT, UNHANDLED, error_document
-from bridge.plugins import BuildContext
 from bridge.records import MAX_SYNC_PAYLOAD_BYTES, InvokeResult
 from connectors.aws.client import announce_endpoint, aws_errors, error_code, session
 from connectors.aws.config import AwsConnectionConfig

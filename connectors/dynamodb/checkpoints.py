@@ -1,7 +1,7 @@
 """The `dynamodb` checkpoint store: positions in a DynamoDB table shared by daemons.
 
 Item key: `namespace` (hash) and `partition` (range); attributes `value` and
-`updated_at`. As with the SQLite store (bridge/checkpoints.py), saves are staged in
+`updated_at`. As with the SQLite store (bridge/pipeline/checkpoints.py), saves are staged in
 memory and written at `flush_interval_seconds` and on close, so a busy mapping does not
 pay a write per batch; a crash loses at most the last interval's progress, which means
 redelivery, never a skipped record. Reads are strongly consistent, so a daemon taking
@@ -20,8 +20,8 @@ from typing import Any
 import structlog
 from botocore.exceptions import ClientError
 
-from bridge.checkpoints import StagedPositions
 from bridge.errors import BridgeError
+from bridge.pipeline.checkpoints import StagedPositions
 from bridge.retry import Backoff
 from connectors.aws.client import announce_endpoint, aws_client, aws_errors, error_code
 from connectors.dynamodb.config import DynamoDBCheckpointStoreConfig

@@ -7,8 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from bridge.filtering import DYNAMODB_RECORD
-from bridge.plugins import (
+from bridge.config.plugins import (
     AWS_STREAM,
     BuildContext,
     CheckpointStoreConfig,
@@ -16,6 +15,7 @@ from bridge.plugins import (
     SourceConfig,
     SourceContext,
 )
+from bridge.filtering.criteria import DYNAMODB_RECORD
 from bridge.protocols import CheckpointStore, Source
 from connectors.aws.config import AwsConnectionConfig
 

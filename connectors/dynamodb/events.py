@@ -19,8 +19,8 @@ from typing import Any
 
 import orjson
 
-from bridge.events import RecordsEventFormatter
 from bridge.failures import iso_seconds
+from bridge.pipeline.events import RecordsEventFormatter
 from bridge.records import Record
 
 EVENT_SOURCE = "aws:dynamodb"

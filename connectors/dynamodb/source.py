@@ -8,8 +8,8 @@ import contextlib
 import math
 from typing import Any
 
+from bridge.config.plugins import SourceContext
 from bridge.errors import PermanentSourceError, SourceError
-from bridge.plugins import SourceContext
 from connectors.aws.client import announce_endpoint, aws_client, aws_errors
 from connectors.dynamodb.config import DynamoDBStreamsSourceConfig
 from connectors.dynamodb.events import DynamoDBRecords, DynamoDBStreamsFormatter

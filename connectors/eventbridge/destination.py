@@ -13,8 +13,8 @@ from typing import Any
 
 import structlog
 
+from bridge.config.plugins import Identity
 from bridge.errors import BridgeError, DestinationError, PermanentDestinationError
-from bridge.plugins import Identity
 from bridge.protocols import EventFormatter
 from bridge.records import Delivery, FailureRecord
 from connectors.aws.client import announce_endpoint, aws_client, aws_errors

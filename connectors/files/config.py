@@ -7,8 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from bridge.folders import folder_problem
-from bridge.plugins import (
+from bridge.config.plugins import (
     FILES,
     BuildContext,
     ConfigPath,
@@ -18,6 +17,7 @@ from bridge.plugins import (
     SourceConfig,
     SourceContext,
 )
+from bridge.folders import folder_problem
 from bridge.protocols import Destination, Source
 from connectors.files.keys import shown_key
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.codec import dumps
-from bridge.events import RecordsEventFormatter
 from bridge.failures import iso_millis
+from bridge.pipeline.events import RecordsEventFormatter
 from bridge.records import Record
 from connectors.files.keys import encode_key, shown_key
 
@@ -151,7 +151,7 @@ class FileEventBuilder:
             payload=None,
             arrival=event_time,
             # Each file is its own key: its events in order, files independent of each
-            # other (bridge.keyed_lanes).
+            # other (bridge.pipeline.keyed_lanes).
             lane=partition,
             handle=change,
             # Encoded here, where records are built (on a worker thread), not on the loop.

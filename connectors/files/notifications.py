@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 
 from bridge.codec import dumps
-from bridge.plugins import Identity
+from bridge.config.plugins import Identity
 from connectors.files.events import FileChange, s3_record, sequencer_text
 
 SAMPLE_BUCKET = "inbox"

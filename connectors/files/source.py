@@ -22,8 +22,8 @@ from pathlib import Path
 
 import structlog
 
+from bridge.config.plugins import SourceContext
 from bridge.errors import PermanentSourceError, SourceError
-from bridge.plugins import SourceContext
 from bridge.protocols import Ownership
 from bridge.records import Record
 from connectors.files.changes import ChangeDetector

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from bridge.plugins import BuildContext, ConfigPath, FunctionConfig
+from bridge.config.plugins import BuildContext, ConfigPath, FunctionConfig
 from bridge.protocols import Invoker
 
 # RFC 9110's token: what a header name may be made of.

@@ -6,8 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from bridge.filtering import KAFKA_VALUE
-from bridge.plugins import (
+from bridge.config.plugins import (
     KAFKA,
     BuildContext,
     ConfigPath,
@@ -19,6 +18,7 @@ from bridge.plugins import (
     StrictModel,
     check_start_timestamp,
 )
+from bridge.filtering.criteria import KAFKA_VALUE
 from bridge.protocols import Destination, Source
 
 DESTINATION_SCHEME = "kafka://"

@@ -25,8 +25,8 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
 )
 
+from bridge.config.plugins import SourceContext
 from bridge.errors import PermanentSourceError, SourceError
-from bridge.plugins import SourceContext
 from bridge.protocols import Ownership
 from bridge.records import Record
 from bridge.retry import Backoff
@@ -244,7 +244,7 @@ class KafkaSource:
         """Commit what was settled, at most every COMMIT_INTERVAL_SECONDS. A commit the
         broker refuses for now (a rebalance under way, the broker away) keeps its offsets
         and is tried again with backoff, the mapping reported Degraded meanwhile; any
-        other error ends the task, and with it the session (bridge.health)."""
+        other error ends the task, and with it the session (bridge.ops.health)."""
         failures = 0
         while True:
             await self._commit_due.wait()

@@ -6,14 +6,14 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from bridge.filtering import KINESIS_DATA
-from bridge.plugins import (
+from bridge.config.plugins import (
     AWS_STREAM,
     Identity,
     SourceConfig,
     SourceContext,
     check_start_timestamp,
 )
+from bridge.filtering.criteria import KINESIS_DATA
 from bridge.protocols import Source
 from connectors.aws.config import AwsConnectionConfig
 

@@ -17,8 +17,8 @@ from typing import Any
 import orjson
 
 from bridge.codec import dumps
-from bridge.events import RecordsEventFormatter
 from bridge.failures import iso_millis
+from bridge.pipeline.events import RecordsEventFormatter
 from bridge.records import Record
 
 SCHEMA_VERSION = "1.0"

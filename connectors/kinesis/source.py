@@ -6,8 +6,8 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from bridge.config.plugins import SourceContext
 from bridge.errors import PermanentSourceError, SourceError
-from bridge.plugins import SourceContext
 from connectors.aws.client import announce_endpoint, aws_client, aws_errors
 from connectors.kinesis.config import KinesisSourceConfig, default_identity_arn
 from connectors.kinesis.events import KinesisEventFormatter, KinesisRecords, epoch_seconds

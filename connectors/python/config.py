@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from bridge.plugins import BuildContext, ConfigPath, FunctionConfig
+from bridge.config.plugins import BuildContext, ConfigPath, FunctionConfig
 from bridge.protocols import Invoker
 
 

@@ -24,6 +24,7 @@ from typing import Any, NoReturn
 import structlog
 
 from bridge.codec import loads
+from bridge.config.plugins import BuildContext
 from bridge.errors import InvokerStartError, ThrottledError
 from bridge.invokers import (
     CLIENT_CONTEXT,
@@ -33,8 +34,7 @@ from bridge.invokers import (
     response_too_large,
     timed_out,
 )
-from bridge.journal import RUNNING_INVOCATION
-from bridge.plugins import BuildContext
+from bridge.pipeline.journal import RUNNING_INVOCATION
 from bridge.records import InvokeResult
 from connectors.python import imports, threads
 from connectors.python.config import HandlerSpec, PythonFunctionConfig
@@ -157,7 +157,7 @@ class PythonInvoker:
         scope = asyncio.timeout(timeout)
         call: threads.Call | None = None
         ran_on_loop = self._is_async
-        # Which invocation runs, for the crash journal's os._exit hook (bridge.journal).
+        # Which invocation runs, for the crash journal's os._exit hook (bridge.pipeline.journal).
         running = RUNNING_INVOCATION.set(request_id)
         try:
             async with scope:

@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator
 
-from bridge.plugins import (
+from bridge.config.plugins import (
     STREAM,
     BuildContext,
     DestinationConfig,

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from bridge.codec import dumps
-from bridge.events import RecordsEventFormatter
 from bridge.failures import iso_millis
+from bridge.pipeline.events import RecordsEventFormatter
 from bridge.records import Record
 
 SCHEMA_VERSION = "1.0"

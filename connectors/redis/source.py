@@ -42,9 +42,9 @@ from typing import Any
 import structlog
 from redis.exceptions import RedisError, ResponseError
 
+from bridge.config.plugins import SourceContext
 from bridge.errors import SourceError
-from bridge.health import cancel_and_wait
-from bridge.plugins import SourceContext
+from bridge.ops.health import cancel_and_wait
 from bridge.protocols import Ownership
 from bridge.records import Record
 from bridge.retry import Backoff
@@ -343,7 +343,7 @@ class RedisStreamsSource:
         """XACK what settled. A failed XACK keeps its ids for the next attempt, with
         backoff, and reports the mapping Degraded meanwhile (if the connection is gone,
         read() fails the session too and the entries stay pending, to be delivered
-        again); anything else ends the task, and with it the session (bridge.health)."""
+        again); anything else ends the task, and with it the session (bridge.ops.health)."""
         failures = 0
         while True:
             await self._ack_due.wait()

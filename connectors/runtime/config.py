@@ -14,7 +14,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from bridge.plugins import BuildContext, ConfigPath, FunctionConfig, PathSetting
+from bridge.config.plugins import BuildContext, ConfigPath, FunctionConfig, PathSetting
 from bridge.protocols import Invoker
 
 # pythonX.Y, nodejsN.x, provided, provided.al2, provided.al2023 (Lambda's identifiers).

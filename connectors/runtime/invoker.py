@@ -15,9 +15,9 @@ import weakref
 
 from prometheus_client.core import Metric
 
+from bridge.config.plugins import BuildContext
 from bridge.errors import InvokerStartError
 from bridge.invokers import UNHANDLED
-from bridge.plugins import BuildContext
 from bridge.records import InvokeResult
 from connectors.runtime.bootstraps import bootstrap_for
 from connectors.runtime.config import RuntimeFunctionConfig

@@ -18,7 +18,7 @@ import time
 
 import structlog
 
-from bridge.metrics import Histogram
+from bridge.ops.metrics import Histogram
 from connectors.runtime.environment import Environment, Setup
 
 INIT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

@@ -1,5 +1,5 @@
 """The runtime invoker's metric families, per function, for `/metrics` (prometheus_client
-families, see bridge.metrics): what the pool of the function has seen since it started."""
+families, see bridge.ops.metrics): what the pool of the function has seen since it started."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from prometheus_client.core import (
     Metric,
 )
 
-from bridge.metrics import PREFIX, add_histogram
+from bridge.ops.metrics import PREFIX, add_histogram
 from connectors.runtime.pool import EnvironmentPool
 
 _FUNCTION = ["function"]

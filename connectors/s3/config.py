@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from bridge.plugins import BuildContext, DestinationConfig, Identity
+from bridge.config.plugins import BuildContext, DestinationConfig, Identity
 from bridge.protocols import Destination
 from connectors.aws.config import AwsConnectionConfig
 

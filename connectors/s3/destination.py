@@ -24,9 +24,9 @@ from urllib.parse import quote
 import structlog
 
 from bridge.codec import dumps
+from bridge.config.plugins import BuildContext
 from bridge.errors import BridgeError, DestinationError, PermanentDestinationError
 from bridge.failures import failure_document
-from bridge.plugins import BuildContext
 from bridge.protocols import EventFormatter
 from bridge.records import Delivery, FailureRecord
 from connectors.aws.client import announce_endpoint, aws_client, aws_errors

@@ -15,8 +15,8 @@ import uuid
 from typing import Any
 
 from bridge.codec import dumps
+from bridge.config.plugins import Identity
 from bridge.failures import iso_millis
-from bridge.plugins import Identity
 
 SAMPLE_TOPIC = "orders"
 SAMPLE_TIME = 1_790_000_000.0

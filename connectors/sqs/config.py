@@ -12,8 +12,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
 
-from bridge.filtering import SQS_BODY
-from bridge.plugins import (
+from bridge.config.plugins import (
     QUEUE,
     BuildContext,
     ConfigPath,
@@ -22,6 +21,7 @@ from bridge.plugins import (
     SourceConfig,
     SourceContext,
 )
+from bridge.filtering.criteria import SQS_BODY
 from bridge.protocols import Destination, Source
 from bridge.redaction import redact_url
 from connectors.aws.config import AwsConnectionConfig

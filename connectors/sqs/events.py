@@ -22,8 +22,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bridge.codec import dumps
-from bridge.events import RecordsEventFormatter
 from bridge.failures import iso_millis
+from bridge.pipeline.events import RecordsEventFormatter
 from bridge.records import Record
 
 EVENT_SOURCE = "aws:sqs"

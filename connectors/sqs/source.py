@@ -28,8 +28,8 @@ from typing import Any
 
 import structlog
 
+from bridge.config.plugins import SourceContext
 from bridge.errors import BridgeError, PermanentSourceError, SourceError
-from bridge.plugins import SourceContext
 from bridge.protocols import Ownership
 from bridge.records import Record
 from connectors.aws.client import announce_endpoint, aws_client, aws_errors

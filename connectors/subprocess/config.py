@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from bridge.plugins import BuildContext, ConfigPath, FunctionConfig, PathSetting
+from bridge.config.plugins import BuildContext, ConfigPath, FunctionConfig, PathSetting
 from bridge.protocols import Invoker
 
 

@@ -22,6 +22,7 @@ import os
 import signal
 import time
 
+from bridge.config.plugins import BuildContext
 from bridge.errors import InvokerStartError, TransportError
 from bridge.invokers import (
     MAX_RESPONSE_BYTES,
@@ -31,7 +32,6 @@ from bridge.invokers import (
     response_too_large,
     timed_out,
 )
-from bridge.plugins import BuildContext
 from bridge.records import InvokeResult
 from connectors.subprocess.config import SubprocessFunctionConfig
 

@@ -33,8 +33,8 @@ from botocore.config import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bridge import logs
-from bridge.config import load_config
+from bridge.config.loading import load_config
+from bridge.ops import logs
 
 HANDLER = "def handler(event, context):\n    return {'ok': True, 'echo': event}\n"
 EVENT = b'{"order": 7, "items": ["a", "b", "c"]}'

@@ -30,7 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bridge.codec import loads
-from bridge.filtering import SQS_BODY, build_filter_set
+from bridge.filtering.criteria import SQS_BODY, build_filter_set
 from bridge.records import Record
 from connectors.sqs.events import MessageRecords, sample_message
 

@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bridge.config import LoadedConfig
-from bridge.mapping import MappingRunner
-from bridge.plugins import SourceContext
-from bridge.settings import resolve
+from bridge.config.model import LoadedConfig
+from bridge.config.plugins import SourceContext
+from bridge.pipeline.mapping import MappingRunner
+from bridge.pipeline.settings import resolve
 from bridge.testing import NoopInvoker
 
 

@@ -33,9 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from aiohttp import ClientSession, TCPConnector, web
 
-from bridge import logs
-from bridge.config import BridgeConfig, load_config_text
+from bridge.config.loading import load_config_text
+from bridge.config.model import BridgeConfig
 from bridge.frontdoor.server import ApiServer
+from bridge.ops import logs
 from bridge.protocols import Invoker
 
 HANDLER = """\

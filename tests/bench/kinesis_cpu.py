@@ -34,13 +34,13 @@ import boto3
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bridge import logs
-from bridge.batching import BatchPolicy
-from bridge.checkpoints import SqliteCheckpointStore
-from bridge.dispatch import RetryPolicy
-from bridge.mapping import MappingRunner
-from bridge.plugins import Identity, SourceContext
-from bridge.settings import MappingSettings
+from bridge.config.plugins import Identity, SourceContext
+from bridge.ops import logs
+from bridge.pipeline.batching import BatchPolicy
+from bridge.pipeline.checkpoints import SqliteCheckpointStore
+from bridge.pipeline.dispatch import RetryPolicy
+from bridge.pipeline.mapping import MappingRunner
+from bridge.pipeline.settings import MappingSettings
 from bridge.testing import NoopInvoker
 from connectors.aws.client import aws_client
 from connectors.kinesis.config import KinesisSourceConfig

@@ -27,11 +27,11 @@ import time
 
 import orjson
 
-from bridge import logs
-from bridge.batching import BatchPolicy
-from bridge.dispatch import RetryPolicy
-from bridge.mapping import MappingRunner
-from bridge.settings import MappingSettings
+from bridge.ops import logs
+from bridge.pipeline.batching import BatchPolicy
+from bridge.pipeline.dispatch import RetryPolicy
+from bridge.pipeline.mapping import MappingRunner
+from bridge.pipeline.settings import MappingSettings
 from bridge.testing import MemorySource, NoopInvoker, generate_records
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")

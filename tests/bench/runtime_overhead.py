@@ -30,8 +30,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bridge import logs
-from bridge.config import load_config_text
+from bridge.config.loading import load_config_text
+from bridge.ops import logs
 from bridge.protocols import Invoker
 
 HANDLER = "def handler(event, context):\n    return {'ok': True}\n"

@@ -26,8 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bridge import logs
-from bridge.config import load_config_text
+from bridge.config.loading import load_config_text
+from bridge.ops import logs
 from tests import services
 from tests.bench.harness import run_mapping
 from tests.bench.redis_throughput import BATCH, NOOP, fill

@@ -39,13 +39,13 @@ import boto3
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bridge import logs
-from bridge.batching import BatchPolicy
-from bridge.dispatch import RetryPolicy
-from bridge.mapping import MappingRunner
-from bridge.plugins import QUEUE, Identity, SourceContext
+from bridge.config.plugins import QUEUE, Identity, SourceContext
+from bridge.ops import logs
+from bridge.pipeline.batching import BatchPolicy
+from bridge.pipeline.dispatch import RetryPolicy
+from bridge.pipeline.mapping import MappingRunner
+from bridge.pipeline.settings import MappingSettings
 from bridge.records import Record
-from bridge.settings import MappingSettings
 from bridge.testing import NoopInvoker
 from connectors.sqs.config import SqsSourceConfig
 from tests import services

@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bridge.checkpoints import SqliteCheckpointStore
-from bridge.plugins import Identity, SourceContext
+from bridge.config.plugins import Identity, SourceContext
+from bridge.pipeline.checkpoints import SqliteCheckpointStore
 from bridge.protocols import Source
 from bridge.records import Record
 from connectors.files.config import FilesSourceConfig

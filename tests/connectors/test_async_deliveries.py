@@ -12,7 +12,7 @@ from pathlib import Path
 import boto3
 from aiokafka import AIOKafkaConsumer
 
-from bridge.plugins import BuildContext, Identity
+from bridge.config.plugins import BuildContext, Identity
 from bridge.protocols import Destination
 from bridge.records import Delivery
 from connectors.kafka.config import KafkaDestinationConfig

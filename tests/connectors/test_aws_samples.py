@@ -9,7 +9,7 @@ import json
 import pytest
 from aws_lambda_powertools.utilities.parser.models import S3Model, SnsModel
 
-from bridge.plugins import Identity
+from bridge.config.plugins import Identity
 from connectors.files.notifications import sample_event as s3_sample
 from connectors.sns.events import sample_event as sns_sample
 

@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 import pytest
 
-from bridge.plugins import BuildContext, Identity, SourceContext
+from bridge.config.plugins import BuildContext, Identity, SourceContext
 from bridge.testing import StandaloneOwnership
 from connectors.dynamodb.checkpoints import (
     DynamoDBCheckpointStore,

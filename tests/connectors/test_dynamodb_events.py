@@ -18,8 +18,8 @@ from aws_lambda_powertools.utilities.parser.models import (
 from pydantic import ValidationError
 
 from bridge.codec import dumps, loads
+from bridge.config.plugins import Identity
 from bridge.failures import failure_document
-from bridge.plugins import Identity
 from bridge.records import FailureCondition, FailureRecord, InvokeResult
 from connectors.dynamodb.config import DynamoDBCheckpointStoreConfig, DynamoDBStreamsSourceConfig
 from connectors.dynamodb.events import DynamoDBRecords, DynamoDBStreamsFormatter, to_json

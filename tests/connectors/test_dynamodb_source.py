@@ -23,10 +23,10 @@ import pytest
 from aws_lambda_powertools.utilities.parser.models import DynamoDBStreamModel
 from structlog.testing import capture_logs
 
-from bridge.checkpoints import SqliteCheckpointStore
 from bridge.codec import loads
+from bridge.config.plugins import Identity, SourceContext
 from bridge.errors import PermanentSourceError
-from bridge.plugins import Identity, SourceContext
+from bridge.pipeline.checkpoints import SqliteCheckpointStore
 from bridge.records import Record
 from bridge.testing import StandaloneOwnership
 from connectors.dynamodb.config import DynamoDBStreamsSourceConfig

@@ -11,7 +11,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.parser.models import S3Model
 
-from bridge.plugins import BuildContext, Identity
+from bridge.config.plugins import BuildContext, Identity
 from bridge.protocols import Destination
 from bridge.records import FailureCondition, FailureRecord, InvokeResult, Record
 from connectors.files.config import FileDestinationConfig

@@ -12,8 +12,8 @@ from aws_lambda_powertools.utilities.parser.models import S3Model
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bridge.config.plugins import Identity
 from bridge.failures import iso_millis
-from bridge.plugins import Identity
 from connectors.files.config import FilesSourceConfig
 from connectors.files.events import (
     CREATED,
@@ -206,7 +206,7 @@ def test_builder_record_fields() -> None:
 
 def test_each_file_is_its_own_key() -> None:
     """Every change of one file carries the file's key, so its events stay in order while
-    different files are delivered independently (bridge.keyed_lanes)."""
+    different files are delivered independently (bridge.pipeline.keyed_lanes)."""
     events = builder()
     keys = [f"file-{index}.txt" for index in range(5)]
     first = {key: events.record(FileChange(key)).lane for key in keys}

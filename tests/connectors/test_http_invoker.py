@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from bridge.config.plugins import BuildContext, Identity
 from bridge.errors import ThrottledError, TransportError
 from bridge.invokers import CLIENT_CONTEXT
-from bridge.plugins import BuildContext, Identity
 from bridge.records import InvokeResult
 from connectors.http import invoker as http_invoker
 from connectors.http.config import HttpFunctionConfig

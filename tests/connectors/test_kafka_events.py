@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.parser.models import (
 )
 
 from bridge.codec import loads
-from bridge.plugins import Identity
+from bridge.config.plugins import Identity
 from bridge.records import FailureCondition, FailureRecord, InvokeResult
 from connectors.kafka.config import KafkaDestinationConfig, KafkaSourceConfig
 from connectors.kafka.destination import KafkaTopicDestination

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bridge.plugins import Identity, SourceContext
+from bridge.config.plugins import Identity, SourceContext
 from bridge.protocols import Source
 from bridge.records import FailureCondition, FailureRecord, InvokeResult, Record
 from bridge.testing import StandaloneOwnership

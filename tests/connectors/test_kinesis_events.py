@@ -15,8 +15,8 @@ from aws_lambda_powertools.utilities.parser.models import KinesisDataStreamModel
 from pydantic import ValidationError
 
 from bridge.codec import loads
+from bridge.config.plugins import Identity
 from bridge.failures import failure_document
-from bridge.plugins import Identity
 from bridge.records import FailureCondition, FailureRecord, InvokeResult
 from connectors.kinesis.config import KinesisSourceConfig
 from connectors.kinesis.events import KinesisEventFormatter, KinesisRecords

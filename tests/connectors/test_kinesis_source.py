@@ -25,16 +25,16 @@ from aws_lambda_powertools.utilities.parser.models import KinesisDataStreamModel
 from botocore.exceptions import ClientError
 from structlog.testing import capture_logs
 
-from bridge.batching import BatchPolicy
-from bridge.checkpoints import SqliteCheckpointStore
 from bridge.codec import loads
-from bridge.dispatch import RetryPolicy
+from bridge.config.plugins import Identity, SourceContext
 from bridge.errors import PermanentSourceError
-from bridge.mapping import MappingRunner
-from bridge.plugins import Identity, SourceContext
+from bridge.pipeline.batching import BatchPolicy
+from bridge.pipeline.checkpoints import SqliteCheckpointStore
+from bridge.pipeline.dispatch import RetryPolicy
+from bridge.pipeline.mapping import MappingRunner
+from bridge.pipeline.settings import MappingSettings
 from bridge.records import Record
 from bridge.retry import Backoff
-from bridge.settings import MappingSettings
 from bridge.testing import ScriptedInvoker, StandaloneOwnership
 from connectors.kinesis.config import KinesisSourceConfig
 from connectors.kinesis.source import KinesisSource

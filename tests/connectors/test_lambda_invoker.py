@@ -18,9 +18,9 @@ from aiohttp import web
 from pydantic import ValidationError
 from structlog.testing import capture_logs
 
+from bridge.config.plugins import BuildContext, Identity
 from bridge.errors import InvokerStartError, ThrottledError, TransportError
 from bridge.invokers import CLIENT_CONTEXT
-from bridge.plugins import BuildContext, Identity
 from bridge.records import MAX_SYNC_PAYLOAD_BYTES, InvokeResult
 from connectors.awslambda import invoker as lambda_invoker
 from connectors.awslambda.config import LambdaFunctionConfig

@@ -18,8 +18,8 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from bridge import logs
-from bridge.repeats import RepeatLimitingHandler
+from bridge.ops import logs
+from bridge.ops.repeats import RepeatLimitingHandler
 from tests import services
 from tests.e2e import kafka_helpers as kafka
 
@@ -93,7 +93,7 @@ def test_the_bridges_own_events_are_never_held_back(log_stream: io.StringIO) -> 
     log = structlog.get_logger("bridge.test")
     for _ in range(100):
         log.warning("mapping.reconnecting", mapping="m")
-        logging.getLogger("bridge.admin.server").warning("same line")
+        logging.getLogger("bridge.ops.admin.server").warning("same line")
     events = Counter(line["event"] for line in lines_of(log_stream))
     assert events["mapping.reconnecting"] == 100
     assert events["same line"] == 100

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import structlog
 
+from bridge.config.plugins import BuildContext, Identity
 from bridge.errors import InvokerStartError
-from bridge.plugins import BuildContext, Identity
 from bridge.records import InvokeResult
 from connectors.python.config import HandlerSpec, PythonFunctionConfig
 from connectors.python.invoker import PythonInvoker

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 import redis
 
+from bridge.config.plugins import BuildContext, Identity, SourceContext
 from bridge.errors import DestinationError, PermanentSourceError, SourceError
-from bridge.plugins import BuildContext, Identity, SourceContext
 from bridge.records import FailureCondition, FailureRecord, InvokeResult, Record
 from bridge.testing import StandaloneOwnership
 from connectors.redis.config import RedisStreamDestinationConfig, RedisStreamsSourceConfig

@@ -8,7 +8,7 @@ import asyncio
 import os
 from pathlib import Path
 
-from bridge.plugins import BuildContext, Identity
+from bridge.config.plugins import BuildContext, Identity
 from bridge.records import InvokeResult
 from connectors.runtime.config import RuntimeFunctionConfig
 from connectors.runtime.invoker import RuntimeInvoker

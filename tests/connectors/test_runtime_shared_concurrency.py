@@ -10,7 +10,7 @@ import json
 import os
 from pathlib import Path
 
-from bridge.plugins import BuildContext, Identity
+from bridge.config.plugins import BuildContext, Identity
 from connectors.runtime.config import RuntimeFunctionConfig
 from connectors.runtime.invoker import RuntimeInvoker
 

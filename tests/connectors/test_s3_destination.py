@@ -21,10 +21,10 @@ from aws_lambda_powertools.utilities.parser.models import (
 from pydantic import ValidationError
 from structlog.testing import capture_logs
 
+from bridge.config.plugins import BuildContext, Identity
 from bridge.errors import DestinationError
-from bridge.events import RecordsEventFormatter
 from bridge.failures import iso_millis
-from bridge.plugins import BuildContext, Identity
+from bridge.pipeline.events import RecordsEventFormatter
 from bridge.protocols import Destination
 from bridge.records import FailureCondition, FailureRecord, InvokeResult, Record
 from connectors.s3.config import S3DestinationConfig

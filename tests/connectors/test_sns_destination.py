@@ -17,8 +17,8 @@ from aws_lambda_powertools.utilities.parser.models import SnsNotificationModel
 from pydantic import ValidationError
 from structlog.testing import capture_logs
 
+from bridge.config.plugins import BuildContext, Identity
 from bridge.errors import DestinationError
-from bridge.plugins import BuildContext, Identity
 from bridge.protocols import Destination
 from bridge.records import FailureCondition, FailureRecord
 from bridge.testing import MemoryEventFormatter, memory_records

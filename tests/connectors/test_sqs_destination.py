@@ -14,9 +14,9 @@ from typing import Any
 import boto3
 import pytest
 
+from bridge.config.plugins import BuildContext, Identity
 from bridge.errors import DestinationError
 from bridge.failures import iso_millis
-from bridge.plugins import BuildContext, Identity
 from bridge.protocols import Destination
 from bridge.records import FailureCondition, FailureRecord, InvokeResult
 from connectors.kafka.events import KafkaEventFormatter, KafkaMessage

@@ -12,8 +12,8 @@ import pytest
 from aws_lambda_powertools.utilities.parser.models import SqsModel
 from pydantic import ValidationError
 
-from bridge.config import MappingConfig
-from bridge.plugins import QUEUE, Identity
+from bridge.config.model import MappingConfig
+from bridge.config.plugins import QUEUE, Identity
 from connectors.sqs.config import SqsDestinationConfig, SqsSourceConfig
 from connectors.sqs.events import (
     MessageRecords,

@@ -26,15 +26,15 @@ from aws_lambda_powertools.utilities.parser.models import SqsModel
 from botocore.exceptions import ClientError
 from structlog.testing import capture_logs
 
-from bridge.batching import BatchPolicy
 from bridge.codec import dumps
-from bridge.dispatch import RetryPolicy
+from bridge.config.plugins import Identity, SourceContext
 from bridge.errors import PermanentSourceError, SourceError
-from bridge.mapping import MappingRunner
-from bridge.plugins import Identity, SourceContext
+from bridge.pipeline.batching import BatchPolicy
+from bridge.pipeline.dispatch import RetryPolicy
+from bridge.pipeline.mapping import MappingRunner
+from bridge.pipeline.settings import MappingSettings
 from bridge.records import InvokeResult, Record
 from bridge.retry import Backoff
-from bridge.settings import MappingSettings
 from bridge.testing import ScriptedInvoker, StandaloneOwnership
 from connectors.sqs.config import SqsSourceConfig
 from connectors.sqs.source import SqsSource

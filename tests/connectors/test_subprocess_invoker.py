@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from bridge.config.plugins import BuildContext, Identity
 from bridge.errors import InvokerStartError
-from bridge.plugins import BuildContext, Identity
 from bridge.records import InvokeResult
 from connectors.subprocess.config import SubprocessFunctionConfig
 from connectors.subprocess.invoker import SubprocessInvoker

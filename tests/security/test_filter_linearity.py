@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from bridge.patterns import PatternError, compile_pattern
+from bridge.filtering.patterns import PatternError, compile_pattern
 from tests.support import REPO
 
 # A match may take this many times one `str.find` over the same value (best of a few
@@ -30,7 +30,7 @@ CHILD_TIMEOUT = 30.0
 TIMER = textwrap.dedent(
     """
     import json, sys, time
-    from bridge.patterns import compile_pattern
+    from bridge.filtering.patterns import compile_pattern
 
     parts, value = json.loads(sys.stdin.read())
     document = {"f": value}

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from bridge.cli import main
-from bridge.patterns import PatternError, compile_pattern
+from bridge.filtering.patterns import PatternError, compile_pattern
 
 pytestmark = pytest.mark.e2e
 

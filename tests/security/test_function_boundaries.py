@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from bridge.config.plugins import BuildContext, Identity
 from bridge.invokers import MAX_RESPONSE_BYTES
-from bridge.plugins import BuildContext, Identity
 from bridge.records import InvokeResult
 from connectors.http.config import HttpFunctionConfig
 from connectors.python.config import PythonFunctionConfig

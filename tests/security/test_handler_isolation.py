@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bridge.plugins import BuildContext, Identity
+from bridge.config.plugins import BuildContext, Identity
 from connectors.python.config import PythonFunctionConfig
 from connectors.python.invoker import PythonInvoker
 

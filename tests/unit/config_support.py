@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from bridge.config import load_config_text
+from bridge.config.loading import load_config_text
 from bridge.errors import ConfigError
 
 VALID = """\

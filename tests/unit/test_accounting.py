@@ -9,13 +9,13 @@ import asyncio
 import random
 from typing import Any
 
-from bridge.batching import BatchPolicy
-from bridge.dispatch import RetryPolicy
-from bridge.filtering import build_filter_set
-from bridge.mapping import MappingRunner
+from bridge.filtering.criteria import build_filter_set
+from bridge.pipeline.batching import BatchPolicy
+from bridge.pipeline.dispatch import RetryPolicy
+from bridge.pipeline.mapping import MappingRunner
+from bridge.pipeline.settings import MappingSettings
 from bridge.records import InvokeResult
 from bridge.retry import Backoff
-from bridge.settings import MappingSettings
 from bridge.testing import MemoryDestination, MemorySource, ScriptedInvoker, memory_records
 
 FAST = Backoff(initial=0.0001, maximum=0.001)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config import BridgeConfig, load_config_text
+from bridge.config.loading import load_config_text
+from bridge.config.model import BridgeConfig
 from bridge.frontdoor import describe
 from bridge.frontdoor.describe import Describer, lambda_timestamp
 

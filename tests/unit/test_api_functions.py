@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config import BridgeConfig, load_config_text
+from bridge.config.loading import load_config_text
+from bridge.config.model import BridgeConfig
 from bridge.frontdoor.errors import ApiError
 from bridge.frontdoor.functions import resolve
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bridge.config import load_config_text
+from bridge.config.loading import load_config_text
 from tests.unit.config_support import problems
 
 CONFIG = """\

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.batching import SEPARATOR_BYTES, BatchBuilder, BatchPolicy
+from bridge.pipeline.batching import SEPARATOR_BYTES, BatchBuilder, BatchPolicy
 from bridge.records import Record
 
 

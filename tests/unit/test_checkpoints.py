@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from bridge.checkpoints import SqliteCheckpointStore
+from bridge.pipeline.checkpoints import SqliteCheckpointStore
 
 
 def test_saved_positions_survive_a_restart(tmp_path: Path) -> None:

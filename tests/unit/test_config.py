@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from bridge.cli import main
-from bridge.config import load_config, load_config_text
-from bridge.plugins import registered
-from bridge.settings import resolve
+from bridge.config.loading import load_config, load_config_text
+from bridge.config.plugins import registered
+from bridge.pipeline.settings import resolve
 from tests.unit.config_support import VALID, problems
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config import load_config, load_config_text
+from bridge.config.loading import load_config, load_config_text
 from bridge.errors import ConfigError
 from tests.unit.config_support import VALID, problems
 

@@ -24,17 +24,18 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from bridge.config import BridgeConfig, load_config
-from bridge.plugins import Identity
-from bridge.records import InvokeResult, OutcomeKind
-from bridge.responses import classify
-from bridge.stoptimeout import (
+from bridge.cli.stoptimeout import (
     CHECKPOINT_MARGIN_SECONDS,
     compose_stop_timeouts,
     parse_systemd_timespan,
     stop_timeout_warnings,
     unit_stop_timeout,
 )
+from bridge.config.loading import load_config
+from bridge.config.model import BridgeConfig
+from bridge.config.plugins import Identity
+from bridge.pipeline.responses import classify
+from bridge.records import InvokeResult, OutcomeKind
 from connectors.http.config import HttpFunctionConfig
 from connectors.redis.config import RedisStreamDestinationConfig, RedisStreamsSourceConfig
 from connectors.redis.events import EntryRecords

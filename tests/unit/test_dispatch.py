@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridge.codec import dumps
-from bridge.dispatch import Dispatcher, RetryPolicy
 from bridge.errors import TransportError
+from bridge.pipeline.dispatch import Dispatcher, RetryPolicy
 from bridge.records import FailureCondition, InvokeResult, Record
 from bridge.retry import Backoff
 from bridge.testing import MemoryDestination, MemoryEventFormatter, ScriptedInvoker, memory_records

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config import ApiAwsConfig, BridgeConfig, load_config_text
+from bridge.config.loading import load_config_text
+from bridge.config.model import ApiAwsConfig, BridgeConfig
 from bridge.frontdoor.errors import ApiError
 from bridge.frontdoor.esm_describe import describe
 from bridge.frontdoor.esm_params import problem_text, settings_of, source_of
-from bridge.overlay import MappingInvalid, build_mapping, config_uuid, merged
+from bridge.frontdoor.overlay import MappingInvalid, build_mapping, config_uuid, merged
 
 CONFIG = """\
 aws: {region: eu-west-1, account_id: "123456789012"}

@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bridge.filtertest import _data_keys, evaluate
-from bridge.patterns import PatternError
+from bridge.cli.filtertest import _data_keys, evaluate
+from bridge.filtering.patterns import PatternError
 from tests.conformance.snapshots import conformance_dir, missing_recordings
 
 SOURCES = {

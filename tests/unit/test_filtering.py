@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from bridge.config import load_config_text
+from bridge.config.loading import load_config_text
 from bridge.errors import ConfigError
-from bridge.filtering import (
+from bridge.filtering.criteria import (
     DYNAMODB_RECORD,
     KAFKA_VALUE,
     KINESIS_DATA,

@@ -10,14 +10,14 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-from bridge.batching import BatchPolicy
-from bridge.dispatch import RetryPolicy
 from bridge.errors import PermanentDestinationError, PermanentSourceError
-from bridge.mapping import MappingRunner, MappingState
+from bridge.pipeline.batching import BatchPolicy
+from bridge.pipeline.dispatch import RetryPolicy
+from bridge.pipeline.mapping import MappingRunner, MappingState
+from bridge.pipeline.settings import MappingSettings
 from bridge.protocols import Ownership
 from bridge.records import InvokeResult
 from bridge.retry import Backoff
-from bridge.settings import MappingSettings
 from bridge.testing import MemoryDestination, MemorySource, ScriptedInvoker, memory_records
 
 FAST = Backoff(initial=0.001, maximum=0.01)
@@ -327,7 +327,7 @@ def test_a_mapping_task_that_crashes_leaves_the_mapping_failed_with_the_reason()
 def test_cancel_and_wait_outlasts_a_task_that_loses_its_first_cancellation() -> None:
     """A task that swallows a cancellation (as one lost to an expiring timeout on 3.11)
     and waits again is cancelled again: closing it ends."""
-    from bridge.health import cancel_and_wait
+    from bridge.ops.health import cancel_and_wait
 
     async def swallows_one() -> None:
         with contextlib.suppress(asyncio.CancelledError):  # lost, as 3.11's timeouts can

@@ -13,9 +13,9 @@ from aws_lambda_powertools.utilities.parser.models import (
     APIGatewayProxyEventV2Model,
 )
 
-from bridge.frontdoor.http.config import HttpTriggerConfig
+from bridge.config.http_routes import RouteTable
+from bridge.config.http_triggers import HttpTriggerConfig
 from bridge.frontdoor.http.events import Api, HttpRequest, event_v1, event_v2, request_time
-from bridge.frontdoor.http.routes import RouteTable
 
 API = Api("123456789012", "a1b2c3d4e5")
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe"

@@ -1,4 +1,4 @@
-"""HTTP trigger routes (bridge.frontdoor.http.routes): path templates, greedy variables,
+"""HTTP trigger routes (bridge.config.http_routes): path templates, greedy variables,
 which route wins when several match, and the config problems of http_triggers."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import textwrap
 
 import pytest
 
-from bridge.config import load_config_text
-from bridge.frontdoor.http.config import HttpTriggerConfig, is_lambda_api_path
-from bridge.frontdoor.http.routes import RouteTable, request_segments
+from bridge.config.http_routes import RouteTable, request_segments
+from bridge.config.http_triggers import HttpTriggerConfig, is_lambda_api_path
+from bridge.config.loading import load_config_text
 from tests.unit.config_support import problems
 
 ROUTES = RouteTable(

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
-from bridge.exposition import render
-from bridge.metrics import Histogram, add_histogram, contributed
+from bridge.ops.exposition import render
+from bridge.ops.metrics import Histogram, add_histogram, contributed
 from tests.exposition import value
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bridge import journal as journal_module
-from bridge.journal import InvocationJournal, MappingJournal, charged
+from bridge.pipeline import journal as journal_module
+from bridge.pipeline.journal import InvocationJournal, MappingJournal, charged
 from bridge.records import Record
 
 

@@ -8,13 +8,13 @@ import asyncio
 from collections import defaultdict
 from typing import Any
 
-from bridge.batching import BatchPolicy
-from bridge.dispatch import RetryPolicy
-from bridge.filtering import build_filter_set
-from bridge.mapping import MappingRunner
+from bridge.filtering.criteria import build_filter_set
+from bridge.pipeline.batching import BatchPolicy
+from bridge.pipeline.dispatch import RetryPolicy
+from bridge.pipeline.mapping import MappingRunner
+from bridge.pipeline.settings import MappingSettings
 from bridge.records import InvokeResult, Record
 from bridge.retry import Backoff
-from bridge.settings import MappingSettings
 from bridge.testing import MemoryDestination, MemorySource, ScriptedInvoker
 
 FAST = Backoff(initial=0.001, maximum=0.01)

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from bridge.admin import readiness
-from bridge.exposition import render
-from bridge.metrics import DURATION_BUCKETS, PROBLEM, Histogram, MappingMetrics, MappingView
-from bridge.opscli import _table
+from bridge.cli.ops import _table
+from bridge.ops.admin import readiness
+from bridge.ops.exposition import render
+from bridge.ops.metrics import DURATION_BUCKETS, PROBLEM, Histogram, MappingMetrics, MappingView
+from bridge.ops.status import status_document
 from bridge.records import Record
-from bridge.status import status_document
 from tests.exposition import per_mapping, samples, value
 
 
@@ -48,7 +48,7 @@ def test_a_batch_lifecycle_is_counted() -> None:
         1,
         0,
     )
-    # Successes are counted when records settle (bridge.dispatch), not per answer.
+    # Successes are counted when records settle (bridge.pipeline.dispatch), not per answer.
     assert (metrics.succeeded, metrics.failed_invoke) == (0, 2)
     assert metrics.last_processing_result == PROBLEM
     assert (

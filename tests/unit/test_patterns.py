@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bridge.patterns import MAX_PATTERN_LENGTH, PatternError, compile_pattern
+from bridge.filtering.patterns import MAX_PATTERN_LENGTH, PatternError, compile_pattern
 
 ORDER = {
     "kind": "order",

@@ -7,13 +7,13 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from bridge.batching import BatchPolicy
-from bridge.dispatch import RetryPolicy
 from bridge.errors import PermanentSourceError, SourceError
-from bridge.mapping import MappingRunner, MappingState
+from bridge.pipeline.batching import BatchPolicy
+from bridge.pipeline.dispatch import RetryPolicy
+from bridge.pipeline.mapping import MappingRunner, MappingState
+from bridge.pipeline.settings import MappingSettings
 from bridge.records import InvokeResult, Record
 from bridge.retry import Backoff
-from bridge.settings import MappingSettings
 from bridge.testing import (
     MemoryDestination,
     MemorySource,

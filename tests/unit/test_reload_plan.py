@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config import ApiConfig, BridgeConfig, load_config, load_config_text
-from bridge.reload import plan_reload, restart_only_changes
+from bridge.config.loading import load_config, load_config_text
+from bridge.config.model import ApiConfig, BridgeConfig
+from bridge.ops.reload import plan_reload, restart_only_changes
 from tests.support import REPO
 
 BASE = """\

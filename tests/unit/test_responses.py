@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from bridge.pipeline.responses import classify, split_at_first_failures, string_identifier
 from bridge.records import InvokeResult, OutcomeKind, Record
-from bridge.responses import classify, split_at_first_failures, string_identifier
 
 RECORDS = [Record("shard-1", index, f"seq-{index}", {}, 0.0) for index in range(4)]
 

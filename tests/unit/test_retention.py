@@ -9,13 +9,13 @@ import asyncio
 import time
 from typing import Any
 
-from bridge.batching import BatchPolicy
-from bridge.dispatch import RetryPolicy
-from bridge.mapping import MappingRunner
+from bridge.pipeline.batching import BatchPolicy
+from bridge.pipeline.dispatch import RetryPolicy
+from bridge.pipeline.mapping import MappingRunner
+from bridge.pipeline.settings import MappingSettings
 from bridge.protocols import Ownership
 from bridge.records import FailureCondition, InvokeResult, Record
 from bridge.retry import Backoff
-from bridge.settings import MappingSettings
 from bridge.testing import MemoryDestination, MemorySource, ScriptedInvoker
 
 FAST = Backoff(initial=0.01, maximum=0.05)

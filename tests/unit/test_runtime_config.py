@@ -9,7 +9,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bridge.config import load_config_text
+from bridge.config.loading import load_config_text
 from bridge.invokers import MAX_RESPONSE_BYTES
 from connectors.runtime.config import host_architecture
 from connectors.runtime.runtime_api import Invocation, RuntimeApi

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.stoptimeout import (
+from bridge.cli.stoptimeout import (
     compose_stop_timeouts,
     parse_compose_duration,
     parse_systemd_timespan,

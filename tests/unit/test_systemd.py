@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from bridge.systemd import Notifier
+from bridge.ops.systemd import Notifier
 
 
 @pytest.fixture

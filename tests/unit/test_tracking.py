@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bridge.pipeline.tracking import PartitionTracker
 from bridge.records import Record
-from bridge.tracking import PartitionTracker
 
 
 def records_for(partitions: int, count: int) -> list[Record]:

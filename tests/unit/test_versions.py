@@ -1,4 +1,4 @@
-"""Function versions and aliases in config (bridge.versions): what is valid, how a
+"""Function versions and aliases in config (bridge.config.versions): what is valid, how a
 version's settings are made, how a weighted alias picks, and what resolve() accepts."""
 
 from __future__ import annotations
@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from bridge.clients import Clients
-from bridge.config import BridgeConfig, load_config_text
+from bridge.config.loading import load_config_text
+from bridge.config.model import BridgeConfig
+from bridge.config.versions import pick_version, version_config
 from bridge.errors import ConfigError
 from bridge.frontdoor.errors import ApiError
 from bridge.frontdoor.functions import resolve
-from bridge.versions import pick_version, version_config
+from bridge.pipeline.clients import Clients
 
 CONFIG = """\
 aws: {region: eu-west-1, account_id: "123456789012"}

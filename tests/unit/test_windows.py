@@ -6,13 +6,13 @@ import asyncio
 import time
 from typing import Any
 
-from bridge.batching import BatchPolicy
 from bridge.codec import dumps
-from bridge.dispatch import RetryPolicy
-from bridge.mapping import MappingRunner
+from bridge.pipeline.batching import BatchPolicy
+from bridge.pipeline.dispatch import RetryPolicy
+from bridge.pipeline.mapping import MappingRunner
+from bridge.pipeline.settings import MappingSettings
 from bridge.records import InvokeResult, Record
 from bridge.retry import Backoff
-from bridge.settings import MappingSettings
 from bridge.testing import MemoryEventFormatter, MemorySource, ScriptedInvoker
 
 FAST = Backoff(initial=0.001, maximum=0.01)

@@ -24,14 +24,14 @@ import structlog
 from aiohttp import web
 
 from bridge.codec import dumps
-from bridge.config import BridgeConfig
+from bridge.config.http_routes import Match, RouteTable
+from bridge.config.http_triggers import is_lambda_api_path
+from bridge.config.model import BridgeConfig
 from bridge.errors import BridgeError, ThrottledError
 from bridge.frontdoor.functions import LATEST
 from bridge.frontdoor.http import responses
-from bridge.frontdoor.http.config import is_lambda_api_path
 from bridge.frontdoor.http.events import Api, HttpRequest, event_v1, event_v2
 from bridge.frontdoor.http.responses import HttpAnswer, MalformedAnswer
-from bridge.frontdoor.http.routes import Match, RouteTable
 from bridge.invokers import LimitedInvoker
 from bridge.protocols import Invoker
 from bridge.records import MAX_SYNC_PAYLOAD_BYTES

@@ -1,0 +1,1 @@
+"""Event patterns and Lambda event filtering (esm-reference.md 11)."""

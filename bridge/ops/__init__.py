@@ -1,0 +1,2 @@
+"""What an operator sees of the running daemon: logs, metrics, health, the admin
+endpoint, systemd notifications and reloads."""

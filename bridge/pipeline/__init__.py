@@ -1,0 +1,1 @@
+"""A mapping's run: reading, batching, invoking, retrying, settling and checkpointing records."""
