@@ -1,7 +1,8 @@
 """Event invoke configs made through the API, kept in `state_dir/async/event-invoke-configs.json`
 so that they survive a restart (written whole to a new file, then renamed over the old).
 
-Keyed by function and qualifier; each is what the API took: `MaximumRetryAttempts`,
+Settings live per function and qualifier, as on AWS (esm-reference.md 12: Put replaces,
+Update merges); each is what the API took: `MaximumRetryAttempts`,
 `MaximumEventAgeInSeconds`, `OnSuccess` / `OnFailure` (destination ARNs or names) and
 `LastModified` (epoch seconds).
 """

@@ -1,4 +1,5 @@
-"""The daemon's asynchronous invocations: a durable queue and a worker per function.
+"""The daemon's asynchronous invocations: a durable queue and a worker per function, as
+Lambda's internal queue that `Event` invocations go to (esm-reference.md 12).
 
 Queues are opened at start for every function that has a queue file under
 `state_dir/async` (events accepted before a restart or a kill -9 run on) and on the

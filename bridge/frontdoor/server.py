@@ -280,25 +280,21 @@ class ApiServer:
         )
 
     async def _get_function(self, request: web.Request) -> web.StreamResponse:
-        if request.method != "GET":
-            return await self._unknown_operation(request)
-        await self._authenticated_body(request)
-        config = self._target.config
-        target = resolve(config, request.match_info["function"], request.query.get("Qualifier"))
-        answer = await asyncio.to_thread(
-            self._describer.function, config, target.name, target.given_qualifier
-        )
-        return self._described(request, answer)
+        return await self._describe_one(request, self._describer.function)
 
     async def _get_function_configuration(self, request: web.Request) -> web.StreamResponse:
+        return await self._describe_one(request, self._describer.configuration)
+
+    async def _describe_one(
+        self, request: web.Request, describe: Callable[[BridgeConfig, str, str | None], Any]
+    ) -> web.StreamResponse:
+        """GetFunction / GetFunctionConfiguration: the function (at its qualifier) named."""
         if request.method != "GET":
             return await self._unknown_operation(request)
         await self._authenticated_body(request)
         config = self._target.config
         target = resolve(config, request.match_info["function"], request.query.get("Qualifier"))
-        answer = await asyncio.to_thread(
-            self._describer.configuration, config, target.name, target.given_qualifier
-        )
+        answer = await asyncio.to_thread(describe, config, target.name, target.given_qualifier)
         return self._described(request, answer)
 
     async def _list_functions(self, request: web.Request) -> web.StreamResponse:

@@ -1,5 +1,6 @@
 """ListVersionsByFunction, ListAliases and GetAlias (AWS's API reference) for the versions
-and aliases the config declares (bridge.config.versions).
+and aliases the config declares (bridge.config.versions); Invoke takes them as the
+qualifier of esm-reference.md 14.
 
 ListVersionsByFunction lists `$LATEST` first, then the versions in number order, each
 described as GetFunctionConfiguration describes it with that qualifier. ListAliases lists
