@@ -47,7 +47,7 @@ from bridge.frontdoor.functions import LATEST, Target, resolve
 from bridge.frontdoor.http.triggers import HttpTriggers
 from bridge.frontdoor.versions import VersionsApi
 from bridge.invokers import CLIENT_CONTEXT, INVOKED_ARN, LimitedInvoker
-from bridge.ops.admin import foreign_host, serve
+from bridge.ops.admin import foreign_host, serve, stop_serving
 from bridge.protocols import Invoker
 from bridge.records import MAX_SYNC_PAYLOAD_BYTES, InvokeResult
 
@@ -204,10 +204,8 @@ class ApiServer:
 
     async def close(self) -> None:
         """Stop accepting; invocations under way finish (up to the shutdown timeout)."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-            self._address_file.unlink(missing_ok=True)
+        runner, self._runner = self._runner, None
+        await stop_serving(runner, self._address_file)
 
     # -- around every request ---------------------------------------------------------
 

@@ -20,6 +20,7 @@ posted cross-site cannot reload the daemon.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -162,6 +163,14 @@ async def serve(
     return runner, f"{shown}:{bound[1]}"
 
 
+async def stop_serving(runner: web.AppRunner | None, address_file: Path) -> None:
+    """Stop a server `serve` started (requests under way finish, up to its shutdown
+    timeout) and take back the address it left in `address_file`."""
+    if runner is not None:
+        await runner.cleanup()
+        await asyncio.to_thread(address_file.unlink, missing_ok=True)
+
+
 class AdminServer:
     def __init__(
         self, target: AdminTarget, listen: str, token: str | None, state_dir: Path
@@ -190,10 +199,8 @@ class AdminServer:
         return self.address
 
     async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-            self._address_file.unlink(missing_ok=True)
+        runner, self._runner = self._runner, None
+        await stop_serving(runner, self._address_file)
 
     @web.middleware
     async def _check_host(self, request: web.Request, handler: Handler) -> web.StreamResponse:
