@@ -285,7 +285,7 @@ class Daemon:
                 failures=dict(runner.health.failures),
                 filtered_out=runner.filtered_out,
                 offset_lag=lag,
-                progress=getattr(runner.source, "progress", None),
+                progress=None if runner.source is None else runner.source.progress,
             )
             for runner, lag in zip(runners, lags, strict=True)
         ] + self.asynchronous.views()
@@ -397,10 +397,9 @@ def _report_crash(runner: MappingRunner, task: asyncio.Task[None]) -> None:
 
 
 async def _offset_lag(source: Source | None) -> dict[str, int]:
-    report = getattr(source, "offset_lag", None)
-    if report is None:
+    if source is None:
         return {}
     try:
-        return dict(await asyncio.wait_for(report(), LAG_TIMEOUT_SECONDS))
+        return dict(await asyncio.wait_for(source.offset_lag(), LAG_TIMEOUT_SECONDS))
     except Exception:
         return {}

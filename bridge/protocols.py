@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 from collections.abc import Collection, Coroutine, Hashable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -61,41 +62,46 @@ class Ownership(Protocol):
         goes on from the oldest record left. Counted, and logged by the source."""
 
 
+class DeliveryMode(enum.Enum):
+    """What a source is, in one value: it decides how the core batches, retries and
+    settles the source's records (esm-reference.md 5).
+
+    - `QUEUE` (SQS standard): no order; several batches at once; a failed record is left
+      to the source, which delivers it again itself; settled records are acknowledged one
+      by one (`Source.acknowledge`), unsettled ones handed back (`Source.release`).
+    - `ORDERED_QUEUE` (SQS FIFO): in order per lane (message group), one batch at a time
+      per lane; a failure blocks its group and is left to the source, as for `QUEUE`.
+    - `STREAM` (Kafka, Kinesis, DynamoDB Streams, Redis Streams, a folder): in order per
+      lane; the bridge retries a failed batch itself; a partition's position is committed
+      once every record up to it is settled (`Source.commit`).
+    """
+
+    QUEUE = "queue"
+    ORDERED_QUEUE = "ordered-queue"
+    STREAM = "stream"
+
+    @property
+    def ordered(self) -> bool:
+        return self is not DeliveryMode.QUEUE
+
+    @property
+    def acknowledged(self) -> bool:
+        """Records are acknowledged one by one and failures left to the source."""
+        return self is not DeliveryMode.STREAM
+
+
 @runtime_checkable
 class Source(Protocol):
     """Reads records and settles them once their outcome is known.
 
-    `ordered` sources deliver each lane's records in order and are checkpointed at the
-    highest contiguous settled position per partition; unordered sources are settled
-    record by record (acknowledged or deleted) and may run several batches at once.
+    A connector subclasses this protocol explicitly, sets `mode` and `formatter`, and
+    implements `open`, `read`, `close` and the settling method its mode calls for:
+    `acknowledge` (queues) or `commit` (streams). The other members are optional
+    capabilities; their defaults here say what a source without them does.
     """
 
-    @property
-    def ordered(self) -> bool: ...
-
-    @property
-    def formatter(self) -> EventFormatter: ...
-
-    @property
-    def redelivers_failures(self) -> bool:
-        """True for queues (SQS): a failed record is left to the source, which delivers it
-        again itself; the bridge does not retry it, and acknowledges record by record."""
-
-    @property
-    def redelivery_seconds(self) -> float | None:
-        """For queues: how long a received, unsettled record stays with the bridge before
-        the source would hand it out again (SQS: the visibility timeout). A batch that
-        cannot be invoked (throttled, endpoint down) is retried that long, then released.
-        None: retried until it is delivered or the mapping stops."""
-
-    @property
-    def can_pause(self) -> bool:
-        """True if `pause`/`resume` work, so one full lane does not stop all reading."""
-
-    @property
-    def problem(self) -> str | None:
-        """Why the source cannot read right now while its client reconnects on its own
-        (e.g. the broker is unreachable); None when it is healthy."""
+    mode: DeliveryMode
+    formatter: EventFormatter
 
     async def open(self, ownership: Ownership) -> None:
         """Connect. Raise a retriable SourceError if the service is unreachable."""
@@ -103,21 +109,64 @@ class Source(Protocol):
     async def read(self) -> Sequence[Record]:
         """Return the next records, waiting a short while; an empty list when idle."""
 
-    async def settle(self, records: Sequence[Record], checkpoints: Mapping[str, Record]) -> None:
-        """Acknowledge `records`; for ordered sources persist `checkpoints` (partition -> the
-        highest contiguous settled record)."""
+    async def close(self) -> None:
+        """Stop reading and let go of resources; unsettled records are not acknowledged."""
+
+    # -- settling: the core calls the one that applies to `mode` -----------------------
+
+    async def acknowledge(self, records: Sequence[Record]) -> None:
+        """Queues: these records are settled (succeeded, filtered out, or given up to the
+        on-failure destination); delete them from the queue."""
+        raise TypeError(f"a {self.mode.value} source does not acknowledge records")
+
+    async def commit(self, positions: Mapping[str, Record]) -> None:
+        """Streams: partition -> its newest record such that it and every record read
+        before it in that partition are settled; persist the position after it."""
+        raise TypeError(f"a {self.mode.value} source does not commit positions")
 
     async def release(self, records: Sequence[Record]) -> None:
-        """Hand back records that were not settled, so the source delivers them again."""
+        """Queues: hand back records that were not settled, so the source delivers them
+        again (without this, they come back when their visibility timeout ends)."""
+        return None
+
+    # -- optional capabilities -------------------------------------------------------
+
+    can_pause: bool = False
+    """True if `pause`/`resume` work, so one full lane does not stop all reading."""
 
     def pause(self, partitions: Collection[str]) -> None:
         """Stop fetching these partitions for now (their lane is full)."""
+        return None
 
     def resume(self, partitions: Collection[str]) -> None:
         """Fetch these partitions again."""
+        return None
 
-    async def close(self) -> None:
-        """Stop reading and let go of resources; unsettled records are not acknowledged."""
+    @property
+    def redelivery_seconds(self) -> float | None:
+        """Queues: how long a received, unsettled record stays with the bridge before
+        the source would hand it out again (SQS: the visibility timeout). A batch that
+        cannot be invoked (throttled, endpoint down) is retried that long, then released.
+        None: retried until it is delivered or the mapping stops."""
+        return None
+
+    problem: str | None = None
+    """Why the source cannot read right now while its client reconnects on its own
+    (e.g. the broker is unreachable); None when it is healthy."""
+
+    @property
+    def source_arn(self) -> str:
+        """The ARN of what is read, once known (a tumbling window's events carry it)."""
+        return ""
+
+    @property
+    def progress(self) -> dict[str, int] | None:
+        """While a source catches up at start: `{"done": n, "total": m}`; else None."""
+        return None
+
+    async def offset_lag(self) -> dict[str, int]:
+        """Per partition, how many records the source holds beyond what was read."""
+        return {}
 
 
 class Invoker(Protocol):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections import deque
 from collections.abc import (
     Awaitable,
     Callable,
@@ -24,7 +25,7 @@ from bridge.codec import loads
 from bridge.failures import failure_document
 from bridge.ops.health import BackgroundTaskFailed, Health, TaskOwner
 from bridge.pipeline.events import RecordsEventFormatter
-from bridge.protocols import EventFormatter, Ownership
+from bridge.protocols import DeliveryMode, EventFormatter, Ownership, Source
 from bridge.records import Delivery, FailureRecord, InvokeResult, Record
 
 
@@ -93,19 +94,22 @@ def memory_records(count: int, **options: Any) -> list[Record]:
     return list(generate_records(count, **options))
 
 
-class MemorySource:
-    """Serves a fixed list of records in chunks and remembers how each was settled."""
+class MemorySource(Source):
+    """Serves a fixed list of records in chunks and remembers how each was settled:
+    `settled` holds the records acknowledged (queues) or, for a stream, every record
+    up to each committed position, in order."""
+
+    source_arn = ""
 
     def __init__(
         self,
         records: Iterable[Record],
         *,
         total: int | None = None,
-        ordered: bool = True,
+        mode: DeliveryMode = DeliveryMode.STREAM,
         chunk: int = 1000,
         keep: bool = True,
         pausable: bool = False,
-        redelivers: bool | None = None,
         redelivery_seconds: float | None = None,
     ) -> None:
         if total is None:
@@ -113,43 +117,27 @@ class MemorySource:
             total = len(records)
         self._pending = iter(records)
         self.total = total
-        self._ordered = ordered
+        self.mode = mode
         self._chunk = chunk
         self._keep = keep
-        self._formatter = MemoryEventFormatter()
+        self.formatter = MemoryEventFormatter()
         self.settled: list[Record] = []
         self.settled_count = 0
         self.served = 0
         self.released: list[Record] = []
         self.checkpoints: dict[str, Record] = {}
         self.all_settled = asyncio.Event()
-        self._pausable = pausable
-        # A queue by default when unordered; an ordered queue (FIFO) when asked.
-        self._redelivers = (not ordered) if redelivers is None else redelivers
-        self.redelivery_seconds = redelivery_seconds
+        self.can_pause = pausable
+        self._redelivery_seconds = redelivery_seconds
+        # Per partition, the records served and not yet committed (streams).
+        self._uncommitted: dict[str, deque[Record]] = {}
         self.paused: set[str] = set()
         self.pause_calls: list[frozenset[str]] = []
         self._held: list[Record] = []
 
     @property
-    def ordered(self) -> bool:
-        return self._ordered
-
-    @property
-    def formatter(self) -> EventFormatter:
-        return self._formatter
-
-    @property
-    def can_pause(self) -> bool:
-        return self._pausable
-
-    @property
-    def redelivers_failures(self) -> bool:
-        return self._redelivers
-
-    @property
-    def problem(self) -> str | None:
-        return None
+    def redelivery_seconds(self) -> float | None:
+        return self._redelivery_seconds
 
     async def open(self, ownership: Ownership) -> None:
         self.ownership = ownership
@@ -172,15 +160,33 @@ class MemorySource:
             for record in candidates:
                 (self._held if record.partition in self.paused else chunk).append(record)
         self.served += len(chunk)
+        if not self.mode.acknowledged:
+            for record in chunk:
+                self._uncommitted.setdefault(record.partition, deque()).append(record)
         if not chunk:
             await asyncio.sleep(0.01)
         return chunk
 
-    async def settle(self, records: Sequence[Record], checkpoints: Mapping[str, Record]) -> None:
+    async def acknowledge(self, records: Sequence[Record]) -> None:
+        self._settled(records)
+
+    async def commit(self, positions: Mapping[str, Record]) -> None:
+        for partition, newest in positions.items():
+            served = self._uncommitted.get(partition, deque())
+            committed = []
+            while served:
+                record = served.popleft()
+                committed.append(record)
+                if record is newest:
+                    break
+            self._settled(committed)
+        if self._keep:
+            self.checkpoints.update(positions)
+
+    def _settled(self, records: Sequence[Record]) -> None:
         self.settled_count += len(records)
         if self._keep:
             self.settled.extend(records)
-            self.checkpoints.update(checkpoints)
         if self.settled_count >= self.total:
             self.all_settled.set()
 

@@ -16,6 +16,7 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Sequence
+from typing import Any
 
 import structlog
 
@@ -37,11 +38,13 @@ class KeyedLane(Inbox):
         settle: Settle,
         buffer: Buffer,
         stopping: asyncio.Event,
+        capacity: int,
+        on_drained: Callable[[Any], None] | None = None,
         matches: Matcher | None = None,
         concurrency: int = 1,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__()
+        super().__init__(capacity, on_drained)
         self.key: Hashable = None
         self._policy = policy
         self._dispatcher = dispatcher

@@ -2,7 +2,7 @@
 
 Every record of a lane is delivered in order with at most one batch in flight, which is
 how ordered sources keep each partition (or partition key) in order (architecture.md
-section 3, rule 2). An unordered source uses one lane that runs up to
+section 3, rule 2). A `QUEUE` source uses one lane that runs up to
 `maximum_concurrency` batches at once. Records cross from the reader to a lane in
 chunks, so the hot path has no per-record await.
 """
@@ -21,6 +21,7 @@ import structlog
 from bridge.pipeline.batching import BatchBuilder, BatchPolicy
 from bridge.pipeline.dispatch import Dispatcher
 from bridge.pipeline.windows import TumblingWindow
+from bridge.protocols import DeliveryMode
 from bridge.records import Record
 
 Matcher = Callable[[Record], bool]
@@ -57,15 +58,15 @@ class Inbox:
     wait, `wait_for_room` until they are down to `low_water`, and `on_drained` to resume
     the partitions paused for it (`paused`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, capacity: int, on_drained: Callable[[Any], None] | None) -> None:
         self._queued = 0
         self._arrived = asyncio.Event()
         # Set while the source is paused for this lane's partitions; `on_drained` is
         # called once the inbox is down to `low_water`.
         self.paused: frozenset[str] | None = None
-        self.on_drained: Callable[[Any], None] | None = None
-        self.capacity = 0
-        self.low_water = 0
+        self.capacity = capacity
+        self.low_water = capacity // 2
+        self._on_drained = on_drained
         self._room = asyncio.Event()
         self._room.set()
 
@@ -81,8 +82,8 @@ class Inbox:
         self._queued -= count
         if self._queued <= self.low_water:
             self._room.set()
-            if self.paused is not None and self.on_drained:
-                self.on_drained(self)
+            if self.paused is not None and self._on_drained is not None:
+                self._on_drained(self)
 
     async def wait_for_room(self, patience: float) -> bool:
         """Wait until the inbox is down to `low_water`; False if it is still full after
@@ -110,14 +111,15 @@ class Lane(Inbox):
         release: Settle,
         buffer: Buffer,
         stopping: asyncio.Event,
+        mode: DeliveryMode,
+        capacity: int,
+        on_drained: Callable[[Any], None] | None = None,
         matches: Matcher | None = None,
-        ordered: bool = True,
-        redelivered: bool = False,
         window: TumblingWindow | None = None,
         concurrency: int = 1,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__()
+        super().__init__(capacity, on_drained)
         self.key = key
         self._policy = policy
         self._dispatcher = dispatcher
@@ -126,8 +128,8 @@ class Lane(Inbox):
         self._buffer = buffer
         self._stopping = stopping
         self._matches = matches
-        self._ordered = ordered
-        self._redelivered = redelivered
+        self._ordered = mode.ordered
+        self._redelivered = mode.acknowledged
         self._window = window
         self._slots = asyncio.Semaphore(concurrency)
         self._clock = clock

@@ -153,7 +153,7 @@ class MappingRunner:
                 await source.open(session)
                 self._session = session
                 self._set_state(MappingState.ENABLED)
-                self._log.info("mapping.started", ordered=source.ordered)
+                self._log.info("mapping.started", mode=source.mode.value)
                 await session.run()
             except BridgeError as exc:
                 if not exc.retriable:

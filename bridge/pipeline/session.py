@@ -78,17 +78,15 @@ class Session:
         self.settings = settings
         self.stopping = stopping
         self.matches = matches
-        # Sources that deliver failures again themselves (queues) are acknowledged record by
-        # record; only the others are checkpointed at a contiguous position.
-        self.tracker = (
-            PartitionTracker() if source.ordered and not source.redelivers_failures else None
-        )
+        # Queues are acknowledged record by record; streams commit a contiguous position.
+        self.mode = source.mode
+        self.tracker = None if self.mode.acknowledged else PartitionTracker()
         self.abandoned: set[str] = set()
         self._function_arn = function_arn
         self._invoker = invoker
         self._destination = destination
-        # Only ordered sources are journaled: a queue redelivers a crashed batch itself,
-        # counting the receive (SQS's ApproximateReceiveCount and redrive policy).
+        # Only streams are journaled: a queue redelivers a crashed batch itself, counting
+        # the receive (SQS's ApproximateReceiveCount and redrive policy).
         self._journal = journal if self.tracker is not None else None
         self.dispatcher = self._dispatcher(invoker, self.settle, self._journal)
         self.policy = dataclasses.replace(
@@ -97,7 +95,7 @@ class Session:
         self.lane_capacity = settings.batch.max_records * READ_AHEAD_BATCHES
         if source.can_pause:
             self.lane_capacity = max(self.lane_capacity, PAUSABLE_READ_AHEAD_RECORDS)
-        concurrent = settings.keyed or not source.ordered
+        concurrent = settings.keyed or not self.mode.ordered
         lanes_wanted = max(
             settings.parallelization_factor, settings.maximum_concurrency if concurrent else 1
         )
@@ -139,7 +137,7 @@ class Session:
             length=self.settings.tumbling_window,
             invoker=self._invoker,
             # Read per event: a stream named in the config has its ARN only once open.
-            source_arn=lambda: str(getattr(self.source.formatter, "source_arn", "")),
+            source_arn=lambda: self.source.source_arn,
             settle=self.settle,
             stopping=self.stopping,
             backoff=self.settings.retry.backoff,
@@ -153,8 +151,14 @@ class Session:
     # -- settling, called by the dispatcher and lanes --------------------------------
 
     async def settle(self, records: Sequence[Record]) -> None:
-        checkpoints = self.tracker.settle(records) if self.tracker is not None else {}
-        await self.source.settle(records, checkpoints)
+        """Records whose outcome is known: a stream commits the positions this lets
+        through, a queue acknowledges the records."""
+        if self.tracker is None:
+            await self.source.acknowledge(records)
+            return
+        positions = self.tracker.settle(records)
+        if positions:
+            await self.source.commit(positions)
 
     async def release(self, records: Sequence[Record]) -> None:
         if self.tracker is None and records:
@@ -254,11 +258,13 @@ class Session:
                 settle=self.settle,
                 buffer=self.buffer,
                 stopping=self.stopping,
+                capacity=self.lane_capacity,
+                on_drained=self._drained,
                 matches=self.matches,
                 concurrency=self.settings.maximum_concurrency,
             )
             return self._start_lane(key, lane)
-        ordered = self.source.ordered
+        ordered = self.mode.ordered
         window = self._tumbling_window() if self.settings.tumbling_window and self.tracker else None
         dispatcher = self._dispatcher(window.invoker, window.hold) if window else self.dispatcher
         lane = Lane(
@@ -269,18 +275,16 @@ class Session:
             release=self.release,
             buffer=self.buffer,
             stopping=self.stopping,
+            mode=self.mode,
+            capacity=self.lane_capacity,
+            on_drained=self._drained,
             matches=self.matches,
-            ordered=ordered,
-            redelivered=self.source.redelivers_failures,
             window=window,
             concurrency=1 if ordered else self.settings.maximum_concurrency,
         )
         return self._start_lane(key, lane)
 
     def _start_lane(self, key: Hashable, lane: AnyLane) -> AnyLane:
-        lane.capacity = self.lane_capacity
-        lane.low_water = self.lane_capacity // 2
-        lane.on_drained = self._drained
         self.lanes[key] = lane
         assert self._group is not None
         self._group.create_task(lane.run(), name=f"{self.mapping}:lane:{key}")
@@ -310,7 +314,7 @@ class Session:
                 raise
 
     def _route(self, records: Sequence[Record]) -> list[AnyLane]:
-        if not self.source.ordered or self.settings.keyed:
+        if not self.mode.ordered or self.settings.keyed:
             lane = self._lane(None)
             lane.put(list(records))
             return [lane]

@@ -46,11 +46,15 @@ class DynamoDBStreamsSource(ShardedStreamSource):
         self.config = config
         self._region = config.region_or(context.identity.region)
         self._factor = context.parallelization_factor
-        self.formatter = DynamoDBStreamsFormatter(config.stream_arn or "")
+        self.formatter: DynamoDBStreamsFormatter = DynamoDBStreamsFormatter(config.stream_arn or "")
         self._builder: DynamoDBRecords | None = None
         self._stream_arn = config.stream_arn or ""
         self._exit = contextlib.AsyncExitStack()
         self._client: Any = None
+
+    @property
+    def source_arn(self) -> str:
+        return self.formatter.source_arn
 
     def _errors(self, doing: str) -> contextlib.AbstractContextManager[None]:
         return aws_errors(self.where, doing, retriable=SourceError, permanent=PermanentSourceError)

@@ -3,8 +3,8 @@
 A file's checkpointed state never moves past an event of that file that is not settled
 (architecture.md section 3, rule 1): after a crash the folder is compared with the
 checkpoints, and a file whose state is checkpointed is not reported again. So, per file,
-the ledger keeps the records emitted and not yet settled, and a settled record's state
-is saved only once every earlier record of that file is settled too.
+the ledger keeps the records emitted and not yet settled, and a record's state is saved
+when the mapping commits its partition up to it (bridge.protocols.Source.commit).
 
 Some states are saved without an event: a touch that left the content as it was, or a
 change of a kind `events:` does not emit. Such a silent state is saved at once when the
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from bridge.codec import dumps, loads
 from bridge.records import Record
@@ -31,9 +31,8 @@ Updates = dict[str, str | None]
 
 
 @dataclass
-class _Unsettled:
-    records: deque[Record] = field(default_factory=deque)
-    done_out_of_order: set[Record] = field(default_factory=set)
+class _File:
+    unsettled: int = 0
     held: FileChange | None = None
 
 
@@ -71,11 +70,13 @@ def decode_states(stored: Mapping[str, str]) -> tuple[dict[str, tuple[FileChange
 
 
 class Ledger:
-    """Per file: the records emitted and not settled, a held silent state, and the
-    highest sequencer settled."""
+    """Per partition: the records emitted and not settled, in the order they were read;
+    per file: how many of them it has, a held silent state, and the highest sequencer
+    settled."""
 
     def __init__(self) -> None:
-        self._unsettled: dict[str, _Unsettled] = {}
+        self._emitted: dict[str, deque[Record]] = {}
+        self._files: dict[str, _File] = {}
         self._sequencers: dict[str, int] = {}
 
     def know(self, key: str, sequencer: int) -> None:
@@ -85,42 +86,46 @@ class Ledger:
 
     def emitted(self, record: Record) -> None:
         key = record.handle.key
-        entry = self._unsettled.get(key)
+        entry = self._files.get(key)
         if entry is None:
-            entry = self._unsettled[key] = _Unsettled()
-        entry.records.append(record)
+            entry = self._files[key] = _File()
+        entry.unsettled += 1
         entry.held = None
+        queue = self._emitted.get(record.partition)
+        if queue is None:
+            queue = self._emitted[record.partition] = deque()
+        queue.append(record)
 
     def silent(self, change: FileChange) -> Updates:
         """A state saved without an event: what to save now (nothing if it is held)."""
-        entry = self._unsettled.get(change.key)
+        entry = self._files.get(change.key)
         if entry is not None:
             entry.held = change
             return {}
         return {stored_key(change.key): self._value(change, None)}
 
-    def settled(self, records: Iterable[Record]) -> Updates:
-        """Mark records settled; return the states that may be saved now."""
+    def committed(self, positions: Iterable[Record]) -> Updates:
+        """Each record given, and every record emitted before it in its partition, is
+        settled: return the states that may be saved now."""
         moved: dict[str, Record] = {}
-        for record in records:
-            change = record.handle
-            entry = self._unsettled.get(change.key) if isinstance(change, FileChange) else None
-            if entry is None:
-                continue
-            if entry.records and entry.records[0] is record:
-                entry.records.popleft()
-                moved[change.key] = record
-                while entry.records and entry.records[0] in entry.done_out_of_order:
-                    entry.done_out_of_order.discard(entry.records[0])
-                    moved[change.key] = entry.records.popleft()
-            elif record in entry.records:
-                entry.done_out_of_order.add(record)
+        for newest in positions:
+            queue = self._emitted.get(newest.partition)
+            if queue is None or not any(record is newest for record in queue):
+                continue  # not emitted by this ledger (an earlier session's record)
+            while True:
+                record = queue.popleft()
+                moved[record.handle.key] = record
+                self._files[record.handle.key].unsettled -= 1
+                if record is newest:
+                    break
+            if not queue:
+                del self._emitted[newest.partition]
         updates: Updates = {}
         for key, record in moved.items():
-            entry = self._unsettled[key]
+            entry = self._files[key]
             state = record.handle
-            if not entry.records:
-                del self._unsettled[key]
+            if not entry.unsettled:
+                del self._files[key]
                 if entry.held is not None:
                     state = entry.held
             updates[stored_key(key)] = self._value(state, record.position)

@@ -17,14 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import structlog
 
 from bridge.config.plugins import SourceContext
 from bridge.errors import PermanentSourceError, SourceError
-from bridge.protocols import Ownership
+from bridge.protocols import DeliveryMode, Ownership, Source
 from bridge.records import Record
 from connectors.files.changes import ChangeDetector
 from connectors.files.config import FilesSourceConfig
@@ -42,12 +42,10 @@ EXAMINE_CHUNK = 1000
 PROGRESS_LOG_SECONDS = 5.0
 
 
-class FilesSource:
-    ordered = True
-    can_pause = False
-    redelivers_failures = False
-    redelivery_seconds = None
-    problem = None
+class FilesSource(Source):
+    """A stream over a folder: each file is a partition, its states in order."""
+
+    mode = DeliveryMode.STREAM
 
     def __init__(self, config: FilesSourceConfig, context: SourceContext) -> None:
         self.config = config
@@ -270,22 +268,12 @@ class FilesSource:
             await self._store.save(self._namespace, updates)
         return records
 
-    async def settle(self, records: Sequence[Record], checkpoints: Mapping[str, Record]) -> None:
-        """Save the states the ledger lets through. `checkpoints` (per partition) is not
-        needed: the ledger keeps each file's unsettled records itself, as it must to hold
-        back silent states, and the partition is only the key as shown."""
-        updates = self._ledger.settled(records)
+    async def commit(self, positions: Mapping[str, Record]) -> None:
+        """Save the states the ledger lets through: each file's state as of its newest
+        settled record, or the state held back behind it once nothing is unsettled."""
+        updates = self._ledger.committed(positions.values())
         if updates:
             await self._store.save(self._namespace, updates)
-
-    async def release(self, records: Sequence[Record]) -> None:
-        return None
-
-    def pause(self, partitions: Collection[str]) -> None:
-        return None
-
-    def resume(self, partitions: Collection[str]) -> None:
-        return None
 
     async def close(self) -> None:
         await asyncio.to_thread(self._watcher.stop)

@@ -27,7 +27,7 @@ from aiokafka.errors import (
 
 from bridge.config.plugins import SourceContext
 from bridge.errors import PermanentSourceError, SourceError
-from bridge.protocols import Ownership
+from bridge.protocols import DeliveryMode, Ownership, Source
 from bridge.records import Record
 from bridge.retry import Backoff
 from connectors.kafka.client import client_settings
@@ -61,11 +61,11 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._source.partitions_assigned(assigned)
 
 
-class KafkaSource:
-    ordered = True
+class KafkaSource(Source):
+    """A stream: each partition in order, its offset committed once settled."""
+
+    mode = DeliveryMode.STREAM
     can_pause = True
-    redelivers_failures = False
-    redelivery_seconds = None
 
     def __init__(self, config: KafkaSourceConfig, context: SourceContext) -> None:
         self.config = config
@@ -148,10 +148,8 @@ class KafkaSource:
                 return messages[index:]
         return []
 
-    async def settle(self, records: Sequence[Record], checkpoints: Mapping[str, Record]) -> None:
-        if not checkpoints:
-            return
-        for record in checkpoints.values():
+    async def commit(self, positions: Mapping[str, Record]) -> None:
+        for record in positions.values():
             topic, partition = record.handle
             tp = TopicPartition(topic, partition)
             self._to_commit[tp] = self._settled[tp] = record.position + 1
@@ -172,9 +170,6 @@ class KafkaSource:
             if end is not None and done is not None:
                 lag[f"{tp.topic}-{tp.partition}"] = max(end - done, 0)
         return lag
-
-    async def release(self, records: Sequence[Record]) -> None:
-        return None
 
     def pause(self, partitions: Collection[str]) -> None:
         self.consumer.pause(*self._assigned(partitions))

@@ -46,7 +46,9 @@ class KinesisSource(ShardedStreamSource):
         self._region = config.region_or(context.identity.region)
         self._identity_arn = config.invoke_identity_arn or default_identity_arn(context.identity)
         self._factor = context.parallelization_factor
-        self.formatter = KinesisEventFormatter(config.stream if config.stream_is_arn else "")
+        self.formatter: KinesisEventFormatter = KinesisEventFormatter(
+            config.stream if config.stream_is_arn else ""
+        )
         self._builder: KinesisRecords | None = None
         # GetRecords takes the stream the way the config names it (name or ARN).
         self._stream_param = (
@@ -55,6 +57,10 @@ class KinesisSource(ShardedStreamSource):
         self._exit = contextlib.AsyncExitStack()
         self._client: Any = None
         self._retention_seconds = DEFAULT_RETENTION_SECONDS
+
+    @property
+    def source_arn(self) -> str:
+        return self.formatter.source_arn
 
     async def _connect(self) -> str:
         config = self.config

@@ -35,6 +35,7 @@ import enum
 import hashlib
 import socket
 import time
+from collections import deque
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ from redis.exceptions import RedisError, ResponseError
 from bridge.config.plugins import SourceContext
 from bridge.errors import SourceError
 from bridge.ops.health import cancel_and_wait
-from bridge.protocols import Ownership
+from bridge.protocols import DeliveryMode, Ownership, Source
 from bridge.records import Record
 from bridge.retry import Backoff
 from connectors.redis.client import connect, source_errors
@@ -90,14 +91,14 @@ class _Stream:
         self.cursor: bytes = b"0"
 
 
-class RedisStreamsSource:
-    ordered = True
+class RedisStreamsSource(Source):
+    """A stream: each stream in order; an entry is acknowledged (XACK) once it and every
+    entry read before it from its stream are settled. `problem` is never set: a
+    connection error is not retried in here but ends the session (SourceError), so the
+    mapping itself reports it while it reconnects."""
+
+    mode = DeliveryMode.STREAM
     can_pause = True
-    redelivers_failures = False
-    redelivery_seconds = None
-    # Never set: a connection error is not retried in here but ends the session
-    # (SourceError), so the mapping itself reports it while it reconnects.
-    problem: str | None = None
 
     def __init__(self, config: RedisStreamsSourceConfig, context: SourceContext) -> None:
         self.config = config
@@ -121,6 +122,8 @@ class RedisStreamsSource:
         self._claim_retry = min(max(config.claim_idle_after_seconds / 4, 0.05), 1.0)
         self._streams: dict[str, _Stream] = {}
         self._paused: set[str] = set()
+        # Per stream, the entries read and not yet committed, in the order read.
+        self._unacked: dict[str, deque[Record]] = {}
         self._to_ack: dict[str, list[Any]] = {}
         self._ack_due = asyncio.Event()
         self._acker: asyncio.Task[None] | None = None
@@ -180,6 +183,7 @@ class RedisStreamsSource:
             for stream in lost:
                 self._streams.pop(stream, None)
                 self._paused.discard(stream)
+                self._unacked.pop(stream, None)
             with source_errors(self._where, "lease release"):
                 await self._leases.release(lost)
             self._log.info("redis.streams_released", streams=sorted(lost))
@@ -243,11 +247,17 @@ class RedisStreamsSource:
                     self._log.debug("redis.backlog_done", stream=stream)
                     continue
                 state.cursor = entries[-1][0]
+            built = []
             for entry_id, fields in entries:
                 if fields is None:
                     trimmed.setdefault(stream, []).append(entry_id)
                 else:
-                    records.append(build(stream, entry_id.decode(), fields))
+                    built.append(build(stream, entry_id.decode(), fields))
+            unacked = self._unacked.get(stream)
+            if unacked is None:
+                unacked = self._unacked[stream] = deque()
+            unacked.extend(built)
+            records += built
         if trimmed:
             for stream, ids in trimmed.items():
                 self._log.warning(
@@ -324,19 +334,24 @@ class RedisStreamsSource:
 
     # -- settling --------------------------------------------------------------------
 
-    async def settle(self, records: Sequence[Record], checkpoints: Mapping[str, Record]) -> None:
-        """Queue the entries for XACK: a background task acknowledges whatever settled while
-        its previous XACK was under way, in one pipeline, so a lane never waits for Redis.
-        An acknowledgement lost to a crash only means the entry is delivered again."""
-        if not records:
-            return
+    async def commit(self, positions: Mapping[str, Record]) -> None:
+        """Queue for XACK each entry read up to the position: a background task
+        acknowledges whatever was committed while its previous XACK was under way, in one
+        pipeline, so a lane never waits for Redis. An acknowledgement lost to a crash
+        only means the entry is delivered again."""
         queued = self._to_ack
-        for record in records:
-            stream_ids = queued.get(record.partition)
+        for stream, newest in positions.items():
+            unacked = self._unacked.get(stream)
+            if not unacked:
+                continue
+            stream_ids = queued.get(stream)
             if stream_ids is None:
-                queued[record.partition] = [record.item_id]
-            else:
+                stream_ids = queued[stream] = []
+            while unacked:
+                record = unacked.popleft()
                 stream_ids.append(record.item_id)
+                if record is newest:
+                    break
         self._ack_due.set()
 
     async def _acknowledge_continuously(self) -> None:
@@ -387,9 +402,6 @@ class RedisStreamsSource:
                 for stream, entry_ids in ids.items():
                     pipe.xack(stream, self.group, *entry_ids)
                 await pipe.execute()
-
-    async def release(self, records: Sequence[Record]) -> None:
-        return None
 
     def pause(self, partitions: Collection[str]) -> None:
         self._paused.update(partitions)

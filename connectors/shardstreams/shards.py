@@ -34,7 +34,7 @@ import structlog
 from botocore.exceptions import ClientError
 
 from bridge.errors import PermanentSourceError, SourceError
-from bridge.protocols import CheckpointStore, Ownership
+from bridge.protocols import CheckpointStore, DeliveryMode, Ownership, Source
 from bridge.records import Record
 from bridge.retry import Backoff
 from connectors.aws.client import THROTTLING, error_code, is_retriable
@@ -64,13 +64,11 @@ SHARD_BACKOFF = Backoff(initial=0.5, maximum=10.0)
 REJECTED_POSITION = frozenset({"InvalidArgumentException", "ValidationException"})
 
 
-class ShardedStreamSource(abc.ABC):
-    """An ordered source over the shards of one stream; subclasses talk to the service."""
+class ShardedStreamSource(Source, abc.ABC):
+    """A stream over the shards of one stream; subclasses talk to the service."""
 
-    ordered = True
+    mode = DeliveryMode.STREAM
     can_pause = True
-    redelivers_failures = False
-    redelivery_seconds = None
 
     def __init__(
         self,
@@ -382,12 +380,10 @@ class ShardedStreamSource(abc.ABC):
 
     # -- settling ------------------------------------------------------------------------
 
-    async def settle(self, records: Sequence[Record], checkpoints: Mapping[str, Record]) -> None:
-        if not checkpoints:
-            return
+    async def commit(self, positions: Mapping[str, Record]) -> None:
         updates: dict[str, str | None] = {}
         finished: list[ShardState] = []
-        for shard_id, record in checkpoints.items():
+        for shard_id, record in positions.items():
             sequence: str = record.item_id  # type: ignore[assignment]
             state = self._shards.get(shard_id)
             if state is not None:
@@ -400,9 +396,6 @@ class ShardedStreamSource(abc.ABC):
             await self._store.save(self._namespace, updates)
         for state in finished:
             await self._finish(state)
-
-    async def release(self, records: Sequence[Record]) -> None:
-        return None
 
     def pause(self, partitions: Collection[str]) -> None:
         self._paused.update(partitions)

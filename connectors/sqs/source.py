@@ -23,14 +23,14 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import structlog
 
 from bridge.config.plugins import SourceContext
 from bridge.errors import BridgeError, PermanentSourceError, SourceError
-from bridge.protocols import Ownership
+from bridge.protocols import DeliveryMode, Ownership, Source
 from bridge.records import Record
 from connectors.aws.client import announce_endpoint, aws_client, aws_errors
 from connectors.sqs.config import MAX_MESSAGES_PER_RECEIVE, SqsSourceConfig
@@ -54,13 +54,12 @@ def _chunks(items: Sequence[Any], size: int = MAX_MESSAGES_PER_RECEIVE) -> Itera
         yield items[start : start + size]
 
 
-class SqsSource:
-    can_pause = False
-    redelivers_failures = True
+class SqsSource(Source):
+    """A queue; a FIFO queue is an ordered queue (esm-reference.md 5.1, 5.3)."""
 
     def __init__(self, config: SqsSourceConfig, context: SourceContext) -> None:
         self.config = config
-        self.ordered = config.fifo
+        self.mode = DeliveryMode.ORDERED_QUEUE if config.fifo else DeliveryMode.QUEUE
         self.formatter = SqsEventFormatter()
         self.problem: str | None = None
         self._function_timeout = context.function_timeout
@@ -115,7 +114,7 @@ class SqsSource:
                 AttributeNames=["QueueArn", "VisibilityTimeout", "FifoQueue"],
             )
         attributes = reply["Attributes"]
-        if (attributes.get("FifoQueue") == "true") != self.ordered:
+        if (attributes.get("FifoQueue") == "true") != self.mode.ordered:
             raise PermanentSourceError(
                 f"{self._where}: FifoQueue is {attributes.get('FifoQueue', 'false')}, "
                 "but the queue name says otherwise (FIFO queue names end in .fifo)"
@@ -129,7 +128,7 @@ class SqsSource:
             )
         self._visibility = visibility
         self._messages = MessageRecords(
-            attributes["QueueArn"], fifo=self.ordered, lanes=self._lanes
+            attributes["QueueArn"], fifo=self.mode.ordered, lanes=self._lanes
         )
         self._receive_request = {
             "QueueUrl": self._queue_url,
@@ -141,7 +140,10 @@ class SqsSource:
         self._ownership = ownership
         self._keeper = ownership.spawn(self._keep_invisible(), "visibility")
         self._log.info(
-            "sqs.reading", fifo=self.ordered, visibility_timeout=visibility, region=self._region
+            "sqs.reading",
+            fifo=self.mode.ordered,
+            visibility_timeout=visibility,
+            region=self._region,
         )
 
     # -- reading ---------------------------------------------------------------------
@@ -152,7 +154,7 @@ class SqsSource:
             raise self._fatal
         messages = self._messages
         assert messages is not None, "open() was not called"
-        attempt_id = uuid.uuid4().hex if self.ordered else None
+        attempt_id = uuid.uuid4().hex if self.mode.ordered else None
         attempt = 1
         while True:
             try:
@@ -204,7 +206,7 @@ class SqsSource:
 
     # -- settling --------------------------------------------------------------------
 
-    async def settle(self, records: Sequence[Record], checkpoints: Mapping[str, Record]) -> None:
+    async def acknowledge(self, records: Sequence[Record]) -> None:
         """Delete the messages (DeleteMessageBatch, ten per request)."""
         if not records:
             return
@@ -273,12 +275,6 @@ class SqsSource:
         in_flight = self._in_flight
         for record in records:
             in_flight.pop(record.handle, None)
-
-    def pause(self, partitions: Collection[str]) -> None:
-        return None
-
-    def resume(self, partitions: Collection[str]) -> None:
-        return None
 
     # -- visibility ------------------------------------------------------------------
 

@@ -89,7 +89,7 @@ def has_keys(*keys: str) -> Callable[[list[Record]], bool]:
 
 
 async def settle(source: Source, records: Sequence[Record]) -> None:
-    await source.settle(records, {record.partition: record for record in records})
+    await source.commit({record.partition: record for record in records})
 
 
 class NoOwnership:

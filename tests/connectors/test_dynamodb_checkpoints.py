@@ -151,7 +151,7 @@ def test_kinesis_source_resumes_from_the_dynamodb_store(
                 break
             records += await source.read()
         if settle:
-            await source.settle(records[:settle], {records[0].partition: records[settle - 1]})
+            await source.commit({records[0].partition: records[settle - 1]})
         await source.close()
         return [record.payload["kinesis"]["data"] for record in records]
 

@@ -124,7 +124,7 @@ async def quiet(source: DynamoDBStreamsSource, seconds: float = QUIET) -> list[R
 
 
 async def settle(source: DynamoDBStreamsSource, records: Sequence[Record]) -> None:
-    await source.settle(records, {record.partition: record for record in records})
+    await source.commit({record.partition: record for record in records})
 
 
 def names(records: Sequence[Record]) -> list[tuple[str, str]]:

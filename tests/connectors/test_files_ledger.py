@@ -43,7 +43,7 @@ def test_silent_state_without_unsettled_records_is_saved_at_once() -> None:
     last delivered for it."""
     ledger, events = Ledger(), builder()
     first = emit(ledger, events, created("a.txt", 1))
-    [(key, value)] = ledger.settled([first]).items()
+    [(key, value)] = ledger.committed([first]).items()
     assert key == "a.txt"
     assert state(value)["sequencer"] == first.position
     updates = ledger.silent(created("a.txt", 2))
@@ -57,7 +57,7 @@ def test_silent_state_is_held_until_the_last_record_settles() -> None:
     ledger, events = Ledger(), builder()
     record = emit(ledger, events, created("a.txt", 1))
     assert ledger.silent(created("a.txt", 2)) == {}
-    updates = ledger.settled([record])
+    updates = ledger.committed([record])
     assert state(updates["a.txt"])["mtime_ns"] == 2
     assert state(updates["a.txt"])["sequencer"] == record.position
 
@@ -69,8 +69,8 @@ def test_held_state_waits_for_every_unsettled_record_of_the_file() -> None:
     first = emit(ledger, events, created("a.txt", 1))
     second = emit(ledger, events, created("a.txt", 2, OTHER_MD5))
     ledger.silent(created("a.txt", 3, OTHER_MD5))
-    assert state(ledger.settled([first])["a.txt"])["mtime_ns"] == 1
-    assert state(ledger.settled([second])["a.txt"])["mtime_ns"] == 3
+    assert state(ledger.committed([first])["a.txt"])["mtime_ns"] == 1
+    assert state(ledger.committed([second])["a.txt"])["mtime_ns"] == 3
 
 
 def test_a_later_event_supersedes_a_held_state() -> None:
@@ -80,19 +80,19 @@ def test_a_later_event_supersedes_a_held_state() -> None:
     first = emit(ledger, events, created("a.txt", 1))
     ledger.silent(created("a.txt", 2))
     second = emit(ledger, events, created("a.txt", 3, OTHER_MD5))
-    assert state(ledger.settled([first])["a.txt"])["mtime_ns"] == 1
-    saved = state(ledger.settled([second])["a.txt"])
+    assert state(ledger.committed([first])["a.txt"])["mtime_ns"] == 1
+    saved = state(ledger.committed([second])["a.txt"])
     assert (saved["mtime_ns"], saved["etag"]) == (3, OTHER_MD5)
 
 
-def test_records_settled_out_of_order_save_only_the_contiguous_prefix() -> None:
-    """A file's second event settled before its first saves nothing; once the first
-    settles, the second's state is saved."""
+def test_a_commit_settles_every_earlier_record_of_its_partition() -> None:
+    """Committing a file's second event settles its first too: the second's state is
+    saved and nothing of the file is left to hold a touch back."""
     ledger, events = Ledger(), builder()
-    first = emit(ledger, events, created("a.txt", 1))
+    emit(ledger, events, created("a.txt", 1))
     second = emit(ledger, events, created("a.txt", 2, OTHER_MD5))
-    assert ledger.settled([second]) == {}
-    assert state(ledger.settled([first])["a.txt"])["mtime_ns"] == 2
+    assert state(ledger.committed([second])["a.txt"])["mtime_ns"] == 2
+    assert set(ledger.silent(created("a.txt", 3, OTHER_MD5))) == {"a.txt"}
 
 
 def test_silent_removal_is_held_and_deletes_the_checkpoint_when_settled() -> None:
@@ -101,7 +101,7 @@ def test_silent_removal_is_held_and_deletes_the_checkpoint_when_settled() -> Non
     ledger, events = Ledger(), builder()
     record = emit(ledger, events, created("a.txt", 1))
     assert ledger.silent(FileChange("a.txt", changed_ns=5)) == {}
-    assert ledger.settled([record]) == {"a.txt": None}
+    assert ledger.committed([record]) == {"a.txt": None}
 
 
 def test_files_are_independent() -> None:
@@ -115,7 +115,7 @@ def test_records_the_ledger_never_emitted_save_nothing() -> None:
     """Settling records of another source (an earlier session) saves nothing here."""
     ledger = Ledger()
     stranger = builder().record(created("a.txt", 1))
-    assert ledger.settled([stranger]) == {}
+    assert ledger.committed([stranger]) == {}
 
 
 def test_states_round_trip_including_names_that_are_not_utf8() -> None:

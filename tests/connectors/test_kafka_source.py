@@ -81,7 +81,7 @@ def test_commits_follow_the_checkpoint_plus_one(
             checkpoints = {
                 partition: group_records[2] for partition, group_records in by_partition.items()
             }
-            await source.settle(records, checkpoints)
+            await source.commit(checkpoints)
             await asyncio.sleep(0.5)
         finally:
             await source.close()
@@ -103,7 +103,7 @@ def test_committed_offsets_win_over_the_starting_position(
         await source.open(Ownership())
         try:
             records = await read_until(source, 8)
-            await source.settle(records[:5], {records[4].partition: records[4]})
+            await source.commit({records[4].partition: records[4]})
         finally:
             await source.close()
 
@@ -193,7 +193,7 @@ def test_rebalance_revokes_before_committing_what_was_settled(
         try:
             records = await read_until(first, 8)
             last = {record.partition: record for record in records}
-            await first.settle(records, last)
+            await first.commit(last)
             joining = asyncio.create_task(second.open(Ownership()))
             deadline = time.monotonic() + 40
             while not ownership.revoked_partitions and time.monotonic() < deadline:

@@ -154,7 +154,7 @@ async def quiet(source: KinesisSource, seconds: float = QUIET) -> list[Record]:
 
 async def settle(source: KinesisSource, records: Sequence[Record]) -> None:
     """Settle records read in order, as the tracker reports them: the last of each shard."""
-    await source.settle(records, {record.partition: record for record in records})
+    await source.commit({record.partition: record for record in records})
 
 
 def data_of(records: Sequence[Record]) -> list[bytes]:

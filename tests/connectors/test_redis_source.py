@@ -142,7 +142,7 @@ async def quiet(source: RedisStreamsSource, seconds: float = QUIET) -> list[Reco
 
 
 async def settle(source: RedisStreamsSource, records: Sequence[Record]) -> None:
-    await source.settle(records, {record.partition: record for record in records})
+    await source.commit({record.partition: record for record in records})
 
 
 async def eventually(check: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:

@@ -33,6 +33,7 @@ from bridge.pipeline.batching import BatchPolicy
 from bridge.pipeline.dispatch import RetryPolicy
 from bridge.pipeline.mapping import MappingRunner
 from bridge.pipeline.settings import MappingSettings
+from bridge.protocols import DeliveryMode
 from bridge.records import InvokeResult, Record
 from bridge.retry import Backoff
 from bridge.testing import ScriptedInvoker, StandaloneOwnership
@@ -154,10 +155,10 @@ def test_standard_queue_event_validates_with_sqs_model(aws_endpoint: str) -> Non
         source = build(source_config(aws_endpoint, url))
         await source.open(NoOwnership())
         try:
-            assert not source.ordered and source.redelivers_failures
+            assert source.mode is DeliveryMode.QUEUE
             records = await read_until(source, 2)
             event, model = sqs_model(source, records)
-            await source.settle(records, {})
+            await source.acknowledge(records)
         finally:
             await source.close()
         by_id = {item["messageId"]: item for item in event["Records"]}
@@ -205,7 +206,7 @@ def test_fifo_event_keeps_each_group_in_order_and_blocks_a_group_in_flight(
         source = build(source_config(aws_endpoint, url), maximum_concurrency=3)
         await source.open(NoOwnership())
         try:
-            assert source.ordered and source.redelivers_failures
+            assert source.mode is DeliveryMode.ORDERED_QUEUE
             first = await read_until(source, 5)
             event, model = sqs_model(source, first)
             for group in ("a", "b"):
@@ -223,14 +224,14 @@ def test_fifo_event_keeps_each_group_in_order_and_blocks_a_group_in_flight(
                 assert record.lane == zlib.crc32(record.partition.encode()) % 3
             send(aws_endpoint, url, "a4", group="a")
             send(aws_endpoint, url, "b3", group="b")
-            await source.settle([record for record in first if record.partition == "b"], {})
+            await source.acknowledge([record for record in first if record.partition == "b"])
             later = await read_until(source, 1)
             assert [record.payload["body"] for record in later] == ["b3"]
             assert await source.read() == []
-            await source.settle(later + [record for record in first if record.partition == "a"], {})
+            await source.acknowledge(later + [record for record in first if record.partition == "a"])
             last = await read_until(source, 1)
             assert [record.payload["body"] for record in last] == ["a4"]
-            await source.settle(last, {})
+            await source.acknowledge(last)
         finally:
             await source.close()
         assert queue_depth(aws_endpoint, url) == 0
@@ -255,7 +256,7 @@ def test_settled_messages_are_deleted_and_a_queue_arn_is_resolved(aws_endpoint: 
         try:
             records = await read_until(source, 20)
             assert source.in_flight == 20
-            await source.settle(records, {})
+            await source.acknowledge(records)
             assert source.in_flight == 0
         finally:
             await source.close()
@@ -282,7 +283,7 @@ def test_released_messages_reappear_after_the_visibility_timeout(aws_endpoint: s
             assert again.item_id == message_id
             assert again.handle != first.handle
             assert again.payload["attributes"]["ApproximateReceiveCount"] == "2"
-            await source.settle([again], {})
+            await source.acknowledge([again])
         finally:
             await source.close()
 
@@ -312,7 +313,7 @@ def test_a_message_held_past_half_its_visibility_timeout_is_not_delivered_twice(
                 )
                 assert reply.get("Messages", []) == []
             assert source.in_flight == 1
-            await source.settle([record], {})
+            await source.acknowledge([record])
         finally:
             await source.close()
 
@@ -428,7 +429,7 @@ def test_a_delete_the_queue_refuses_is_logged(aws_endpoint: str) -> None:
             [record] = await read_until(source, 1)
             forged = Record(record.partition, 0, record.item_id, None, 0.0, None, "bogus", b"{}")
             with capture_logs() as logs:
-                await source.settle([forged], {})
+                await source.acknowledge([forged])
         finally:
             await source.close()
         [failure] = [entry for entry in logs if entry["event"] == "sqs.delete_failed"]

@@ -12,6 +12,7 @@ from bridge.pipeline.batching import BatchPolicy
 from bridge.pipeline.dispatch import RetryPolicy
 from bridge.pipeline.mapping import MappingRunner, MappingState
 from bridge.pipeline.settings import MappingSettings
+from bridge.protocols import DeliveryMode
 from bridge.records import InvokeResult, Record
 from bridge.retry import Backoff
 from bridge.testing import (
@@ -115,7 +116,7 @@ def test_ordered_source_keeps_each_partition_in_order_with_one_batch_in_flight()
 def test_unordered_source_runs_up_to_maximum_concurrency_batches() -> None:
     """A queue source runs several batches at once, never more than maximum_concurrency."""
     records = memory_records(200, payload=lambda index: {"id": index, "p": f"x{index}"})
-    source = MemorySource(records, ordered=False)
+    source = MemorySource(records, mode=DeliveryMode.QUEUE)
     behaviour = Concurrency(delay=0.02)
     invoker = ScriptedInvoker(behaviour)
     asyncio.run(
@@ -307,7 +308,7 @@ def test_ordered_queue_blocks_a_failing_group_and_hands_its_later_messages_back(
     records = memory_records(
         40, partitions=2, payload=lambda index: {"id": index, "p": f"p{index % 2}"}
     )
-    source = MemorySource(records, chunk=40, redelivers=True)
+    source = MemorySource(records, chunk=40, mode=DeliveryMode.ORDERED_QUEUE)
 
     def behave(event: dict[str, Any], request_id: str) -> InvokeResult:
         if any(item["id"] == 4 for item in event["Records"]):
@@ -333,7 +334,7 @@ class SettleFailsOnce(MemorySource):
     like SQS, whatever was received and not deleted is received again later."""
 
     def __init__(self, records: Any) -> None:
-        super().__init__(records, ordered=False, keep=True)
+        super().__init__(records, mode=DeliveryMode.QUEUE, keep=True)
         self.opened = 0
         self.settle_failed = False
         self.outstanding: dict[str, Record] = {}
@@ -350,13 +351,13 @@ class SettleFailsOnce(MemorySource):
         self.outstanding.update((record.item_id, record) for record in chunk)
         return chunk
 
-    async def settle(self, records: Sequence[Record], checkpoints: Any) -> None:
+    async def acknowledge(self, records: Sequence[Record]) -> None:
         if not self.settle_failed:
             self.settle_failed = True
             raise SourceError("connection reset while deleting messages (scripted)")
         for record in records:
             self.outstanding.pop(record.item_id, None)
-        await super().settle(records, checkpoints)
+        await super().acknowledge(records)
 
 
 def test_a_failed_settle_on_an_unordered_source_restarts_the_session() -> None:

@@ -71,16 +71,17 @@ def test_state_passes_within_a_window_and_the_final_call_hands_it_over() -> None
     window's records are settled only after it."""
     base = 1_700_000_040.0  # a multiple of 60
     source = MemorySource(records([base + 1, base + 2, base + 3, base + 61]))
-    source._formatter = StreamFormatter()
+    source.formatter = StreamFormatter()
+    source.source_arn = ARN
     invoker = ScriptedInvoker(counting)
     calls_at_settle: list[int] = []
-    original_settle = source.settle
+    original_commit = source.commit
 
-    async def watching_settle(settled: Any, checkpoints: Any) -> None:
+    async def watching_commit(positions: Any) -> None:
         calls_at_settle.append(len(invoker.events))
-        await original_settle(settled, checkpoints)
+        await original_commit(positions)
 
-    source.settle = watching_settle  # type: ignore[method-assign]
+    source.commit = watching_commit  # type: ignore[method-assign]
     asyncio.run(run_until(runner(source, invoker, 60), lambda: len(source.settled) == 4))
     assert calls_at_settle[0] == 3, "the first window's records settle only after its final call"
     first, second, final = invoker.events[0], invoker.events[1], invoker.events[2]
@@ -112,7 +113,8 @@ def test_a_window_without_further_records_closes_after_it_ends() -> None:
     """When nothing more arrives, the final call comes once the window is over."""
     now = time.time()
     source = MemorySource(records([now, now]))
-    source._formatter = StreamFormatter()
+    source.formatter = StreamFormatter()
+    source.source_arn = ARN
     invoker = ScriptedInvoker(counting)
     asyncio.run(run_until(runner(source, invoker, 1), lambda: len(source.settled) == 2))
     assert invoker.events[-1]["isFinalInvokeForWindow"] is True
@@ -131,7 +133,8 @@ def test_an_answer_without_state_is_a_failed_invocation() -> None:
 
     now = time.time()
     source = MemorySource(records([now]))
-    source._formatter = StreamFormatter()
+    source.formatter = StreamFormatter()
+    source.source_arn = ARN
     invoker = ScriptedInvoker(forgetful)
     asyncio.run(run_until(runner(source, invoker, 1), lambda: len(source.settled) == 1))
     assert len(invoker.events[0]["Records"]) == len(invoker.events[1]["Records"]) == 1
@@ -150,7 +153,8 @@ def test_a_failing_final_call_blocks_the_shard_until_it_succeeds() -> None:
 
     now = time.time()
     source = MemorySource(records([now]))
-    source._formatter = StreamFormatter()
+    source.formatter = StreamFormatter()
+    source.source_arn = ARN
     invoker = ScriptedInvoker(flaky_final)
     asyncio.run(run_until(runner(source, invoker, 1), lambda: len(source.settled) == 1))
     finals = [event for event in invoker.events if event["isFinalInvokeForWindow"]]
