@@ -35,7 +35,6 @@ import enum
 import hashlib
 import socket
 import time
-from collections import deque
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -48,7 +47,7 @@ from bridge.errors import SourceError
 from bridge.ops.health import cancel_and_wait
 from bridge.protocols import DeliveryMode, Ownership, Source
 from bridge.records import Record
-from bridge.retry import Backoff
+from connectors.redis.acks import Acknowledger
 from connectors.redis.client import connect, source_errors
 from connectors.redis.config import RedisStreamsSourceConfig, server_arn
 from connectors.redis.events import EntryRecords, RedisStreamsFormatter
@@ -61,7 +60,6 @@ REPLY_GRACE_SECONDS = 10.0
 LEAVE_TIMEOUT_SECONDS = 3.0
 START_IDS = {"TRIM_HORIZON": "0", "LATEST": "$"}
 NO_ENTRY = b"0-0"
-ACK_BACKOFF = Backoff(initial=0.1, maximum=5.0)
 
 
 def default_consumer(state_dir: Path) -> str:
@@ -122,10 +120,7 @@ class RedisStreamsSource(Source):
         self._claim_retry = min(max(config.claim_idle_after_seconds / 4, 0.05), 1.0)
         self._streams: dict[str, _Stream] = {}
         self._paused: set[str] = set()
-        # Per stream, the entries read and not yet committed, in the order read.
-        self._unacked: dict[str, deque[Record]] = {}
-        self._to_ack: dict[str, list[Any]] = {}
-        self._ack_due = asyncio.Event()
+        self._acks = Acknowledger(self._client, self.group, self._where)
         self._acker: asyncio.Task[None] | None = None
         self._ownership: Ownership | None = None
         self._joined = False
@@ -160,7 +155,7 @@ class RedisStreamsSource(Source):
                 if isinstance(reply, Exception):
                     raise reply
         self._joined = True
-        self._acker = ownership.spawn(self._acknowledge_continuously(), "xack")
+        self._acker = ownership.spawn(self._acks.run(ownership), "xack")
         await self._upkeep()
         self._log.info(
             "redis.reading",
@@ -183,7 +178,7 @@ class RedisStreamsSource(Source):
             for stream in lost:
                 self._streams.pop(stream, None)
                 self._paused.discard(stream)
-                self._unacked.pop(stream, None)
+                self._acks.forget(stream)
             with source_errors(self._where, "lease release"):
                 await self._leases.release(lost)
             self._log.info("redis.streams_released", streams=sorted(lost))
@@ -253,10 +248,7 @@ class RedisStreamsSource(Source):
                     trimmed.setdefault(stream, []).append(entry_id)
                 else:
                     built.append(build(stream, entry_id.decode(), fields))
-            unacked = self._unacked.get(stream)
-            if unacked is None:
-                unacked = self._unacked[stream] = deque()
-            unacked.extend(built)
+            self._acks.read(stream, built)
             records += built
         if trimmed:
             for stream, ids in trimmed.items():
@@ -267,7 +259,7 @@ class RedisStreamsSource(Source):
                     first=ids[0].decode(),
                     reason="pending entries whose data is gone (XTRIM/XDEL); acknowledged",
                 )
-            await self._ack(trimmed)
+            await self._acks.ack(trimmed)
         return records
 
     async def _claim(self, state: _Stream) -> None:
@@ -335,73 +327,8 @@ class RedisStreamsSource(Source):
     # -- settling --------------------------------------------------------------------
 
     async def commit(self, positions: Mapping[str, Record]) -> None:
-        """Queue for XACK each entry read up to the position: a background task
-        acknowledges whatever was committed while its previous XACK was under way, in one
-        pipeline, so a lane never waits for Redis. An acknowledgement lost to a crash
-        only means the entry is delivered again."""
-        queued = self._to_ack
-        for stream, newest in positions.items():
-            unacked = self._unacked.get(stream)
-            if not unacked:
-                continue
-            stream_ids = queued.get(stream)
-            if stream_ids is None:
-                stream_ids = queued[stream] = []
-            while unacked:
-                record = unacked.popleft()
-                stream_ids.append(record.item_id)
-                if record is newest:
-                    break
-        self._ack_due.set()
-
-    async def _acknowledge_continuously(self) -> None:
-        """XACK what settled. A failed XACK keeps its ids for the next attempt, with
-        backoff, and reports the mapping Degraded meanwhile (if the connection is gone,
-        read() fails the session too and the entries stay pending, to be delivered
-        again); anything else ends the task, and with it the session (bridge.ops.health)."""
-        failures = 0
-        while True:
-            await self._ack_due.wait()
-            self._ack_due.clear()
-            try:
-                await self._flush_acks()
-            except SourceError as exc:
-                if not exc.retriable:
-                    raise
-                failures += 1
-                assert self._ownership is not None
-                self._ownership.failed("xack", str(exc))
-                self._log.warning("redis.xack_failed", error=str(exc), attempt=failures)
-                self._ack_due.set()
-                await asyncio.sleep(ACK_BACKOFF.delay(failures))
-                continue
-            if failures:
-                failures = 0
-                assert self._ownership is not None
-                self._ownership.recovered("xack")
-
-    async def _flush_acks(self) -> None:
-        if not self._to_ack:
-            return
-        batch, self._to_ack = self._to_ack, {}
-        try:
-            await self._ack(batch)
-        except BaseException:
-            # Keep them for the next attempt, ahead of what settled since.
-            for stream, ids in batch.items():
-                self._to_ack.setdefault(stream, [])[:0] = ids
-            raise
-
-    async def _ack(self, ids: Mapping[str, Sequence[Any]]) -> None:
-        with source_errors(self._where, "XACK"):
-            if len(ids) == 1:
-                [(stream, entry_ids)] = ids.items()
-                await self._client.xack(stream, self.group, *entry_ids)
-                return
-            async with self._client.pipeline(transaction=False) as pipe:
-                for stream, entry_ids in ids.items():
-                    pipe.xack(stream, self.group, *entry_ids)
-                await pipe.execute()
+        """XACK every entry read up to each position (in the background, connectors.redis.acks)."""
+        self._acks.commit(positions)
 
     def pause(self, partitions: Collection[str]) -> None:
         self._paused.update(partitions)
@@ -417,7 +344,7 @@ class RedisStreamsSource(Source):
         try:
             if self._joined:
                 async with asyncio.timeout(LEAVE_TIMEOUT_SECONDS):
-                    await self._flush_acks()
+                    await self._acks.flush()
                     await self._leases.leave()
         except (RedisError, OSError, SourceError, TimeoutError) as exc:
             self._log.warning("redis.leave_failed", error=str(exc) or type(exc).__name__)

@@ -228,7 +228,9 @@ def test_fifo_event_keeps_each_group_in_order_and_blocks_a_group_in_flight(
             later = await read_until(source, 1)
             assert [record.payload["body"] for record in later] == ["b3"]
             assert await source.read() == []
-            await source.acknowledge(later + [record for record in first if record.partition == "a"])
+            await source.acknowledge(
+                later + [record for record in first if record.partition == "a"]
+            )
             last = await read_until(source, 1)
             assert [record.payload["body"] for record in last] == ["a4"]
             await source.acknowledge(last)
