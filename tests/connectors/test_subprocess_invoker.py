@@ -62,33 +62,6 @@ def python(path: Path, *args: str) -> list[str]:
     return [sys.executable, str(path), *args]
 
 
-def test_event_on_stdin_and_stdout_is_the_payload(tmp_path: Path) -> None:
-    """The event bytes arrive on the command's stdin unchanged and, on exit status 0,
-    stdout is the payload byte for byte."""
-    path = script(
-        tmp_path,
-        """
-        import json, sys
-
-        raw = sys.stdin.buffer.read()
-        records = json.loads(raw)["Records"]
-        sys.stdout.write(json.dumps({"raw": raw.decode(), "records": len(records)}))
-        """,
-    )
-    event = b'{"Records":[{"body":"a"},{"body":"b"}]}'
-    result = run_once(build(tmp_path, python(path)), event)
-    assert result.function_error is None
-    assert result.request_id == REQUEST_ID
-    assert json.loads(result.payload) == {"raw": event.decode(), "records": 2}
-
-
-def test_stdout_is_passed_through_verbatim(tmp_path: Path) -> None:
-    """stdout is not re-encoded: whatever bytes the command prints are the payload."""
-    path = script(tmp_path, "import sys\nsys.stdout.write('{\"a\": 1}\\n')\n")
-    result = run_once(build(tmp_path, python(path)))
-    assert result.payload == b'{"a": 1}\n'
-
-
 def test_command_that_ignores_a_large_event_still_succeeds(tmp_path: Path) -> None:
     """A command that never reads stdin and exits 0 succeeds even when the event is larger
     than a pipe buffer: the unread rest of the event is not an error."""
@@ -119,27 +92,6 @@ def test_death_by_signal_is_named(tmp_path: Path) -> None:
     assert result.function_error == "Unhandled"
     assert document["errorType"] == "Runtime.ExitError"
     assert f"signal {int(signal.SIGTERM)}" in document["errorMessage"]
-
-
-def test_error_document_on_stdout_is_kept(tmp_path: Path) -> None:
-    """A command that prints its own Lambda error document and exits 1 gets that document
-    as the payload of an `Unhandled` function error."""
-    document = {
-        "errorMessage": "card declined",
-        "errorType": "PaymentError",
-        "stackTrace": ["pay.py line 3"],
-    }
-    path = script(
-        tmp_path,
-        f"""
-        import sys
-        sys.stdout.write({json.dumps(document)!r})
-        sys.exit(1)
-        """,
-    )
-    result = run_once(build(tmp_path, python(path)))
-    assert result.function_error == "Unhandled"
-    assert json.loads(result.payload) == document
 
 
 def test_environment_reaches_the_command(tmp_path: Path) -> None:
