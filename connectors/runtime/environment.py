@@ -104,6 +104,11 @@ class Environment:
         self.log_tail = LogTail()  # the current invocation's log, for Invoke's LogType: Tail
 
     @property
+    def exited(self) -> bool:
+        """The runtime's process has ended (whether or not an invocation saw it)."""
+        return self._exit is not None and self._exit.done()
+
+    @property
     def max_rss(self) -> int:
         return self.memory.peak
 
@@ -268,6 +273,9 @@ class Environment:
                     if not completed.done():
                         self.ended_by = "exit" if exited else "timeout"
                 result = self._outcome(invocation, exited, duration)
+                if invocation.response_refused:
+                    # Its runtime is about to exit (the next call must not find it).
+                    self.alive, self.shutdown_reason = False, "failure"
         except asyncio.CancelledError:
             self.alive = False
             self._kill()

@@ -73,18 +73,30 @@ class EnvironmentPool:
     async def acquire(self) -> tuple[Environment, bool]:
         """A free environment, and whether it was made for this call (a cold start).
         Raises InitFailed if a new one cannot initialise."""
-        async with self._changed:
-            waited = False
-            while not self.idle and self.size >= self.limit:
-                if not waited:
-                    self.throttles += 1
-                    waited = True
-                await self._changed.wait()
-            if self.idle:
+        waited = False
+        while True:
+            async with self._changed:
+                while not self.idle and self.size >= self.limit:
+                    if not waited:
+                        self.throttles += 1
+                        waited = True
+                    await self._changed.wait()
+                if not self.idle:
+                    self._starting += 1
+                    break
                 environment = self.idle.pop()
-                self.busy.add(environment)
-                return environment, False
-            self._starting += 1
+                if not environment.exited:
+                    self.busy.add(environment)
+                    return environment, False
+                self._changed.notify()
+            # Its runtime ended between invocations (e.g. awslambdaric exits after the
+            # Runtime API refused an oversized response): never hand it to a call.
+            _log.info(
+                "runtime.environment_exited",
+                function=self.setup.name,
+                environment=environment.id,
+            )
+            await environment.shutdown()
         environment = Environment(self.setup)
         try:
             await environment.start()

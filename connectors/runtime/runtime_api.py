@@ -45,6 +45,8 @@ class Invocation:
     answer: asyncio.Future[InvokeResult] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+    # The runtime's response was refused as too large: runtimes (awslambdaric) end then.
+    response_refused: bool = False
 
 
 @dataclass
@@ -151,6 +153,7 @@ class RuntimeApi:
                 "Response payload size exceeded maximum allowed payload size "
                 f"({MAX_RESPONSE_BYTES} bytes)."
             )
+            found.response_refused = True
             found.answer.set_result(
                 _error_result("Function.ResponseSizeTooLarge", message, found.request_id)
             )

@@ -304,10 +304,5 @@ KINDS = (
         runtime_target,
         not_json=MARSHAL_ERROR,
         does_not_apply={"target_gone": OWN_PROCESSES},
-        known_differences={
-            "too_large": "awslambdaric exits when the Runtime API refuses its response "
-            "(413), and the pool hands that environment to the next invocation, which "
-            "fails as Runtime.ExitError instead of starting a fresh environment"
-        },
     ),
 )
