@@ -62,7 +62,9 @@ class StoreRig:
     outage: Outage
     state_dir: Path
 
-    def build(self, flush_interval: float = 60.0, config: dict[str, Any] | None = None) -> Any:
+    def build(
+        self, flush_interval: float = 60.0, config: dict[str, Any] | None = None
+    ) -> CheckpointStore:
         settings = self.config(flush_interval) if config is None else config
         model = registered("checkpoint_stores")[settings["type"]]
         context = BuildContext(Identity(), self.state_dir, self.state_dir)
