@@ -1,6 +1,6 @@
-"""The `dynamodb` checkpoint store against moto in server mode: staged saves, flushes,
-sharing between store instances, clearing by prefix, and a source resuming from it.
-Tables are unique per test."""
+"""The `dynamodb` checkpoint store against moto in server mode: a missing table, and a
+source resuming from it. What every store does (staged saves, flushes, sharing, clearing,
+failed writes): tests/contract/test_checkpoint_stores.py. Tables are unique per test."""
 
 from __future__ import annotations
 
@@ -41,71 +41,6 @@ def store_for(
 @pytest.fixture
 def table() -> str:
     return f"checkpoints-{uuid.uuid4().hex}"
-
-
-def test_round_trip_staged_then_flushed(aws_endpoint: str, table: str, tmp_path: Path) -> None:
-    """A save is visible to load at once, durable only after flush (another instance
-    sees it then); None deletes a partition; namespaces do not mix."""
-
-    async def main() -> None:
-        writer = store_for(
-            aws_endpoint, table, tmp_path, create_table=True, flush_interval_seconds=60
-        )
-        reader = store_for(aws_endpoint, table, tmp_path)
-        await writer.open()
-        await reader.open()
-        await writer.save("m|kinesis:a", {"shard-1": "100", "shard-2": "200", "#stream": "arn@1"})
-        await writer.save("m|kinesis:b", {"shard-1": "7"})
-        assert await writer.load("m|kinesis:a") == {
-            "shard-1": "100",
-            "shard-2": "200",
-            "#stream": "arn@1",
-        }
-        assert await reader.load("m|kinesis:a") == {}
-        await writer.flush()
-        assert await reader.load("m|kinesis:a") == {
-            "shard-1": "100",
-            "shard-2": "200",
-            "#stream": "arn@1",
-        }
-        await writer.save("m|kinesis:a", {"shard-1": "150", "shard-2": None})
-        assert await writer.load("m|kinesis:a") == {"shard-1": "150", "#stream": "arn@1"}
-        await writer.close()
-        assert await reader.load("m|kinesis:a") == {"shard-1": "150", "#stream": "arn@1"}
-        assert await reader.load("m|kinesis:b") == {"shard-1": "7"}
-        await reader.close()
-
-    run(main)
-
-
-def test_two_instances_share_state_and_clear_by_prefix(
-    aws_endpoint: str, table: str, tmp_path: Path
-) -> None:
-    """Two daemons' stores on one table: each sees what the other flushed (last write
-    wins), and clear() removes every namespace of a mapping, staged ones included, and
-    says how many positions it removed."""
-
-    async def main() -> None:
-        first = store_for(aws_endpoint, table, tmp_path, create_table=True)
-        second = store_for(aws_endpoint, table, tmp_path, create_table=True)
-        await first.open()
-        await second.open()
-        await first.save("orders|kinesis:s", {f"shard-{n}": str(n) for n in range(30)})
-        await first.save("other|kinesis:s", {"shard-0": "5"})
-        await first.flush()
-        await second.save("orders|kinesis:s", {"shard-0": "99"})
-        await second.flush()
-        loaded = await first.load("orders|kinesis:s")
-        assert len(loaded) == 30 and loaded["shard-0"] == "99"
-        await second.save("orders|dynamodb-streams:t", {"shard-x": "1"})
-        assert await second.clear("orders|") == 31
-        assert await first.load("orders|kinesis:s") == {}
-        assert await second.load("orders|dynamodb-streams:t") == {}
-        assert await first.load("other|kinesis:s") == {"shard-0": "5"}
-        await first.close()
-        await second.close()
-
-    run(main)
 
 
 def test_missing_table_without_create_table_is_permanent(

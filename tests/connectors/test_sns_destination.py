@@ -1,5 +1,6 @@
-"""The `sns` on-failure destination against moto: the metadata-only record published as
-the message (read back through an SQS subscription), the size limit, errors, config."""
+"""The `sns` on-failure destination against moto: the record as an SNS notification (read
+back through an SQS subscription), the 256 KB limit, a missing topic, config. What every
+destination does: tests/contract/test_destinations.py."""
 
 from __future__ import annotations
 
@@ -15,24 +16,20 @@ import boto3
 import pytest
 from aws_lambda_powertools.utilities.parser.models import SnsNotificationModel
 from pydantic import ValidationError
-from structlog.testing import capture_logs
 
 from bridge.config.plugins import BuildContext, Identity
 from bridge.errors import DestinationError
 from bridge.protocols import Destination
-from bridge.records import FailureCondition, FailureRecord
 from bridge.testing import MemoryEventFormatter, memory_records
 from connectors.sns.config import SnsDestinationConfig
 from connectors.sns.destination import MAX_MESSAGE_BYTES, SnsDestination
 from tests.connectors.test_s3_destination import (
     FUNCTION_ARN,
-    TIMESTAMP,
     KinesisLikeFormatter,
     assert_aws_record_shape,
     exhausted,
     kinesis_records,
 )
-from tests.services import free_port
 
 CONTEXT = BuildContext(identity=Identity(), state_dir=Path("."), handler_root=Path("."))
 REGION = "us-east-1"
@@ -63,9 +60,9 @@ def topic_with_queue(endpoint: str) -> tuple[str, str]:
     return topic_arn, queue_url
 
 
-def test_message_is_the_metadata_only_record(aws_endpoint: str) -> None:
-    """Publish sends the invocation record as a JSON string Message: requestContext,
-    responseContext, version, timestamp and KinesisBatchInfo, without the records."""
+def test_message_is_an_sns_notification_of_the_record(aws_endpoint: str) -> None:
+    """Publish sends the invocation record as the notification's JSON string Message (the
+    record's common shape: tests/contract/test_destinations.py)."""
     topic_arn, queue_url = topic_with_queue(aws_endpoint)
 
     async def main() -> None:
@@ -84,46 +81,8 @@ def test_message_is_the_metadata_only_record(aws_endpoint: str) -> None:
     assert envelope["Type"] == "Notification"
     assert envelope["TopicArn"] == topic_arn
     document = json.loads(envelope["Message"])
-    assert list(document) == [
-        "requestContext",
-        "responseContext",
-        "version",
-        "timestamp",
-        "KinesisBatchInfo",
-    ]
     assert document["requestContext"]["functionArn"] == FUNCTION_ARN
-    assert document["requestContext"]["condition"] == "RetryAttemptsExhausted"
-    assert document["KinesisBatchInfo"]["shardId"] == "shardId-000000000001"
-    assert document["KinesisBatchInfo"]["batchSize"] == 2
     assert_aws_record_shape(document)
-
-
-def test_record_age_failure_has_no_response_context(aws_endpoint: str) -> None:
-    """A RecordAgeExceeded record omits responseContext (esm-reference.md 6.2)."""
-    topic_arn, queue_url = topic_with_queue(aws_endpoint)
-    failure = FailureRecord(
-        mapping="orders-stream",
-        condition=FailureCondition.RECORD_AGE_EXCEEDED,
-        records=kinesis_records(1),
-        approximate_invoke_count=0,
-        function_arn=FUNCTION_ARN,
-        timestamp=TIMESTAMP,
-    )
-
-    async def main() -> None:
-        target = destination(aws_endpoint, topic_arn)
-        await target.start()
-        try:
-            await target.send(failure, KinesisLikeFormatter())
-        finally:
-            await target.close()
-
-    run(main())
-    sqs = boto3.client("sqs", endpoint_url=aws_endpoint, region_name=REGION)
-    (message,) = sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=5)["Messages"]
-    document = json.loads(json.loads(message["Body"])["Message"])
-    assert "responseContext" not in document
-    assert document["requestContext"]["condition"] == "RecordAgeExceeded"
 
 
 def test_record_over_256_kb_is_refused_not_truncated(aws_endpoint: str) -> None:
@@ -157,27 +116,6 @@ def test_missing_topic_fails_at_start(aws_endpoint: str) -> None:
         try:
             with pytest.raises(DestinationError, match=r"failed-orders.*GetTopicAttributes"):
                 await target.start()
-        finally:
-            await target.close()
-
-    run(main())
-
-
-def test_unreachable_endpoint_starts_and_send_raises() -> None:
-    """An unreachable service does not stop start() (it is logged); send() raises a
-    DestinationError, which the dispatcher retries."""
-    topic_arn = f"arn:aws:sns:{REGION}:123456789012:failures"
-
-    async def main() -> None:
-        target = destination(f"http://127.0.0.1:{free_port()}", topic_arn)
-        with capture_logs() as logs:
-            await target.start()
-        assert [entry["event"] for entry in logs if entry["log_level"] == "warning"] == [
-            "sns.destination_unreachable"
-        ]
-        try:
-            with pytest.raises(DestinationError, match="Publish"):
-                await target.send(exhausted(kinesis_records(1)), KinesisLikeFormatter())
         finally:
             await target.close()
 

@@ -1,0 +1,1 @@
+"""One conformance suite per connector role, each case run against every connector."""
