@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bridge.records import MAX_SYNC_PAYLOAD_BYTES, Record, encode
+from bridge.records import MAX_SYNC_PAYLOAD_BYTES, Record
 
 # Bytes each record adds to the event besides its own JSON: the separating comma.
 SEPARATOR_BYTES = 1
@@ -62,7 +62,9 @@ class BatchBuilder:
         total = self._bytes
         if len(records) <= room:
             # Common case first: everything fits, measured without a Python-level loop.
-            whole = total + sum(map(len, map(encode, records))) + SEPARATOR_BYTES * len(records)
+            whole = (
+                total + sum(map(len, map(Record.encode, records))) + SEPARATOR_BYTES * len(records)
+            )
             if whole <= limit:
                 self._accept(records, now, whole)
                 return len(records)
@@ -70,8 +72,7 @@ class BatchBuilder:
         for record in records:
             if accepted == room:
                 break
-            body = record.encoded
-            size = len(body if body is not None else record.encode()) + SEPARATOR_BYTES
+            size = len(record.encode()) + SEPARATOR_BYTES
             if total + size > limit:
                 break
             total += size

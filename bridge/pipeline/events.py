@@ -6,7 +6,7 @@ from collections.abc import Hashable, Sequence
 from typing import Any
 
 from bridge.pipeline.responses import string_identifier
-from bridge.records import Record, encode
+from bridge.records import Record
 
 _RECORDS_OPEN = b'{"Records":['
 _RECORDS_CLOSE = b"]}"
@@ -21,7 +21,7 @@ class RecordsEventFormatter:
     envelope_bytes = len(_RECORDS_OPEN) + len(_RECORDS_CLOSE)
 
     def encode_event(self, records: Sequence[Record]) -> bytes:
-        return _RECORDS_OPEN + b",".join(map(encode, records)) + _RECORDS_CLOSE
+        return _RECORDS_OPEN + b",".join(map(Record.encode, records)) + _RECORDS_CLOSE
 
     def parse_item_identifier(self, raw: object) -> Hashable | None:
         return string_identifier(raw)

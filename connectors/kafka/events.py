@@ -17,7 +17,7 @@ from typing import Any, NamedTuple, Protocol
 
 from bridge.codec import dumps
 from bridge.failures import iso_millis
-from bridge.records import Record, encode
+from bridge.records import Record
 
 TIMESTAMP_TYPES = ("CREATE_TIME", "LOG_APPEND_TIME")
 _PARTITION = attrgetter("partition")
@@ -134,7 +134,7 @@ class KafkaEventFormatter:
             else:
                 group.extend(run)
         parts = [
-            dumps(name) + b":[" + b",".join(map(encode, group)) + b"]"
+            dumps(name) + b":[" + b",".join(map(Record.encode, group)) + b"]"
             for name, group in groups.items()
         ]
         return self._prefix + b",".join(parts) + b"}}"

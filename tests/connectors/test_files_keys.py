@@ -104,7 +104,7 @@ def test_record_of_a_name_that_is_not_utf8_encodes() -> None:
     assert record.partition == "bad-\\xff\\xfe.txt"
     assert record.payload["s3"]["object"]["key"] == "bad-%FF%FE.txt"
     assert record.handle.key == BAD
-    assert b"bad-%FF%FE.txt" in record.body
+    assert b"bad-%FF%FE.txt" in record.encode()
     key, info = builder.formatter.batch_info([record])
     assert key == "FilesBatchInfo"
     assert info["keys"] == ["bad-\\xff\\xfe.txt"]

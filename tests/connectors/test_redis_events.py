@@ -101,7 +101,7 @@ def test_record_has_the_kinesis_like_shape() -> None:
     assert record.item_id == "1700000000123-4"
     assert record.handle == "1700000000123-4"
     assert record.arrival == 1700000000.123
-    assert json.loads(record.body) == record.payload
+    assert json.loads(record.encode()) == record.payload
 
 
 def test_utf8_values_stay_text_and_others_become_base64() -> None:
