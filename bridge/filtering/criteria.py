@@ -33,8 +33,7 @@ from bridge.filtering.patterns import (
 )
 from bridge.records import Record
 
-# Lambda's default quota of filters per mapping, and what it can be raised to (11.1).
-DEFAULT_FILTERS_PER_MAPPING = 5
+# Lambda's quota of filters per mapping, raised as far as it can be (11.1; the default is 5).
 MAX_FILTERS_PER_MAPPING = 10
 
 _MISSING = object()

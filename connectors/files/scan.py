@@ -116,9 +116,6 @@ class FolderView:
         key = self._key_text(absolute)
         return key if self.accepts(key) else None
 
-    def path_of(self, key: str) -> str:
-        return os.path.join(self._root_text, key)
-
     def stat(self, key: str) -> FileSig | None:
         """Size and times of the regular file at `key`; None if it is gone or does not count.
 

@@ -19,7 +19,6 @@ from bridge.codec import dumps
 from bridge.failures import iso_millis
 from bridge.records import Record
 
-TIMESTAMP_TYPES = ("CREATE_TIME", "LOG_APPEND_TIME")
 _PARTITION = attrgetter("partition")
 # Room for the `"<topic>-<partition>":[...]` wrapper of a batch's partition.
 PARTITION_WRAPPER_BYTES = 300

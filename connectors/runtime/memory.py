@@ -87,11 +87,6 @@ def _delegates_memory(folder: Path) -> bool:
         return False
 
 
-def group_rss(pgid: int) -> int:
-    """Resident bytes of every process in the group (from /proc; 0 where there is none)."""
-    return _rss_by_group().get(pgid, 0)
-
-
 def _rss_by_group() -> dict[int, int]:
     totals: dict[int, int] = {}
     try:

@@ -405,8 +405,3 @@ class ShardedStreamSource(Source, abc.ABC):
 
     async def close(self) -> None:
         await self._disconnect()
-
-    # -- introspection (logs, tests) -----------------------------------------------------
-
-    def phases(self) -> dict[str, Phase]:
-        return {shard_id: state.phase for shard_id, state in self._shards.items()}
