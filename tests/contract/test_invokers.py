@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from bridge.config.plugins import registered
 from bridge.errors import InvokerStartError, TransportError
 from bridge.protocols import Invoker
 from bridge.records import InvokeResult
@@ -253,3 +254,8 @@ def test_target_gone(kind: Kind, run: Callable[..., None]) -> None:
             await invoke(invoker, target, "echo", id="lost")
 
     run(kind, body)
+
+
+def test_every_built_in_invoker_runs_the_contract() -> None:
+    """An invoker type the daemon knows but the registry lacks would skip the contract."""
+    assert set(registered("functions")) == {kind.name for kind in KINDS}
