@@ -1,5 +1,5 @@
 """Shared by the broker benchmarks: run the one mapping of a loaded config until a given
-number of records is settled, timed from the first settle."""
+number of records is handled, timed from the first acknowledgement or commit."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ async def run_mapping(
     in_memory_function: bool = False,
     until: Any = None,
 ) -> float:
-    """Seconds from the first settled record until `count` are settled (or `until`, an
+    """Seconds from the first settled record until `count` are handled (or `until`, an
     awaitable, is done). `in_memory_function` swaps the configured function `noop` for
     bridge.testing.NoopInvoker, which isolates the bridge's own cost."""
     config = loaded.config
@@ -37,21 +37,20 @@ async def run_mapping(
     context = SourceContext(
         mapping="bench", identity=config.identity, checkpoints=None, state_dir=workdir
     )  # type: ignore[arg-type]
-    settled = 0
     started = 0.0
 
     def build_source() -> Any:
         source = mapping.source.build(context)
-        original = source.settle
+        settle = "acknowledge" if source.mode.acknowledged else "commit"
+        original = getattr(source, settle)
 
-        async def counting_settle(records: Any, checkpoints: Any) -> None:
-            nonlocal settled, started
+        async def timed(settled: Any) -> None:
+            nonlocal started
             if not started:
                 started = time.perf_counter()
-            settled += len(records)
-            await original(records, checkpoints)
+            await original(settled)
 
-        source.settle = counting_settle
+        setattr(source, settle, timed)
         return source
 
     runner = MappingRunner(
@@ -67,7 +66,7 @@ async def run_mapping(
         if until is not None:
             await until
         else:
-            while settled < count:
+            while runner.metrics.succeeded < count:
                 await asyncio.sleep(0.005)
         return time.perf_counter() - started
     finally:

@@ -111,21 +111,18 @@ async def through_bridge(endpoint: str, stream: str, count: int, workdir: Path) 
     await store.open()
     config = config_for(endpoint, stream)
     context = SourceContext("bench", Identity(), store, workdir, batch_size=BATCH)
-    settled = 0
     done = asyncio.Event()
 
     def build_source() -> Any:
         source = config.build(context)
-        original = source.settle
+        original = source.commit
 
-        async def counting_settle(records: Any, checkpoints: Any) -> None:
-            nonlocal settled
-            settled += len(records)
-            await original(records, checkpoints)
-            if settled >= count:
+        async def commit_then_check(positions: Any) -> None:
+            await original(positions)
+            if runner.metrics.succeeded >= count:
                 done.set()
 
-        source.settle = counting_settle  # type: ignore[method-assign]
+        source.commit = commit_then_check  # type: ignore[method-assign]
         return source
 
     runner = MappingRunner(

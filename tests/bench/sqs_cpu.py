@@ -148,18 +148,18 @@ async def through_bridge(endpoint: str, url: str, count: int, workdir: Path) -> 
 
     def build_source() -> Any:
         source = config.build(context)
-        original = source.settle
+        original = source.acknowledge
 
-        async def counting_settle(records: Sequence[Record], checkpoints: Any) -> None:
+        async def counting_acknowledge(records: Sequence[Record]) -> None:
             nonlocal settled, cpu, wall
             if not cpu:
                 cpu, wall = time.process_time(), time.perf_counter()
-            await original(records, checkpoints)
+            await original(records)
             settled += len(records)
             if settled >= count:
                 done.set()
 
-        source.settle = counting_settle  # type: ignore[method-assign]
+        source.acknowledge = counting_acknowledge  # type: ignore[method-assign]
         return source
 
     runner = MappingRunner(
