@@ -73,6 +73,25 @@ class Inbox:
     def wake(self) -> None:
         self._arrived.set()
 
+    def pause_waiting(self) -> frozenset[str]:
+        """The partitions of the records waiting here, now paused at the source for this
+        lane until it drains (`on_drained`)."""
+        self.paused = self.waiting_partitions()
+        return self.paused
+
+    def take_paused(self) -> frozenset[str]:
+        """The partitions paused for this lane, to resume now."""
+        partitions, self.paused = self.paused, None
+        return partitions or frozenset()
+
+    def forget_paused(self, partitions: set[str]) -> None:
+        """These partitions are no longer ours: never resume them for this lane."""
+        if self.paused is not None and self.paused & partitions:
+            self.paused = self.paused - partitions or None
+
+    def waiting_partitions(self) -> frozenset[str]:
+        raise NotImplementedError
+
     @property
     def waiting(self) -> int:
         return self._queued

@@ -177,8 +177,7 @@ class Session:
         self.metrics.released += dropped
         self.abandoned |= lost
         for lane in self.lanes.values():
-            if lane.paused is not None and lane.paused & lost:
-                lane.paused = lane.paused - lost or None
+            lane.forget_paused(lost)
         self._log.info("partitions.revoked", partitions=sorted(lost), dropped_records=dropped)
 
     def spawn(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
@@ -342,11 +341,10 @@ class Session:
                 and lane.waiting >= self.lane_capacity
                 and not await lane.wait_for_room(STUCK_LANE_SECONDS)
             ):
-                lane.paused = lane.waiting_partitions()
-                self.source.pause(lane.paused)
+                self.source.pause(lane.pause_waiting())
 
     def _drained(self, lane: AnyLane) -> None:
-        partitions, lane.paused = lane.paused, None
+        partitions = lane.take_paused()
         if partitions:
             self.source.resume(partitions)
 
