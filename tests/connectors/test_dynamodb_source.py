@@ -171,9 +171,9 @@ def test_insert_modify_remove_with_images_in_lambdas_shape(table: Harness) -> No
     run(main)
 
 
-def test_trim_horizon_latest_and_resuming(table: Harness) -> None:
-    """TRIM_HORIZON reads the whole stream, LATEST only what comes after it opened; a new
-    source on the same store resumes after the settled record, skipping nothing."""
+def test_trim_horizon_and_latest(table: Harness) -> None:
+    """TRIM_HORIZON reads the whole stream, LATEST only what comes after it opened.
+    (Resuming after what was settled is a case of tests/contract/test_sources.py.)"""
 
     async def main() -> None:
         await table.store.open()
@@ -183,15 +183,9 @@ def test_trim_horizon_latest_and_resuming(table: Harness) -> None:
             table.put("new-1")
             table.put("new-2")
             assert names(await collect(latest, 2)) == [("INSERT", "new-1"), ("INSERT", "new-2")]
-        async with table.opened() as first:
-            records = await collect(first, 3)
+        async with table.opened() as horizon:
+            records = await collect(horizon, 3)
             assert [key for _, key in names(records)] == ["old", "new-1", "new-2"]
-            await settle(first, records[:2])
-        async with table.opened() as second:
-            assert names(await collect(second, 1)) == [("INSERT", "new-2")]
-            table.put("new-3")
-            assert names(await collect(second, 1)) == [("INSERT", "new-3")]
-            assert await quiet(second, 0.2) == []
         await table.store.close()
 
     run(main)

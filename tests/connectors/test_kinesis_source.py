@@ -221,30 +221,6 @@ def test_trim_horizon_latest_and_at_timestamp(stream: Harness) -> None:
     run(main)
 
 
-def test_new_source_resumes_after_the_settled_position(stream: Harness) -> None:
-    """A new source on the same store continues after the last settled record: nothing
-    settled comes again, nothing unsettled is skipped."""
-
-    async def main() -> None:
-        await stream.store.open()
-        payloads = stream.put(10)
-        async with stream.opened() as first:
-            records = await collect(first, 10)
-            assert data_of(records) == payloads
-            await settle(first, records[:6])
-        [shard] = stream.shard_ids()
-        assert (await stream.store.load(stream.namespace()))[shard] == records[5].item_id
-        async with stream.opened() as second:
-            again = await collect(second, 4)
-            assert data_of(again) == payloads[6:]
-            more = stream.put(2)
-            assert data_of(await collect(second, 2)) == more
-            assert await quiet(second, 0.2) == []
-        await stream.store.close()
-
-    run(main)
-
-
 def test_latest_start_survives_a_restart_before_anything_settled(stream: Harness) -> None:
     """A LATEST mapping that stops before anything settled starts again from when it
     first opened, so records put in between are delivered, not skipped."""
@@ -303,27 +279,6 @@ def test_recreated_stream_does_not_reuse_old_positions(stream: Harness) -> None:
         assert "STREAM CHANGED" in changed[0]["message"]
         stored = await stream.store.load(stream.namespace())
         assert stored[STREAM_KEY].startswith(stream.arn)
-        await stream.store.close()
-
-    run(main)
-
-
-def test_paused_shard_is_not_read_until_resumed(stream: Harness) -> None:
-    """pause() stops fetching a shard (its lane is full) while the others go on."""
-    stream.client.delete_stream(StreamName=stream.name)
-    stream.create(2)
-
-    async def main() -> None:
-        await stream.store.open()
-        async with stream.opened() as source:
-            first, second = stream.shard_ids()
-            source.pause([first])
-            stream.put(12)
-            records = await quiet(source)
-            assert records and {record.partition for record in records} == {second}
-            source.resume([first])
-            later = await collect(source, 12 - len(records))
-            assert {record.partition for record in later} == {first}
         await stream.store.close()
 
     run(main)
