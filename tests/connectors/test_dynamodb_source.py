@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -31,13 +30,7 @@ from bridge.records import Record
 from bridge.testing import StandaloneOwnership
 from connectors.dynamodb.config import DynamoDBStreamsSourceConfig
 from connectors.dynamodb.source import DynamoDBStreamsSource
-
-TIMEOUT = 10.0
-QUIET = 0.3
-
-
-def run(main: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(main(), 60))
+from tests.connectors.reading import collect, quiet, run, settle
 
 
 class Harness:
@@ -103,28 +96,6 @@ class Harness:
 @pytest.fixture
 def table(aws_endpoint: str, tmp_path: Path) -> Harness:
     return Harness(aws_endpoint, tmp_path)
-
-
-async def collect(
-    source: DynamoDBStreamsSource, count: int, timeout: float = TIMEOUT
-) -> list[Record]:
-    records: list[Record] = []
-    deadline = time.monotonic() + timeout
-    while len(records) < count and time.monotonic() < deadline:
-        records.extend(await source.read())
-    return records
-
-
-async def quiet(source: DynamoDBStreamsSource, seconds: float = QUIET) -> list[Record]:
-    records: list[Record] = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        records.extend(await source.read())
-    return records
-
-
-async def settle(source: DynamoDBStreamsSource, records: Sequence[Record]) -> None:
-    await source.commit({record.partition: record for record in records})
 
 
 def names(records: Sequence[Record]) -> list[tuple[str, str]]:

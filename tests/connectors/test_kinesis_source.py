@@ -14,7 +14,7 @@ import copy
 import time
 import uuid
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -46,14 +46,9 @@ from connectors.shardstreams.lineage import (
     ShardInfo,
     ShardState,
 )
+from tests.connectors.reading import TIMEOUT, collect, quiet, run, settle
 
-TIMEOUT = 10.0
-QUIET = 0.4
 FAST = Backoff(initial=0.001, maximum=0.01)
-
-
-def run(main: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(main(), 60))
 
 
 def unique(prefix: str = "stream") -> str:
@@ -134,27 +129,6 @@ class Harness:
 @pytest.fixture
 def stream(aws_endpoint: str, tmp_path: Path) -> Harness:
     return Harness(aws_endpoint, tmp_path)
-
-
-async def collect(source: KinesisSource, count: int, timeout: float = TIMEOUT) -> list[Record]:
-    records: list[Record] = []
-    deadline = time.monotonic() + timeout
-    while len(records) < count and time.monotonic() < deadline:
-        records.extend(await source.read())
-    return records
-
-
-async def quiet(source: KinesisSource, seconds: float = QUIET) -> list[Record]:
-    records: list[Record] = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        records.extend(await source.read())
-    return records
-
-
-async def settle(source: KinesisSource, records: Sequence[Record]) -> None:
-    """Settle records read in order, as the tracker reports them: the last of each shard."""
-    await source.commit({record.partition: record for record in records})
 
 
 def data_of(records: Sequence[Record]) -> list[bytes]:

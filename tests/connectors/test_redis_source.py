@@ -14,7 +14,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +29,10 @@ from connectors.redis.config import RedisStreamDestinationConfig, RedisStreamsSo
 from connectors.redis.events import EntryRecords
 from connectors.redis.leases import lease_key, members_key, owner_of
 from connectors.redis.source import Phase, RedisStreamsSource, default_consumer
+from tests.connectors.reading import QUIET, TIMEOUT, collect, quiet, run, settle
 from tests.services import free_port
 
-TIMEOUT = 10.0
-# How long to keep reading to see that nothing (more) arrives.
-QUIET = 0.6
 FORMATTER = EntryRecords(server_arn="redis://cache:6379/0", region="us-east-1").formatter("g")
-
-
-def run(main: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(main(), 60))
 
 
 def unique(prefix: str) -> str:
@@ -122,27 +116,6 @@ class Harness:
     def pending(self, stream: str) -> dict[str, Any]:
         summary: dict[str, Any] = self.admin.xpending(stream, self.group)
         return summary
-
-
-async def collect(source: RedisStreamsSource, count: int, timeout: float = TIMEOUT) -> list[Record]:
-    """Read until at least `count` records arrived, or `timeout` seconds passed."""
-    records: list[Record] = []
-    deadline = time.monotonic() + timeout
-    while len(records) < count and time.monotonic() < deadline:
-        records.extend(await source.read())
-    return records
-
-
-async def quiet(source: RedisStreamsSource, seconds: float = QUIET) -> list[Record]:
-    records: list[Record] = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        records.extend(await source.read())
-    return records
-
-
-async def settle(source: RedisStreamsSource, records: Sequence[Record]) -> None:
-    await source.commit({record.partition: record for record in records})
 
 
 async def eventually(check: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
