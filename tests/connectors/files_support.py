@@ -1,16 +1,12 @@
 """Driving a `files` source the way a mapping does, for the connector tests: a real
-folder, the real watchdog observer and the SQLite checkpoint store.
-
-Waits poll for up to `TIMEOUT` seconds; no assertion depends on how long anything took.
-"""
+folder, the real watchdog observer and the SQLite checkpoint store (reading and settling:
+tests/connectors/reading.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +15,6 @@ from bridge.pipeline.checkpoints import SqliteCheckpointStore
 from bridge.protocols import Source
 from bridge.records import Record
 from connectors.files.config import FilesSourceConfig
-
-TIMEOUT = 10.0
-# How long to keep reading after the expected records, to see that nothing else comes.
-QUIET = 0.5
-
-
-def run(main: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(main(), 60))
 
 
 def write(path: Path, data: bytes = b"hello") -> bytes:
@@ -49,35 +37,6 @@ def summary(records: Sequence[Record]) -> set[tuple[str, str]]:
     return {(name_of(record), record.partition) for record in records}
 
 
-async def collect(source: Source, count: int, timeout: float = TIMEOUT) -> list[Record]:
-    """Read until at least `count` records arrived, or `timeout` seconds passed."""
-    records: list[Record] = []
-    deadline = time.monotonic() + timeout
-    while len(records) < count and time.monotonic() < deadline:
-        records.extend(await source.read())
-    return records
-
-
-async def collect_until(
-    source: Source, done: Callable[[list[Record]], bool], timeout: float = TIMEOUT
-) -> list[Record]:
-    """Read until `done(records so far)` is true, or `timeout` seconds passed."""
-    records: list[Record] = []
-    deadline = time.monotonic() + timeout
-    while not done(records) and time.monotonic() < deadline:
-        records.extend(await source.read())
-    return records
-
-
-async def quiet(source: Source, seconds: float = QUIET) -> list[Record]:
-    """Whatever arrives within the next `seconds` (read() itself idles up to 0.5 s)."""
-    records: list[Record] = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        records.extend(await source.read())
-    return records
-
-
 async def started(source: Source) -> None:
     """One idle read, so the initial full scan is behind: changes made afterwards reach
     the source through the observer."""
@@ -86,10 +45,6 @@ async def started(source: Source) -> None:
 
 def has_keys(*keys: str) -> Callable[[list[Record]], bool]:
     return lambda records: set(keys) <= {record.partition for record in records}
-
-
-async def settle(source: Source, records: Sequence[Record]) -> None:
-    await source.commit({record.partition: record for record in records})
 
 
 class NoOwnership:

@@ -15,16 +15,12 @@ from pathlib import Path
 from connectors.files.events import CREATED
 from tests.connectors.files_support import (
     Folder,
-    collect,
-    collect_until,
     has_keys,
-    quiet,
-    run,
-    settle,
     started,
     summary,
     write,
 )
+from tests.connectors.reading import collect, collect_until, quiet, run, settle
 
 
 def touch_in_the_past(path: Path) -> int:

@@ -22,16 +22,12 @@ from connectors.files.events import CREATED, REMOVED
 from connectors.files.keys import shown_key
 from tests.connectors.files_support import (
     Folder,
-    collect,
-    collect_until,
     has_keys,
     obj,
-    quiet,
-    run,
-    settle,
     summary,
     write,
 )
+from tests.connectors.reading import collect, collect_until, quiet, run, settle
 
 
 def as_unprivileged(tmp_path: Path, body: Callable[[Path], None]) -> None:

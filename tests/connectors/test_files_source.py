@@ -20,18 +20,14 @@ from bridge.records import Record
 from connectors.files.events import CREATED, REMOVED, FileChange
 from tests.connectors.files_support import (
     Folder,
-    collect,
-    collect_until,
     has_keys,
     name_of,
     obj,
-    quiet,
-    run,
-    settle,
     started,
     summary,
     write,
 )
+from tests.connectors.reading import collect, collect_until, quiet, run, settle
 
 # -- creation ---------------------------------------------------------------------------
 

@@ -149,33 +149,6 @@ def test_at_timestamp_starts_at_the_first_record_at_or_after_it(
     run(main)
 
 
-def test_pause_and_resume_one_partition(
-    kafka_bootstrap: str, names: tuple[str, str], tmp_path: Path
-) -> None:
-    """A paused partition yields nothing until resumed; the other keeps flowing."""
-    topic, group = names
-    kafka.create_topic(kafka_bootstrap, topic, 2)
-
-    async def main() -> None:
-        source = source_for(kafka_bootstrap, topic, group, tmp_path)
-        await source.open(Ownership())
-        try:
-            await read_until(source, 1, timeout=3)
-            source.pause([f"{topic}-0"])
-            await kafka.produce_async(kafka_bootstrap, topic, kafka.numbered(10, 2), None)
-            records = await read_until(source, 5)
-            await asyncio.sleep(0.5)
-            records += await source.read()
-            assert {record.partition for record in records} == {f"{topic}-1"}
-            source.resume([f"{topic}-0"])
-            resumed = await read_until(source, 5)
-            assert {record.partition for record in resumed} == {f"{topic}-0"}
-        finally:
-            await source.close()
-
-    run(main)
-
-
 def test_rebalance_revokes_before_committing_what_was_settled(
     kafka_bootstrap: str, names: tuple[str, str], tmp_path: Path
 ) -> None:
@@ -209,23 +182,6 @@ def test_rebalance_revokes_before_committing_what_was_settled(
         f"{topic}-1",
     ]
     assert kafka.committed(kafka_bootstrap, group, topic, 2) == {0: 4, 1: 4}
-
-
-def test_unreachable_broker_is_a_retriable_source_error(
-    names: tuple[str, str], tmp_path: Path
-) -> None:
-    """Nothing listening: open() raises a SourceError the mapping retries."""
-    from bridge.errors import SourceError
-
-    topic, group = names
-
-    async def main() -> None:
-        source = source_for("127.0.0.1:1", topic, group, tmp_path)
-        with pytest.raises(SourceError) as caught:
-            await source.open(Ownership())
-        assert caught.value.retriable
-
-    run(main)
 
 
 def test_kafka_topic_destination_produces_each_failed_record(

@@ -14,7 +14,7 @@ import copy
 import time
 import uuid
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -46,14 +46,9 @@ from connectors.shardstreams.lineage import (
     ShardInfo,
     ShardState,
 )
+from tests.connectors.reading import TIMEOUT, collect, quiet, run, settle
 
-TIMEOUT = 10.0
-QUIET = 0.4
 FAST = Backoff(initial=0.001, maximum=0.01)
-
-
-def run(main: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(main(), 60))
 
 
 def unique(prefix: str = "stream") -> str:
@@ -136,27 +131,6 @@ def stream(aws_endpoint: str, tmp_path: Path) -> Harness:
     return Harness(aws_endpoint, tmp_path)
 
 
-async def collect(source: KinesisSource, count: int, timeout: float = TIMEOUT) -> list[Record]:
-    records: list[Record] = []
-    deadline = time.monotonic() + timeout
-    while len(records) < count and time.monotonic() < deadline:
-        records.extend(await source.read())
-    return records
-
-
-async def quiet(source: KinesisSource, seconds: float = QUIET) -> list[Record]:
-    records: list[Record] = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        records.extend(await source.read())
-    return records
-
-
-async def settle(source: KinesisSource, records: Sequence[Record]) -> None:
-    """Settle records read in order, as the tracker reports them: the last of each shard."""
-    await source.commit({record.partition: record for record in records})
-
-
 def data_of(records: Sequence[Record]) -> list[bytes]:
     return [base64.b64decode(record.payload["kinesis"]["data"]) for record in records]
 
@@ -221,30 +195,6 @@ def test_trim_horizon_latest_and_at_timestamp(stream: Harness) -> None:
     run(main)
 
 
-def test_new_source_resumes_after_the_settled_position(stream: Harness) -> None:
-    """A new source on the same store continues after the last settled record: nothing
-    settled comes again, nothing unsettled is skipped."""
-
-    async def main() -> None:
-        await stream.store.open()
-        payloads = stream.put(10)
-        async with stream.opened() as first:
-            records = await collect(first, 10)
-            assert data_of(records) == payloads
-            await settle(first, records[:6])
-        [shard] = stream.shard_ids()
-        assert (await stream.store.load(stream.namespace()))[shard] == records[5].item_id
-        async with stream.opened() as second:
-            again = await collect(second, 4)
-            assert data_of(again) == payloads[6:]
-            more = stream.put(2)
-            assert data_of(await collect(second, 2)) == more
-            assert await quiet(second, 0.2) == []
-        await stream.store.close()
-
-    run(main)
-
-
 def test_latest_start_survives_a_restart_before_anything_settled(stream: Harness) -> None:
     """A LATEST mapping that stops before anything settled starts again from when it
     first opened, so records put in between are delivered, not skipped."""
@@ -303,27 +253,6 @@ def test_recreated_stream_does_not_reuse_old_positions(stream: Harness) -> None:
         assert "STREAM CHANGED" in changed[0]["message"]
         stored = await stream.store.load(stream.namespace())
         assert stored[STREAM_KEY].startswith(stream.arn)
-        await stream.store.close()
-
-    run(main)
-
-
-def test_paused_shard_is_not_read_until_resumed(stream: Harness) -> None:
-    """pause() stops fetching a shard (its lane is full) while the others go on."""
-    stream.client.delete_stream(StreamName=stream.name)
-    stream.create(2)
-
-    async def main() -> None:
-        await stream.store.open()
-        async with stream.opened() as source:
-            first, second = stream.shard_ids()
-            source.pause([first])
-            stream.put(12)
-            records = await quiet(source)
-            assert records and {record.partition for record in records} == {second}
-            source.resume([first])
-            later = await collect(source, 12 - len(records))
-            assert {record.partition for record in later} == {first}
         await stream.store.close()
 
     run(main)

@@ -14,7 +14,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,23 +22,16 @@ import pytest
 import redis
 
 from bridge.config.plugins import BuildContext, Identity, SourceContext
-from bridge.errors import PermanentSourceError, SourceError
+from bridge.errors import PermanentSourceError
 from bridge.records import FailureCondition, FailureRecord, InvokeResult, Record
 from bridge.testing import StandaloneOwnership
 from connectors.redis.config import RedisStreamDestinationConfig, RedisStreamsSourceConfig
 from connectors.redis.events import EntryRecords
 from connectors.redis.leases import lease_key, members_key, owner_of
 from connectors.redis.source import Phase, RedisStreamsSource, default_consumer
-from tests.services import FlakyProxy, free_port
+from tests.connectors.reading import QUIET, TIMEOUT, collect, quiet, run, settle
 
-TIMEOUT = 10.0
-# How long to keep reading to see that nothing (more) arrives.
-QUIET = 0.6
 FORMATTER = EntryRecords(server_arn="redis://cache:6379/0", region="us-east-1").formatter("g")
-
-
-def run(main: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(main(), 60))
 
 
 def unique(prefix: str) -> str:
@@ -122,27 +115,6 @@ class Harness:
     def pending(self, stream: str) -> dict[str, Any]:
         summary: dict[str, Any] = self.admin.xpending(stream, self.group)
         return summary
-
-
-async def collect(source: RedisStreamsSource, count: int, timeout: float = TIMEOUT) -> list[Record]:
-    """Read until at least `count` records arrived, or `timeout` seconds passed."""
-    records: list[Record] = []
-    deadline = time.monotonic() + timeout
-    while len(records) < count and time.monotonic() < deadline:
-        records.extend(await source.read())
-    return records
-
-
-async def quiet(source: RedisStreamsSource, seconds: float = QUIET) -> list[Record]:
-    records: list[Record] = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        records.extend(await source.read())
-    return records
-
-
-async def settle(source: RedisStreamsSource, records: Sequence[Record]) -> None:
-    await source.commit({record.partition: record for record in records})
 
 
 async def eventually(check: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
@@ -298,50 +270,6 @@ def test_entries_arrive_in_order_per_stream_with_their_fields(
     run(main)
 
 
-def test_settle_acknowledges_the_entries(redis_url: str, tmp_path: Path) -> None:
-    """Settled entries are XACKed (in the background, right after), per stream: nothing
-    stays pending for the group."""
-    first, second = unique("stream"), unique("stream")
-    harness = Harness(redis_url, tmp_path, [first, second])
-    harness.add(first, 3)
-    harness.add(second, 2)
-
-    async def main() -> None:
-        async with harness.opened() as (source, _):
-            records = await collect(source, 5)
-            assert harness.pending(first)["pending"] == 3
-            await settle(source, records)
-            # Acknowledging happens in the background, right after settling.
-            await eventually(lambda: harness.pending(first)["pending"] == 0, "first acknowledged")
-            await eventually(lambda: harness.pending(second)["pending"] == 0, "second acknowledged")
-
-    run(main)
-
-
-def test_unsettled_entries_come_again_first_after_a_restart(redis_url: str, tmp_path: Path) -> None:
-    """A new source with the same consumer name delivers its own pending entries first
-    (from id 0, in order), then new ones: nothing settled comes again, nothing is
-    skipped."""
-    stream = unique("stream")
-    harness = Harness(redis_url, tmp_path, [stream])
-    first_ids = harness.add(stream, 5)
-
-    async def main() -> None:
-        async with harness.opened(read_count=2) as (source, _):
-            records = await collect(source, 5)
-            assert ids_of(records) == first_ids
-            await settle(source, records[:2])
-        later_ids = harness.add(stream, 2)
-        async with harness.opened(read_count=2) as (source, _):
-            records = await collect(source, 5)
-            records += await quiet(source)
-            assert ids_of(records) == first_ids[2:] + later_ids
-            await settle(source, records)
-        assert harness.pending(stream)["pending"] == 0
-
-    run(main)
-
-
 def test_trimmed_pending_entries_are_acknowledged_and_skipped(
     redis_url: str, tmp_path: Path
 ) -> None:
@@ -362,26 +290,6 @@ def test_trimmed_pending_entries_are_acknowledged_and_skipped(
             assert harness.pending(stream)["pending"] == 2
             await settle(source, records)
             await eventually(lambda: harness.pending(stream)["pending"] == 0, "acknowledged")
-
-    run(main)
-
-
-def test_pause_stops_one_stream_until_resumed(redis_url: str, tmp_path: Path) -> None:
-    """A paused stream is not read while others are; after resume its entries come."""
-    paused, other = unique("stream"), unique("stream")
-    harness = Harness(redis_url, tmp_path, [paused, other])
-
-    async def main() -> None:
-        async with harness.opened() as (source, _):
-            source.pause([paused])
-            held = harness.add(paused, 2)
-            flowing = harness.add(other, 2)
-            records = await collect(source, 2)
-            records += await quiet(source)
-            assert ids_of(records) == flowing
-            source.resume([paused])
-            records = await collect(source, 2)
-            assert ids_of(records) == held
 
     run(main)
 
@@ -548,57 +456,6 @@ def test_close_hands_back_leases_and_membership(redis_url: str, tmp_path: Path) 
 
 
 # -- errors and names ---------------------------------------------------------------------
-
-
-def test_unreachable_server_is_a_retriable_source_error(tmp_path: Path) -> None:
-    """Connection refused makes open() raise SourceError (reconnect with backoff), not
-    PermanentSourceError."""
-    harness = Harness(f"redis://127.0.0.1:{free_port()}/0", tmp_path, ["s"])
-
-    async def main() -> None:
-        source = harness.source()
-        try:
-            with pytest.raises(SourceError) as caught:
-                await source.open(Revocations(harness.admin, harness.group))
-            assert not isinstance(caught.value, PermanentSourceError)
-            assert caught.value.retriable
-        finally:
-            await source.close()
-
-    run(main)
-
-
-def test_lost_connection_is_a_source_error_and_nothing_is_skipped(
-    redis_url: str, tmp_path: Path
-) -> None:
-    """A connection cut under a running source makes read() raise SourceError; the source
-    the mapping builds next delivers what was read but not settled, then the rest."""
-    stream = unique("stream")
-    port = int(redis_url.rsplit(":", 1)[1].split("/", 1)[0])
-    proxy = FlakyProxy(port).start()
-    harness = Harness(f"redis://127.0.0.1:{proxy.port}/0", tmp_path, [stream])
-    direct = redis.Redis.from_url(redis_url)
-    first = [direct.xadd(stream, {"n": str(n)}).decode() for n in range(3)]
-
-    async def main() -> None:
-        try:
-            async with harness.opened() as (source, _):
-                assert ids_of(await collect(source, 3)) == first
-                proxy.cut()
-                with pytest.raises(SourceError):
-                    await quiet(source, 2.0)
-        finally:
-            proxy.restore()
-        later = [direct.xadd(stream, {"n": str(n)}).decode() for n in range(2)]
-        async with harness.opened() as (source, _):
-            records = await collect(source, 5)
-            records += await quiet(source)
-            assert ids_of(records) == first + later
-
-    try:
-        run(main)
-    finally:
-        proxy.close()
 
 
 def test_refused_credentials_are_permanent_and_not_shown(redis_url: str, tmp_path: Path) -> None:

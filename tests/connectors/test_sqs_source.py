@@ -26,23 +26,15 @@ from aws_lambda_powertools.utilities.parser.models import SqsModel
 from botocore.exceptions import ClientError
 from structlog.testing import capture_logs
 
-from bridge.codec import dumps
 from bridge.config.plugins import Identity, SourceContext
-from bridge.errors import PermanentSourceError, SourceError
-from bridge.pipeline.batching import BatchPolicy
-from bridge.pipeline.dispatch import RetryPolicy
-from bridge.pipeline.mapping import MappingRunner
-from bridge.pipeline.settings import MappingSettings
+from bridge.errors import PermanentSourceError
 from bridge.protocols import DeliveryMode
-from bridge.records import InvokeResult, Record
-from bridge.retry import Backoff
-from bridge.testing import ScriptedInvoker, StandaloneOwnership
+from bridge.records import Record
+from bridge.testing import StandaloneOwnership
 from connectors.sqs.config import SqsSourceConfig
 from connectors.sqs.source import SqsSource
-from tests.services import free_port
 
 REGION = "us-east-1"
-FAST = Backoff(initial=0.01, maximum=0.05)
 
 
 def run(main: Callable[[], Awaitable[None]]) -> None:
@@ -363,25 +355,6 @@ def test_a_missing_queue_is_permanent(aws_endpoint: str) -> None:
     run(main)
 
 
-def test_an_unreachable_endpoint_is_retriable(aws_endpoint: str) -> None:
-    """Nobody listening at the endpoint is a retriable SourceError: the mapping reconnects."""
-    config = source_config(
-        f"http://127.0.0.1:{free_port()}", "http://127.0.0.1/123456789012/orders"
-    )
-
-    async def main() -> None:
-        source = build(config)
-        try:
-            with pytest.raises(SourceError) as raised:
-                await source.open(NoOwnership())
-            assert raised.value.retriable
-            assert not isinstance(raised.value, PermanentSourceError)
-        finally:
-            await source.close()
-
-    run(main)
-
-
 class RefusingVisibility:
     """The real client, except that changing visibility is refused (access denied)."""
 
@@ -455,59 +428,3 @@ def test_nothing_is_received_before_open(aws_endpoint: str) -> None:
     run(main)
     reply = sqs(aws_endpoint).receive_message(QueueUrl=url, AttributeNames=["All"])
     assert reply["Messages"][0]["Attributes"]["ApproximateReceiveCount"] == "1"
-
-
-def test_partial_batch_response_deletes_only_the_successes(aws_endpoint: str) -> None:
-    """Through the real pipeline with ReportBatchItemFailures: the messages the function
-    reports are left in the queue and come back; all others are deleted (5.2)."""
-    url, _ = new_queue(aws_endpoint, visibility=2)
-    bodies = ["ok-1", "fail", "ok-2", "ok-3"]
-    for body in bodies:
-        send(aws_endpoint, url, body)
-    seen: set[str] = set()
-
-    def function(event: dict[str, Any], request_id: str) -> InvokeResult:
-        seen.update(item["body"] for item in event["Records"])
-        failures = [
-            {"itemIdentifier": item["messageId"]}
-            for item in event["Records"]
-            if item["body"] == "fail"
-        ]
-        return InvokeResult(payload=dumps({"batchItemFailures": failures}), request_id=request_id)
-
-    config = source_config(aws_endpoint, url)
-    runner = MappingRunner(
-        name="orders",
-        function_arn="arn:aws:lambda:us-east-1:000000000000:function:f",
-        settings=MappingSettings(
-            batch=BatchPolicy(max_records=10),
-            retry=RetryPolicy(report_batch_item_failures=True, backoff=FAST),
-            parallelization_factor=1,
-            maximum_concurrency=2,
-        ),
-        source_factory=lambda: config.build(context()),
-        invoker=ScriptedInvoker(function),
-        destination=None,
-        reconnect_backoff=FAST,
-    )
-
-    async def main() -> None:
-        task = asyncio.create_task(runner.run())
-        try:
-            async with asyncio.timeout(20):
-                while (
-                    seen != set(bodies)
-                    or await asyncio.to_thread(queue_depth, aws_endpoint, url) != 1
-                ):
-                    await asyncio.sleep(0.05)
-        finally:
-            runner.stop()
-            await asyncio.wait_for(task, 30)
-
-    run(main)
-    reply = sqs(aws_endpoint).receive_message(
-        QueueUrl=url, AttributeNames=["All"], MaxNumberOfMessages=10, WaitTimeSeconds=3
-    )
-    [left] = reply["Messages"]
-    assert left["Body"] == "fail"
-    assert int(left["Attributes"]["ApproximateReceiveCount"]) >= 2
