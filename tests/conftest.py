@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests import services
 
 pytest_plugins = ["tests.conformance.summary"]
+
+CONTRACT = Path(__file__).parent / "contract"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Keep each module on one worker (module fixtures start daemons once), but spread the
+    contract suites' cases, each of which sets up what it needs itself."""
+    for item in items:
+        if CONTRACT not in item.path.parents:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
 
 @pytest.fixture(scope="session")

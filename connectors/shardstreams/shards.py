@@ -405,3 +405,7 @@ class ShardedStreamSource(Source, abc.ABC):
 
     async def close(self) -> None:
         await self._disconnect()
+
+    def phases(self) -> dict[str, Phase]:
+        """Each shard's phase, for logs and tests."""
+        return {shard_id: state.phase for shard_id, state in self._shards.items()}
