@@ -29,6 +29,7 @@ from aiohttp import web
 
 from bridge.config.plugins import BuildContext, Identity, registered
 from bridge.protocols import Invoker
+from tests.contract.cases import check_declared
 from tests.e2e import aws_helpers as aws
 from tests.services import FlakyProxy
 
@@ -131,8 +132,7 @@ class Kind:
     known_differences: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        unknown = (set(self.does_not_apply) | set(self.known_differences)) - CASES
-        assert not unknown, f"{self.name}: no such cases {sorted(unknown)}"
+        check_declared(self, CASES)
 
 
 def build(kind: Kind, tmp_path: Path, settings: Mapping[str, Any]) -> Invoker:

@@ -30,6 +30,7 @@ from bridge.protocols import Destination, Invoker, Source
 from bridge.records import Record
 from bridge.retry import Backoff
 from bridge.testing import StandaloneOwnership
+from tests.contract.cases import check_declared
 
 CASES = frozenset(
     {
@@ -118,8 +119,7 @@ class Kind:
     known_differences: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        unknown = (set(self.does_not_apply) | set(self.known_differences)) - CASES
-        assert not unknown, f"{self.name}: no such cases {sorted(unknown)}"
+        check_declared(self, CASES)
 
 
 def new_ids(count: int, label: str = "r") -> list[str]:

@@ -16,6 +16,7 @@ from bridge.config.plugins import registered
 from bridge.errors import InvokerStartError, TransportError
 from bridge.protocols import Invoker
 from bridge.records import InvokeResult
+from tests.contract.cases import for_every_kind
 from tests.contract.invoker_harness import CASES, KINDS, Kind, Outcome, Target, build
 
 # Longer than any invoker takes to give up on a function (the http invoker waits its
@@ -25,19 +26,7 @@ TIMEOUT = 1.0
 
 
 def contract(case: str) -> Callable[[Callable[..., None]], Any]:
-    """Runs the test for every invoker; where the case does not apply, it is skipped
-    with the registry's reason."""
-    assert case in CASES, case
-
-    def marks(kind: Kind) -> list[pytest.MarkDecorator]:
-        if case in kind.does_not_apply:
-            return [pytest.mark.skip(reason=kind.does_not_apply[case])]
-        if case in kind.known_differences:
-            return [pytest.mark.xfail(reason=kind.known_differences[case], strict=True)]
-        return []
-
-    params = [pytest.param(kind, id=kind.name, marks=marks(kind)) for kind in KINDS]
-    return pytest.mark.parametrize("kind", params)
+    return for_every_kind(case, CASES, KINDS)
 
 
 Body = Callable[[Invoker, Target], Awaitable[None]]

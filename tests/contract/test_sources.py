@@ -27,6 +27,7 @@ from bridge.pipeline.dispatch import RetryPolicy
 from bridge.protocols import Source
 from bridge.records import FailureCondition, InvokeResult, Record
 from bridge.testing import MemoryDestination, ScriptedInvoker, StandaloneOwnership
+from tests.contract.cases import for_every_kind
 from tests.contract.source_feeds import KINDS
 from tests.contract.source_harness import (
     CASES,
@@ -50,19 +51,7 @@ OVERSIZED_PAD = 3000
 
 
 def contract(case: str) -> Callable[[Callable[..., None]], Any]:
-    """Runs the test for every source; where the case does not apply, it is skipped with
-    the registry's reason."""
-    assert case in CASES, case
-
-    def marks(kind: Kind) -> list[pytest.MarkDecorator]:
-        if case in kind.does_not_apply:
-            return [pytest.mark.skip(reason=kind.does_not_apply[case])]
-        if case in kind.known_differences:
-            return [pytest.mark.xfail(reason=kind.known_differences[case], strict=True)]
-        return []
-
-    params = [pytest.param(kind, id=kind.name, marks=marks(kind)) for kind in KINDS]
-    return pytest.mark.parametrize("kind", params)
+    return for_every_kind(case, CASES, KINDS)
 
 
 Body = Callable[[Bench], Awaitable[None]]
