@@ -372,3 +372,32 @@ def test_a_failed_settle_on_an_unordered_source_restarts_the_session() -> None:
     asyncio.run(run_until(runner, all_settled))
     assert source.settle_failed
     assert source.opened == 2
+
+
+class ReadCancelledOnce(MemorySource):
+    """A client library that lets a CancelledError of its own out of a read (aiokafka
+    has during an outage): nothing cancelled the mapping."""
+
+    def __init__(self, records: Any) -> None:
+        super().__init__(records)
+        self.opened = 0
+
+    async def open(self, ownership: Any) -> None:
+        self.opened += 1
+        await super().open(ownership)
+
+    async def read(self) -> Sequence[Record]:
+        if self.opened == 1:
+            raise asyncio.CancelledError
+        return await super().read()
+
+
+def test_a_cancelled_error_out_of_a_read_reconnects_rather_than_stopping_reading() -> None:
+    """A read that raises CancelledError while the mapping is not stopping ends the
+    session as a source error: the mapping reconnects and every record is settled, where
+    a reader that just ended would have left the mapping Enabled and reading nothing."""
+    source = ReadCancelledOnce(memory_records(20))
+    runner = runner_for(lambda: source, ScriptedInvoker(), batch=5)
+    asyncio.run(run_until(runner, lambda: len(source.settled) == 20))
+    assert source.opened == 2
+    assert runner.health.failures["source"] >= 1
