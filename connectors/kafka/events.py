@@ -103,26 +103,35 @@ class KafkaEventFormatter:
         # (topic, partition) -> ("<topic>-<partition>", the topic as JSON)
         self._names: dict[tuple[str, int], tuple[str, bytes]] = {}
 
-    def record(self, message: ConsumedMessage) -> Record:
-        place = (message.topic, message.partition)
+    def _names_of(self, topic: str, partition: int) -> tuple[str, bytes]:
+        place = (topic, partition)
         names = self._names.get(place)
         if names is None:
-            names = self._names[place] = (
-                f"{message.topic}-{message.partition}",
-                dumps(message.topic),
+            names = self._names[place] = (f"{topic}-{partition}", dumps(topic))
+        return names
+
+    def record(self, message: ConsumedMessage) -> Record:
+        return self.records(message.topic, message.partition, [message])[0]
+
+    def records(
+        self, topic: str, partition: int, messages: Sequence[ConsumedMessage]
+    ) -> list[Record]:
+        """The records of one fetch of a partition (its names looked up once)."""
+        name, topic_json = self._names_of(topic, partition)
+        place = (topic, partition)
+        return [
+            Record(
+                name,
+                message.offset,
+                (name, message.offset),
+                None,
+                message.timestamp / 1000,
+                name,
+                place,
+                record_json(message, topic_json),
             )
-        partition, topic_json = names
-        offset = message.offset
-        return Record(
-            partition,
-            offset,
-            (partition, offset),
-            None,
-            message.timestamp / 1000,
-            partition,
-            place,
-            record_json(message, topic_json),
-        )
+            for message in messages
+        ]
 
     def encode_event(self, records: Sequence[Record]) -> bytes:
         groups: dict[str, list[Record]] = {}

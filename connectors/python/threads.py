@@ -101,6 +101,8 @@ class HandlerThreads:
         self._calls: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._idle = 0
+        # Calls queued and not yet taken by a worker.
+        self._waiting = 0
         self._lock = threading.Lock()
 
     def call(self, function: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
@@ -116,10 +118,16 @@ class HandlerThreads:
     ) -> Call:
         """Queue `function(*args)`. When a worker takes it, `on_start` runs on that worker
         right before the function, and `when_started` is scheduled on the loop."""
-        call = Call(function, args, asyncio.get_running_loop(), on_start, when_started)
         with self._lock:
-            if self._idle == 0 and len(self._threads) < self.limit:
+            if self._idle <= self._waiting and len(self._threads) < self.limit:
                 self._start()
+                self._idle += 1  # counted now, so the next call starts another
+            # With a worker free for it, the call starts at once: the loop need not be
+            # woken to hear so (a wake-up per call costs as much as a quick handler).
+            if self._idle > self._waiting:
+                when_started = None
+            self._waiting += 1
+        call = Call(function, args, asyncio.get_running_loop(), on_start, when_started)
         self._calls.put(call)
         return call
 
@@ -132,12 +140,17 @@ class HandlerThreads:
 
     def _work(self) -> None:
         calls = self._calls
+        counted = True  # a new worker is counted idle by the call that started it
         while True:
-            with self._lock:
-                self._idle += 1
+            if not counted:
+                with self._lock:
+                    self._idle += 1
+            counted = False
             item = calls.get()
             with self._lock:
                 self._idle -= 1
+                if item is not _STOP:
+                    self._waiting -= 1
             if item is _STOP:
                 return
             call: Call = item
