@@ -14,6 +14,16 @@ from bridge.pipeline.mapping import MappingRunner
 from bridge.pipeline.settings import resolve
 from bridge.testing import NoopInvoker
 
+# The no-op handler both the bridge and the hand-written baselines call.
+NOOP = "def handler(event, context):\n    return None\n"
+
+
+def noop_handler() -> Any:
+    """NOOP as a function, for a hand-written loop to call directly."""
+    namespace: dict[str, Any] = {}
+    exec(NOOP, namespace)
+    return namespace["handler"]
+
 
 async def run_mapping(
     loaded: LoadedConfig,

@@ -41,13 +41,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bridge.config.loading import load_config_text
 from bridge.ops import logs
 from tests import services
-from tests.bench.harness import run_mapping
+from tests.bench.harness import NOOP, noop_handler, run_mapping
 from tests.e2e.kafka_helpers import _create, unique
 
 BATCH = 100
 VALUE = b"x" * 100
 
-NOOP = "def handler(event, context):\n    return None\n"
 STAMP = """
 import base64, json, os, time
 OUT = os.environ["LATENCY_FILE"]
@@ -78,16 +77,22 @@ async def produce(bootstrap: str, topic: str, count: int) -> None:
         await producer.stop()
 
 
-async def raw_loop(bootstrap: str, topic: str, count: int) -> float:
+async def started_consumer(bootstrap: str, topic: str, label: str) -> AIOKafkaConsumer:
+    """A consumer of a fresh group, reading from the start, committing by hand."""
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
-        group_id=unique("raw"),
+        group_id=unique(label),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         heartbeat_interval_ms=200,
     )
     await consumer.start()
+    return consumer
+
+
+async def raw_loop(bootstrap: str, topic: str, count: int) -> float:
+    consumer = await started_consumer(bootstrap, topic, "raw")
     try:
         seen = 0
         started = 0.0
@@ -103,27 +108,13 @@ async def raw_loop(bootstrap: str, topic: str, count: int) -> float:
         await consumer.stop()
 
 
-def noop_handler() -> Any:
-    namespace: dict[str, Any] = {}
-    exec(NOOP, namespace)
-    return namespace["handler"]
-
-
 async def handled_loop(bootstrap: str, topic: str, count: int) -> float:
     """What a careful user writes by hand with the same client doing the same work:
     getmany, the same self-managed Kafka event built as dicts per fetch (records grouped
     by topic-partition, key and value base64), the Python no-op function called with it,
     offsets committed every 100 ms. Timed from the first record handled to the last."""
     handler = noop_handler()
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=unique("hand"),
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        heartbeat_interval_ms=200,
-    )
-    await consumer.start()
+    consumer = await started_consumer(bootstrap, topic, "hand")
     try:
         seen = 0
         started = last_commit = 0.0

@@ -37,12 +37,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bridge.config.loading import load_config_text
 from bridge.ops import logs
 from tests import services
-from tests.bench.harness import run_mapping
+from tests.bench.harness import NOOP, noop_handler, run_mapping
 from tests.e2e.redis_helpers import unique
 
 BATCH = 100
 VALUE = b"x" * 100
-NOOP = "def handler(event, context):\n    return None\n"
 STAMP = """
 import os, time
 OUT = os.environ["LATENCY_FILE"]
@@ -86,12 +85,6 @@ async def raw_loop(url: str, streams: list[str], count: int) -> float:
         return time.perf_counter() - started
     finally:
         await client.aclose()
-
-
-def noop_handler() -> Any:
-    namespace: dict[str, Any] = {}
-    exec(NOOP, namespace)
-    return namespace["handler"]
 
 
 async def handled_loop(url: str, streams: list[str], count: int) -> float:
