@@ -11,8 +11,8 @@ acknowledgement lost to a crash only means the entry is delivered again.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Mapping, Sequence
+from operator import attrgetter
 from typing import Any
 
 import structlog
@@ -25,6 +25,7 @@ from bridge.retry import Backoff
 from connectors.redis.client import source_errors
 
 ACK_BACKOFF = Backoff(initial=0.1, maximum=5.0)
+_ITEM_ID = attrgetter("item_id")
 
 
 class Acknowledger:
@@ -32,36 +33,44 @@ class Acknowledger:
         self._client = client
         self._group = group
         self._where = where
-        # Per stream, the entries read and not yet committed, in the order read.
-        self._unacked: dict[str, deque[Record]] = {}
+        # Per stream, the entries read in order, and how many of them are committed.
+        self._read: dict[str, list[Record]] = {}
+        self._committed: dict[str, int] = {}
         self._to_ack: dict[str, list[Any]] = {}
         self._due = asyncio.Event()
         self._log = structlog.get_logger("connectors.redis")
 
     def read(self, stream: str, records: Sequence[Record]) -> None:
-        unacked = self._unacked.get(stream)
-        if unacked is None:
-            unacked = self._unacked[stream] = deque()
-        unacked.extend(records)
+        read = self._read.get(stream)
+        if read is None:
+            self._read[stream] = list(records)
+        else:
+            read += records
 
     def forget(self, stream: str) -> None:
         """The stream went to another consumer: its entries are not ours to acknowledge."""
-        self._unacked.pop(stream, None)
+        self._read.pop(stream, None)
+        self._committed.pop(stream, None)
 
     def commit(self, positions: Mapping[str, Record]) -> None:
         queued = self._to_ack
         for stream, newest in positions.items():
-            unacked = self._unacked.get(stream)
-            if not unacked:
+            read = self._read.get(stream)
+            if not read:
                 continue
+            done = self._committed.get(stream, 0)
+            try:
+                end = read.index(newest, done) + 1
+            except ValueError:
+                continue  # not read here (the stream was lost and taken again)
             stream_ids = queued.get(stream)
             if stream_ids is None:
                 stream_ids = queued[stream] = []
-            while unacked:
-                record = unacked.popleft()
-                stream_ids.append(record.item_id)
-                if record is newest:
-                    break
+            stream_ids += map(_ITEM_ID, read[done:end])
+            if end * 2 > len(read):
+                del read[:end]
+                end = 0
+            self._committed[stream] = end
         self._due.set()
 
     async def run(self, ownership: Ownership) -> None:

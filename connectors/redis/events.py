@@ -29,6 +29,9 @@ EVENT_NAME = "redis:streams:entry"
 BINARY_NAME_PREFIX = "base64:"
 
 
+_decode = bytes.decode
+
+
 def parse_entry_id(entry_id: str) -> tuple[int, int]:
     """`1700000000000-3` -> (1700000000000, 3); ValueError if it is not an entry id."""
     milliseconds, dash, sequence = entry_id.partition("-")
@@ -41,11 +44,13 @@ def split_fields(raw: Sequence[bytes]) -> tuple[dict[str, str], dict[str, str]]:
     """(text fields, base64 fields) of a flat name/value list; a repeated name keeps its
     last value, as a JSON object can hold a name once."""
     try:
-        # Nearly every entry is all text: decode it without a Python-level loop.
-        return dict(
-            zip(map(bytes.decode, raw[0::2]), map(bytes.decode, raw[1::2]), strict=True)
-        ), {}
-    except (UnicodeDecodeError, ValueError):
+        # Nearly every entry is all text, and many have one field: decode it without a
+        # Python-level loop.
+        if len(raw) == 2:
+            return {_decode(raw[0]): _decode(raw[1])}, {}
+        values = map(_decode, raw)
+        return dict(zip(values, values, strict=False)), {}
+    except UnicodeDecodeError:
         pass
     text: dict[str, str] = {}
     binary: dict[str, str] = {}
