@@ -16,6 +16,7 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Sequence
+from functools import partial
 from typing import Any
 
 import structlog
@@ -44,7 +45,7 @@ class KeyedLane(Inbox):
         concurrency: int = 1,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(capacity, on_drained)
+        super().__init__(capacity, on_drained, concurrency)
         self.key: Hashable = None
         self._policy = policy
         self._dispatcher = dispatcher
@@ -53,14 +54,11 @@ class KeyedLane(Inbox):
         self._stopping = stopping
         self._matches = matches
         self._clock = clock
-        self._slots = asyncio.Semaphore(concurrency)
         # Waiting records per key (never an empty queue), the keys that may go into the
         # next batch (waiting and not held by a batch in flight), and the held keys.
         self._queues: dict[Hashable, deque[Record]] = {}
         self._ready: dict[Hashable, None] = {}
         self._busy: set[Hashable] = set()
-        self._in_flight: set[asyncio.Task[None]] = set()
-        self._failure: Exception | None = None
 
     # -- what the session sees ---------------------------------------------------------
 
@@ -116,24 +114,12 @@ class KeyedLane(Inbox):
                     self._slots.release()
                     self._release_keys({record.lane for record in records})
                     break
-                task = asyncio.create_task(self._deliver(records))
-                self._in_flight.add(task)
-                task.add_done_callback(self._in_flight.discard)
+                self._deliver_in_background(
+                    self._dispatcher.deliver_in_order(records),
+                    partial(self._release_keys, {record.lane for record in records}),
+                )
         finally:
-            if self._in_flight:
-                await asyncio.gather(*self._in_flight, return_exceptions=True)
-        if self._failure is not None:
-            raise self._failure
-
-    async def _deliver(self, records: list[Record]) -> None:
-        try:
-            await self._dispatcher.deliver_in_order(records)
-        except Exception as exc:
-            # Settling or giving up failed: fail the lane, and with it the session.
-            self._failure = exc
-        finally:
-            self._slots.release()
-            self._release_keys({record.lane for record in records})
+            await self._end_deliveries()
 
     def _release_keys(self, keys: set[Hashable]) -> None:
         for key in keys:

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Sequence
 from typing import Any
 
 import structlog
@@ -58,8 +58,15 @@ class Inbox:
     wait, `wait_for_room` until they are down to `low_water`, and `on_drained` to resume
     the partitions paused for it (`paused`)."""
 
-    def __init__(self, capacity: int, on_drained: Callable[[Any], None] | None) -> None:
+    def __init__(
+        self, capacity: int, on_drained: Callable[[Any], None] | None, concurrency: int
+    ) -> None:
         self._queued = 0
+        # Batches delivered in the background (at most `concurrency` at once), and the
+        # first failure of one, which fails the lane.
+        self._slots = asyncio.Semaphore(concurrency)
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._failure: Exception | None = None
         self._arrived = asyncio.Event()
         # Set while the source is paused for this lane's partitions; `on_drained` is
         # called once the inbox is down to `low_water`.
@@ -91,6 +98,37 @@ class Inbox:
 
     def waiting_partitions(self) -> frozenset[str]:
         raise NotImplementedError
+
+    def _deliver_in_background(
+        self, delivery: Coroutine[Any, Any, Any], after: Callable[[], None] | None = None
+    ) -> None:
+        """Run a batch's delivery as a task holding a slot; `after` runs once it is done."""
+        task = asyncio.create_task(self._delivering(delivery, after))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+    async def _delivering(
+        self, delivery: Coroutine[Any, Any, Any], after: Callable[[], None] | None
+    ) -> None:
+        try:
+            await delivery
+        except Exception as exc:
+            # Settling, releasing or giving up failed (the source is broken): fail the
+            # lane, and with it the session, rather than lose the error in a task nobody
+            # awaits.
+            self._failure = exc
+            self._arrived.set()
+        finally:
+            self._slots.release()
+            if after is not None:
+                after()
+
+    async def _end_deliveries(self) -> None:
+        """Wait for the batches in flight; raise the first failure of one."""
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+        if self._failure is not None:
+            raise self._failure
 
     @property
     def waiting(self) -> int:
@@ -138,7 +176,7 @@ class Lane(Inbox):
         concurrency: int = 1,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(capacity, on_drained)
+        super().__init__(capacity, on_drained, concurrency)
         self.key = key
         self._policy = policy
         self._dispatcher = dispatcher
@@ -150,11 +188,8 @@ class Lane(Inbox):
         self._ordered = mode.ordered
         self._redelivered = mode.acknowledged
         self._window = window
-        self._slots = asyncio.Semaphore(concurrency)
         self._clock = clock
         self._chunks: deque[list[Record]] = deque()
-        self._in_flight: set[asyncio.Task[None]] = set()
-        self._failure: Exception | None = None
         self._busy = False
 
     def put(self, records: list[Record]) -> None:
@@ -187,14 +222,9 @@ class Lane(Inbox):
                     finally:
                         self._busy = False
                 else:
-                    task = asyncio.create_task(self._deliver_unordered(records))
-                    self._in_flight.add(task)
-                    task.add_done_callback(self._in_flight.discard)
+                    self._deliver_in_background(self._dispatcher.deliver_once(records))
         finally:
-            if self._in_flight:
-                await asyncio.gather(*self._in_flight, return_exceptions=True)
-        if self._failure is not None:
-            raise self._failure
+            await self._end_deliveries()
 
     async def _deliver_in_order(self, records: list[Record]) -> None:
         if self._window is not None:
@@ -208,17 +238,6 @@ class Lane(Inbox):
         blocked = await self._dispatcher.deliver_once(records)
         if blocked:
             await self._release(self.drop(blocked))
-
-    async def _deliver_unordered(self, records: list[Record]) -> None:
-        try:
-            await self._dispatcher.deliver_once(records)
-        except Exception as exc:
-            # Settling or releasing failed (the source is broken): fail the lane, and with
-            # it the session, rather than losing the error in a task nobody awaits.
-            self._failure = exc
-            self._arrived.set()
-        finally:
-            self._slots.release()
 
     def _take(self, count: int) -> list[Record]:
         """Up to `count` records from the front of the inbox, in order."""
