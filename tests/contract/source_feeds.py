@@ -8,8 +8,8 @@ import asyncio
 import base64
 import json
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,10 +30,16 @@ def _proxied(port: int, proxied: bool) -> FlakyProxy | None:
     return FlakyProxy(port).start() if proxied else None
 
 
-def _feed(settings: dict[str, Any], produce: Any, proxy: FlakyProxy | None) -> Feed:
+@contextmanager
+def _serving(settings: dict[str, Any], produce: Any, proxy: FlakyProxy | None) -> Iterator[Feed]:
+    """The feed, cut and restored through `proxy` where there is one, which it closes."""
     if proxy is None:
-        return Feed(settings, produce)
-    return Feed(settings, produce, cut=proxy.cut, restore=proxy.restore)
+        yield Feed(settings, produce)
+        return
+    try:
+        yield Feed(settings, produce, cut=proxy.cut, restore=proxy.restore)
+    finally:
+        proxy.close()
 
 
 # -- Redis Streams ------------------------------------------------------------------------
@@ -64,11 +70,8 @@ async def redis_feed(
         "claim_idle_after_seconds": 0.5,
         "block_seconds": 0.1,
     }
-    try:
-        yield _feed(settings, produce, proxy)
-    finally:
-        if proxy is not None:
-            proxy.close()
+    with _serving(settings, produce, proxy) as feed:
+        yield feed
         admin.close()
 
 
@@ -110,11 +113,8 @@ async def kafka_feed(
         "heartbeat_interval_seconds": 0.2,
         "session_timeout_seconds": 1,
     }
-    try:
-        yield _feed(settings, produce, proxy)
-    finally:
-        if proxy is not None:
-            proxy.close()
+    with _serving(settings, produce, proxy) as feed:
+        yield feed
         if server is not None:
             server.stop()
 
@@ -171,11 +171,8 @@ def _sqs_feed(fifo: bool) -> Any:
             "endpoint_url": _aws_endpoint(fixtures, proxy),
             "wait_time_seconds": 1,
         }
-        try:
-            yield _feed(settings, produce, proxy)
-        finally:
-            if proxy is not None:
-                proxy.close()
+        with _serving(settings, produce, proxy) as feed:
+            yield feed
 
     return sqs_feed
 
@@ -217,11 +214,8 @@ async def kinesis_feed(
         "poll_interval_seconds": 0.05,
         "shard_discovery_interval_seconds": 1.0,
     }
-    try:
-        yield _feed(settings, produce, proxy)
-    finally:
-        if proxy is not None:
-            proxy.close()
+    with _serving(settings, produce, proxy) as feed:
+        yield feed
 
 
 def kinesis_unreachable(tmp_path: Path) -> Unreachable:
@@ -263,11 +257,8 @@ async def dynamodb_feed(
         "starting_position": "TRIM_HORIZON",
         "poll_interval_seconds": 0.05,
     }
-    try:
-        yield _feed(settings, produce, proxy)
-    finally:
-        if proxy is not None:
-            proxy.close()
+    with _serving(settings, produce, proxy) as feed:
+        yield feed
 
 
 def dynamodb_unreachable(tmp_path: Path) -> Unreachable:
