@@ -4,6 +4,8 @@ number of records is handled, timed from the first acknowledgement or commit."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import resource
 import time
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,25 @@ from bridge.config.plugins import SourceContext
 from bridge.pipeline.mapping import MappingRunner
 from bridge.pipeline.settings import resolve
 from bridge.testing import NoopInvoker
+from tests import services
+
+_PAGE = resource.getpagesize()
+
+
+def rss_mb(pid: int | str = "self") -> float:
+    """Resident memory of a process (this one by default), in MB."""
+    with open(f"/proc/{pid}/statm") as handle:
+        return int(handle.read().split()[1]) * _PAGE / 1e6
+
+
+def redis_url(given: str | None, workdir: Path, stack: contextlib.ExitStack) -> str:
+    """`given`, or a redis-server started for the run (stopped with `stack`)."""
+    if given:
+        return given
+    server = services.redis_server(workdir / "redis")
+    stack.callback(server.stop)
+    return f"redis://127.0.0.1:{server.port}/0"
+
 
 # The no-op handler both the bridge and the hand-written baselines call.
 NOOP = "def handler(event, context):\n    return None\n"

@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -30,16 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bridge.ops import logs
 from tests import services
+from tests.bench.harness import redis_url, rss_mb
 from tests.bench.redis_throughput import fill, through_bridge
 from tests.e2e.redis_helpers import unique
 
-_PAGE = resource.getpagesize()
 _RUN = "import sys; from bridge.cli import main; sys.exit(main())"
-
-
-def rss_mb(pid: int | str = "self") -> float:
-    with open(f"/proc/{pid}/statm") as handle:
-        return int(handle.read().split()[1]) * _PAGE / 1e6
 
 
 async def backlog(workdir: Path, url: str, entries: int) -> list[tuple[float, float]]:
@@ -116,11 +110,7 @@ async def main() -> None:
     logs.configure("warning")
     with tempfile.TemporaryDirectory() as temp, contextlib.ExitStack() as stack:
         workdir = Path(temp)
-        url = args.url
-        if not url:
-            server = services.redis_server(workdir / "redis")
-            stack.callback(server.stop)
-            url = f"redis://127.0.0.1:{server.port}/0"
+        url = redis_url(args.url, workdir, stack)
         before = rss_mb()
         samples = await backlog(workdir / "backlog", url, args.entries)
         peak = max(mb for _, mb in samples)

@@ -21,11 +21,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import resource
+import sys
 import time
+from pathlib import Path
 
 import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bridge.ops import logs
 from bridge.pipeline.batching import BatchPolicy
@@ -33,13 +36,7 @@ from bridge.pipeline.dispatch import RetryPolicy
 from bridge.pipeline.mapping import MappingRunner
 from bridge.pipeline.settings import MappingSettings
 from bridge.testing import MemorySource, NoopInvoker, generate_records
-
-_PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def rss_mb() -> float:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * _PAGE / 1e6
+from tests.bench.harness import rss_mb
 
 
 def payload(index: int) -> dict[str, object]:

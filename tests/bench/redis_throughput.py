@@ -36,8 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bridge.config.loading import load_config_text
 from bridge.ops import logs
-from tests import services
-from tests.bench.harness import NOOP, noop_handler, run_mapping
+from tests.bench.harness import NOOP, noop_handler, redis_url, run_mapping
 from tests.e2e.redis_helpers import unique
 
 BATCH = 100
@@ -199,11 +198,7 @@ async def main() -> None:
     logs.configure(os.environ.get("BENCH_LOG", "warning"))
     with tempfile.TemporaryDirectory() as temp, contextlib.ExitStack() as stack:
         workdir = Path(temp)
-        url = args.url
-        if not url:
-            server = services.redis_server(workdir / "redis")
-            stack.callback(server.stop)
-            url = f"redis://127.0.0.1:{server.port}/0"
+        url = redis_url(args.url, workdir, stack)
         streams = [unique("bench") for _ in range(4)]
         await fill(url, streams, args.records)
         raw_runs, hand_runs, bridge_runs, noop_runs = [], [], [], []
