@@ -114,8 +114,7 @@ class KafkaSource(Source):
             await asyncio.wait_for(consumer.start(), join_timeout)
         except (KafkaError, TimeoutError) as exc:
             self._consumer = None
-            with contextlib.suppress(Exception):
-                await consumer.stop()
+            await self._stop_consumer(consumer)
             reason = str(exc) or f"no answer within {join_timeout:.0f} s"
             raise SourceError(
                 f"cannot join group {self.group_id} at {self.config.servers_text}: {reason}"
@@ -293,8 +292,20 @@ class KafkaSource(Source):
                 await asyncio.wait_for(self._commit(), 5)
             except (KafkaError, TimeoutError) as exc:
                 self._log.warning("kafka.commit_failed", error=str(exc), during="close")
-            with contextlib.suppress(Exception):
-                await self._consumer.stop()
+            await self._stop_consumer(self._consumer)
+
+    async def _stop_consumer(self, consumer: AIOKafkaConsumer) -> None:
+        """Stop the client; aiokafka's fetcher re-raises the CancelledError of its own
+        cancelled fetch task from stop(), which is not a cancellation of this close."""
+        try:
+            await consumer.stop()
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+            self._log.debug("kafka.stop_interrupted")
+        except Exception as exc:  # the client is gone either way; close goes on
+            self._log.debug("kafka.stop_failed", error=str(exc))
 
 
 async def _any_reachable(servers: list[str]) -> bool:

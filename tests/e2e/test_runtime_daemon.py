@@ -257,9 +257,9 @@ def test_lifecycle_in_the_daemon(tmp_path: Path) -> None:
         assert "Init Duration:" in first_report and "Init Duration:" not in second_report
         for field in ("Duration:", "Billed Duration:", "Memory Size: 128 MB", "Max Memory Used:"):
             assert field in first_report
-        [timeout] = daemon.events("batch.failed", error_type="Sandbox.Timedout")
+        [timeout] = daemon.wait_for_log("batch.failed", error_type="Sandbox.Timedout")
         assert timeout["error_message"].endswith("Task timed out after 2.00 seconds")
-        [crash] = daemon.events("batch.failed", error_type="Runtime.ExitError")
+        [crash] = daemon.wait_for_log("batch.failed", error_type="Runtime.ExitError")
         assert crash["error_message"].endswith("Runtime exited with error: exit status 3")
         assert daemon.stop() == 0
     finally:

@@ -101,7 +101,7 @@ def test_out_of_memory_ends_the_environment(tmp_path: Path, mode: str) -> None:
         wait_for(lambda: len(calls(tmp_path)) == 1, what="the first call")
         (tmp_path / "inbox" / "hog.json").write_text("{}")
         wait_for(lambda: failures(tmp_path), timeout=30, what="the out-of-memory failure")
-        [oom] = daemon.events("batch.failed", error_type="Runtime.OutOfMemory")
+        [oom] = daemon.wait_for_log("batch.failed", error_type="Runtime.OutOfMemory")
         started = daemon.events("runtime.environment_started", function="hungry")
         assert {event["memory_watch"] for event in started} == {mode}
         assert oom["error_message"].endswith("Error: Runtime exited with error: signal: killed")
@@ -177,7 +177,7 @@ def test_an_extensions_memory_counts(tmp_path: Path, mode: str) -> None:
         daemon.wait_ready()
         (tmp_path / "inbox" / "a.json").write_text("{}")
         wait_for(lambda: failures(tmp_path), timeout=20, what="the out-of-memory failure")
-        [oom] = daemon.events("batch.failed", error_type="Runtime.OutOfMemory")
+        [oom] = daemon.wait_for_log("batch.failed", error_type="Runtime.OutOfMemory")
         assert oom["error_message"].endswith("Error: Runtime exited with error: signal: killed")
         [started] = daemon.events("runtime.environment_started", function="hungry")
         assert started["memory_watch"] == mode
