@@ -16,7 +16,7 @@ import os
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from prometheus_client.core import Metric
@@ -29,7 +29,6 @@ from bridge.errors import BridgeError, ConfigError
 from bridge.filtering.criteria import build_filter_set
 from bridge.folders import make_private_folder
 from bridge.frontdoor.overlay import MappingOverlay
-from bridge.frontdoor.server import ApiServer, start_api
 from bridge.ops.admin import AdminServer, ReloadRejected
 from bridge.ops.metrics import MappingView, contributed
 from bridge.ops.reload import plan_reload, restart_only_changes
@@ -41,6 +40,9 @@ from bridge.pipeline.settings import resolve
 from bridge.protocols import Source
 from bridge.retry import sleep_unless
 from bridge.stalls import where_waiting
+
+if TYPE_CHECKING:
+    from bridge.frontdoor.server import ApiServer
 
 # A drain still running after this long logs where its tasks wait.
 SLOW_DRAIN_SECONDS = 5.0
@@ -214,7 +216,12 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self._reload_quietly()))
         try:
             await self.start()
-            self._api = await start_api(self, self.config, self.loaded.handler_root)
+            if self.config.api is not None:
+                # Lambda's API (and the HTTP triggers it serves) is loaded only when
+                # configured: a daemon without it starts faster and smaller.
+                from bridge.frontdoor.server import start_api
+
+                self._api = await start_api(self, self.config, self.loaded.handler_root)
         except BridgeError as exc:
             self._log.error("daemon.start_failed", error=str(exc))
             await self.close()
