@@ -18,6 +18,9 @@ from urllib.parse import unquote_plus
 
 from structlog.testing import capture_logs
 
+# Imported here, not when a source is built: the unprivileged child below cannot read
+# a checkout that only root may enter (as `mktemp -d` makes it).
+import connectors.files.source  # noqa: F401
 from connectors.files.events import CREATED, REMOVED
 from connectors.files.keys import shown_key
 from tests.connectors.files_support import (
