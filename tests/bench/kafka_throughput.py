@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bridge.config.loading import load_config_text
 from bridge.ops import logs
 from tests import services
-from tests.bench.harness import NOOP, noop_handler, run_mapping
+from tests.bench.harness import NOOP, cpu_line, cpu_use, noop_handler, run_mapping
 from tests.e2e.kafka_helpers import _create, unique
 
 BATCH = 100
@@ -283,23 +283,29 @@ async def main() -> None:
         await _create(bootstrap, topic, 4)
         await produce(bootstrap, topic, args.records)
         raw_runs, hand_runs, bridge_runs, noop_runs = [], [], [], []
+        hand_cpu: list[tuple[float, int]] = []
+        bridge_cpu: list[tuple[float, int]] = []
+        noop_cpu: list[tuple[float, int]] = []
         for round_number in range(args.rounds):
             raw_runs.append(await raw_loop(bootstrap, topic, args.records))
-            hand_runs.append(await handled_loop(bootstrap, topic, args.records))
-            bridge_runs.append(
-                await through_bridge(
-                    workdir / f"round{round_number}", bootstrap, topic, args.records
+            with cpu_use(hand_cpu):
+                hand_runs.append(await handled_loop(bootstrap, topic, args.records))
+            with cpu_use(bridge_cpu):
+                bridge_runs.append(
+                    await through_bridge(
+                        workdir / f"round{round_number}", bootstrap, topic, args.records
+                    )
                 )
-            )
-            noop_runs.append(
-                await through_bridge(
-                    workdir / f"noop{round_number}",
-                    bootstrap,
-                    topic,
-                    args.records,
-                    in_memory_function=True,
+            with cpu_use(noop_cpu):
+                noop_runs.append(
+                    await through_bridge(
+                        workdir / f"noop{round_number}",
+                        bootstrap,
+                        topic,
+                        args.records,
+                        in_memory_function=True,
+                    )
                 )
-            )
         raw, hand = min(raw_runs), min(hand_runs)
         bridged, noop = min(bridge_runs), min(noop_runs)
         count = args.records
@@ -320,6 +326,9 @@ async def main() -> None:
             f"lambda-bridge, in-process no-op: {count / noop:>10,.0f} records/s "
             f"(ratio {hand / noop:.2f} of by hand; {raw / noop:.2f} of the old baseline)"
         )
+        print(cpu_line("  by hand                       ", hand_cpu, count))
+        print(cpu_line("  lambda-bridge, python handler ", bridge_cpu, count))
+        print(cpu_line("  lambda-bridge, in-process no-op", noop_cpu, count))
         samples = await latency(workdir / "latency", bootstrap)
         raw_samples = await raw_latency(bootstrap)
         wait = FETCH_WAIT_SECONDS
