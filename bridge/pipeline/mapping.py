@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 import structlog
 
+from bridge.cancellation import cancelled_from_outside
 from bridge.errors import BridgeError, DestinationError
 from bridge.filtering.criteria import FilterSet
 from bridge.ops.health import BackgroundTaskFailed, Health
@@ -206,8 +207,7 @@ class MappingRunner:
         try:
             await source.close()
         except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
+            if cancelled_from_outside():
                 raise
             # A client library's own task cancelled inside its stop(): not ours to end.
             self._log.warning("mapping.close_failed", error="cancelled inside the client")

@@ -23,6 +23,7 @@ from typing import Any
 
 import structlog
 
+from bridge.cancellation import cancelled_from_outside
 from bridge.errors import BridgeError, SourceError
 from bridge.ops.health import BackgroundTaskFailed, Health, TaskOwner
 from bridge.ops.metrics import MappingMetrics
@@ -309,8 +310,7 @@ class Session:
                 else:
                     await self.buffer.wait_for_space()
         except asyncio.CancelledError:
-            reader = asyncio.current_task()
-            if reader is not None and not reader.cancelling():
+            if not cancelled_from_outside():
                 # Not ours: a client library let its own cancellation out of a read. A
                 # reader that ended here would leave the mapping reading nothing.
                 raise SourceError(f"{self.mapping}: the source's client cancelled a read") from None

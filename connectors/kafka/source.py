@@ -25,6 +25,7 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
 )
 
+from bridge.cancellation import cancelled_from_outside
 from bridge.config.plugins import SourceContext
 from bridge.errors import PermanentSourceError, SourceError
 from bridge.protocols import DeliveryMode, Ownership, Source
@@ -300,8 +301,7 @@ class KafkaSource(Source):
         try:
             await consumer.stop()
         except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
+            if cancelled_from_outside():
                 raise
             self._log.debug("kafka.stop_interrupted")
         except Exception as exc:  # the client is gone either way; close goes on

@@ -23,6 +23,7 @@ from typing import Any, NoReturn
 
 import structlog
 
+from bridge.cancellation import cancelled_from_outside
 from bridge.codec import loads
 from bridge.config.plugins import BuildContext
 from bridge.errors import InvokerStartError, ThrottledError
@@ -225,10 +226,8 @@ class PythonInvoker:
         duration = time.perf_counter() - started
         if isinstance(exc, threads.Raised):
             exc = exc.raised
-        elif isinstance(exc, asyncio.CancelledError):
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise exc
+        elif isinstance(exc, asyncio.CancelledError) and cancelled_from_outside():
+            raise exc
         if isinstance(exc, SystemExit):
             message = (
                 f"RequestId: {request_id} Error: Runtime exited with error: exit status {exc.code}"
