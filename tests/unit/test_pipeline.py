@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+from bridge.cancellation import cancelled_from_outside
 from bridge.errors import PermanentSourceError, SourceError
 from bridge.pipeline.batching import BatchPolicy
 from bridge.pipeline.dispatch import RetryPolicy
@@ -401,3 +402,34 @@ def test_a_cancelled_error_out_of_a_read_reconnects_rather_than_stopping_reading
     asyncio.run(run_until(runner, lambda: len(source.settled) == 20))
     assert source.opened == 2
     assert runner.health.failures["source"] >= 1
+
+
+def test_a_cancellation_is_told_from_a_stray_cancelled_error() -> None:
+    """What a client library lets out of its own cancelled task (as aiokafka's stop() does)
+    is not the running task's cancellation; a cancel() of the running task is."""
+
+    async def stray() -> bool:
+        inner = asyncio.ensure_future(asyncio.sleep(10))
+        await asyncio.sleep(0)
+        inner.cancel()
+        try:
+            await inner
+        except asyncio.CancelledError:
+            return cancelled_from_outside()
+        raise AssertionError("the inner task was not cancelled")
+
+    async def own() -> bool:
+        async def waiting() -> bool:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                return cancelled_from_outside()
+            raise AssertionError("not cancelled")
+
+        task = asyncio.ensure_future(waiting())
+        await asyncio.sleep(0)
+        task.cancel()
+        return await task
+
+    assert asyncio.run(stray()) is False
+    assert asyncio.run(own()) is True
