@@ -44,6 +44,15 @@ def cpu_line(label: str, runs: list[tuple[float, int]], count: int) -> str:
     return f"{label}: {used / count * 1e6:5.1f} us CPU per record, {switches / count * 100:5.1f} context switches per 100 records"
 
 
+def percentiles(samples: list[float]) -> str:
+    """p50, p99 and p999 of sorted latencies in seconds, in milliseconds."""
+
+    def at(fraction: float) -> float:
+        return samples[min(len(samples) - 1, int(len(samples) * fraction))] * 1000
+
+    return f"p50 {at(0.5):.1f} ms, p99 {at(0.99):.1f} ms, p999 {at(0.999):.1f} ms"
+
+
 def redis_url(given: str | None, workdir: Path, stack: contextlib.ExitStack) -> str:
     """`given`, or a redis-server started for the run (stopped with `stack`)."""
     if given:

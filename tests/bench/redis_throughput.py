@@ -10,7 +10,7 @@ with fresh consumer groups:
 - bridge: the real mapping worker with the `redis-streams` source (batch size 100,
   window 0) until every entry is settled, once with a Python no-op handler and once with
   an in-process no-op function (bridge.testing.NoopInvoker).
-It also measures latency at ~100 entries/s: time from XADD to handler entry, p50/p99.
+It also measures latency at ~100 entries/s: time from XADD to handler entry, p50/p99/p999.
 
     python tests/bench/redis_throughput.py [--records N] [--url redis://...]
 
@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -36,7 +35,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bridge.config.loading import load_config_text
 from bridge.ops import logs
-from tests.bench.harness import NOOP, cpu_line, cpu_use, noop_handler, redis_url, run_mapping
+from tests.bench.harness import (
+    NOOP,
+    cpu_line,
+    cpu_use,
+    noop_handler,
+    percentiles,
+    redis_url,
+    run_mapping,
+)
 from tests.e2e.redis_helpers import unique
 
 BATCH = 100
@@ -247,10 +254,8 @@ async def main() -> None:
         print(cpu_line("  lambda-bridge, python handler ", bridge_cpu, count))
         print(cpu_line("  lambda-bridge, in-process no-op", noop_cpu, count))
         samples = await latency(workdir / "latency", url)
-        p50 = statistics.median(samples) * 1000
-        p99 = samples[int(len(samples) * 0.99) - 1] * 1000
         print(
-            f"latency at ~100 records/s, window 0 ({len(samples)} records): p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+            f"latency at ~100 records/s, window 0 ({len(samples)} records): {percentiles(samples)}"
         )
 
 
