@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import random
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,6 +84,19 @@ class Record:
 
     def __repr__(self) -> str:
         return f"Record({self.partition!r}@{self.position!r}, id={self.item_id!r})"
+
+
+# A version 4 UUID: 122 random bits, the version nibble 4 and the variant bits 10.
+_UUID4_CLEAR = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
+_UUID4_SET = (0x4 << 76) | (0x2 << 62)
+
+
+def new_request_id() -> str:
+    """A request id in the form Lambda gives one (a version 4 UUID). Drawn from `random`,
+    which is seeded from the OS and again in a forked child: an id needs to be unique, not
+    unguessable, and `uuid.uuid4()` costs a system call per invocation."""
+    digits = "%032x" % (random.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET)
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -35,6 +34,7 @@ from bridge.records import (
     Outcome,
     OutcomeKind,
     Record,
+    new_request_id,
 )
 from bridge.retry import RetryPolicy, sleep_unless
 
@@ -352,7 +352,7 @@ class Dispatcher:
 
     async def _invoke(self, records: list[Record], attempt: int) -> InvokeResult:
         event = self._formatter.encode_event(records)
-        request_id = str(uuid.uuid4())
+        request_id = new_request_id()
         metrics = self.metrics
         metrics.invoking(records, attempt)
         journal = self._journal

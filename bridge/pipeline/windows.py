@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -29,7 +28,7 @@ from bridge.errors import TransportError
 from bridge.failures import iso_seconds
 from bridge.invokers import function_error
 from bridge.protocols import Invoker
-from bridge.records import InvokeResult, Record
+from bridge.records import InvokeResult, Record, new_request_id
 from bridge.retry import Backoff, sleep_unless
 
 MAX_STATE_BYTES = 1024 * 1024
@@ -255,4 +254,4 @@ def _state_of(payload: bytes) -> dict[str, Any] | None:
 
 
 def _request_id() -> str:
-    return str(uuid.uuid4())
+    return new_request_id()

@@ -32,6 +32,8 @@ _ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"), default=_dec
 def encode_result(result: Any) -> bytes:
     """The response body for `result` (ASCII, as json.dumps writes it); raises
     MarshalError with the reason."""
+    if result is None:  # what most handlers of a batch return
+        return b"null"
     try:
         return _ENCODER.encode(result).encode("ascii")
     except (TypeError, ValueError, RecursionError) as exc:

@@ -4,6 +4,7 @@ backpressure and supervision, through the real reader/lane/dispatch code."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,7 +15,7 @@ from bridge.pipeline.dispatch import RetryPolicy
 from bridge.pipeline.mapping import MappingRunner, MappingState
 from bridge.pipeline.settings import MappingSettings
 from bridge.protocols import DeliveryMode
-from bridge.records import InvokeResult, Record
+from bridge.records import InvokeResult, Record, new_request_id
 from bridge.retry import Backoff
 from bridge.testing import (
     MemoryDestination,
@@ -433,3 +434,12 @@ def test_a_cancellation_is_told_from_a_stray_cancelled_error() -> None:
 
     assert asyncio.run(stray()) is False
     assert asyncio.run(own()) is True
+
+
+def test_request_ids_are_distinct_version_4_uuids() -> None:
+    """An invocation's request id has the form of Lambda's: a version 4, RFC 4122 UUID."""
+    ids = [new_request_id() for _ in range(20_000)]
+    assert len(set(ids)) == len(ids)
+    for text in ids[:2000]:
+        parsed = uuid.UUID(text)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, text)
