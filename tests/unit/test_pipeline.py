@@ -4,6 +4,8 @@ backpressure and supervision, through the real reader/lane/dispatch code."""
 from __future__ import annotations
 
 import asyncio
+import os
+import random
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -443,3 +445,25 @@ def test_request_ids_are_distinct_version_4_uuids() -> None:
     for text in ids[:2000]:
         parsed = uuid.UUID(text)
         assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, text)
+
+
+def test_request_ids_do_not_repeat_when_a_handler_seeds_random() -> None:
+    """A handler in the daemon's process that seeds the `random` module does not make the
+    next invocation's request id the same as the last one's."""
+    random.seed(7)
+    first = new_request_id()
+    random.seed(7)
+    assert new_request_id() != first
+
+
+def test_a_forked_child_draws_other_request_ids() -> None:
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.write(writer, new_request_id().encode())
+        os._exit(0)
+    os.close(writer)
+    os.waitpid(child, 0)
+    from_child = os.read(reader, 100).decode()
+    os.close(reader)
+    assert from_child != new_request_id()
