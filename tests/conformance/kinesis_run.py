@@ -108,6 +108,12 @@ class KinesisRun:
             print(f"--- timings: {self.timings}")
             print(f"--- last log lines of the daemon in {daemon.cwd}:")
             print("".join(daemon.raw_stderr[-30:]))
+            # The disable case waits on its first invocation: its own lines say why not.
+            mapping = self.names.get(DISABLE)
+            if mapping is not None:
+                own = [line for line in daemon.raw_stderr if f'"mapping":"{mapping}"' in line]
+                print(f"--- log lines of {mapping} (the disable case):")
+                print("".join(own[-30:]))
 
     def _until(self, moment: float) -> None:
         time.sleep(max(0.0, moment - time.time()))
