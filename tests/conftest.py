@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,15 +12,20 @@ from tests import services
 
 pytest_plugins = ["tests.conformance.summary"]
 
-CONTRACT = Path(__file__).parent / "contract"
 
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under -n: each test module runs on one worker (a module's fixtures start its
+    daemons once), while the contract suites' cases, each of which sets up what it needs
+    itself, spread one by one. (xdist's `--dist loadgroup` marks do not take with pytest 9:
+    modules were split over workers, each starting the module's daemons again.)"""
+    from xdist.scheduler import LoadScopeScheduling
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Keep each module on one worker (module fixtures start daemons once), but spread the
-    contract suites' cases, each of which sets up what it needs itself."""
-    for item in items:
-        if CONTRACT not in item.path.parents:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+    class ModuleScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", maxsplit=1)[0]
+            return nodeid if module.startswith("tests/contract/") else module
+
+    return ModuleScheduling(config, log)
 
 
 @pytest.fixture(scope="session")
