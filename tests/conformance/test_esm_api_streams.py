@@ -146,23 +146,31 @@ def test_dynamodb_deletion_event_source_mapping_with_dynamodb(api: Api) -> None:
     """The table deleted under an enabled mapping that reads its stream: List by the
     stream's ARN, just after, still shows it `Enabled` with nothing processed. (Were the
     table gone before the mapping first read, it would show `PROBLEM: ...`, as it
-    cannot start.)"""
-    table, stream = aws.new_table(api.endpoint)
-    created = api.call(
-        "create_event_source_mapping",
-        FunctionName="function-one",
-        EventSourceArn=stream,
-        StartingPosition="TRIM_HORIZON",
-    )
-    api.daemon.wait_for_log("stream.reading", mapping=created["UUID"])
-    aws.client("dynamodb", api.endpoint).delete_table(TableName=table)
-    listed = api.call("list_event_source_mappings", EventSourceArn=stream)
+    cannot start.)
+
+    "Just after" races the mapping's next poll (every 0.25 s), which finds the shard gone:
+    on a busy machine the List can come after it. Such a try is made again, up to three
+    times; a mapping that shows the problem every time still fails the comparison."""
+    for attempt in range(3):
+        table, stream = aws.new_table(api.endpoint)
+        created = api.call(
+            "create_event_source_mapping",
+            FunctionName="function-one",
+            EventSourceArn=stream,
+            StartingPosition="TRIM_HORIZON",
+        )
+        api.daemon.wait_for_log("stream.reading", mapping=created["UUID"])
+        aws.client("dynamodb", api.endpoint).delete_table(TableName=table)
+        listed = api.call("list_event_source_mappings", EventSourceArn=stream)
+        api.call("delete_event_source_mapping", UUID=created["UUID"])
+        [shown] = listed["EventSourceMappings"]
+        if not shown["LastProcessingResult"].startswith("PROBLEM") or attempt == 2:
+            break
     compare(
         "dynamodb",
         "test_deletion_event_source_mapping_with_dynamodb",
         {"create_event_source_mapping_result": created, "list_event_source_mapping_result": listed},
     )
-    api.call("delete_event_source_mapping", UUID=created["UUID"])
 
 
 @pytest.mark.parametrize(
