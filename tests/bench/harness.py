@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import resource
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,45 @@ def cpu_line(label: str, runs: list[tuple[float, int]], count: int) -> str:
     """`label`: CPU microseconds and context switches per record, the least of the runs."""
     used, switches = min(runs)
     return f"{label}: {used / count * 1e6:5.1f} us CPU per record, {switches / count * 100:5.1f} context switches per 100 records"
+
+
+# One timed run of a path: given the round's number, the seconds it took.
+TimedRun = Callable[[int], Awaitable[float]]
+
+
+async def compare_with_hand_written(
+    count: int,
+    rounds: int,
+    *,
+    hand: tuple[str, TimedRun],
+    old: tuple[str, TimedRun],
+    bridge: TimedRun,
+    noop: TimedRun,
+) -> None:
+    """Run the hand-written baseline (`hand`), the old client-only baseline (`old`), the
+    bridge with the `python` handler and with the in-process no-op, in interleaved rounds;
+    print the best of each as records/s with ratios, and CPU per record (a label names
+    each baseline)."""
+    runs: dict[str, list[float]] = {"hand": [], "old": [], "bridge": [], "noop": []}
+    cpu: dict[str, list[tuple[float, int]]] = {"hand": [], "bridge": [], "noop": []}
+    for number in range(rounds):
+        runs["old"].append(await old[1](number))
+        for name, run in (("hand", hand[1]), ("bridge", bridge), ("noop", noop)):
+            with cpu_use(cpu[name]):
+                runs[name].append(await run(number))
+    best = {name: min(seconds) for name, seconds in runs.items()}
+    print(f"baseline, by hand ({hand[0]}): {count / best['hand']:>10,.0f} records/s")
+    print(f"old baseline, {old[0]}: {count / best['old']:>10,.0f} records/s")
+    for name, label in (("bridge", "python handler"), ("noop", "in-process no-op")):
+        seconds = best[name]
+        print(
+            f"lambda-bridge, {label}: {count / seconds:>10,.0f} records/s "
+            f"(ratio {best['hand'] / seconds:.2f} of by hand; "
+            f"{best['old'] / seconds:.2f} of the old baseline)"
+        )
+    print(cpu_line("  by hand", cpu["hand"], count))
+    print(cpu_line("  lambda-bridge, python handler", cpu["bridge"], count))
+    print(cpu_line("  lambda-bridge, in-process no-op", cpu["noop"], count))
 
 
 def percentiles(samples: list[float]) -> str:

@@ -40,7 +40,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bridge.config.loading import load_config_text
 from bridge.ops import logs
 from tests import services
-from tests.bench.harness import NOOP, cpu_line, cpu_use, noop_handler, percentiles, run_mapping
+from tests.bench.harness import (
+    NOOP,
+    compare_with_hand_written,
+    noop_handler,
+    percentiles,
+    run_mapping,
+)
 from tests.e2e.kafka_helpers import _create, unique
 
 BATCH = 100
@@ -276,53 +282,29 @@ async def main() -> None:
         topic = unique("bench")
         await _create(bootstrap, topic, 4)
         await produce(bootstrap, topic, args.records)
-        raw_runs, hand_runs, bridge_runs, noop_runs = [], [], [], []
-        hand_cpu: list[tuple[float, int]] = []
-        bridge_cpu: list[tuple[float, int]] = []
-        noop_cpu: list[tuple[float, int]] = []
-        for round_number in range(args.rounds):
-            raw_runs.append(await raw_loop(bootstrap, topic, args.records))
-            with cpu_use(hand_cpu):
-                hand_runs.append(await handled_loop(bootstrap, topic, args.records))
-            with cpu_use(bridge_cpu):
-                bridge_runs.append(
-                    await through_bridge(
-                        workdir / f"round{round_number}", bootstrap, topic, args.records
-                    )
-                )
-            with cpu_use(noop_cpu):
-                noop_runs.append(
-                    await through_bridge(
-                        workdir / f"noop{round_number}",
-                        bootstrap,
-                        topic,
-                        args.records,
-                        in_memory_function=True,
-                    )
-                )
-        raw, hand = min(raw_runs), min(hand_runs)
-        bridged, noop = min(bridge_runs), min(noop_runs)
         count = args.records
         print(
-            f"records: {count:,} (100-byte values, 4 partitions), batch size {BATCH}, best of {args.rounds}"
+            f"records: {count:,} (100-byte values, 4 partitions), batch size {BATCH}, "
+            f"best of {args.rounds}"
         )
-        print(
-            f"baseline, by hand (event built, function called, commit every 100 ms): {count / hand:>10,.0f} records/s"
+        await compare_with_hand_written(
+            count,
+            args.rounds,
+            hand=(
+                "event built, function called, commit every 100 ms",
+                lambda _: handled_loop(bootstrap, topic, count),
+            ),
+            old=(
+                "getmany + commit after each fetch, nothing built",
+                lambda _: raw_loop(bootstrap, topic, count),
+            ),
+            bridge=lambda number: through_bridge(
+                workdir / f"round{number}", bootstrap, topic, count
+            ),
+            noop=lambda number: through_bridge(
+                workdir / f"noop{number}", bootstrap, topic, count, in_memory_function=True
+            ),
         )
-        print(
-            f"old baseline, getmany + commit after each fetch, nothing built:        {count / raw:>10,.0f} records/s"
-        )
-        print(
-            f"lambda-bridge, python handler:  {count / bridged:>10,.0f} records/s "
-            f"(ratio {hand / bridged:.2f} of by hand; {raw / bridged:.2f} of the old baseline)"
-        )
-        print(
-            f"lambda-bridge, in-process no-op: {count / noop:>10,.0f} records/s "
-            f"(ratio {hand / noop:.2f} of by hand; {raw / noop:.2f} of the old baseline)"
-        )
-        print(cpu_line("  by hand                       ", hand_cpu, count))
-        print(cpu_line("  lambda-bridge, python handler ", bridge_cpu, count))
-        print(cpu_line("  lambda-bridge, in-process no-op", noop_cpu, count))
         for wait in FETCH_WAITS_SECONDS:
             samples = await latency(workdir / f"latency-{wait}", bootstrap, wait)
             raw_samples = await raw_latency(bootstrap, wait)

@@ -37,8 +37,7 @@ from bridge.config.loading import load_config_text
 from bridge.ops import logs
 from tests.bench.harness import (
     NOOP,
-    cpu_line,
-    cpu_use,
+    compare_with_hand_written,
     noop_handler,
     percentiles,
     redis_url,
@@ -208,51 +207,24 @@ async def main() -> None:
         url = redis_url(args.url, workdir, stack)
         streams = [unique("bench") for _ in range(4)]
         await fill(url, streams, args.records)
-        raw_runs, hand_runs, bridge_runs, noop_runs = [], [], [], []
-        hand_cpu: list[tuple[float, int]] = []
-        bridge_cpu: list[tuple[float, int]] = []
-        noop_cpu: list[tuple[float, int]] = []
-        for number in range(args.rounds):
-            raw_runs.append(await raw_loop(url, streams, args.records))
-            with cpu_use(hand_cpu):
-                hand_runs.append(await handled_loop(url, streams, args.records))
-            with cpu_use(bridge_cpu):
-                bridge_runs.append(
-                    await through_bridge(workdir / f"py{number}", url, streams, args.records)
-                )
-            with cpu_use(noop_cpu):
-                noop_runs.append(
-                    await through_bridge(
-                        workdir / f"noop{number}",
-                        url,
-                        streams,
-                        args.records,
-                        in_memory_function=True,
-                    )
-                )
-        raw, hand = min(raw_runs), min(hand_runs)
-        bridged, noop = min(bridge_runs), min(noop_runs)
         count = args.records
         print(
-            f"entries: {count:,} (100-byte values, 4 streams), batch size {BATCH}, best of {args.rounds}"
+            f"entries: {count:,} (100-byte values, 4 streams), batch size {BATCH}, "
+            f"best of {args.rounds}"
         )
-        print(
-            f"baseline, by hand (event built, function called, XACK pipelined): {count / hand:>10,.0f} records/s"
+        await compare_with_hand_written(
+            count,
+            args.rounds,
+            hand=(
+                "event built, function called, XACK pipelined",
+                lambda _: handled_loop(url, streams, count),
+            ),
+            old=("XREADGROUP+XACK alone", lambda _: raw_loop(url, streams, count)),
+            bridge=lambda number: through_bridge(workdir / f"py{number}", url, streams, count),
+            noop=lambda number: through_bridge(
+                workdir / f"noop{number}", url, streams, count, in_memory_function=True
+            ),
         )
-        print(
-            f"old baseline, XREADGROUP+XACK alone:                               {count / raw:>10,.0f} records/s"
-        )
-        print(
-            f"lambda-bridge, python handler:  {count / bridged:>10,.0f} records/s "
-            f"(ratio {hand / bridged:.2f} of by hand; {raw / bridged:.2f} of the old baseline)"
-        )
-        print(
-            f"lambda-bridge, in-process no-op: {count / noop:>10,.0f} records/s "
-            f"(ratio {hand / noop:.2f} of by hand; {raw / noop:.2f} of the old baseline)"
-        )
-        print(cpu_line("  by hand                       ", hand_cpu, count))
-        print(cpu_line("  lambda-bridge, python handler ", bridge_cpu, count))
-        print(cpu_line("  lambda-bridge, in-process no-op", noop_cpu, count))
         samples = await latency(workdir / "latency", url)
         print(
             f"latency at ~100 records/s, window 0 ({len(samples)} records): {percentiles(samples)}"
