@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import enum
-import os
-import random
+import uuid
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,23 +86,9 @@ class Record:
         return f"Record({self.partition!r}@{self.position!r}, id={self.item_id!r})"
 
 
-# A version 4 UUID: 122 random bits, the version nibble 4 and the variant bits 10.
-_UUID4_CLEAR = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
-_UUID4_SET = (0x4 << 76) | (0x2 << 62)
-
-
-# A generator of its own, seeded from the OS and again in a forked child: a handler that
-# seeds the `random` module (in this process, with the python invoker) must not make
-# request ids repeat.
-_IDS = random.Random()
-os.register_at_fork(after_in_child=_IDS.seed)
-
-
 def new_request_id() -> str:
-    """A request id in the form Lambda gives one (a version 4 UUID). An id needs to be
-    unique, not unguessable, and `uuid.uuid4()` costs a system call per invocation."""
-    digits = "%032x" % (_IDS.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET)
-    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
+    """A request id in the form Lambda gives one: a version 4 UUID."""
+    return str(uuid.uuid4())
 
 
 @dataclass(frozen=True, slots=True)

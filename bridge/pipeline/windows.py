@@ -180,7 +180,7 @@ class TumblingWindow:
                 return False
             event = b'{"Records":[]' + self.envelope(final=True) + b"}"
             try:
-                result = await self.invoker.inner.invoke(event, _request_id())
+                result = await self.invoker.inner.invoke(event, new_request_id())
             except TransportError as exc:
                 reason = str(exc)
             else:
@@ -251,7 +251,3 @@ def _state_of(payload: bytes) -> dict[str, Any] | None:
         state: dict[str, Any] = document["state"]
         return state
     return None
-
-
-def _request_id() -> str:
-    return new_request_id()
