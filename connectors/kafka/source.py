@@ -135,13 +135,9 @@ class KafkaSource(Source):
             raise SourceError(f"reading from {self.config.servers_text} failed: {exc}") from exc
         if self._seeking:
             batches = {tp: self._from_start_time(tp, messages) for tp, messages in batches.items()}
-        build = self.formatter.records
-        if len(batches) == 1:
-            [(tp, messages)] = batches.items()
-            return build(tp.topic, tp.partition, messages)
         records: list[Record] = []
         for tp, messages in batches.items():
-            records += build(tp.topic, tp.partition, messages)
+            records += self.formatter.records(tp.topic, tp.partition, messages)
         return records
 
     def _from_start_time(self, tp: TopicPartition, messages: list[Any]) -> list[Any]:
