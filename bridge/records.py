@@ -87,7 +87,8 @@ class Record:
 
 
 def new_request_id() -> str:
-    """A request id in the form Lambda gives one: a version 4 UUID."""
+    """A request id in the form Lambda gives one: a version 4 UUID, as the failure
+    record's `requestId` shows (esm-reference.md 10.1, 10.5)."""
     return str(uuid.uuid4())
 
 
