@@ -128,7 +128,9 @@ class ScheduleSourceConfig(SourceConfig):
         now = time.time()
         if schedule.next_after(now, now) is None:
             when = "is in the past" if isinstance(schedule, At) else "has no firing left"
-            cautions.append((("expression",), f"{when}: the schedule will not fire"))
+            cautions.append(
+                (("expression",), f"{self.expression} {when}: the schedule will not fire")
+            )
         return cautions
 
     def build(self, context: SourceContext) -> Source:
