@@ -8,7 +8,9 @@ watch the retries and the failure destination.
 
 def handler(event, context):
     if event.get("detail-type") == "Scheduled Event":
-        print(f"[{context.aws_request_id[:8]}] {event['resources'][0]} at {event['time']}", flush=True)
+        print(
+            f"[{context.aws_request_id[:8]}] {event['resources'][0]} at {event['time']}", flush=True
+        )
         return {"fired": event["time"]}
     print(f"[{context.aws_request_id[:8]}] input {event}", flush=True)
     if event.get("fail"):

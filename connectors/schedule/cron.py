@@ -231,8 +231,7 @@ class Cron:
         minutes, hours, day_of_month, month, day_of_week, year = fields
         if (day_of_month == "?") == (day_of_week == "?"):
             raise CronError(
-                "day-of-month and day-of-week: exactly one of them must be ?, "
-                "not both, nor neither"
+                "day-of-month and day-of-week: exactly one of them must be ?, not both, nor neither"
             )
         for text, field in ((minutes, MINUTES), (hours, HOURS), (month, MONTH), (year, YEAR)):
             if "?" in text or "#" in text:

@@ -213,9 +213,18 @@ def test_wall_clock_times_follow_the_zone() -> None:
             "a cron expression has six fields (minutes hours day-of-month month day-of-week "
             "year), not 5",
         ),
-        ("cron(0 12 * * * *)", "day-of-month and day-of-week: exactly one of them must be ?, not both, nor neither"),
-        ("cron(0 12 ? * ? *)", "day-of-month and day-of-week: exactly one of them must be ?, not both, nor neither"),
-        ("cron(0 12 1 * MON *)", "day-of-month and day-of-week: exactly one of them must be ?, not both, nor neither"),
+        (
+            "cron(0 12 * * * *)",
+            "day-of-month and day-of-week: exactly one of them must be ?, not both, nor neither",
+        ),
+        (
+            "cron(0 12 ? * ? *)",
+            "day-of-month and day-of-week: exactly one of them must be ?, not both, nor neither",
+        ),
+        (
+            "cron(0 12 1 * MON *)",
+            "day-of-month and day-of-week: exactly one of them must be ?, not both, nor neither",
+        ),
         ("cron(60 12 * * ? *)", "minutes: 60 is outside 0-59"),
         ("cron(0 24 * * ? *)", "hours: 24 is outside 0-23"),
         ("cron(0 0 32 * ? *)", "day-of-month: 32 is outside 1-31"),

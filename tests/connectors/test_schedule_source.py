@@ -232,6 +232,21 @@ def test_at_fires_once_and_never_after_a_restart(tmp_path: Path) -> None:
     rig_run(tmp_path, body)
 
 
+def test_closing_twice_or_unopened_is_harmless(tmp_path: Path) -> None:
+    async def body(rig: Rig) -> None:
+        context = SourceContext(
+            mapping=MAPPING, identity=IDENTITY, checkpoints=rig.store, state_dir=tmp_path
+        )
+        await rig.config(**EVERY_SECOND).build(context).close()
+        async with rig.source(**EVERY_SECOND) as source:
+            await collect(source, 1)
+            await source.close()
+        async with rig.source(**EVERY_SECOND) as source:
+            assert await collect(source, 1)
+
+    rig_run(tmp_path, body)
+
+
 def test_an_unreadable_checkpoint_starts_the_schedule_afresh(tmp_path: Path) -> None:
     async def body(rig: Rig) -> None:
         namespace = f"{MAPPING}|{rig.config(**EVERY_SECOND).source_id()}"
