@@ -106,6 +106,25 @@ class ScheduleSourceConfig(SourceConfig):
         parse(value)
         return value
 
+    def check_mapping(self, mapping: Any) -> list[tuple[ConfigPath, str]]:
+        """An asynchronous invocation's limits (esm-reference.md 12): 0-2 retries, an
+        event age of 60 s to 6 hours."""
+        problems: list[tuple[ConfigPath, str]] = []
+        retries = mapping.maximum_retry_attempts
+        if retries is not None and not 0 <= retries <= 2:
+            problems.append(
+                (("maximum_retry_attempts",), "must be 0 to 2 for schedule sources, as on AWS")
+            )
+        age = mapping.maximum_record_age_in_seconds
+        if age is not None and not 60 <= age <= 21_600:
+            problems.append(
+                (
+                    ("maximum_record_age_in_seconds",),
+                    "must be 60 to 21600 for schedule sources, as on AWS",
+                )
+            )
+        return problems
+
     def schedule(self) -> Schedule:
         return parse(self.expression, self.timezone)
 
