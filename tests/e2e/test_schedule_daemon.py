@@ -135,7 +135,8 @@ def test_firings_reach_the_handler_as_scheduled_events_and_filters_apply(space: 
         what="two firings that the filter keeps",
     )
     assert daemon.stop() == 0
-    times = space.times("ticks")
+    # Each firing once, none left out (firings due together may enter in either order).
+    times = sorted(space.times("ticks"))
     assert times == [times[0] + index for index in range(len(times))]
     for event in space.events():
         if "kind" in event:
@@ -244,6 +245,10 @@ def test_at_fires_once_and_never_again_after_a_restart(space: Space) -> None:
     assert space.times("once") == [moment]
 
 
+def invocations_reach(space: Space, count: int) -> None:
+    wait_for(lambda: len(space.events()) == count, what=f"invocation {count}")
+
+
 def test_a_firing_in_flight_at_kill_9_comes_again_at_most_once(space: Space) -> None:
     """Killed while the function runs the one-time firing: the next run delivers it
     again (catch_up); killed again while it runs, the run after that does not."""
@@ -255,7 +260,7 @@ def test_a_firing_in_flight_at_kill_9_comes_again_at_most_once(space: Space) -> 
     config = space.config(mapping("slow", source))
     for attempt in (1, 2):
         daemon = space.daemon(config)
-        wait_for(lambda attempt=attempt: len(space.events()) == attempt, what="the invocation")  # type: ignore[misc]
+        invocations_reach(space, attempt)
         daemon.signal(signal.SIGKILL)
         daemon.wait()
     third = space.daemon(config)
