@@ -161,6 +161,25 @@ def test_at_fires_once_at_its_wall_clock_time() -> None:
     assert schedule.latest_between(0, utc("2027-01-01T00:00:00"), 0) == schedule.moment
 
 
+def test_at_in_the_skipped_hour_is_read_with_the_offset_before_the_change() -> None:
+    schedule = parse("at(2027-03-28T02:30:00)", "Europe/Berlin")
+    assert isinstance(schedule, At)
+    assert shown(schedule.moment) == "2027-03-28 03:30 CEST"
+
+
+def test_the_newest_firing_of_a_window() -> None:
+    """What a restart's catch-up looks for: the last firing in (after, until]."""
+    schedule = parse("cron(0/15 * * * ? *)", "Europe/Berlin")
+    after, until = utc("2026-10-25T00:20:00"), utc("2026-10-25T01:10:00")
+    # 01:00 UTC is 02:00 CET, the second time the clock shows 02:00: no firing then.
+    assert schedule.latest_between(after, until, 0.0) == utc("2026-10-25T00:45:00")
+    assert schedule.latest_between(after, until + 3000, 0.0) == utc("2026-10-25T02:00:00")
+    assert schedule.latest_between(until, until + 60, 0.0) is None
+    assert parse("at(2026-12-24T18:00:00)").latest_between(0, utc("2027-01-01T00:00:00"), 0) == (
+        utc("2026-12-24T18:00:00")
+    )
+
+
 # -- daylight saving time in Europe/Berlin ---------------------------------------------------
 
 
