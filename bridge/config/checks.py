@@ -54,6 +54,9 @@ def check_config(loaded: LoadedConfig) -> tuple[Found, Found]:
             problems.append(((*at, "destination_config", "on_failure", "destination"), problem))
         problems += [((*at, *path), message) for path, message in check_mapping_settings(mapping)]
         problems += [((*at, "source", *path), message) for path, message in mapping.source.check()]
+        warnings += [
+            ((*at, "source", *path), message) for path, message in mapping.source.cautions()
+        ]
         problems += [
             ((*at, *path), message) for path, message in mapping.source.check_mapping(mapping)
         ]

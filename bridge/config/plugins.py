@@ -214,6 +214,11 @@ class SourceConfig(StrictModel):
         """Problems only this source can see, as (path below `source`, message)."""
         return []
 
+    def cautions(self) -> list[tuple[ConfigPath, str]]:
+        """Settings that work here but not as on AWS, as (path below `source`, message):
+        `validate` and `run` show them as warnings."""
+        return []
+
     def check_mapping(self, mapping: Any) -> list[tuple[ConfigPath, str]]:
         """Problems of the mapping's settings that depend on this source (e.g. SQS's
         batching window rule), as (path below the mapping, message)."""
@@ -363,6 +368,7 @@ _BUILTIN: dict[str, dict[str, str]] = {
         "sqs": "connectors.sqs.config:SqsSourceConfig",
         "kinesis": "connectors.kinesis.config:KinesisSourceConfig",
         "dynamodb-streams": "connectors.dynamodb.config:DynamoDBStreamsSourceConfig",
+        "schedule": "connectors.schedule.config:ScheduleSourceConfig",
     },
     "functions": {
         "python": "connectors.python.config:PythonFunctionConfig",

@@ -303,6 +303,47 @@ def files_id(payload: dict[str, Any]) -> str:
     return key.rpartition("/")[2]
 
 
+# -- a schedule ---------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def schedule_feed(
+    tmp_path: Path, fixtures: Mapping[str, Any], proxied: bool
+) -> AsyncIterator[Feed]:
+    async def produce(ids: Sequence[str], partition: int, pad: int) -> None:
+        raise AssertionError("a schedule's records are its firings: none can be produced")
+
+    yield Feed({"expression": "rate(1 second)"}, produce)
+
+
+def schedule_unreachable(tmp_path: Path) -> Unreachable:
+    raise AssertionError("a schedule reaches no server")
+
+
+# What the schedule's own tests (tests/connectors/test_schedule_source.py,
+# tests/e2e/test_schedule_daemon.py) check instead of each case.
+CLOCK = "a schedule's records are the clock's firings: none can be produced on demand"
+SCHEDULE_CASES = {
+    "reads_in_order": f"{CLOCK}; firings come once each, in time order (test_schedule_source)",
+    "settling": f"{CLOCK}; a settled firing never comes again (test_schedule_source)",
+    "redelivery_after_close": (
+        f"{CLOCK}; and as on AWS an unsettled firing is not made up unless catch_up says "
+        "so (test_schedule_source, test_schedule_daemon)"
+    ),
+    "redelivery_after_crash": (
+        f"{CLOCK}; one in flight at a crash comes again at most once, under catch_up "
+        "(test_schedule_daemon, kill -9)"
+    ),
+    "pause_resume": "one partition only, and the source cannot pause (can_pause is False)",
+    "partial_batch": "one firing is one invocation: no batch to answer for in part",
+    "oversized": f"{CLOCK}; a firing's event is the scheduled event or the configured input",
+    "on_failure": f"{CLOCK}; retries and the on-failure destination: test_schedule_daemon",
+    "close_twice": f"{CLOCK}; closing twice is in test_schedule_source",
+    "unreachable": "a schedule reaches no server",
+    "server_lost": "a schedule reaches no server",
+}
+
+
 # -- the registry -------------------------------------------------------------------------
 
 ONE_SHARD = "moto's DynamoDB streams have a single shard: no other partition to keep flowing"
@@ -407,5 +448,15 @@ KINDS = (
         # Every file is a partition of its own: a failed one holds up no other file.
         partial_retry="failed_only",
         does_not_apply={"pause_resume": NO_PAUSE, "server_lost": NO_SERVER},
+    ),
+    Kind(
+        "schedule",
+        "schedule",
+        schedule_feed,
+        payload_id=lambda payload: payload["id"],
+        item_identifier=lambda item: item["id"],
+        unreachable=schedule_unreachable,
+        batch_info="ScheduleBatchInfo",
+        does_not_apply=SCHEDULE_CASES,
     ),
 )

@@ -140,3 +140,17 @@ def test_dynamodb_streams_example(tmp_path: Path, aws_endpoint: str) -> None:
         assert daemon.stop() == 0
     finally:
         daemon.kill()
+
+
+def test_schedule_example(tmp_path: Path) -> None:
+    """config/schedule.yaml, with a heartbeat every second, reaches the example handler
+    with the heartbeat's input."""
+    daemon = DaemonProcess(
+        REPO / "config" / "schedule.yaml", workdir(tmp_path), env={"HEARTBEAT": "rate(1 second)"}
+    ).start()
+    try:
+        daemon.wait_ready(mappings=2)
+        wait_for(lambda: "input {'job': 'heartbeat'" in daemon.stdout, what="a heartbeat")
+        assert daemon.stop() == 0
+    finally:
+        daemon.kill()

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from bridge.config.plugins import registered
+
 pytestmark = pytest.mark.e2e
 
 CASES = [
@@ -53,8 +55,8 @@ def test_every_line_is_answered_and_bad_lines_say_why(tmp_path: Path) -> None:
         {"error": "line 4: must be a JSON object {pattern, event, source?}, not an array"},
         {"error": "line 5: event missing (a case is {pattern, event, source?})"},
         {
-            "error": "line 6: unknown source 'carrier-pigeon' (known: dynamodb-streams, "
-            "files, kafka, kinesis, redis-streams, sqs)"
+            "error": "line 6: unknown source 'carrier-pigeon' (known: "
+            f"{', '.join(sorted(registered('sources')))})"
         },
         {"error": "line 7: not UTF-8 text (byte 0xe9 at offset 43)"},
         {"error": "Empty objects are not allowed"},

@@ -1,0 +1,1 @@
+"""Schedules (EventBridge rate, cron and at expressions) as an event source."""
