@@ -21,7 +21,7 @@ from typing import Any, Literal, TypeVar
 import structlog
 from pydantic import Field
 
-from bridge.config.plugins import BuildContext, CheckpointStoreConfig
+from bridge.config.plugins import BuildContext, CheckpointStoreConfig, PathSetting
 from bridge.errors import BridgeError
 from bridge.folders import create_private_file, make_private_folder
 from bridge.pipeline.leases import (
@@ -305,7 +305,7 @@ class SqliteCheckpointStoreConfig(CheckpointStoreConfig):
     flush_interval_seconds: float = Field(
         0.5, gt=0, le=60, description="How often staged checkpoints are written."
     )
-    path: Path | None = Field(
+    path: PathSetting | None = Field(
         None,
         description="The SQLite file (default `state_dir/checkpoints.sqlite3`); daemons on "
         "one host that name the same file share the shards of their Kinesis and DynamoDB "

@@ -355,9 +355,10 @@ class ShardedStreamSource(Source, abc.ABC):
         self._next_discovery = time.monotonic() + self._discovery_interval
         if self._leasing is not None:
             self._leasing.listed(shards)
-            return
         for info in shards:
             state = self._shards.get(info.shard_id)
+            if state is None and self._leasing is not None:
+                continue  # taken through its lease once its parents are finished
             if state is None:
                 self._lineage.add(info, None, False, self._tip_marker(time.time()))
                 self._log.info("shard.discovered", shard=info.shard_id, parents=list(info.parents))
