@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import Collection, Coroutine, Hashable, Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from bridge.records import Delivery, FailureRecord, InvokeResult, Record
 
@@ -60,6 +60,10 @@ class Ownership(Protocol):
     def lost_to_retention(self, partition: str) -> None:
         """Records of `partition` expired from the source before they were read; reading
         goes on from the oldest record left. Counted, and logged by the source."""
+
+    def leases_changed(self, held: Collection[str], taken: int, lost: int) -> None:
+        """A source that leases its partitions (`LeaseTable`) holds `held` now, having
+        just taken `taken` leases and lost `lost`: shown by /status and /metrics."""
 
 
 class DeliveryMode(enum.Enum):
@@ -221,3 +225,60 @@ class CheckpointStore(Protocol):
         """Delete every position of the namespaces starting with the prefix; return how many."""
 
     async def close(self) -> None: ...
+
+    def lease_table(self, namespace: str) -> LeaseTable | None:
+        """Partition leases in this store (several daemons sharing a stream's shards), or
+        None if the store cannot lease: then one daemon at a time reads the namespace."""
+        return None
+
+
+class Lease(NamedTuple):
+    """One partition's lease in a `LeaseTable`, as last read. `counter` goes up with
+    every change of the lease (taken, renewed, released), so a take conditional on it
+    fails if anything happened since it was read."""
+
+    partition: str
+    owner: str | None
+    counter: int
+    checkpoint: str | None
+
+
+class LeaseTable(Protocol):
+    """Leases on the partitions of one namespace of a checkpoint store, kept as the Kinesis
+    Client Library keeps its lease table: the lease and the checkpoint of a partition are
+    one row, every change is one atomic write conditional on the row as read, and a
+    checkpoint is written only while its writer holds the lease (fenced), so a daemon that
+    lost a lease can never overwrite the new owner's position.
+
+    Who takes which lease, and when a lease counts as expired (its counter unchanged for
+    `ttl_seconds` as seen by the reader's own clock, so clock skew does not matter), is the
+    caller's policy."""
+
+    owner: str
+    """This daemon's name in the table: stable part, `#`, a token new at every start."""
+
+    ttl_seconds: float
+
+    async def list_leases(self) -> dict[str, Lease]:
+        """Every lease of the namespace, read consistently."""
+
+    async def create(self, checkpoints: Mapping[str, str | None]) -> None:
+        """Add unowned leases for the partitions that have none, with these initial
+        checkpoints (None: no position yet); existing leases are left as they are."""
+
+    async def take(self, lease: Lease) -> Lease | None:
+        """Become the owner if the lease is unchanged since read (same counter); the lease
+        as it is now (with its current checkpoint), or None if someone was faster."""
+
+    async def renew(self, partitions: Collection[str]) -> set[str]:
+        """Renew these leases where they are still ours; return those that are."""
+
+    async def release(self, partitions: Collection[str]) -> None:
+        """Give these leases up where they are still ours (after `checkpoint` + flush)."""
+
+    async def checkpoint(self, updates: Mapping[str, str]) -> None:
+        """Stage positions of held partitions; the store's `flush` writes each one only if
+        this daemon still holds its lease, and drops it otherwise."""
+
+    def forget(self, partitions: Collection[str]) -> None:
+        """Drop staged positions of partitions whose lease was lost."""

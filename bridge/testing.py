@@ -40,6 +40,7 @@ class StandaloneOwnership:
         self.revoked_partitions: list[list[str]] = []
         self.retention: float | None = None
         self.lost: list[str] = []
+        self.leases_held: list[str] | None = None
         self.health = Health()
         self.task_failure: BackgroundTaskFailed | None = None
         self.tasks = TaskOwner(self._task_failed)
@@ -65,6 +66,9 @@ class StandaloneOwnership:
 
     def lost_to_retention(self, partition: str) -> None:
         self.lost.append(partition)
+
+    def leases_changed(self, held: Collection[str], taken: int, lost: int) -> None:
+        self.leases_held = sorted(held)
 
 
 class MemoryEventFormatter(RecordsEventFormatter):

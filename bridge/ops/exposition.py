@@ -84,6 +84,11 @@ class DaemonCollector(Collector):
         for view in views:
             in_flight.add_metric([view.name], view.metrics.in_flight)
         yield in_flight
+        leases = _gauge("leases_held", "Shard leases this daemon holds (leasing sources only).")
+        for view in views:
+            if view.metrics.leases_held is not None:
+                leases.add_metric([view.name], len(view.metrics.leases_held))
+        yield leases
         state = _gauge("mapping_state", "1 for the mapping's current state.", [*_MAPPING, "state"])
         for view in views:
             for name in STATES:

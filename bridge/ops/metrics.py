@@ -73,6 +73,10 @@ class MappingMetrics:
     retries: int = 0
     released: int = 0
     retention_gaps: int = 0
+    leases_taken: int = 0
+    leases_lost: int = 0
+    # The partitions whose leases this daemon holds; None for a source that does not lease.
+    leases_held: tuple[str, ...] | None = None
     in_flight: int = 0
     invoke_duration: Histogram = field(default_factory=lambda: Histogram(DURATION_BUCKETS))
     batch_size: Histogram = field(default_factory=lambda: Histogram(BATCH_SIZE_BUCKETS))
@@ -182,6 +186,12 @@ COUNTERS = (
         "Times reading resumed past records the stream had already deleted (retention).",
         "retention_gaps",
     ),
+    (
+        "leases_taken_total",
+        "Shard leases this daemon took (free, expired or stolen).",
+        "leases_taken",
+    ),
+    ("leases_lost_total", "Shard leases this daemon lost to another daemon.", "leases_lost"),
 )
 
 

@@ -39,6 +39,8 @@ def mapping_status(view: MappingView) -> dict[str, Any]:
         "failures": dict(sorted(view.failures.items())),
         "catch_up": None if view.progress is None else dict(view.progress),
     }
+    if metrics.leases_held is not None:
+        entry["leases_held"] = list(metrics.leases_held)
     if view.queue is not None:
         entry["queue"] = dict(view.queue)
     return entry

@@ -197,6 +197,11 @@ class Session:
     def lost_to_retention(self, partition: str) -> None:
         self.metrics.retention_gaps += 1
 
+    def leases_changed(self, held: Collection[str], taken: int, lost: int) -> None:
+        self.metrics.leases_held = tuple(sorted(held))
+        self.metrics.leases_taken += taken
+        self.metrics.leases_lost += lost
+
     def _task_failed(self, failure: BackgroundTaskFailed) -> None:
         if self._task_failure is None:
             self._task_failure = failure

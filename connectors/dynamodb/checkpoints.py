@@ -25,6 +25,7 @@ from bridge.pipeline.checkpoints import StagedPositions
 from bridge.retry import Backoff
 from connectors.aws.client import announce_endpoint, aws_client, aws_errors, error_code
 from connectors.dynamodb.config import DynamoDBCheckpointStoreConfig
+from connectors.dynamodb.leases import CONDITION_FAILED, DynamoDBLeaseTable
 
 # BatchWriteItem takes at most 25 requests.
 WRITE_BATCH = 25
@@ -49,19 +50,25 @@ class PermanentCheckpointStoreError(CheckpointStoreError):
 class DynamoDBCheckpointStore(StagedPositions):
     """CheckpointStore backed by one DynamoDB table."""
 
-    def __init__(self, config: DynamoDBCheckpointStoreConfig, fallback_region: str) -> None:
+    def __init__(
+        self,
+        config: DynamoDBCheckpointStoreConfig,
+        fallback_region: str,
+        lease_owner: str | None = None,
+    ) -> None:
         super().__init__()
+        self._lease_owner = lease_owner
         self.config = config
         self.table = config.table
         self._region = config.region_or(fallback_region)
         self._where = f"dynamodb checkpoint table {config.table}"
         self._exit = contextlib.AsyncExitStack()
-        self._client: Any = None
+        self.client: Any = None
         self._flusher: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._log = structlog.get_logger("connectors.dynamodb").bind(table=config.table)
 
-    def _errors(self, doing: str) -> contextlib.AbstractContextManager[None]:
+    def errors(self, doing: str) -> contextlib.AbstractContextManager[None]:
         return aws_errors(
             self._where,
             doing,
@@ -71,8 +78,8 @@ class DynamoDBCheckpointStore(StagedPositions):
 
     async def open(self) -> None:
         announce_endpoint(self._log, self.config, "dynamodb", f"table {self.table}", self._region)
-        with self._errors("connect"):
-            self._client = await self._exit.enter_async_context(
+        with self.errors("connect"):
+            self.client = await self._exit.enter_async_context(
                 aws_client(self.config, "dynamodb", self._region)
             )
         if self.config.create_table:
@@ -84,9 +91,9 @@ class DynamoDBCheckpointStore(StagedPositions):
         )
 
     async def _create_table(self) -> None:
-        with self._errors("CreateTable"):
+        with self.errors("CreateTable"):
             try:
-                await self._client.create_table(
+                await self.client.create_table(
                     TableName=self.table,
                     AttributeDefinitions=[
                         {"AttributeName": "namespace", "AttributeType": "S"},
@@ -108,8 +115,8 @@ class DynamoDBCheckpointStore(StagedPositions):
         deadline = time.monotonic() + TABLE_READY_SECONDS
         while True:
             try:
-                with self._errors("DescribeTable"):
-                    table = (await self._client.describe_table(TableName=self.table))["Table"]
+                with self.errors("DescribeTable"):
+                    table = (await self.client.describe_table(TableName=self.table))["Table"]
             except PermanentCheckpointStoreError as exc:
                 hint = "" if self.config.create_table else " (create_table: true creates it)"
                 raise PermanentCheckpointStoreError(f"{exc}{hint}") from exc
@@ -121,41 +128,87 @@ class DynamoDBCheckpointStore(StagedPositions):
                 )
             await asyncio.sleep(0.5)
 
-    async def load(self, namespace: str) -> dict[str, str]:
-        stored: dict[str, str] = {}
+    def lease_table(self, namespace: str) -> DynamoDBLeaseTable | None:
+        """Shard leases in the table (the KCL's way): always on with this store, which
+        exists to be shared."""
+        if self._lease_owner is None:
+            return None
+        return DynamoDBLeaseTable(self, namespace, self._lease_owner, self.config.lease_ttl_seconds)
+
+    async def query_items(self, namespace: str) -> list[dict[str, Any]]:
+        """Every item of the namespace, read consistently."""
+        items: list[dict[str, Any]] = []
         request: dict[str, Any] = {
             "TableName": self.table,
             "KeyConditionExpression": "#ns = :ns",
-            "ProjectionExpression": "#p, #v",
-            "ExpressionAttributeNames": NAMES,
+            "ExpressionAttributeNames": {"#ns": "namespace"},
             "ExpressionAttributeValues": {":ns": {"S": namespace}},
             "ConsistentRead": True,
         }
+        with self.errors("Query"):
+            while True:
+                page = await self.client.query(**request)
+                items += page.get("Items", ())
+                last = page.get("LastEvaluatedKey")
+                if not last:
+                    return items
+                request["ExclusiveStartKey"] = last
+
+    async def load(self, namespace: str) -> dict[str, str]:
         # Under the flush lock: values taken from `_staged` by a flush under way are in
         # neither `_staged` nor (maybe) the query's answer until that flush is done.
         async with self._lock:
-            with self._errors("Query"):
-                while True:
-                    page = await self._client.query(**request)
-                    for item in page.get("Items", ()):
-                        stored[item["partition"]["S"]] = item["value"]["S"]
-                    last = page.get("LastEvaluatedKey")
-                    if not last:
-                        break
-                    request["ExclusiveStartKey"] = last
+            items = await self.query_items(namespace)
+            # A lease without a position yet has no `value`.
+            stored = {
+                item["partition"]["S"]: item["value"]["S"] for item in items if "value" in item
+            }
             return self.overlay(namespace, stored)
 
     async def flush(self) -> None:
         async with self._lock:
-            if not self._staged or self._client is None:
+            if not (self._staged or self._fenced) or self.client is None:
                 return
-            staged, self._staged = self._staged, {}
+            staged, fenced = self.take_staged()
             try:
                 await self._write(staged)
+                refused = await self._write_fenced(fenced)
             except BaseException:
-                # Keep what could not be written, without overwriting anything newer.
-                self._staged = {**staged, **self._staged}
+                self.restore_staged({}, fenced)
+                self.restore_staged(staged, {})
                 raise
+        self.fenced_off(self._where, refused)
+
+    async def _write_fenced(
+        self, fenced: dict[tuple[str, str], tuple[str, str]]
+    ) -> list[tuple[str, str]]:
+        """Each position of a leased partition in one UpdateItem conditional on its writer
+        still holding the lease (which a PutItem would also wipe); return those refused.
+        Written ones leave `fenced` as they land, so a failure keeps only the rest."""
+        refused: list[tuple[str, str]] = []
+        now = str(time.time())
+        for key in list(fenced):
+            (namespace, partition), (owner, value) = key, fenced[key]
+            with self.errors("UpdateItem"):
+                try:
+                    await self.client.update_item(
+                        TableName=self.table,
+                        Key={"namespace": {"S": namespace}, "partition": {"S": partition}},
+                        UpdateExpression="SET #v = :v, updated_at = :now",
+                        ConditionExpression="leaseOwner = :me",
+                        ExpressionAttributeNames={"#v": "value"},
+                        ExpressionAttributeValues={
+                            ":v": {"S": value},
+                            ":now": {"N": now},
+                            ":me": {"S": owner},
+                        },
+                    )
+                except ClientError as exc:
+                    if error_code(exc) != CONDITION_FAILED:
+                        raise
+                    refused.append(key)
+            del fenced[key]
+        return refused
 
     async def _write(self, staged: Mapping[tuple[str, str], str | None]) -> None:
         now = str(time.time())
@@ -174,8 +227,8 @@ class DynamoDBCheckpointStore(StagedPositions):
         """One BatchWriteItem, retrying what DynamoDB leaves unprocessed (throttling)."""
         pending = {self.table: requests}
         for attempt in range(1, UNPROCESSED_RETRIES + 1):
-            with self._errors("BatchWriteItem"):
-                response = await self._client.batch_write_item(RequestItems=pending)
+            with self.errors("BatchWriteItem"):
+                response = await self.client.batch_write_item(RequestItems=pending)
             pending = response.get("UnprocessedItems") or {}
             if not pending:
                 return
@@ -195,9 +248,9 @@ class DynamoDBCheckpointStore(StagedPositions):
             "ExpressionAttributeValues": {":prefix": {"S": namespace_prefix}},
             "ConsistentRead": True,
         }
-        with self._errors("Scan"):
+        with self.errors("Scan"):
             while True:
-                page = await self._client.scan(**request)
+                page = await self.client.scan(**request)
                 keys += page.get("Items", ())
                 last = page.get("LastEvaluatedKey")
                 if not last:
@@ -216,5 +269,5 @@ class DynamoDBCheckpointStore(StagedPositions):
         try:
             await self.flush()
         finally:
-            self._client = None
+            self.client = None
             await self._exit.aclose()

@@ -139,8 +139,18 @@ class DynamoDBCheckpointStoreConfig(CheckpointStoreConfig, AwsConnectionConfig):
     flush_interval_seconds: float = Field(
         1.0, gt=0, le=60, description="How often staged positions are written."
     )
+    lease_ttl_seconds: float = Field(
+        10.0,
+        ge=1,
+        le=600,
+        description="A shard lease lapses this long after its holder last renewed it; "
+        "another daemon then takes the shard over.",
+    )
 
     def build(self, context: BuildContext) -> CheckpointStore:
+        from bridge.pipeline.leases import lease_owner
         from connectors.dynamodb.checkpoints import DynamoDBCheckpointStore
 
-        return DynamoDBCheckpointStore(self, context.identity.region)
+        return DynamoDBCheckpointStore(
+            self, context.identity.region, lease_owner(context.state_dir)
+        )

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from bridge.records import Record
 
@@ -193,3 +193,33 @@ class ShardLineage:
                     state.phase = Phase.READING
                     started.append(state)
         return started
+
+
+def check_identity(
+    identity: str,
+    stored: dict[str, str],
+    updates: dict[str, str | None],
+    log: Any,
+    stream: Any,
+) -> bool:
+    """Drop positions saved for another stream (deleted and recreated, or a new stream
+    label), with a prominent warning; True if the mapping starts afresh."""
+    previous = stored.pop(STREAM_KEY, None)
+    if previous == identity:
+        return False
+    if previous is not None:
+        log.warning(
+            "stream.changed",
+            previous=previous,
+            current=identity,
+            discarded_positions=len(stored),
+            message=(
+                f"STREAM CHANGED: {stream.where} is not the stream this mapping read before "
+                "(deleted and recreated, or a new stream label); its saved positions are "
+                f"discarded and reading starts at {stream._starting_position}"
+            ),
+        )
+        updates.update(dict.fromkeys(stored))
+        stored.clear()
+    updates[STREAM_KEY] = identity
+    return not stored

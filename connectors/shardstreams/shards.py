@@ -38,11 +38,11 @@ from bridge.protocols import CheckpointStore, DeliveryMode, Ownership, Source
 from bridge.records import Record
 from bridge.retry import Backoff
 from connectors.aws.client import THROTTLING, error_code, is_retriable
+from connectors.shardstreams.leasing import LeasedShards
 from connectors.shardstreams.lineage import (
     AFTER_SEQUENCE_NUMBER,
     AT_TIMESTAMP,
     SHARD_END,
-    STREAM_KEY,
     TRIM_HORIZON,
     Fetched,
     Phase,
@@ -51,6 +51,7 @@ from connectors.shardstreams.lineage import (
     ShardLineage,
     ShardState,
     arrived_since,
+    check_identity,
 )
 from connectors.shardstreams.sdk import SDK_ERRORS, error_detail
 
@@ -97,6 +98,7 @@ class ShardedStreamSource(Source, abc.ABC):
         self._ownership: Ownership | None = None
         self._next_discovery = 0.0
         self._discovery_failures = 0
+        self._leasing: LeasedShards | None = None
         self._log = structlog.get_logger(logger).bind(mapping=mapping, stream=where)
 
     # -- what a subclass provides --------------------------------------------------------
@@ -139,7 +141,7 @@ class ShardedStreamSource(Source, abc.ABC):
         ownership.records_expire_after(self.retention_seconds)
         stored = await self._store.load(self._namespace)
         updates: dict[str, str | None] = {}
-        fresh = self._check_identity(identity, stored, updates)
+        fresh = check_identity(identity, stored, updates, self._log, self)
         shards = await self._listed("list the shards")
         listed = {info.shard_id for info in shards}
         for shard_id, value in stored.items():
@@ -150,15 +152,22 @@ class ShardedStreamSource(Source, abc.ABC):
                 self._records_expired(shard_id, value, None)
             updates[shard_id] = None
         tip = self._tip_marker(opened_at)
+        table = self._store.lease_table(self._namespace)
+        initial: dict[str, str | None] = {}
         for info in shards:
             try:
                 saved = self._lineage.add(info, stored.get(info.shard_id), fresh, tip)
             except ValueError as exc:
                 raise PermanentSourceError(self.reset_advice(str(exc))) from None
             if saved is not None:
-                updates[info.shard_id] = saved
-        self._start_ready()
+                (initial if table is not None else updates)[info.shard_id] = saved
         await self._store.save(self._namespace, updates)
+        if table is not None:
+            # Read only what our leases allow (connectors.shardstreams.leasing).
+            self._shards.clear()
+            self._leasing = LeasedShards(self, table, ownership)
+            await self._leasing.start(shards, {info.shard_id: None for info in shards} | initial)
+        self._start_ready()
         self._next_discovery = time.monotonic() + self._discovery_interval
         self._log.info(
             "stream.reading",
@@ -168,30 +177,6 @@ class ShardedStreamSource(Source, abc.ABC):
             ),
             resumed=not fresh,
         )
-
-    def _check_identity(
-        self, identity: str, stored: dict[str, str], updates: dict[str, str | None]
-    ) -> bool:
-        """Drop positions saved for another stream; True if the mapping starts afresh."""
-        previous = stored.pop(STREAM_KEY, None)
-        if previous == identity:
-            return False
-        if previous is not None:
-            self._log.warning(
-                "stream.changed",
-                previous=previous,
-                current=identity,
-                discarded_positions=len(stored),
-                message=(
-                    f"STREAM CHANGED: {self.where} is not the stream this mapping read before "
-                    "(deleted and recreated, or a new stream label); its saved positions are "
-                    f"discarded and reading starts at {self._starting_position}"
-                ),
-            )
-            updates.update(dict.fromkeys(stored))
-            stored.clear()
-        updates[STREAM_KEY] = identity
-        return not stored
 
     def _start_ready(self) -> None:
         for state in self._lineage.start_ready():
@@ -219,8 +204,11 @@ class ShardedStreamSource(Source, abc.ABC):
             await self._discover()
         due: list[ShardState] = []
         wake = self._next_discovery
+        leasing = self._leasing
         for state in self._shards.values():
             if state.phase is not Phase.READING or state.shard_id in self._paused:
+                continue
+            if leasing is not None and not leasing.readable(state.shard_id, now):
                 continue
             if state.next_poll <= now:
                 due.append(state)
@@ -248,6 +236,8 @@ class ShardedStreamSource(Source, abc.ABC):
         except SDK_ERRORS as exc:
             self._fetch_failed(state, exc, started)
             return []
+        if self._shards.get(state.shard_id) is not state:
+            return []  # its lease was lost while the call was under way
         if state.failures or self.problem:
             state.failures = 0
             if self.problem:
@@ -363,8 +353,12 @@ class ShardedStreamSource(Source, abc.ABC):
             return
         self._discovery_failures = 0
         self._next_discovery = time.monotonic() + self._discovery_interval
+        if self._leasing is not None:
+            self._leasing.listed(shards)
         for info in shards:
             state = self._shards.get(info.shard_id)
+            if state is None and self._leasing is not None:
+                continue  # taken through its lease once its parents are finished
             if state is None:
                 self._lineage.add(info, None, False, self._tip_marker(time.time()))
                 self._log.info("shard.discovered", shard=info.shard_id, parents=list(info.parents))
@@ -375,17 +369,27 @@ class ShardedStreamSource(Source, abc.ABC):
     async def _finish(self, state: ShardState) -> None:
         self._lineage.finish(state)
         self._start_ready()
-        await self._store.save(self._namespace, {state.shard_id: SHARD_END})
+        await self._save({state.shard_id: SHARD_END})
+        if self._leasing is not None:
+            self._leasing.wake()  # its lease goes, its children can be taken
         self._log.info("shard.finished", shard=state.shard_id)
+
+    async def _save(self, updates: dict[str, str]) -> None:
+        if self._leasing is None:
+            await self._store.save(self._namespace, dict(updates))
+        else:
+            await self._leasing.table.checkpoint(updates)
 
     # -- settling ------------------------------------------------------------------------
 
     async def commit(self, positions: Mapping[str, Record]) -> None:
-        updates: dict[str, str | None] = {}
+        updates: dict[str, str] = {}
         finished: list[ShardState] = []
         for shard_id, record in positions.items():
             sequence: str = record.item_id  # type: ignore[assignment]
             state = self._shards.get(shard_id)
+            if state is None and self._leasing is not None:
+                continue  # lost: the new owner's position stands
             if state is not None:
                 state.settled = sequence
                 if state.phase is Phase.DRAINED and sequence == state.last_read:
@@ -393,7 +397,7 @@ class ShardedStreamSource(Source, abc.ABC):
                     continue
             updates[shard_id] = sequence
         if updates:
-            await self._store.save(self._namespace, updates)
+            await self._save(updates)
         for state in finished:
             await self._finish(state)
 
@@ -404,6 +408,9 @@ class ShardedStreamSource(Source, abc.ABC):
         self._paused.difference_update(partitions)
 
     async def close(self) -> None:
+        if self._leasing is not None:
+            await self._leasing.close()
+            self._leasing = None
         await self._disconnect()
 
     def phases(self) -> dict[str, Phase]:
