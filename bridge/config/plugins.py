@@ -363,6 +363,7 @@ _BUILTIN: dict[str, dict[str, str]] = {
         "sqs": "connectors.sqs.config:SqsSourceConfig",
         "kinesis": "connectors.kinesis.config:KinesisSourceConfig",
         "dynamodb-streams": "connectors.dynamodb.config:DynamoDBStreamsSourceConfig",
+        "nats": "connectors.nats.config:NatsSourceConfig",
     },
     "functions": {
         "python": "connectors.python.config:PythonFunctionConfig",
