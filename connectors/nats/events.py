@@ -143,7 +143,7 @@ def sample_message(index: int) -> tuple[str, bytes, dict[str, str] | None, int, 
     """The arguments of `JetStreamRecords.record` for an example message."""
     subject = "orders.created" if index % 2 == 0 else "orders.updated"
     data = f'{{"order_id": {1000 + index}, "status": "created"}}'.encode()
-    headers = {"Nats-Msg-Id": f"order-{1000 + index}"} if index % 2 else None
+    headers = {"Nats-Msg-Id": f"order-{1000 + index}"} if index % 2 == 0 else None
     sequence = 41 + index
     return (
         subject,

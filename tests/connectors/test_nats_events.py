@@ -134,7 +134,8 @@ def test_sample_event_is_what_generate_event_prints() -> None:
         "ORDERS:43",
     ]
     assert json.loads(base64.b64decode(event["Records"][0]["data"]))["order_id"] == 1000
-    assert event["Records"][1]["headers"] == {"Nats-Msg-Id": "order-1001"}
+    assert event["Records"][0]["headers"] == {"Nats-Msg-Id": "order-1000"}
+    assert event["Records"][1]["headers"] == {}
 
 
 def test_settings_defaults_and_secrets() -> None:
