@@ -3,10 +3,12 @@
 JetStream has no message groups: after a message of a subject is nak'ed, the server
 may hand out later messages of that subject before the nak'ed one comes back. SQS FIFO
 blocks a group while some of it is in flight (esm-reference.md 5.3); the source does the
-same from its side. It remembers the messages it handed back, per subject, and a later
-message of a subject with one of them outstanding is handed back too (nak, at once)
-instead of being delivered. A message that comes again is delivered and forgotten, so
-the subject's messages go out in stream order.
+same from its side. It remembers the messages it handed back, per subject, and keeps a
+later message of a subject with one of them outstanding to itself (still in progress
+on the server, so not delivered elsewhere and its delivery count unchanged) until the
+earlier ones came back; then they go out together, in stream order. JetStream hands out
+redeliveries before new messages and regardless of `max_ack_pending`, so the messages
+held never keep the ones they wait for from coming.
 
 A message handed back for the last time (its delivery count at `max_deliver`) is not
 remembered: the server will not deliver it again. One that does not come back within
@@ -18,38 +20,75 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Generic, TypeVar
+
+Item = TypeVar("Item")
 
 
-class SubjectOrder:
-    """Per subject: the stream sequences handed back and not yet delivered again."""
+class SubjectOrder(Generic[Item]):
+    """Per subject: the stream sequences handed back and not yet delivered again, and the
+    later messages held until they are."""
 
     def __init__(self, forget_after: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.forget_after = forget_after
         self._clock = clock
         # subject -> stream sequence -> when it is forgotten (clock time)
         self._outstanding: dict[str, dict[int, float]] = {}
+        # subject -> stream sequence -> the message held
+        self._held: dict[str, dict[int, Item]] = {}
 
     def handed_back(self, subject: str, sequence: int) -> None:
         held = self._outstanding.setdefault(subject, {})
         held[sequence] = self._clock() + self.forget_after
 
-    def admit(self, subject: str, sequence: int) -> bool:
-        """Whether a message just read may be delivered now: True unless an earlier
-        message of its subject is still to come back. A message that came back is no
-        longer outstanding."""
-        held = self._outstanding.get(subject)
-        if not held:
+    def admit(self, subject: str, sequence: int, item: Item) -> bool:
+        """True if a message just read may be delivered now; otherwise it is held (and
+        comes out of `ready()` later). A message that came back is no longer outstanding."""
+        outstanding = self._outstanding.get(subject)
+        if outstanding:
+            outstanding.pop(sequence, None)
+        earliest = self._earliest_waited_for(subject)
+        held = self._held.get(subject)
+        if (earliest is None or earliest > sequence) and not (held and min(held) < sequence):
             return True
-        held.pop(sequence, None)
+        self._held.setdefault(subject, {})[sequence] = item
+        return False
+
+    def ready(self) -> list[tuple[int, Item]]:
+        """The held messages whose subject no longer waits for an earlier one, as
+        (stream sequence, message) in stream order."""
+        released: list[tuple[int, Item]] = []
+        for subject in list(self._held):
+            held = self._held[subject]
+            earliest = self._earliest_waited_for(subject)
+            for sequence in sorted(held):
+                if earliest is not None and sequence > earliest:
+                    break
+                released.append((sequence, held.pop(sequence)))
+            if not held:
+                del self._held[subject]
+        released.sort(key=lambda pair: pair[0])
+        return released
+
+    def _earliest_waited_for(self, subject: str) -> int | None:
+        """The earliest outstanding sequence of the subject, forgetting expired ones."""
+        outstanding = self._outstanding.get(subject)
+        if not outstanding:
+            return None
         now = self._clock()
-        for outstanding, forget_at in list(held.items()):
+        for sequence, forget_at in list(outstanding.items()):
             if forget_at <= now:
-                del held[outstanding]
-        if not held:
+                del outstanding[sequence]
+        if not outstanding:
             del self._outstanding[subject]
-            return True
-        return min(held) > sequence
+            return None
+        return min(outstanding)
 
     @property
-    def subjects_held(self) -> int:
-        return len(self._outstanding)
+    def held(self) -> int:
+        """Messages held back."""
+        return sum(map(len, self._held.values()))
+
+    def clear(self) -> None:
+        self._outstanding.clear()
+        self._held.clear()

@@ -84,7 +84,7 @@ class NatsSource(Source):
         self._consumer_settings: ConsumerSettings | None = None
         # Reply subject of a delivery -> (its message, when its ack wait ends: monotonic).
         self._in_flight: dict[str, tuple[Msg, float]] = {}
-        self._order: SubjectOrder | None = None
+        self._order: SubjectOrder[Msg] | None = None
         self._first_fetch_at = 0.0
         self._keeper: asyncio.Task[None] | None = None
         self._ownership: Ownership | None = None
@@ -134,7 +134,7 @@ class NatsSource(Source):
             )
         if self.mode.ordered:
             largest_delay = max(self.config.nak_delay_seconds, default=0.0)
-            self._order = SubjectOrder(2 * settings.ack_wait + largest_delay)
+            self._order = SubjectOrder[Msg](2 * settings.ack_wait + largest_delay)
             if settings.ack_pending:
                 # Messages an earlier session left unacknowledged come back once their ack
                 # wait has passed, and then before any newer message: wait for that, so a
@@ -178,55 +178,59 @@ class NatsSource(Source):
         if holding > 0:
             await asyncio.sleep(min(holding, wait))
             return []
-        room = self._max_ack_pending - len(self._in_flight)
+        # Messages held for their subject's order wait for a redelivery, which the
+        # server hands out regardless of max_ack_pending: they take no room.
+        held = self._order.held if self._order is not None else 0
+        room = self._max_ack_pending - (len(self._in_flight) - held)
         if room <= 0:
             # The server hands out no more until some are settled.
             await asyncio.sleep(min(0.05, wait))
-            return []
+            return self._records_of([])
         try:
             messages = await subscription.fetch(min(self._fetch_size, room), timeout=wait)
         except TimeoutError:
-            return []
+            messages = []
         except Exception as exc:
             if self._fatal is not None:
                 raise self._fatal from None
             raise SourceError(f"{self._where}: pull request failed: {describe(exc)}") from None
-        return await self._records_of(messages)
+        return self._records_of(messages)
 
-    async def _records_of(self, messages: list[Msg]) -> list[Record]:
+    def _records_of(self, messages: list[Msg]) -> list[Record]:
+        """Records of the messages read; ordered by subject, those of a subject that waits
+        for an earlier message to come back are held, and the held ones that no longer
+        wait join in, in stream order."""
         settings = self._consumer_settings
         assert settings is not None
-        build = self._records.record
-        records: list[Record] = []
         kept_until = time.monotonic() + settings.ack_wait
         in_flight = self._in_flight
-        order = self._order
-        if order is not None:
-            messages.sort(key=lambda message: message.metadata.sequence.stream)
-        held_back: list[Msg] = []
         for message in messages:
-            metadata = message.metadata
-            sequence = metadata.sequence.stream
-            if order is not None and not order.admit(message.subject, sequence):
-                held_back.append(message)
-                order.handed_back(message.subject, sequence)
-                continue
-            record = build(
-                message.subject,
-                message.data,
-                message.headers,
-                sequence,
-                metadata.sequence.consumer,
-                metadata.num_delivered,
-                metadata.num_pending,
-                int(metadata.timestamp.timestamp() * 1000),
-                message,
-            )
             in_flight[message.reply] = (message, kept_until)
-            records.append(record)
-        if held_back:
-            await self._nak(held_back, delayed=False)
-        return records
+        order = self._order
+        if order is None:
+            return [self._record(message) for message in messages]
+        admitted = [
+            (sequence, message)
+            for message in messages
+            if order.admit(message.subject, sequence := message.metadata.sequence.stream, message)
+        ]
+        admitted += order.ready()
+        admitted.sort(key=lambda pair: pair[0])
+        return [self._record(message) for _, message in admitted]
+
+    def _record(self, message: Msg) -> Record:
+        metadata = message.metadata
+        return self._records.record(
+            message.subject,
+            message.data,
+            message.headers,
+            metadata.sequence.stream,
+            metadata.sequence.consumer,
+            metadata.num_delivered,
+            metadata.num_pending,
+            int(metadata.timestamp.timestamp() * 1000),
+            message,
+        )
 
     # -- settling --------------------------------------------------------------------
 

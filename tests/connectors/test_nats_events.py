@@ -180,24 +180,40 @@ def test_a_mapping_name_with_a_dot_needs_a_consumer_name() -> None:
     assert config(consumer="orders-v2").check_mapping(Mapping()) == []
 
 
-def test_a_subject_keeps_later_messages_back_while_one_handed_back_is_out() -> None:
+def test_a_subject_holds_later_messages_while_one_handed_back_is_out() -> None:
     now = [0.0]
-    order = SubjectOrder(forget_after=10, clock=lambda: now[0])
-    assert order.admit("a", 1)
+    order = SubjectOrder[str](forget_after=10, clock=lambda: now[0])
+    assert order.admit("a", 1, "a1")
     order.handed_back("a", 1)
-    assert not order.admit("a", 2), "a later message overtakes the one handed back"
-    assert order.admit("b", 3), "another subject is not held"
-    order.handed_back("a", 2)
-    assert order.admit("a", 1), "the one handed back comes again"
-    assert order.admit("a", 2)
-    assert order.subjects_held == 0
+    assert not order.admit("a", 2, "a2"), "a later message overtakes the one handed back"
+    assert not order.admit("a", 4, "a4")
+    assert order.admit("b", 3, "b3"), "another subject is not held"
+    assert order.ready() == [] and order.held == 2
+    assert order.admit("a", 1, "a1"), "the one handed back comes again"
+    assert not order.admit("a", 5, "a5"), "a newer one waits behind the held ones"
+    assert order.ready() == [(2, "a2"), (4, "a4"), (5, "a5")]
+    assert order.held == 0 and order.admit("a", 6, "a6")
+
+
+def test_held_messages_wait_only_for_earlier_ones_handed_back() -> None:
+    order = SubjectOrder[str](forget_after=10, clock=lambda: 0.0)
+    order.handed_back("a", 5)
+    order.handed_back("a", 9)
+    assert order.admit("a", 3, "a3"), "earlier than anything handed back"
+    assert not order.admit("a", 7, "a7")
+    assert not order.admit("a", 10, "a10")
+    assert order.admit("a", 5, "a5")
+    assert order.ready() == [(7, "a7")], "a10 still waits for 9"
+    assert order.admit("a", 9, "a9")
+    assert order.ready() == [(10, "a10")]
 
 
 def test_a_message_that_never_comes_back_is_forgotten() -> None:
     now = [0.0]
-    order = SubjectOrder(forget_after=10, clock=lambda: now[0])
+    order = SubjectOrder[str](forget_after=10, clock=lambda: now[0])
     order.handed_back("a", 1)
-    assert not order.admit("a", 2)
-    order.handed_back("a", 2)
+    assert not order.admit("a", 2, "a2")
+    assert order.ready() == []
     now[0] = 11
-    assert order.admit("a", 3)
+    assert order.ready() == [(2, "a2")]
+    assert order.admit("a", 3, "a3")
