@@ -34,6 +34,9 @@ CONNECT_TIMEOUT_SECONDS = 5.0
 # Requests to the JetStream API (stream and consumer info, creation).
 API_TIMEOUT_SECONDS = 5.0
 RECONNECT_WAIT_SECONDS = 0.5
+# A connection that went silent (no PONG to three PINGs sent 10 s apart) counts as lost.
+PING_INTERVAL_SECONDS = 10
+MAX_OUTSTANDING_PINGS = 3
 
 
 def describe(error: BaseException) -> str:
@@ -89,6 +92,8 @@ async def connect(
         "allow_reconnect": True,
         "max_reconnect_attempts": -1,
         "reconnect_time_wait": RECONNECT_WAIT_SECONDS,
+        "ping_interval": PING_INTERVAL_SECONDS,
+        "max_outstanding_pings": MAX_OUTSTANDING_PINGS,
         "error_cb": events.error,
         "disconnected_cb": events.disconnected,
         "reconnected_cb": events.reconnected,
