@@ -271,8 +271,10 @@ class NatsSource(Source):
             self._in_flight.pop(message.reply, None)
         await self._nak(messages, delayed=True)
 
-    async def _nak(self, messages: Sequence[Msg], *, delayed: bool) -> None:
-        client = self._client
+    async def _nak(
+        self, messages: Sequence[Msg], *, delayed: bool, client: Client | None = None
+    ) -> None:
+        client = client or self._client
         if client is None:
             return
         settings = self._consumer_settings
@@ -353,11 +355,7 @@ class NatsSource(Source):
         self._in_flight.clear()
         if unsettled and not client.is_closed:
             unsettled.sort(key=lambda message: message.metadata.sequence.stream)
-            self._client = client
-            try:
-                await self._nak(unsettled, delayed=False)
-            finally:
-                self._client = None
+            await self._nak(unsettled, delayed=False, client=client)
         try:
             await client.close()
         except Exception as exc:

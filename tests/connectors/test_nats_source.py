@@ -34,6 +34,7 @@ from bridge.retry import Backoff, RetryPolicy
 from bridge.testing import ScriptedInvoker, StandaloneOwnership
 from connectors.nats.config import NatsSourceConfig
 from connectors.nats.source import NatsSource
+from tests import services
 
 # The `eu` messages the function fails the first time (with the `eu` ones after them).
 FAILING = {2, 5, 9, 14}
@@ -69,6 +70,7 @@ class Place:
         self.js = client.jetstream()
         self.stream = stream
         self.consumer = "billing"
+        self.runner: MappingRunner | None = None
 
     async def publish(self, subject_suffix: str, body: dict[str, Any]) -> None:
         await self.js.publish(f"{self.stream}.{subject_suffix}", json.dumps(body).encode())
@@ -128,6 +130,7 @@ class Place:
             destination=None,
             reconnect_backoff=FAST,
         )
+        self.runner = runner
         task = asyncio.create_task(runner.run())
 
         async def consumer_made() -> bool:
@@ -392,3 +395,53 @@ def test_create_stream_makes_a_missing_stream(place: Any) -> None:
 async def _extend(records: list[Any], source: NatsSource) -> bool:
     records.extend(await source.read())
     return bool(records)
+
+
+def test_a_server_killed_and_restarted_loses_nothing(tmp_path: Path) -> None:
+    """kill -9 of the nats-server while messages are with the function: the mapping
+    reports the lost connection, reconnects once the server is back (same store), and
+    every message is delivered and acknowledged in the end."""
+    server = services.nats_server(tmp_path / "nats")
+    url = f"nats://127.0.0.1:{server.port}"
+
+    async def main() -> None:
+        client = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+        stream = f"orders-{uuid.uuid4().hex[:12]}"
+        try:
+            await client.jetstream().add_stream(name=stream, subjects=[f"{stream}.>"])
+            space = Place(url, client, stream)
+            for n in range(40):
+                await space.publish("created", {"n": n})
+
+            async def slowly(event: dict[str, Any], request_id: str) -> InvokeResult:
+                await asyncio.sleep(0.05)
+                return InvokeResult(b"null", request_id)
+
+            async with space.mapping(slowly, batch_size=5, ack_wait_seconds=2) as invoker:
+                runner = space.runner
+                assert runner is not None
+                await until(lambda: len(items(invoker)) >= 10, "some deliveries")
+                await asyncio.to_thread(server.kill)
+                await until(
+                    lambda: runner.state_reason and "disconnected" in runner.state_reason,
+                    "the problem reported",
+                )
+                await asyncio.to_thread(server.start)
+                done = {n: False for n in range(40)}
+
+                async def all_acknowledged() -> bool:
+                    for item in items(invoker):
+                        done[body_of(item)["n"]] = True
+                    if not all(done.values()):
+                        return False
+                    info = await space.consumer_info()
+                    return bool(info.ack_floor.stream_seq == 40 and info.num_ack_pending == 0)
+
+                await until(all_acknowledged, "every message delivered and acknowledged", 40)
+        finally:
+            await client.close()
+
+    try:
+        run(main)
+    finally:
+        server.stop()
