@@ -25,12 +25,13 @@ import asyncio
 import time
 from collections.abc import Sequence
 
+import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from bridge.config.plugins import SourceContext
-from bridge.errors import BridgeError, SourceError
+from bridge.errors import BridgeError, PermanentSourceError, SourceError
 from bridge.protocols import DeliveryMode, Ownership, Source
 from bridge.records import Record
 from connectors.nats.client import (
@@ -53,6 +54,8 @@ from connectors.nats.ordering import SubjectOrder
 LONGEST_PROGRESS_CHECK_SECONDS = 5.0
 # Settling requests are confirmed (a round trip after them) within this long.
 FLUSH_TIMEOUT_SECONDS = 5
+# How often the source checks that its consumer still exists.
+CONSUMER_CHECK_SECONDS = 30.0
 # Lanes of an ordered source when the mapping sets no maximum_concurrency.
 DEFAULT_ORDERED_LANES = 5
 
@@ -86,7 +89,8 @@ class NatsSource(Source):
         self._in_flight: dict[str, tuple[Msg, float]] = {}
         self._order: SubjectOrder[Msg] | None = None
         self._first_fetch_at = 0.0
-        self._keeper: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._js: JetStreamContext | None = None
         self._ownership: Ownership | None = None
         self._fatal: BridgeError | None = None
         self._closing = False
@@ -141,7 +145,11 @@ class NatsSource(Source):
                 # subject's newer messages do not overtake them.
                 self._first_fetch_at = time.monotonic() + settings.ack_wait
         self._ownership = ownership
-        self._keeper = ownership.spawn(self._keep_in_progress(), "in-progress")
+        self._js = js
+        self._tasks = [
+            ownership.spawn(self._keep_in_progress(), "in-progress"),
+            ownership.spawn(self._watch_consumer(), "consumer-watch"),
+        ]
         self._log.info(
             "nats.reading",
             consumer=self._consumer,
@@ -337,6 +345,29 @@ class NatsSource(Source):
             if message.reply in in_flight:
                 in_flight[message.reply] = (message, asked + ack_wait)
 
+    async def _watch_consumer(self) -> None:
+        """A pull request on a deleted consumer (or stream) just finds nothing, so look
+        the consumer up now and then. Once it is gone, read() fails the mapping with the
+        reason (a permanent error), rather than the source creating the consumer again
+        and delivering the whole stream a second time. Other errors are left to the
+        connection's own reporting."""
+        js = self._js
+        assert js is not None
+        while self._fatal is None:
+            await asyncio.sleep(CONSUMER_CHECK_SECONDS)
+            try:
+                await js.consumer_info(self.config.stream, self._consumer)
+            except nats.js.errors.NotFoundError as exc:
+                self._fatal = PermanentSourceError(
+                    f"{self._where}: consumer {self._consumer!r} is gone from the server "
+                    f"({describe(exc)}); restarting the mapping creates it again, starting "
+                    f"at deliver_policy {self.config.deliver_policy}"
+                )
+            except Exception as exc:
+                self._log.debug("nats.consumer_check_failed", error=describe(exc))
+        # Ending would count as a failure of its own: wait to be cancelled by close().
+        await asyncio.Event().wait()
+
     # -- closing ---------------------------------------------------------------------
 
     async def close(self) -> None:
@@ -344,10 +375,10 @@ class NatsSource(Source):
         (nak, in stream order) so they are delivered again without waiting for their ack
         wait; then disconnect."""
         self._closing = True
-        if self._keeper is not None:
-            self._keeper.cancel()
-            await asyncio.gather(self._keeper, return_exceptions=True)
-            self._keeper = None
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         client, self._client = self._client, None
         if client is None:
             return

@@ -32,6 +32,7 @@ from bridge.pipeline.settings import MappingSettings
 from bridge.records import InvokeResult
 from bridge.retry import Backoff, RetryPolicy
 from bridge.testing import ScriptedInvoker, StandaloneOwnership
+from connectors.nats import source as nats_source
 from connectors.nats.config import NatsSourceConfig
 from connectors.nats.source import NatsSource
 from tests import services
@@ -445,3 +446,22 @@ def test_a_server_killed_and_restarted_loses_nothing(tmp_path: Path) -> None:
         run(main)
     finally:
         server.stop()
+
+
+def test_a_deleted_consumer_fails_the_mapping_instead_of_starting_over(
+    place: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A consumer deleted on the server is not made again behind the operator's back
+    (which would deliver the whole stream again): the mapping fails with the reason."""
+    monkeypatch.setattr(nats_source, "CONSUMER_CHECK_SECONDS", 0.1)
+
+    async def body(space: Place) -> None:
+        succeed = fail_items(lambda item: False)
+        async with space.mapping(succeed):
+            runner = space.runner
+            assert runner is not None
+            await space.js.delete_consumer(space.stream, space.consumer)
+            await until(lambda: runner.state.value == "Failed", "the mapping failed")
+            assert "consumer 'billing' is gone" in runner.state_reason
+
+    place(body)
