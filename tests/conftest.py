@@ -67,3 +67,16 @@ def aws_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield f"http://127.0.0.1:{server.port}"
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """NATS_URL if set, else a nats-server with JetStream started for this test session."""
+    if os.environ.get("NATS_URL"):
+        yield os.environ["NATS_URL"]
+        return
+    server = services.nats_server(tmp_path_factory.mktemp("nats"))
+    try:
+        yield f"nats://127.0.0.1:{server.port}"
+    finally:
+        server.stop()

@@ -317,3 +317,29 @@ def started(server: ServerProcess) -> Iterator[ServerProcess]:
         yield server
     finally:
         server.stop()
+
+
+# -- NATS (JetStream) --------------------------------------------------------------------
+
+
+def nats_binary() -> str | None:
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    debian = Path("/usr/sbin/nats-server")
+    return str(debian) if debian.exists() else None
+
+
+def nats_server(workdir: Path, *, port: int | None = None) -> ServerProcess:
+    """A nats-server with JetStream, its store in `workdir` (so a killed server that is
+    started again keeps its streams, consumers and their acknowledgements)."""
+    binary = nats_binary()
+    if binary is None:
+        unavailable("no nats-server: install Debian's nats-server")
+        raise AssertionError("unreachable")
+    port = port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    argv = [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(workdir / "store")]
+    return ServerProcess(
+        argv, port, workdir / "nats.log", lambda: port_open("127.0.0.1", port)
+    ).start()

@@ -369,6 +369,7 @@ _BUILTIN: dict[str, dict[str, str]] = {
         "kinesis": "connectors.kinesis.config:KinesisSourceConfig",
         "dynamodb-streams": "connectors.dynamodb.config:DynamoDBStreamsSourceConfig",
         "schedule": "connectors.schedule.config:ScheduleSourceConfig",
+        "nats": "connectors.nats.config:NatsSourceConfig",
     },
     "functions": {
         "python": "connectors.python.config:PythonFunctionConfig",

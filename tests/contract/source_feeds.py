@@ -342,6 +342,57 @@ SCHEDULE_CASES = {
     "unreachable": "a schedule reaches no server",
     "server_lost": "a schedule reaches no server",
 }
+# -- NATS JetStream -------------------------------------------------------------------------
+
+
+def _nats_feed(ordered: bool) -> Any:
+    @asynccontextmanager
+    async def nats_feed(
+        tmp_path: Path, fixtures: Mapping[str, Any], proxied: bool
+    ) -> AsyncIterator[Feed]:
+        import nats
+
+        url = fixtures["nats_url"]
+        stream = aws.unique("stream")
+        client = await nats.connect(url)
+        js = client.jetstream()
+        await js.add_stream(name=stream, subjects=[f"{stream}.>"])
+        proxy = _proxied(urlsplit(url).port or 4222, proxied)
+        if proxy is not None:
+            url = f"nats://127.0.0.1:{proxy.port}"
+
+        async def produce(ids: Sequence[str], partition: int, pad: int) -> None:
+            for record_id in ids:
+                await js.publish(
+                    f"{stream}.p{partition}", json.dumps(body(record_id, pad)).encode()
+                )
+
+        settings = {
+            "url": url,
+            "stream": stream,
+            "subject": f"{stream}.>",
+            "consumer": "contract",
+            "ack_wait_seconds": VISIBILITY_SECONDS,
+            "fetch_wait_seconds": 0.2,
+            "ordered_by_subject": ordered,
+        }
+        try:
+            with _serving(settings, produce, proxy) as feed:
+                yield feed
+        finally:
+            await client.close()
+
+    return nats_feed
+
+
+def nats_unreachable(tmp_path: Path) -> Unreachable:
+    url = f"nats://app:Hunter2-secret@127.0.0.1:{free_port()}"
+    return Unreachable({"url": url, "stream": "s"}, secret="Hunter2-secret")
+
+
+def nats_id(payload: dict[str, Any]) -> str:
+    record_id: str = json.loads(base64.b64decode(payload["data"]))["id"]
+    return record_id
 
 
 # -- the registry -------------------------------------------------------------------------
@@ -458,5 +509,33 @@ KINDS = (
         unreachable=schedule_unreachable,
         batch_info="ScheduleBatchInfo",
         does_not_apply=SCHEDULE_CASES,
+    ),
+    Kind(
+        "nats",
+        "nats",
+        _nats_feed(ordered=False),
+        payload_id=nats_id,
+        item_identifier=lambda item: item["messageId"],
+        unreachable=nats_unreachable,
+        batch_info="JetStreamBatchInfo",
+        ordered=False,
+        partial_retry="failed_only",
+        failures_to="queue",
+        fixtures=("nats_url",),
+        does_not_apply={"pause_resume": NO_PAUSE},
+    ),
+    Kind(
+        "nats-ordered",
+        "nats",
+        _nats_feed(ordered=True),
+        payload_id=nats_id,
+        item_identifier=lambda item: item["messageId"],
+        unreachable=nats_unreachable,
+        batch_info="JetStreamBatchInfo",
+        ordered=False,
+        partial_retry="failed_only",
+        failures_to="queue",
+        fixtures=("nats_url",),
+        does_not_apply={"pause_resume": NO_PAUSE},
     ),
 )

@@ -154,3 +154,54 @@ def test_schedule_example(tmp_path: Path) -> None:
         assert daemon.stop() == 0
     finally:
         daemon.kill()
+def test_nats_example(tmp_path: Path, nats_url: str) -> None:
+    """config/nats.yaml makes the stream ORDERS, prints the messages, acknowledges the
+    filtered heartbeat without an invocation and nak's the one the handler reports failed,
+    which stays unacknowledged for its next delivery."""
+    import asyncio
+
+    import nats
+
+    async def on_server(messages: list[tuple[str, bytes]]) -> tuple[int, int]:
+        client = await nats.connect(nats_url)
+        try:
+            js = client.jetstream()
+            for subject, data in messages:
+                await js.publish(subject, data)
+            info = await js.consumer_info("ORDERS", "orders")
+            return info.ack_floor.stream_seq or 0, info.num_redelivered or 0
+        finally:
+            await client.close()
+
+    async def delete_stream() -> None:
+        client = await nats.connect(nats_url)
+        try:
+            await client.jetstream().delete_stream("ORDERS")
+        except nats.js.errors.NotFoundError:
+            pass
+        finally:
+            await client.close()
+
+    asyncio.run(delete_stream())
+    daemon = DaemonProcess(
+        REPO / "config" / "nats.yaml", workdir(tmp_path), env={"NATS_URL": nats_url}
+    ).start()
+    try:
+        daemon.wait_ready()
+        asyncio.run(
+            on_server(
+                [
+                    ("orders.created", b'{"n": 1}'),
+                    ("orders.heartbeat", b'{"n": 3}'),
+                    ("orders.failing", b'{"n": 2, "fail": true}'),
+                ]
+            )
+        )
+        wait_for(lambda: '"n": 1' in daemon.stdout, what="the handler's output")
+        wait_for(lambda: asyncio.run(on_server([]))[1] >= 1, what="the failed message nak'ed")
+        assert asyncio.run(on_server([]))[0] == 2, "the first two are acknowledged"
+        assert '"n": 2' not in daemon.stdout and '"n": 3' not in daemon.stdout
+        assert daemon.stop() == 0
+    finally:
+        daemon.kill()
+        asyncio.run(delete_stream())
