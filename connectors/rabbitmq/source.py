@@ -130,6 +130,17 @@ class RabbitMqSource(Source):
         except _PERMANENT as exc:
             await self.close()
             raise PermanentSourceError(f"{self._where}: {_reason(exc)}") from None
+        except aiormq.exceptions.InvalidFrameError as exc:
+            await self.close()
+            if "Connection.Close" not in str(exc):
+                raise SourceError(f"{self._where}: cannot consume: {_reason(exc)}") from None
+            # aiormq reports the broker closing the connection in answer to
+            # Connection.Open as an unexpected frame, without its reply code: RabbitMQ
+            # does that for a virtual host that does not exist or the user may not use.
+            raise PermanentSourceError(
+                f"{self._where}: the broker refused virtual host {config.vhost!r} (it does "
+                "not exist, or the user has no access to it)"
+            ) from None
         except (aiormq.exceptions.AMQPError, OSError, TimeoutError) as exc:
             await self.close()
             raise SourceError(f"{self._where}: cannot consume: {_reason(exc)}") from None

@@ -58,9 +58,11 @@ async def message_count(url: str, queue: str) -> int:
         return int(declared.declaration_result.message_count or 0)
 
 
-async def drain(url: str, queue: str, timeout: float = 1.0) -> list[aio_pika.IncomingMessage]:
+async def drain(
+    url: str, queue: str, timeout: float = 1.0
+) -> list[aio_pika.abc.AbstractIncomingMessage]:
     """Take every message of the queue (acknowledged), until none came for `timeout`."""
-    taken: list[aio_pika.IncomingMessage] = []
+    taken: list[aio_pika.abc.AbstractIncomingMessage] = []
     connection = await aio_pika.connect(url)
     async with connection:
         channel = await connection.channel()
