@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -82,10 +83,10 @@ mappings:
             rabbitmq.publish(self.url, self.queue, [json.dumps(b).encode() for b in bodies])
         )
 
-    def rows(self, phase: str) -> list[dict[str, object]]:
+    def rows(self, phase: str) -> list[dict[str, Any]]:
         return [row for row in read_jsonl(self.record_file) if row["phase"] == phase]
 
-    def done(self) -> set[object]:
+    def done(self) -> set[int]:
         return {row["n"] for row in self.rows("done")}
 
 
