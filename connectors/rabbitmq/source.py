@@ -95,6 +95,8 @@ class RabbitMqSource(Source):
         self._requeues: deque[tuple[float, list[int]]] = deque()
         self._requeue_due = asyncio.Event()
         self._requeuer: asyncio.Task[None] | None = None
+        self._consumer_tag: str | None = None
+        self._cancelled = False
         self._closed = False
         self._log = structlog.get_logger("connectors.rabbitmq").bind(
             mapping=context.mapping, queue=config.queue, vhost=config.vhost
@@ -126,7 +128,9 @@ class RabbitMqSource(Source):
             self._closing = channel.closing
             await channel.basic_qos(prefetch_count=self._prefetch)
             await channel.queue_declare(config.queue, passive=True)
-            await channel.basic_consume(config.queue, self._on_message, no_ack=False)
+            channel.on_consumer_cancel_callbacks.add(self._on_cancel)
+            consuming = await channel.basic_consume(config.queue, self._on_message, no_ack=False)
+            self._consumer_tag = consuming.consumer_tag
         except _PERMANENT as exc:
             await self.close()
             raise PermanentSourceError(f"{self._where}: {_reason(exc)}") from None
@@ -151,6 +155,11 @@ class RabbitMqSource(Source):
         self._delivered.append(message)
         self._arrived.set()
 
+    def _on_cancel(self, frame: Any) -> None:
+        if frame.consumer_tag == self._consumer_tag:
+            self._cancelled = True
+            self._arrived.set()
+
     # -- reading ---------------------------------------------------------------------
 
     async def read(self) -> Sequence[Record]:
@@ -172,6 +181,10 @@ class RabbitMqSource(Source):
             if not self._delivered:
                 if closing.done():
                     raise self._lost(closing)
+                if self._cancelled:
+                    # The broker cancelled the consumer (the queue was deleted, ...): a new
+                    # session finds out why, or consumes again.
+                    raise SourceError(f"{self._where}: the broker cancelled the consumer")
                 return []
         delivered, self._delivered = self._delivered, []
         now = time.time()
@@ -290,6 +303,9 @@ class RabbitMqSource(Source):
         self._requeues.clear()
         self._unsettled.clear()
         self._delivered.clear()
+        if self._closing is not None:
+            # Only the observer of the channel's closing: what it would say is not needed.
+            self._closing.cancel()
         connection, self._connection = self._connection, None
         self._channel = None
         if connection is not None:

@@ -21,7 +21,7 @@ import pytest
 
 from bridge.codec import dumps
 from bridge.config.plugins import Identity, SourceContext
-from bridge.errors import PermanentSourceError
+from bridge.errors import PermanentSourceError, SourceError
 from bridge.filtering.criteria import build_filter_set
 from bridge.pipeline.batching import BatchPolicy
 from bridge.pipeline.dispatch import RetryPolicy
@@ -484,5 +484,23 @@ def test_unknown_queue_or_virtual_host_fails_for_good(amqp_url: str) -> None:
         with pytest.raises(PermanentSourceError, match=f"refused virtual host '{vhost}'"):
             await reader.open(StandaloneOwnership())
         await reader.close()
+
+    run(main)
+
+
+def test_a_queue_deleted_under_the_reader_ends_the_session(amqp_url: str) -> None:
+    """The broker cancels the consumer of a deleted queue: read() says so, retriably (a
+    new session then finds the queue missing)."""
+
+    async def main() -> None:
+        name = rabbitmq.unique("doomed")
+        await rabbitmq.declare_queue(amqp_url, name)
+        async with opened(amqp_url, name) as reader:
+            assert await reader.read() == []
+            await rabbitmq.delete_queue(amqp_url, name)
+            with pytest.raises(SourceError, match="cancelled the consumer") as caught:
+                for _ in range(40):
+                    await reader.read()
+            assert caught.value.retriable
 
     run(main)
