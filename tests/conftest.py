@@ -80,3 +80,17 @@ def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield f"nats://127.0.0.1:{server.port}"
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def amqp_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """AMQP_URL if set, else a rabbitmq-server (with its own epmd) started for this test
+    session."""
+    if os.environ.get("AMQP_URL"):
+        yield os.environ["AMQP_URL"]
+        return
+    server = services.rabbitmq_server(tmp_path_factory.mktemp("rabbitmq"))
+    try:
+        yield server.url
+    finally:
+        server.stop()

@@ -343,3 +343,92 @@ def nats_server(workdir: Path, *, port: int | None = None) -> ServerProcess:
     return ServerProcess(
         argv, port, workdir / "nats.log", lambda: port_open("127.0.0.1", port)
     ).start()
+
+
+# -- RabbitMQ --------------------------------------------------------------------------
+
+
+def rabbitmq_binary() -> str | None:
+    """Debian's rabbitmq-server script itself (its /usr/sbin wrapper would switch to the
+    rabbitmq user and write to /var/log)."""
+    found = sorted(Path("/usr/lib/rabbitmq/lib").glob("rabbitmq_server-*/sbin/rabbitmq-server"))
+    return str(found[-1]) if found else None
+
+
+def amqp_handshake(port: int) -> bool:
+    """The broker answers AMQP 0-9-1's protocol header with Connection.Start."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"AMQP\x00\x00\x09\x01")
+            reply = sock.recv(16)
+    except OSError:
+        return False
+    # A method frame (type 1) on channel 0 whose method is class 10, id 10.
+    return reply[:3] == b"\x01\x00\x00" and reply[7:11] == b"\x00\x0a\x00\x0a"
+
+
+class RabbitMqServer:
+    """A private rabbitmq-server with its own epmd, both stopped by their PIDs."""
+
+    def __init__(self, workdir: Path) -> None:
+        binary = rabbitmq_binary()
+        epmd = shutil.which("epmd")
+        if binary is None or epmd is None:
+            unavailable("no rabbitmq-server: install Debian's rabbitmq-server")
+            raise AssertionError("unreachable")
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        epmd_port = free_port()
+        home = workdir / "home"
+        home.mkdir(exist_ok=True)
+        (workdir / "enabled_plugins").write_text("[].\n")
+        (workdir / "rabbitmq.conf").write_text("log.console = true\nlog.file = false\n")
+        (workdir / "rabbitmq-env.conf").write_text("")
+        env = {
+            "HOME": str(home),
+            "RABBITMQ_NODENAME": f"lambda-bridge-test-{self.port}@localhost",
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(free_port()),
+            "RABBITMQ_MNESIA_BASE": str(workdir / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(workdir / "log"),
+            "RABBITMQ_CONFIG_FILE": str(workdir / "rabbitmq.conf"),
+            "RABBITMQ_CONF_ENV_FILE": str(workdir / "rabbitmq-env.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(workdir / "enabled_plugins"),
+            "RABBITMQ_PLUGINS_EXPAND_DIR": str(workdir / "plugins"),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "ERL_EPMD_PORT": str(epmd_port),
+            # In the foreground, as under systemd: the process is the broker itself.
+            "RUNNING_UNDER_SYSTEMD": "1",
+        }
+        self.epmd = ServerProcess(
+            [epmd, "-address", "127.0.0.1", "-port", str(epmd_port)],
+            epmd_port,
+            workdir / "epmd.log",
+            lambda: port_open("127.0.0.1", epmd_port),
+            env=env,
+        )
+        self.broker = ServerProcess(
+            [binary], self.port, workdir / "rabbitmq.log", lambda: amqp_handshake(self.port), env
+        )
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+
+    def start(self) -> RabbitMqServer:
+        self.epmd.start()
+        try:
+            self.broker.start(timeout=60.0)
+        except BaseException:
+            self.epmd.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        self.broker.stop()
+        self.epmd.stop()
+
+
+def rabbitmq_server(workdir: Path) -> RabbitMqServer:
+    return RabbitMqServer(workdir).start()

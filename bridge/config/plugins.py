@@ -370,6 +370,7 @@ _BUILTIN: dict[str, dict[str, str]] = {
         "dynamodb-streams": "connectors.dynamodb.config:DynamoDBStreamsSourceConfig",
         "schedule": "connectors.schedule.config:ScheduleSourceConfig",
         "nats": "connectors.nats.config:NatsSourceConfig",
+        "rabbitmq": "connectors.rabbitmq.config:RabbitMqSourceConfig",
     },
     "functions": {
         "python": "connectors.python.config:PythonFunctionConfig",

@@ -20,6 +20,7 @@ from tests import services
 from tests.contract.source_harness import Feed, Kind, Unreachable, body
 from tests.e2e import aws_helpers as aws
 from tests.e2e import kafka_helpers as kafka
+from tests.e2e import rabbitmq_helpers as rabbitmq
 from tests.services import FlakyProxy, free_port
 
 # SQS queues of the contract hand an unsettled message out again after this long.
@@ -342,6 +343,8 @@ SCHEDULE_CASES = {
     "unreachable": "a schedule reaches no server",
     "server_lost": "a schedule reaches no server",
 }
+
+
 # -- NATS JetStream -------------------------------------------------------------------------
 
 
@@ -395,6 +398,43 @@ def nats_id(payload: dict[str, Any]) -> str:
     return record_id
 
 
+# -- RabbitMQ -----------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def rabbitmq_feed(
+    tmp_path: Path, fixtures: Mapping[str, Any], proxied: bool
+) -> AsyncIterator[Feed]:
+    url = fixtures["amqp_url"]
+    queue = rabbitmq.unique("queue")
+    await rabbitmq.declare_queue(url, queue)
+    proxy = _proxied(urlsplit(url).port or 5672, proxied)
+    source_url = url
+    if proxy is not None:
+        source_url = rabbitmq.through_port(url, proxy.port)
+
+    async def produce(ids: Sequence[str], partition: int, pad: int) -> None:
+        await rabbitmq.publish(url, queue, [json.dumps(body(i, pad)).encode() for i in ids])
+
+    settings = {"url": source_url, "queues": [queue], "requeue_delay_seconds": 0.1}
+    try:
+        with _serving(settings, produce, proxy) as feed:
+            yield feed
+    finally:
+        await rabbitmq.delete_queue(url, queue)
+
+
+def rabbitmq_unreachable(tmp_path: Path) -> Unreachable:
+    url = f"amqp://app:Hunter2-secret@127.0.0.1:{free_port()}/"
+    settings = {"url": url, "queues": ["q"], "connect_timeout_seconds": 2}
+    return Unreachable(settings, secret="Hunter2-secret")
+
+
+def rabbitmq_id(payload: dict[str, Any]) -> str:
+    record_id: str = json.loads(base64.b64decode(payload["data"]))["id"]
+    return record_id
+
+
 # -- the registry -------------------------------------------------------------------------
 
 ONE_SHARD = "moto's DynamoDB streams have a single shard: no other partition to keep flowing"
@@ -402,6 +442,14 @@ NO_PAUSE = "the source cannot pause single partitions (can_pause is False)"
 OWN_HEARTBEAT = (
     "aiokafka heartbeats from a task of its own: a consumer that is dropped, not closed, "
     "stays in the group until its session times out"
+)
+NO_PARTIAL_MQ = (
+    "Amazon MQ mappings take no ReportBatchItemFailures: a failed batch is retried whole "
+    "(esm-reference.md 8, 9)"
+)
+OPEN_CONNECTION = (
+    "a dropped source's connection stays open inside the test process, holding its "
+    "messages; a killed daemon's come back (tests/e2e/test_rabbitmq_daemon.py)"
 )
 NO_SERVER = "a folder has no server to lose; a vanished folder is in test_files_source"
 
@@ -537,5 +585,22 @@ KINDS = (
         failures_to="queue",
         fixtures=("nats_url",),
         does_not_apply={"pause_resume": NO_PAUSE},
+    ),
+    Kind(
+        "rabbitmq",
+        "rabbitmq",
+        rabbitmq_feed,
+        payload_id=rabbitmq_id,
+        item_identifier=lambda item: None,
+        unreachable=rabbitmq_unreachable,
+        batch_info="RabbitMQBatchInfo",
+        ordered=False,
+        failures_to="queue",
+        fixtures=("amqp_url",),
+        does_not_apply={
+            "pause_resume": NO_PAUSE,
+            "partial_batch": NO_PARTIAL_MQ,
+            "redelivery_after_crash": OPEN_CONNECTION,
+        },
     ),
 )

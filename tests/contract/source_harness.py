@@ -247,10 +247,13 @@ async def until(check: Callable[[], bool], what: str, timeout: float = TIMEOUT) 
 
 
 def items_of(event: dict[str, Any]) -> list[dict[str, Any]]:
-    """The records of an event: `Records`, or Kafka's `records` by topic-partition."""
+    """The records of an event: `Records`, Kafka's `records` by topic-partition, or
+    RabbitMQ's `rmqMessagesByQueue` by queue."""
     if "Records" in event:
         items: list[dict[str, Any]] = event["Records"]
         return items
+    if "rmqMessagesByQueue" in event:
+        return [item for batch in event["rmqMessagesByQueue"].values() for item in batch]
     return [item for batch in event["records"].values() for item in batch]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from tests.e2e import aws_helpers as aws
 from tests.e2e import kafka_helpers as kafka
+from tests.e2e import rabbitmq_helpers as rabbitmq
 from tests.e2e import redis_helpers as rd
 from tests.support import REPO, DaemonProcess, wait_for
 
@@ -154,6 +156,8 @@ def test_schedule_example(tmp_path: Path) -> None:
         assert daemon.stop() == 0
     finally:
         daemon.kill()
+
+
 def test_nats_example(tmp_path: Path, nats_url: str) -> None:
     """config/nats.yaml makes the stream ORDERS, prints the messages, acknowledges the
     filtered heartbeat without an invocation and nak's the one the handler reports failed,
@@ -205,3 +209,26 @@ def test_nats_example(tmp_path: Path, nats_url: str) -> None:
     finally:
         daemon.kill()
         asyncio.run(delete_stream())
+
+
+def test_rabbitmq_example(tmp_path: Path, amqp_url: str) -> None:
+    """config/rabbitmq.yaml prints the messages, acknowledges a filtered one unseen, and
+    gets a failing batch again (redelivered) until the failing message is gone."""
+    queue = rabbitmq.unique("orders")
+    asyncio.run(rabbitmq.declare_queue(amqp_url, queue))
+    env = {"AMQP_URL": amqp_url, "RABBITMQ_QUEUE": queue}
+    daemon = DaemonProcess(REPO / "config" / "rabbitmq.yaml", workdir(tmp_path), env=env).start()
+    try:
+        daemon.wait_ready()
+        bodies = [{"n": 1, "kind": "order"}, {"n": 2, "kind": "test"}]
+        asyncio.run(rabbitmq.publish(amqp_url, queue, [json.dumps(b).encode() for b in bodies]))
+        wait_for(lambda: '"n": 1' in daemon.stdout, what="the handler's output")
+        asyncio.run(rabbitmq.publish(amqp_url, queue, [b'{"n": 3, "kind": "order", "fail": true}']))
+        daemon.wait_for_log("batch.failed", count=2)
+        assert '"n": 2' not in daemon.stdout
+        assert daemon.stop() == 0
+        # Stopped: the failing message was never acknowledged and is still there.
+        assert asyncio.run(rabbitmq.message_count(amqp_url, queue)) == 1
+    finally:
+        daemon.kill()
+        asyncio.run(rabbitmq.delete_queue(amqp_url, queue))

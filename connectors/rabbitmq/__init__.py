@@ -1,0 +1,1 @@
+"""Amazon MQ for RabbitMQ: the `rabbitmq` source."""
