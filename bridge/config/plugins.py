@@ -363,6 +363,7 @@ _BUILTIN: dict[str, dict[str, str]] = {
         "sqs": "connectors.sqs.config:SqsSourceConfig",
         "kinesis": "connectors.kinesis.config:KinesisSourceConfig",
         "dynamodb-streams": "connectors.dynamodb.config:DynamoDBStreamsSourceConfig",
+        "activemq": "connectors.activemq.config:ActiveMQSourceConfig",
     },
     "functions": {
         "python": "connectors.python.config:PythonFunctionConfig",

@@ -247,10 +247,14 @@ async def until(check: Callable[[], bool], what: str, timeout: float = TIMEOUT) 
 
 
 def items_of(event: dict[str, Any]) -> list[dict[str, Any]]:
-    """The records of an event: `Records`, or Kafka's `records` by topic-partition."""
+    """The records of an event: `Records`, Amazon MQ's `messages`, or Kafka's `records`
+    by topic-partition."""
     if "Records" in event:
         items: list[dict[str, Any]] = event["Records"]
         return items
+    if "messages" in event:
+        messages: list[dict[str, Any]] = event["messages"]
+        return messages
     return [item for batch in event["records"].values() for item in batch]
 
 
