@@ -58,6 +58,8 @@ class StompClient:
         self._receipts: dict[str, asyncio.Future[None]] = {}
         self._next_receipt = 0
         self.messages: asyncio.Queue[Frame] = asyncio.Queue()
+        # Set when a message arrives or the connection ends (readers clear it).
+        self.arrived = asyncio.Event()
         self.server = ""
         self.closed: ConnectionLost | None = None
         self._send_every: float | None = None
@@ -148,6 +150,7 @@ class StompClient:
     def _dispatch(self, frame: Frame) -> None:
         if frame.command == "MESSAGE":
             self.messages.put_nowait(frame)
+            self.arrived.set()
         elif frame.command == "RECEIPT":
             waiter = self._receipts.pop(frame.headers.get("receipt-id", ""), None)
             if waiter is not None and not waiter.done():
@@ -164,6 +167,7 @@ class StompClient:
     def _lost(self, error: ConnectionLost) -> None:
         if self.closed is None:
             self.closed = error
+        self.arrived.set()
         for waiter in self._receipts.values():
             if not waiter.done():
                 waiter.set_exception(error)

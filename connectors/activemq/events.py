@@ -124,7 +124,7 @@ class MessageRecords:
             "correlationID": headers.get("correlation-id", ""),
             "replyTo": reply_to(headers.get("reply-to")),
             "destination": self._destination,
-            "redelivered": delivery.redeliveries > 0 or headers.get("redelivered") == "true",
+            "redelivered": delivery.redeliveries > 0,
             "type": headers.get("type", ""),
             "expiration": _number(headers.get("expires")),
             "priority": _number(headers.get("priority"), DEFAULT_PRIORITY),

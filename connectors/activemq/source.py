@@ -128,6 +128,9 @@ class ActiveMQSource(Source):
         try:
             await client.run()
         except ConnectionLost as exc:
+            if self._client is not client:
+                # Closed on purpose: the task ends as cancelled, which is no failure.
+                raise asyncio.CancelledError from None
             self.problem = f"{self._where}: connection lost: {self._safe(exc)}"
             raise SourceError(self.problem) from None
 
@@ -150,13 +153,17 @@ class ActiveMQSource(Source):
             wait = READ_WAIT_SECONDS
             if self._due:
                 wait = min(wait, max(self._due[0][0] - time.monotonic(), 0))
+            # An event rather than wait_for(get()): on Python 3.11 wait_for can swallow
+            # the cancellation of a stopping mapping.
+            arrived = client.arrived
+            arrived.clear()
+            wake = asyncio.get_running_loop().call_later(wait, arrived.set)
             try:
-                frame = await asyncio.wait_for(messages.get(), wait)
-            except TimeoutError:
-                client = self._alive()
-                return self._due_again()
+                await arrived.wait()
+            finally:
+                wake.cancel()
             client = self._alive()
-            await self._take(frame, records)
+            records = self._due_again()
         while not messages.empty() and len(records) < MAX_PER_READ:
             await self._take(messages.get_nowait(), records)
         return records
@@ -173,8 +180,11 @@ class ActiveMQSource(Source):
         headers = frame.headers
         if headers.get("subscription") != SUBSCRIPTION:
             return
+        # STOMP carries the broker's redelivered flag, not its counter: a message the
+        # broker hands out again counts as redelivered once.
+        redeliveries = 1 if headers.get("redelivered") == "true" else 0
         delivery = Delivery(
-            self._connection, headers.get("ack", ""), 0, frame, int(time.time() * 1000)
+            self._connection, headers.get("ack", ""), redeliveries, frame, int(time.time() * 1000)
         )
         if frame.truncated:
             await self._drop_too_large(delivery)
