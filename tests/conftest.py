@@ -94,3 +94,17 @@ def amqp_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def activemq_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """ACTIVEMQ_URL (stomp://host:port) if set, else a private ActiveMQ broker started
+    for this test session."""
+    if os.environ.get("ACTIVEMQ_URL"):
+        yield os.environ["ACTIVEMQ_URL"]
+        return
+    server = services.activemq_server(tmp_path_factory.mktemp("activemq"))
+    try:
+        yield f"stomp://127.0.0.1:{server.port}"
+    finally:
+        server.stop()

@@ -432,3 +432,78 @@ class RabbitMqServer:
 
 def rabbitmq_server(workdir: Path) -> RabbitMqServer:
     return RabbitMqServer(workdir).start()
+
+
+# -- ActiveMQ (Debian's activemq package) ----------------------------------------------
+
+ACTIVEMQ_HOME = Path("/usr/share/activemq")
+# The broker of a test session: STOMP on loopback only, KahaDB in the session's folder,
+# no JMX, web console or advisories, and a dead-letter queue per queue (DLQ.<queue>), so
+# tests that fill one do not see each other's messages.
+ACTIVEMQ_XML = """<beans xmlns="http://www.springframework.org/schema/beans"
+  xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
+  xsi:schemaLocation="http://www.springframework.org/schema/beans
+    http://www.springframework.org/schema/beans/spring-beans-2.0.xsd
+    http://activemq.apache.org/schema/core http://activemq.apache.org/schema/core/activemq-core.xsd">
+  <broker xmlns="http://activemq.apache.org/schema/core" brokerName="lambda-bridge-tests"
+          useJmx="false" advisorySupport="false" schedulerSupport="false"
+          dataDirectory="{data}">
+    <destinationPolicy>
+      <policyMap>
+        <policyEntries>
+          <policyEntry queue=">">
+            <deadLetterStrategy>
+              <individualDeadLetterStrategy queuePrefix="DLQ." useQueueForQueueMessages="true"/>
+            </deadLetterStrategy>
+          </policyEntry>
+        </policyEntries>
+      </policyMap>
+    </destinationPolicy>
+    <persistenceAdapter><kahaDB directory="{data}/kahadb"/></persistenceAdapter>
+    <transportConnectors>
+      <transportConnector name="stomp" uri="stomp://127.0.0.1:{port}"/>
+    </transportConnectors>
+  </broker>
+</beans>
+"""
+
+
+def stomp_ready(port: int) -> bool:
+    """The broker answers a STOMP CONNECT with CONNECTED."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
+            sock.sendall(b"CONNECT\naccept-version:1.2\nhost:localhost\n\n\x00")
+            return sock.recv(16).startswith(b"CONNECTED")
+    except OSError:
+        return False
+
+
+def activemq_server(workdir: Path) -> ServerProcess:
+    """A private ActiveMQ broker (Debian's activemq, Java 17) on a free loopback port."""
+    java = shutil.which("java")
+    launcher = ACTIVEMQ_HOME / "bin" / "activemq.jar"
+    if java is None or not launcher.exists():
+        unavailable("no ActiveMQ broker: install Debian's activemq package (and Java)")
+        raise AssertionError("unreachable")
+    port = free_port()
+    conf, data = workdir / "conf", workdir / "data"
+    conf.mkdir(parents=True, exist_ok=True)
+    data.mkdir(exist_ok=True)
+    xml = conf / "activemq.xml"
+    xml.write_text(ACTIVEMQ_XML.format(data=data, port=port))
+    argv = [
+        java,
+        "-Xms64m",
+        "-Xmx256m",
+        f"-Dactivemq.home={ACTIVEMQ_HOME}",
+        f"-Dactivemq.base={workdir}",
+        f"-Dactivemq.conf={conf}",
+        f"-Dactivemq.data={data}",
+        f"-Dactivemq.classpath={conf}",
+        "-jar",
+        str(launcher),
+        "start",
+        f"xbean:file:{xml}",
+    ]
+    server = ServerProcess(argv, port, workdir / "activemq.log", lambda: stomp_ready(port))
+    return server.start(timeout=90.0)

@@ -371,6 +371,7 @@ _BUILTIN: dict[str, dict[str, str]] = {
         "schedule": "connectors.schedule.config:ScheduleSourceConfig",
         "nats": "connectors.nats.config:NatsSourceConfig",
         "rabbitmq": "connectors.rabbitmq.config:RabbitMqSourceConfig",
+        "activemq": "connectors.activemq.config:ActiveMQSourceConfig",
     },
     "functions": {
         "python": "connectors.python.config:PythonFunctionConfig",

@@ -18,6 +18,7 @@ import redis
 
 from tests import services
 from tests.contract.source_harness import Feed, Kind, Unreachable, body
+from tests.e2e import activemq_helpers as amq
 from tests.e2e import aws_helpers as aws
 from tests.e2e import kafka_helpers as kafka
 from tests.e2e import rabbitmq_helpers as rabbitmq
@@ -435,6 +436,35 @@ def rabbitmq_id(payload: dict[str, Any]) -> str:
     return record_id
 
 
+# -- ActiveMQ ------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def activemq_feed(
+    tmp_path: Path, fixtures: Mapping[str, Any], proxied: bool
+) -> AsyncIterator[Feed]:
+    url = fixtures["activemq_url"]
+    queue = amq.unique("contract")
+    proxy = _proxied(urlsplit(url).port or 61613, proxied)
+    source_url = url if proxy is None else f"stomp://127.0.0.1:{proxy.port}"
+
+    async def produce(ids: Sequence[str], partition: int, pad: int) -> None:
+        await amq.send(url, queue, [body(record_id, pad) for record_id in ids])
+
+    settings = {"url": source_url, "queues": [queue], "redelivery_delay_seconds": 0.2}
+    with _serving(settings, produce, proxy) as feed:
+        yield feed
+
+
+def activemq_unreachable(tmp_path: Path) -> Unreachable:
+    url = f"stomp://app:Hunter2-secret@127.0.0.1:{free_port()}"
+    return Unreachable({"url": url, "queues": ["q"]}, secret="Hunter2-secret")
+
+
+def activemq_id(payload: dict[str, Any]) -> str:
+    return str(json.loads(base64.b64decode(payload["data"]))["id"])
+
+
 # -- the registry -------------------------------------------------------------------------
 
 ONE_SHARD = "moto's DynamoDB streams have a single shard: no other partition to keep flowing"
@@ -601,6 +631,24 @@ KINDS = (
             "pause_resume": NO_PAUSE,
             "partial_batch": NO_PARTIAL_MQ,
             "redelivery_after_crash": OPEN_CONNECTION,
+        },
+    ),
+    Kind(
+        "activemq",
+        "activemq",
+        activemq_feed,
+        payload_id=activemq_id,
+        item_identifier=lambda item: item["messageID"],
+        unreachable=activemq_unreachable,
+        batch_info="ActiveMQBatchInfo",
+        ordered=False,
+        partial_retry="failed_only",
+        failures_to="queue",
+        fixtures=("activemq_url",),
+        does_not_apply={
+            "pause_resume": NO_PAUSE,
+            "partial_batch": "Amazon MQ mappings take no function_response_types: a "
+            "failed batch is retried whole (esm-reference.md 2, 8)",
         },
     ),
 )

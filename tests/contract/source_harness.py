@@ -247,11 +247,14 @@ async def until(check: Callable[[], bool], what: str, timeout: float = TIMEOUT) 
 
 
 def items_of(event: dict[str, Any]) -> list[dict[str, Any]]:
-    """The records of an event: `Records`, Kafka's `records` by topic-partition, or
-    RabbitMQ's `rmqMessagesByQueue` by queue."""
+    """The records of an event: `Records`, Amazon MQ's `messages` (ActiveMQ) or
+    `rmqMessagesByQueue` by queue (RabbitMQ), or Kafka's `records` by topic-partition."""
     if "Records" in event:
         items: list[dict[str, Any]] = event["Records"]
         return items
+    if "messages" in event:
+        messages: list[dict[str, Any]] = event["messages"]
+        return messages
     if "rmqMessagesByQueue" in event:
         return [item for batch in event["rmqMessagesByQueue"].values() for item in batch]
     return [item for batch in event["records"].values() for item in batch]

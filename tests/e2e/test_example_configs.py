@@ -232,3 +232,25 @@ def test_rabbitmq_example(tmp_path: Path, amqp_url: str) -> None:
     finally:
         daemon.kill()
         asyncio.run(rabbitmq.delete_queue(amqp_url, queue))
+
+
+def test_activemq_example(tmp_path: Path, activemq_url: str) -> None:
+    """config/activemq.yaml delivers messages to the example handler, acknowledges the
+    ones its filter leaves out, and a failing message ends in the dead-letter queue once
+    the broker's redelivery limit is passed."""
+    from tests.e2e import activemq_helpers as amq
+
+    queue = amq.unique("orders")
+    env = {"ACTIVEMQ_URL": activemq_url, "ACTIVEMQ_QUEUE": queue}
+    daemon = DaemonProcess(REPO / "config" / "activemq.yaml", workdir(tmp_path), env=env).start()
+    try:
+        daemon.wait_ready()
+        amq.send_now(activemq_url, queue, [{"n": 1, "status": "new"}, {"n": 3, "status": "test"}])
+        wait_for(lambda: '"n": 1' in daemon.stdout, what="the handler's output")
+        amq.send_now(activemq_url, queue, [{"n": 2, "status": "new", "fail": True}])
+        [dead] = amq.drain_now(activemq_url, f"DLQ.{queue}", 1, timeout=40)
+        assert json.loads(dead.body) == {"n": 2, "status": "new", "fail": True}
+        assert '"n": 3' not in daemon.stdout
+        assert daemon.stop() == 0
+    finally:
+        daemon.kill()
