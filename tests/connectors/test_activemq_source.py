@@ -77,7 +77,7 @@ def test_text_and_bytes_messages_make_the_aws_mq_event(tmp_path: Path, activemq_
             },
         )
         await amq.send(activemq_url, queue, [b"\x00\x01binary\xff"], persistent=False)
-        async with opened(tmp_path, url=activemq_url, queue=queue) as source:
+        async with opened(tmp_path, url=activemq_url, queues=[queue]) as source:
             text, binary = await read(source, 2)
             event = json.loads(source.formatter.encode_event([text, binary]))
         assert event["eventSource"] == "aws:mq"
@@ -138,7 +138,7 @@ def test_a_failed_batch_comes_again_marked_redelivered(tmp_path: Path, activemq_
     async def body() -> None:
         await amq.send(activemq_url, queue, [{"n": 1}, {"n": 2}])
         async with opened(
-            tmp_path, url=activemq_url, queue=queue, redelivery_delay_seconds=0.3
+            tmp_path, url=activemq_url, queues=[queue], redelivery_delay_seconds=0.3
         ) as source:
             first = await read(source, 2)
             assert [r.payload["redelivered"] for r in first] == [False, False]
@@ -149,7 +149,7 @@ def test_a_failed_batch_comes_again_marked_redelivered(tmp_path: Path, activemq_
             assert [r.item_id for r in again] == [r.item_id for r in first]
             assert [r.payload["redelivered"] for r in again] == [True, True]
             await source.acknowledge(again)
-        async with opened(tmp_path, url=activemq_url, queue=queue) as source:
+        async with opened(tmp_path, url=activemq_url, queues=[queue]) as source:
             assert await read(source, 1, timeout=1.0) == []
 
     run(body)
@@ -182,7 +182,7 @@ def test_past_the_redelivery_limit_a_message_goes_to_the_dead_letter_queue(
         [dead] = await amq.drain(activemq_url, f"DLQ.{queue}", 1)
         assert json.loads(dead.body) == {"n": 1, "poison": True}
         assert dead.headers["original-destination"] == f"/queue/{queue}"
-        async with opened(tmp_path, url=activemq_url, queue=queue) as source:
+        async with opened(tmp_path, url=activemq_url, queues=[queue]) as source:
             assert await read(source, 1, timeout=1.0) == []
 
     run(body)
@@ -198,7 +198,7 @@ def test_a_message_too_large_to_read_is_dropped_and_counted(
     async def body() -> None:
         await amq.send(activemq_url, queue, ["small-1", "x" * 5000, b"y" * 5000, "small-2"])
         async with opened(
-            tmp_path, url=activemq_url, queue=queue, max_message_bytes=1024
+            tmp_path, url=activemq_url, queues=[queue], max_message_bytes=1024
         ) as source:
             records = await read(source, 2)
             assert [base64.b64decode(r.payload["data"]) for r in records] == [
@@ -207,7 +207,7 @@ def test_a_message_too_large_to_read_is_dropped_and_counted(
             ]
             assert source.dropped_too_large == 2
             await source.acknowledge(records)
-        async with opened(tmp_path, url=activemq_url, queue=queue) as source:
+        async with opened(tmp_path, url=activemq_url, queues=[queue]) as source:
             assert await read(source, 1, timeout=1.0) == []
 
     run(body)
