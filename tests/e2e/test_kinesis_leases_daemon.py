@@ -3,11 +3,14 @@ a 4-shard Kinesis stream (moto) through one SQLite checkpoint file: `/status` li
 shards each daemon holds (`leases_held`), and `/metrics` counts the leases taken and lost
 (`lambda_bridge_leases_taken_total`, `lambda_bridge_leases_lost_total`) and gauges those
 held (`lambda_bridge_leases_held`), as a lone daemon takes every lease, a second one
-steals its share, and the second one stops and hands its leases back."""
+steals its share, and the second one stops and hands its leases back; and while the
+store cannot be written (another process holds the SQLite file's write lock), the
+leases that could not be renewed are shown lost and not held, then taken again."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -84,4 +87,31 @@ def test_status_and_metrics_follow_the_leases(cluster: Cluster) -> None:
         lambda: settles_at(first, expected(shards, 6, 2)),
         timeout=20,
         what="d1 taking the released leases back",
+    )
+
+
+def test_leases_that_cannot_be_renewed_are_shown_lost(cluster: Cluster) -> None:
+    """A daemon that cannot renew stops reading its shards before the ttl is out; /status
+    and /metrics say so then, not only at its next successful renewal."""
+    first = cluster.start("d1").wait_ready()
+    wait_for(lambda: len(cluster.held("d1")) == 4, timeout=20, what="d1 holding every lease")
+    shards = cluster.held("d1")
+    wait_for(lambda: settles_at(first, expected(shards, 4, 0)), what="d1's four leases shown")
+
+    holder = sqlite3.connect(cluster.root / "shared.sqlite3", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        # A renewal waits out SQLite's busy timeout (10 s), then fails.
+        wait_for(
+            lambda: settles_at(first, expected(set(), 4, 4)),
+            timeout=40,
+            what="the unrenewable leases shown lost",
+        )
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    wait_for(
+        lambda: settles_at(first, expected(shards, 8, 4)),
+        timeout=40,
+        what="the leases taken again",
     )
