@@ -191,7 +191,12 @@ COUNTERS = (
         "Shard leases this daemon took (free, expired or stolen).",
         "leases_taken",
     ),
-    ("leases_lost_total", "Shard leases this daemon lost to another daemon.", "leases_lost"),
+    (
+        "leases_lost_total",
+        "Shard leases this daemon lost: taken by another daemon, or not renewed in time "
+        "(checkpoint store unreachable).",
+        "leases_lost",
+    ),
 )
 
 

@@ -77,18 +77,20 @@ class DynamoDBLeaseTable:
 
     async def create(self, checkpoints: Mapping[str, str | None]) -> None:
         for partition, value in checkpoints.items():
+            # DynamoDB refuses an expression attribute name or value the expressions do
+            # not use, so only those of this update are sent.
+            names = {"#c": "leaseCounter"}
             values: dict[str, Any] = {":zero": {"N": "0"}}
             update = "SET #c = :zero"
             if value is not None:
                 update += ", #v = :v"
+                names["#v"] = "value"
                 values[":v"] = {"S": value}
             await self._update(
                 partition,
                 UpdateExpression=update,
                 ConditionExpression="attribute_not_exists(#c)",
-                ExpressionAttributeNames={**LEASE_NAMES, "#v": "value"}
-                if value is not None
-                else {"#c": "leaseCounter"},
+                ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
             )
 

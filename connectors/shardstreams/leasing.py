@@ -126,7 +126,7 @@ class LeasedShards:
         gained = await self._take(leases, time.monotonic())
         if lost or gained:
             self._log.info("leases.changed", held=self.held, taken=gained, lost=lost)
-        self._ownership.leases_changed(self.held, len(gained), len(lost))
+        self._ownership.leases_changed(self.held, len(gained), 0)
 
     def _free(self, lease: Lease, now: float) -> bool:
         if lease.owner is None:
@@ -200,8 +200,10 @@ class LeasedShards:
         return True
 
     def _drop(self, lost: list[str]) -> None:
-        """Stop reading shards whose lease is gone: the mapping drops their queued records
-        and commits nothing more of them; their staged positions are dropped too."""
+        """Stop reading shards whose lease is gone, or can no longer be renewed in time:
+        the mapping drops their queued records and commits nothing more of them; their
+        staged positions are dropped too. /status and /metrics count them lost at once,
+        also when the cycle goes no further (the store failing)."""
         if not lost:
             return
         self._ownership.revoked(lost)
@@ -210,6 +212,7 @@ class LeasedShards:
             self._source._shards.pop(shard_id, None)
             self._source._paused.discard(shard_id)
         self.table.forget(lost)
+        self._ownership.leases_changed(self.held, 0, len(lost))
         self._log.warning("leases.lost", shards=sorted(lost))
 
     async def _release_finished(self) -> None:

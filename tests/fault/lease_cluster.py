@@ -40,7 +40,14 @@ TTL_SECONDS = 2.0
 
 
 class Cluster:
-    def __init__(self, root: Path, endpoint: str, store: str, shards: int) -> None:
+    def __init__(
+        self,
+        root: Path,
+        endpoint: str,
+        store: str,
+        shards: int,
+        ttl_seconds: float = TTL_SECONDS,
+    ) -> None:
         self.root = root
         self.endpoint = endpoint
         self.calls = root / "calls.jsonl"
@@ -52,12 +59,12 @@ class Cluster:
         if store == "sqlite":
             store_yaml = (
                 f"{{type: sqlite, path: '{root / 'shared.sqlite3'}', "
-                f"lease_ttl_seconds: {TTL_SECONDS}, flush_interval_seconds: 0.2}}"
+                f"lease_ttl_seconds: {ttl_seconds}, flush_interval_seconds: 0.2}}"
             )
         else:
             store_yaml = (
                 f"{{type: dynamodb, table: {aws.unique('leases')}, create_table: true, "
-                f"endpoint_url: '{endpoint}', lease_ttl_seconds: {TTL_SECONDS}, "
+                f"endpoint_url: '{endpoint}', lease_ttl_seconds: {ttl_seconds}, "
                 "flush_interval_seconds: 0.2}"
             )
         self.config_text = f"""\
