@@ -317,3 +317,47 @@ def started(server: ServerProcess) -> Iterator[ServerProcess]:
         yield server
     finally:
         server.stop()
+
+
+# -- Mosquitto (MQTT) --------------------------------------------------------------------
+
+
+def mosquitto_binary() -> str | None:
+    return shutil.which("mosquitto") or (
+        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+    )
+
+
+def mosquitto_server(workdir: Path, *, password_file: Path | None = None) -> ServerProcess:
+    """Debian's mosquitto on a free loopback port, with persistence in `workdir` (so
+    sessions survive a restart) and room for every message a test queues for an
+    offline session. Anonymous unless a `password_file` (mosquitto_passwd) is given."""
+    binary = mosquitto_binary()
+    if binary is None:
+        unavailable("no mosquitto: install Debian's mosquitto")
+        raise AssertionError("unreachable")
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = workdir / "mosquitto.conf"
+    lines = [
+        f"listener {port} 127.0.0.1",
+        "persistence true",
+        f"persistence_location {workdir}/",
+        "autosave_interval 1",
+        "max_queued_messages 0",
+        "max_inflight_messages 0",
+        "log_dest stdout",
+        "log_type error",
+        "log_type warning",
+    ]
+    if password_file is None:
+        lines.append("allow_anonymous true")
+    else:
+        lines += ["allow_anonymous false", f"password_file {password_file}"]
+    config.write_text("\n".join(lines) + "\n")
+    return ServerProcess(
+        [binary, "-c", str(config)],
+        port,
+        workdir / "mosquitto.log",
+        lambda: port_open("127.0.0.1", port),
+    ).start()

@@ -363,6 +363,7 @@ _BUILTIN: dict[str, dict[str, str]] = {
         "sqs": "connectors.sqs.config:SqsSourceConfig",
         "kinesis": "connectors.kinesis.config:KinesisSourceConfig",
         "dynamodb-streams": "connectors.dynamodb.config:DynamoDBStreamsSourceConfig",
+        "mqtt": "connectors.mqtt.config:MqttSourceConfig",
     },
     "functions": {
         "python": "connectors.python.config:PythonFunctionConfig",
