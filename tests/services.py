@@ -350,6 +350,10 @@ def mosquitto_server(workdir: Path, *, password_file: Path | None = None) -> Ser
         "log_type error",
         "log_type warning",
     ]
+    if os.getuid() == 0:
+        # Started as root, mosquitto would become the `mosquitto` user, which cannot
+        # read our (private) temporary folder.
+        lines.append("user root")
     if password_file is None:
         lines.append("allow_anonymous true")
     else:

@@ -57,6 +57,14 @@ def _close(client: paho.Client) -> None:
     client.loop_stop()
 
 
+def publish_properties(**values: Any) -> Properties:
+    """MQTT 5 PUBLISH properties by paho's names (ContentType, UserProperty, ...)."""
+    properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    for name, value in values.items():
+        setattr(properties, name, value)
+    return properties
+
+
 def make_session(url: str, client_id: str, topics: Sequence[str]) -> None:
     """Create the persistent session of `client_id`, subscribed at QoS 1, and leave it."""
     client = _client(url, client_id)
@@ -69,13 +77,19 @@ def make_session(url: str, client_id: str, topics: Sequence[str]) -> None:
 
 
 def publish(
-    url: str, messages: Iterable[tuple[str, bytes]], *, qos: int = 1, retain: bool = False
+    url: str,
+    messages: Iterable[tuple[str, bytes]],
+    *,
+    qos: int = 1,
+    retain: bool = False,
+    properties: Properties | None = None,
 ) -> None:
     """Publish (topic, payload) pairs in order and wait until the broker has each."""
     client = _client(url)
     try:
         infos = [
-            client.publish(topic, payload, qos=qos, retain=retain) for topic, payload in messages
+            client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+            for topic, payload in messages
         ]
         for info in infos:
             info.wait_for_publish(TIMEOUT)
