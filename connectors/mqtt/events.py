@@ -71,7 +71,9 @@ class MessageRecords:
             + b"-"
         )
 
-    def record(self, message: Message, arrival: float) -> Record:
+    def record(self, message: Message, arrival: float, packet_id: int | None = None) -> Record:
+        """The record of a message; `packet_id` is the broker's packet identifier of a
+        QoS 1 message (kept as the record's handle, see `stable_position`)."""
         self.received += 1
         number = self.received
         encoded = b"".join(
@@ -97,7 +99,7 @@ class MessageRecords:
         if factor > 1:
             lane = (self.client_id, zlib.crc32(message.topic.encode()) % factor)
         item_id = f"{self.connection}-{number}"
-        return Record(self.client_id, number, item_id, None, arrival, lane, None, encoded)
+        return Record(self.client_id, number, item_id, None, arrival, lane, packet_id, encoded)
 
     def formatter(self, shape: str, topic_key: str | None) -> RecordsEventFormatter:
         if shape == "iot-rule":
@@ -112,9 +114,14 @@ class MqttRecordsFormatter(RecordsEventFormatter):
         self.broker = broker
 
     def stable_position(self, record: Record) -> Any:
-        # A message delivered again after a restart is counted afresh: no position of
-        # it survives, so a crash journal entry matches by partition (the session).
-        return None
+        """What a crash journal entry recognises a message by when it comes again after a
+        restart: a broker resends an unacknowledged QoS 1 message with the packet
+        identifier it first had (MQTT 5.0, 4.4), and no other message of the session
+        holds that identifier meanwhile. Identifiers wrap after 65535; a batch that
+        spans the wrap matches nothing, so its crash is not charged as an attempt (the
+        messages are delivered again all the same). A QoS 0 message never comes again:
+        its arrival time, which no later message shares, matches nothing after it."""
+        return record.handle if record.handle is not None else record.arrival
 
     def batch_info(self, records: Sequence[Record]) -> tuple[str, dict[str, Any]]:
         """Modelled on KinesisBatchInfo (esm-reference.md 10.1): the session plays the

@@ -174,9 +174,11 @@ class MqttSource(Source):
         records = []
         for _ in range(min(len(messages), MAX_RECORDS_PER_READ)):
             raw = messages.popleft()
-            record = build(message_of(raw), now)
             if raw.qos:
+                record = build(message_of(raw), now, raw.mid)
                 unacked.append((record.position, raw.mid))
+            else:
+                record = build(message_of(raw), now)
             records.append(record)
         return records
 

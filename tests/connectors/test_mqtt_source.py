@@ -143,6 +143,12 @@ def test_unacknowledged_messages_come_again_marked_dup(mqtt_url: str, tmp_path: 
             again += await quiet(second)
             assert payloads(again) == [b"2", b"3"]
             assert all(record.payload["dup"] for record in again)
+            # A crash journal entry recognises them (bridge.pipeline.journal).
+            position = second.formatter.stable_position
+            assert [position(r) for r in again] == [position(r) for r in records[2:]]
+            space.publish("a", b"4")
+            [later] = await collect(second, 1)
+            assert not position(records[2]) <= position(later) <= position(records[3])
         finally:
             await second.close()
 
