@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import threading
+import uuid
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -37,6 +38,8 @@ READS_PER_WAKEUP = 256
 KEEPALIVE_TICK_SECONDS = 1.0
 # How long a DISCONNECT may wait behind the PUBACKs queued before it.
 DISCONNECT_TIMEOUT_SECONDS = 3.0
+# The topic filter `disconnect` unsubscribes from to make a round trip.
+FLUSH_TOPIC = "lambda-bridge/round-trip"
 # CONNACK reason codes after which retrying cannot help (MQTT 5.0, 3.2.2.2).
 REFUSED_FOR_GOOD = frozenset(
     {
@@ -49,13 +52,24 @@ REFUSED_FOR_GOOD = frozenset(
     }
 )
 
+# SUBACK reason codes after which retrying cannot help (MQTT 5.0, 3.9.3).
+SUBSCRIPTION_REFUSED_FOR_GOOD = frozenset(
+    {
+        "Not authorized",
+        "Topic Filter invalid",
+        "Shared Subscriptions not supported",
+        "Wildcard Subscriptions not supported",
+    }
+)
+
 
 class ConnectRefused(Exception):
-    """The broker answered CONNECT with a failure reason code."""
+    """The broker refused the connection or a subscription (`what`) with a reason code;
+    `permanent` if retrying cannot help."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"the broker refused the connection: {reason}")
-        self.permanent = reason in REFUSED_FOR_GOOD
+    def __init__(self, reason: str, what: str = "the connection", permanent: bool = False) -> None:
+        super().__init__(f"the broker refused {what}: {reason}")
+        self.permanent = permanent or reason in REFUSED_FOR_GOOD
 
 
 class Connection:
@@ -92,6 +106,7 @@ class Connection:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
+        client.on_unsubscribe = self._on_unsubscribe
         client.on_message = self._on_message
         client.on_socket_open = self._on_socket_open
         client.on_socket_close = self._on_socket_close
@@ -105,6 +120,7 @@ class Connection:
         self.lost: asyncio.Future[str] = self._loop.create_future()
         self._connected: asyncio.Future[bool] = self._loop.create_future()
         self._subscribed: dict[int, asyncio.Future[list[ReasonCode]]] = {}
+        self._unsubscribed: dict[int, asyncio.Future[None]] = {}
         self._socket: Any = None
         self._writing = False
 
@@ -141,10 +157,12 @@ class Connection:
         if not future.done():
             raise OSError(f"connection lost while subscribing: {self.lost.result()}")
         for topic, code in zip(topics, future.result(), strict=False):
+            what = f"the subscription to {topic!r}"
             if code.is_failure:
-                raise ConnectRefused(f"subscription to {topic!r}: {code.getName()}")
+                name = code.getName()
+                raise ConnectRefused(name, what, name in SUBSCRIPTION_REFUSED_FOR_GOOD)
             if code.value != qos:
-                raise ConnectRefused(f"subscription to {topic!r} granted QoS {code.value} only")
+                raise ConnectRefused(f"granted QoS {code.value} only", what, permanent=True)
 
     # -- settling and leaving ----------------------------------------------------------
 
@@ -156,12 +174,26 @@ class Connection:
         """DISCONNECT after whatever is queued (PUBACKs first); the session stays."""
         if self.lost.done():
             return
-        self._client.disconnect()
         try:
             async with asyncio.timeout(DISCONNECT_TIMEOUT_SECONDS):
+                await self._round_trip()
+                if not self.lost.done():
+                    self._client.disconnect()
                 await asyncio.shield(self.lost)
         except TimeoutError:
             self.drop()
+
+    async def _round_trip(self) -> None:
+        """Wait until the broker has handled every packet sent so far. With Mosquitto, a
+        PUBACK that arrives together with the DISCONNECT after it is sometimes not taken
+        into account, and its message is sent again on the next connection; the broker
+        handles a client's packets in order, so once it answers an UNSUBSCRIBE (of a
+        filter the session never had: it changes nothing) the PUBACKs are in."""
+        result, mid = self._client.unsubscribe(f"{FLUSH_TOPIC}/{uuid.uuid4().hex}")
+        if result != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
+            return
+        answered = self._unsubscribed[mid] = self._loop.create_future()
+        await asyncio.wait([answered, self.lost], return_when=asyncio.FIRST_COMPLETED)
 
     def drop(self) -> None:
         """Close the socket without a word to the broker."""
@@ -204,6 +236,13 @@ class Connection:
         if future is not None and not future.done():
             future.set_result(codes)
 
+    def _on_unsubscribe(
+        self, client: Any, userdata: Any, mid: int, codes: list[ReasonCode], props: Any
+    ) -> None:
+        future = self._unsubscribed.pop(mid, None)
+        if future is not None and not future.done():
+            future.set_result(None)
+
     def _on_message(self, client: Any, userdata: Any, message: paho.MQTTMessage) -> None:
         self.messages.append(message)
         self.arrived.set()
@@ -231,6 +270,10 @@ class Connection:
             self._in_loop(self._written, sock)
 
     def _watch(self, sock: Any) -> None:
+        if self.lost.done():
+            # A connect that outlived its timeout: the connection was given up meanwhile.
+            sock.close()
+            return
         self._socket = sock
         self._loop.add_reader(sock, self._readable)
 
