@@ -328,10 +328,13 @@ def mosquitto_binary() -> str | None:
     )
 
 
-def mosquitto_server(workdir: Path, *, password_file: Path | None = None) -> ServerProcess:
+def mosquitto_server(
+    workdir: Path, *, password_file: Path | None = None, listener_options: tuple[str, ...] = ()
+) -> ServerProcess:
     """Debian's mosquitto on a free loopback port, with persistence in `workdir` (so
     sessions survive a restart) and room for every message a test queues for an
-    offline session. Anonymous unless a `password_file` (mosquitto_passwd) is given."""
+    offline session. Anonymous unless a `password_file` (mosquitto_passwd) is given;
+    `listener_options` are more lines for the listener (TLS files)."""
     binary = mosquitto_binary()
     if binary is None:
         unavailable("no mosquitto: install Debian's mosquitto")
@@ -341,6 +344,7 @@ def mosquitto_server(workdir: Path, *, password_file: Path | None = None) -> Ser
     config = workdir / "mosquitto.conf"
     lines = [
         f"listener {port} 127.0.0.1",
+        *listener_options,
         "persistence true",
         f"persistence_location {workdir}/",
         "autosave_interval 1",

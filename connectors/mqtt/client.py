@@ -84,6 +84,7 @@ class Connection:
         session_expiry_seconds: int,
         receive_maximum: int,
         keepalive_seconds: int,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
@@ -102,7 +103,7 @@ class Connection:
         if endpoint.username is not None:
             client.username_pw_set(endpoint.username, endpoint.password)
         if endpoint.tls:
-            client.tls_set_context(ssl.create_default_context())
+            client.tls_set_context(tls or ssl.create_default_context())
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
@@ -296,9 +297,11 @@ class Connection:
 
     def _readable(self) -> None:
         messages = self.messages
+        # A TLS socket may hold decrypted bytes the selector cannot see.
+        buffered = getattr(self._socket, "pending", None)
         for _ in range(READS_PER_WAKEUP):
             before = len(messages)
             if self._client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return
-            if len(messages) == before:
+            if len(messages) == before and not (buffered is not None and buffered()):
                 return

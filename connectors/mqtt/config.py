@@ -16,6 +16,7 @@ from bridge.config.plugins import (
     STREAM,
     ConfigPath,
     Identity,
+    PathSetting,
     SourceConfig,
     SourceContext,
 )
@@ -94,6 +95,11 @@ class MqttSourceConfig(SourceConfig):
     url: SecretStr = Field(
         description="mqtt://[user:password@]host:port, or mqtts:// for TLS (port 8883)."
     )
+    ca_file: PathSetting | None = Field(
+        None,
+        description="mqtts:// only: PEM file of the certificate authorities to trust "
+        "(default: the system's).",
+    )
     topics: list[TopicFilter] = Field(
         min_length=1,
         description="Topic filters to subscribe to; `+` matches one level, `#` the rest.",
@@ -159,9 +165,15 @@ class MqttSourceConfig(SourceConfig):
         return topics
 
     def check(self) -> list[tuple[ConfigPath, str]]:
+        problems: list[tuple[ConfigPath, str]] = []
         if self.topic_key is not None and self.event_shape != "iot-rule":
-            return [(("topic_key",), "applies only to event_shape iot-rule")]
-        return []
+            problems.append((("topic_key",), "applies only to event_shape iot-rule"))
+        if self.ca_file is not None:
+            if not self.endpoint().tls:
+                problems.append((("ca_file",), "applies only to mqtts:// URLs"))
+            elif not self.ca_file.is_file():
+                problems.append((("ca_file",), f"{self.ca_file} is not a file"))
+        return problems
 
     def check_mapping(self, mapping: Any) -> list[tuple[ConfigPath, str]]:
         """The iot-rule shape is one message per invocation, as an IoT rule invokes

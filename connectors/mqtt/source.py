@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ssl
 import time
 import uuid
 from collections import deque
@@ -126,6 +127,7 @@ class MqttSource(Source):
             session_expiry_seconds=self.config.session_expiry_seconds,
             receive_maximum=self._receive_maximum,
             keepalive_seconds=self.config.keepalive_seconds,
+            tls=self._tls_context(),
         )
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
@@ -145,6 +147,14 @@ class MqttSource(Source):
             # The first start, or the broker no longer had the session (it expired or
             # the broker lost it): nothing published before now is waiting for us.
             self._log.warning("mqtt.connected", session="new", topics=self.config.topics)
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        if not self._endpoint.tls:
+            return None
+        try:
+            return ssl.create_default_context(cafile=self.config.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise PermanentSourceError(f"{self._where}: ca_file: {exc}") from None
 
     async def _keep_alive(self, connection: Connection) -> None:
         while not connection.lost.done():

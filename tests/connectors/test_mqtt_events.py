@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import textwrap
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -205,3 +206,12 @@ def test_topic_key_goes_with_the_iot_rule_shape() -> None:
 def test_qos_other_than_1_is_refused() -> None:
     [problem] = problems("topics: [a]\nqos: 2\n")
     assert "qos" in problem
+
+
+def test_ca_file_goes_with_mqtts_and_must_exist(tmp_path: Path) -> None:
+    found = problems(f"topics: [a]\nca_file: {tmp_path / 'ca.pem'}\n")
+    assert any("ca_file: applies only to mqtts:// URLs" in p for p in found), found
+    text = SOURCE.replace("mqtt://user", "mqtts://user") + "      topics: [a]\n"
+    with pytest.raises(ConfigError) as caught:
+        load_config_text(text + f"      ca_file: {tmp_path / 'ca.pem'}\n", "b.yaml", environ={})
+    assert any("is not a file" in p for p in caught.value.problems), caught.value.problems

@@ -155,6 +155,32 @@ def test_unacknowledged_messages_come_again_marked_dup(mqtt_url: str, tmp_path: 
     run(main)
 
 
+def test_acknowledgements_right_before_close_are_not_lost(mqtt_url: str, tmp_path: Path) -> None:
+    """Settled but for the last message, then closed at once, again and again: the broker
+    has every PUBACK before the DISCONNECT (without the round trip in
+    Connection.disconnect, Mosquitto lost the last one about one time in four), so only
+    the unsettled message comes again each time."""
+    space = Session(mqtt_url, tmp_path)
+
+    async def main() -> None:
+        await (await space.opened()).close()
+        left: list[bytes] = []
+        for round_number in range(8):
+            sent = [b"%d-%d" % (round_number, n) for n in range(4)]
+            space.publish("a", *sent)
+            source = await space.opened()
+            try:
+                records = await collect(source, len(left) + 4)
+                records += await quiet(source, 0.2)
+                assert payloads(records) == left + sent
+                await settle(source, records[:-1])
+                left = sent[-1:]
+            finally:
+                await source.close()
+
+    run(main)
+
+
 def test_a_crashed_source_leaves_its_messages_with_the_broker(
     mqtt_url: str, tmp_path: Path
 ) -> None:
@@ -316,5 +342,114 @@ def test_credentials_work_and_are_never_shown(secured_url: str, tmp_path: Path) 
         )
         assert PASSWORD not in text and "Wr0ng-pa55word" not in text
         assert "***" in str(caught.value)
+
+    run(main)
+
+
+# -- TLS ------------------------------------------------------------------------------
+
+
+def make_certificates(folder: Path) -> tuple[Path, Path, Path]:
+    """(CA certificate, server certificate for 127.0.0.1, server key), made with openssl."""
+
+    def openssl(*arguments: str) -> None:
+        subprocess.run(["openssl", *arguments], check=True, capture_output=True, cwd=folder)
+
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    )
+    openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    )
+    (folder / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.cnf",
+        "-out",
+        "server.pem",
+    )
+    return folder / "ca.pem", folder / "server.pem", folder / "server.key"
+
+
+@pytest.fixture(scope="module")
+def tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """(mqtts:// URL, CA file) of a mosquitto of its own that speaks only TLS."""
+    workdir = tmp_path_factory.mktemp("tls-mosquitto")
+    try:
+        ca, certificate, key = make_certificates(workdir)
+    except (OSError, subprocess.CalledProcessError):
+        services.unavailable("no openssl to make test certificates")
+        raise
+    server = services.mosquitto_server(
+        workdir, listener_options=(f"cafile {ca}", f"certfile {certificate}", f"keyfile {key}")
+    )
+    try:
+        yield f"mqtts://127.0.0.1:{server.port}", ca
+    finally:
+        server.stop()
+
+
+def test_tls_with_a_private_ca(tls_broker: tuple[str, Path], tmp_path: Path) -> None:
+    """mqtts:// with `ca_file` reads over TLS; without it the broker's certificate is not
+    trusted and the connection is refused."""
+    url, ca = tls_broker
+    space = Session(url, tmp_path)
+
+    async def main() -> None:
+        untrusted = space.source()
+        try:
+            with pytest.raises(SourceError, match="CERTIFICATE_VERIFY_FAILED"):
+                await untrusted.open(StandaloneOwnership())
+        finally:
+            await untrusted.close()
+        source = await space.opened(ca_file=str(ca))
+        await source.close()
+        # The session exists now; a plain client publishes over TLS too.
+        source = await space.opened(ca_file=str(ca))
+        try:
+            publisher = mqtt.tls_publisher(url, ca)
+            try:
+                for n in range(50):
+                    publisher.publish(f"{space.base}/a", b"%d" % n, qos=1).wait_for_publish(10)
+            finally:
+                publisher.disconnect()
+                publisher.loop_stop()
+            records = await collect(source, 50)
+            assert payloads(records) == [b"%d" % n for n in range(50)]
+            await settle(source, records)
+        finally:
+            await source.close()
 
     run(main)

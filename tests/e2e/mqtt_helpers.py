@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -47,6 +49,21 @@ def _client(url: str, client_id: str = "") -> paho.Client:
         clean_start=not client_id,
         properties=properties,
     )
+    if not connected.wait(TIMEOUT):
+        raise RuntimeError("no CONNACK from the broker")
+    return client
+
+
+def tls_publisher(url: str, ca_file: Path) -> paho.Client:
+    """A connected client for an mqtts:// URL whose broker's CA is `ca_file`; the caller
+    disconnects it and stops its loop."""
+    parts = urlsplit(url)
+    client = paho.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+    client.tls_set_context(ssl.create_default_context(cafile=ca_file))
+    connected = threading.Event()
+    client.on_connect = lambda *args: connected.set()
+    client.loop_start()
+    client.connect(parts.hostname or "127.0.0.1", parts.port or 8883)
     if not connected.wait(TIMEOUT):
         raise RuntimeError("no CONNACK from the broker")
     return client
