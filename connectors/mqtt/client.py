@@ -36,6 +36,8 @@ from connectors.mqtt.config import Endpoint
 # A readable socket may hold many PUBLISH packets; paho reads one per loop_read call.
 READS_PER_WAKEUP = 256
 KEEPALIVE_TICK_SECONDS = 1.0
+# Received messages held for the mapping before the socket is left unread.
+MIN_BUFFERED_MESSAGES = 10_000
 # How long a DISCONNECT may wait behind the PUBACKs queued before it.
 DISCONNECT_TIMEOUT_SECONDS = 3.0
 # The topic filter `disconnect` unsubscribes from to make a round trip.
@@ -124,6 +126,8 @@ class Connection:
         self._unsubscribed: dict[int, asyncio.Future[None]] = {}
         self._socket: Any = None
         self._writing = False
+        self._buffer_limit = max(receive_maximum, MIN_BUFFERED_MESSAGES)
+        self._reading_paused = False
 
     # -- connecting --------------------------------------------------------------------
 
@@ -295,8 +299,25 @@ class Connection:
             self._writing = False
             self._loop.remove_writer(sock)
 
+    def take(self, limit: int) -> list[paho.MQTTMessage]:
+        """Up to `limit` of the messages received, oldest first; reading the socket
+        resumes once few enough are left."""
+        messages = self.messages
+        taken = [messages.popleft() for _ in range(min(limit, len(messages)))]
+        if self._reading_paused and len(messages) < self._buffer_limit // 2:
+            self._reading_paused = False
+            if self._socket is not None:
+                self._loop.add_reader(self._socket, self._readable)
+        return taken
+
     def _readable(self) -> None:
         messages = self.messages
+        if len(messages) >= self._buffer_limit:
+            # QoS 0 messages are not bounded by the Receive Maximum: while the mapping
+            # is not reading, leave them in the socket (TCP holds the broker back).
+            self._reading_paused = True
+            self._loop.remove_reader(self._socket)
+            return
         # A TLS socket may hold decrypted bytes the selector cannot see.
         buffered = getattr(self._socket, "pending", None)
         for _ in range(READS_PER_WAKEUP):

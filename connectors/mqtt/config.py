@@ -133,8 +133,7 @@ class MqttSourceConfig(SourceConfig):
         30,
         ge=5,
         le=65535,
-        description="MQTT keep alive; a dead connection is noticed "
-        "within one and a half times this.",
+        description="MQTT keep alive; a dead connection is noticed within about twice this.",
     )
     event_shape: Literal["records", "iot-rule"] = Field(
         "records",

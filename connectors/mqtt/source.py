@@ -182,8 +182,7 @@ class MqttSource(Source):
         build = self._records.record
         unacked = self._unacked
         records = []
-        for _ in range(min(len(messages), MAX_RECORDS_PER_READ)):
-            raw = messages.popleft()
+        for raw in connection.take(MAX_RECORDS_PER_READ):
             if raw.qos:
                 record = build(message_of(raw), now, raw.mid)
                 unacked.append((record.position, raw.mid))
@@ -191,6 +190,12 @@ class MqttSource(Source):
                 record = build(message_of(raw), now)
             records.append(record)
         return records
+
+    async def offset_lag(self) -> dict[str, int]:
+        """Messages received from the broker and not read by the mapping yet (what the
+        broker still holds for the session, MQTT does not tell)."""
+        connection = self._connection
+        return {self.config.client_id: len(connection.messages) if connection else 0}
 
     async def commit(self, positions: Mapping[str, Record]) -> None:
         """PUBACK every message received up to the position, in the order received."""

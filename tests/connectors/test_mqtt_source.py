@@ -8,6 +8,7 @@ them (tests.connectors.reading); waits poll for up to `TIMEOUT`.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import subprocess
@@ -22,9 +23,10 @@ from bridge.config.plugins import Identity, SourceContext
 from bridge.errors import PermanentSourceError, SourceError
 from bridge.protocols import Source
 from bridge.testing import StandaloneOwnership
+from connectors.mqtt.client import MIN_BUFFERED_MESSAGES, READS_PER_WAKEUP
 from connectors.mqtt.config import MqttSourceConfig
 from tests import services
-from tests.connectors.reading import collect, quiet, run, settle
+from tests.connectors.reading import QUIET, collect, quiet, run, settle
 from tests.e2e import mqtt_helpers as mqtt
 
 
@@ -268,6 +270,34 @@ def test_qos_0_messages_and_mqtt5_properties(mqtt_url: str, tmp_path: Path) -> N
             assert (first.payload["qos"], second.payload["qos"]) == (1, 0)
             assert second.payload["properties"] == {}
             await settle(source, [first, second])
+        finally:
+            await source.close()
+
+    run(main)
+
+
+def test_a_flood_of_qos_0_waits_in_the_socket_while_the_mapping_does_not_read(
+    mqtt_url: str, tmp_path: Path
+) -> None:
+    """QoS 0 messages are not held back by the Receive Maximum: past a limit the source
+    leaves them in the socket until the mapping reads again, and loses none doing so."""
+    space = Session(mqtt_url, tmp_path)
+    count = MIN_BUFFERED_MESSAGES + 5000
+
+    async def main() -> None:
+        source = await space.opened()
+
+        async def held() -> int:
+            return sum((await source.offset_lag()).values())
+
+        try:
+            await asyncio.to_thread(space.publish, "a", *[b"%d" % n for n in range(count)], qos=0)
+            while await held() < MIN_BUFFERED_MESSAGES:
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(QUIET)
+            assert await held() <= MIN_BUFFERED_MESSAGES + READS_PER_WAKEUP
+            records = await collect(source, count, timeout=60)
+            assert payloads(records) == [b"%d" % n for n in range(count)]
         finally:
             await source.close()
 
