@@ -108,3 +108,16 @@ def activemq_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield f"stomp://127.0.0.1:{server.port}"
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def mqtt_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """MQTT_URL if set, else a mosquitto started for this test session."""
+    if os.environ.get("MQTT_URL"):
+        yield os.environ["MQTT_URL"]
+        return
+    server = services.mosquitto_server(tmp_path_factory.mktemp("mosquitto"))
+    try:
+        yield f"mqtt://127.0.0.1:{server.port}"
+    finally:
+        server.stop()

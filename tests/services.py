@@ -507,3 +507,55 @@ def activemq_server(workdir: Path) -> ServerProcess:
     ]
     server = ServerProcess(argv, port, workdir / "activemq.log", lambda: stomp_ready(port))
     return server.start(timeout=90.0)
+
+
+# -- Mosquitto (MQTT) --------------------------------------------------------------------
+
+
+def mosquitto_binary() -> str | None:
+    return shutil.which("mosquitto") or (
+        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+    )
+
+
+def mosquitto_server(
+    workdir: Path, *, password_file: Path | None = None, listener_options: tuple[str, ...] = ()
+) -> ServerProcess:
+    """Debian's mosquitto on a free loopback port, with persistence in `workdir` (so
+    sessions survive a restart) and room for every message a test queues for an
+    offline session. Anonymous unless a `password_file` (mosquitto_passwd) is given;
+    `listener_options` are more lines for the listener (TLS files)."""
+    binary = mosquitto_binary()
+    if binary is None:
+        unavailable("no mosquitto: install Debian's mosquitto")
+        raise AssertionError("unreachable")
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = workdir / "mosquitto.conf"
+    lines = [
+        f"listener {port} 127.0.0.1",
+        *listener_options,
+        "persistence true",
+        f"persistence_location {workdir}/",
+        "autosave_interval 1",
+        "max_queued_messages 0",
+        "max_inflight_messages 0",
+        "log_dest stdout",
+        "log_type error",
+        "log_type warning",
+    ]
+    if os.getuid() == 0:
+        # Started as root, mosquitto would become the `mosquitto` user, which cannot
+        # read our (private) temporary folder.
+        lines.append("user root")
+    if password_file is None:
+        lines.append("allow_anonymous true")
+    else:
+        lines += ["allow_anonymous false", f"password_file {password_file}"]
+    config.write_text("\n".join(lines) + "\n")
+    return ServerProcess(
+        [binary, "-c", str(config)],
+        port,
+        workdir / "mosquitto.log",
+        lambda: port_open("127.0.0.1", port),
+    ).start()

@@ -372,6 +372,7 @@ _BUILTIN: dict[str, dict[str, str]] = {
         "nats": "connectors.nats.config:NatsSourceConfig",
         "rabbitmq": "connectors.rabbitmq.config:RabbitMqSourceConfig",
         "activemq": "connectors.activemq.config:ActiveMQSourceConfig",
+        "mqtt": "connectors.mqtt.config:MqttSourceConfig",
     },
     "functions": {
         "python": "connectors.python.config:PythonFunctionConfig",

@@ -21,6 +21,7 @@ from tests.contract.source_harness import Feed, Kind, Unreachable, body
 from tests.e2e import activemq_helpers as amq
 from tests.e2e import aws_helpers as aws
 from tests.e2e import kafka_helpers as kafka
+from tests.e2e import mqtt_helpers as mqtt
 from tests.e2e import rabbitmq_helpers as rabbitmq
 from tests.services import FlakyProxy, free_port
 
@@ -465,6 +466,36 @@ def activemq_id(payload: dict[str, Any]) -> str:
     return str(json.loads(base64.b64decode(payload["data"]))["id"])
 
 
+# -- MQTT ---------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def mqtt_feed(
+    tmp_path: Path, fixtures: Mapping[str, Any], proxied: bool
+) -> AsyncIterator[Feed]:
+    url = fixtures["mqtt_url"]
+    base = mqtt.unique("contract")
+    client_id = mqtt.unique("bridge")
+    topics = [f"{base}/#"]
+    # The session must exist before anything is published for it to keep.
+    await asyncio.to_thread(mqtt.make_session, url, client_id, topics)
+    proxy = _proxied(urlsplit(url).port or 1883, proxied)
+    source_url = f"mqtt://127.0.0.1:{proxy.port}" if proxy is not None else url
+
+    async def produce(ids: Sequence[str], partition: int, pad: int) -> None:
+        messages = [(f"{base}/p{partition}", json.dumps(body(i, pad)).encode()) for i in ids]
+        await asyncio.to_thread(mqtt.publish, url, messages)
+
+    settings = {"url": source_url, "topics": topics, "client_id": client_id}
+    with _serving(settings, produce, proxy) as feed:
+        yield feed
+
+
+def mqtt_unreachable(tmp_path: Path) -> Unreachable:
+    url = f"mqtt://app:Hunter2-secret@127.0.0.1:{free_port()}"
+    return Unreachable({"url": url, "topics": ["t/#"], "client_id": "c"}, secret="Hunter2-secret")
+
+
 # -- the registry -------------------------------------------------------------------------
 
 ONE_SHARD = "moto's DynamoDB streams have a single shard: no other partition to keep flowing"
@@ -481,6 +512,7 @@ OPEN_CONNECTION = (
     "a dropped source's connection stays open inside the test process, holding its "
     "messages; a killed daemon's come back (tests/e2e/test_rabbitmq_daemon.py)"
 )
+ONE_SESSION = "an MQTT session is one partition: there is no other to keep flowing"
 NO_SERVER = "a folder has no server to lose; a vanished folder is in test_files_source"
 
 KINDS = (
@@ -650,5 +682,20 @@ KINDS = (
             "partial_batch": "Amazon MQ mappings take no function_response_types: a "
             "failed batch is retried whole (esm-reference.md 2, 8)",
         },
+    ),
+    Kind(
+        "mqtt",
+        "mqtt",
+        mqtt_feed,
+        payload_id=lambda payload: mqtt.payload_of(payload)["id"],
+        item_identifier=lambda item: item["messageId"],
+        unreachable=mqtt_unreachable,
+        batch_info="MqttBatchInfo",
+        crash_repeats_settled=(
+            "PUBACKs are written by the event loop just after the commit: a crash before "
+            "the socket took them delivers those messages again"
+        ),
+        fixtures=("mqtt_url",),
+        does_not_apply={"pause_resume": ONE_SESSION},
     ),
 )

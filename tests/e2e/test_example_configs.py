@@ -10,9 +10,10 @@ import pytest
 
 from tests.e2e import aws_helpers as aws
 from tests.e2e import kafka_helpers as kafka
+from tests.e2e import mqtt_helpers as mqtt
 from tests.e2e import rabbitmq_helpers as rabbitmq
 from tests.e2e import redis_helpers as rd
-from tests.support import REPO, DaemonProcess, wait_for
+from tests.support import REPO, DaemonProcess, read_jsonl, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -251,6 +252,27 @@ def test_activemq_example(tmp_path: Path, activemq_url: str) -> None:
         [dead] = amq.drain_now(activemq_url, f"DLQ.{queue}", 1, timeout=40)
         assert json.loads(dead.body) == {"n": 2, "status": "new", "fail": True}
         assert '"n": 3' not in daemon.stdout
+        assert daemon.stop() == 0
+    finally:
+        daemon.kill()
+
+
+def test_mqtt_example(tmp_path: Path, mqtt_url: str) -> None:
+    """config/mqtt.yaml delivers readings, leaves out the ones its filter excludes, and
+    writes the one the handler keeps failing to ./failed-readings."""
+    env = {"MQTT_URL": mqtt_url, "MQTT_CLIENT_ID": mqtt.unique("example")}
+    daemon = DaemonProcess(REPO / "config" / "mqtt.yaml", workdir(tmp_path), env=env).start()
+    try:
+        daemon.wait_ready()
+        topic = "sensors/hall/temperature"
+        mqtt.publish_json(mqtt_url, topic, [{"celsius": 21}, {"celsius": 250}])
+        mqtt.publish_json(mqtt_url, "sensors/attic/temperature", [{"celsius": 5, "fail": 1}])
+        wait_for(lambda: '{"celsius": 21}' in daemon.stdout, what="the handler's output")
+        failures = tmp_path / "failed-readings" / "readings.jsonl"
+        [document] = wait_for(lambda: read_jsonl(failures), timeout=40, what="the failure record")
+        [item] = document["payload"]["Records"]
+        assert mqtt.payload_of(item) == {"celsius": 5, "fail": 1}
+        assert "250" not in daemon.stdout
         assert daemon.stop() == 0
     finally:
         daemon.kill()
