@@ -54,11 +54,13 @@ class RedisFailureStore:
         start = "-"
         while True:
             try:
-                page = await self._client.xrange(self._config.stream, min=start, count=PAGE)
+                page: list[Any] = (
+                    await self._client.xrange(self._config.stream, min=start, count=PAGE) or []
+                )
             except (RedisError, OSError) as exc:
                 raise RedriveError(f"{self.where}: XRANGE failed: {exc}") from exc
             for entry_id, fields in page:
-                failure = self._failure(_text(entry_id), fields)
+                failure = self._failure(_text(entry_id), fields or {})
                 if failure is not None:
                     found.append(failure)
             if len(page) < PAGE:
