@@ -110,9 +110,7 @@ def test_an_sqs_dead_letter_queue_is_moved_back_at_the_rate_asked(space: Redrive
     config = write_config(space, source)
     space.set("fail", True)
     daemon = space.daemon(config).wait_ready()
-    wait_for(
-        lambda: aws.queue_depth(endpoint, dead_url) == 6, timeout=60, what="the dead letters"
-    )
+    wait_for(lambda: aws.queue_depth(endpoint, dead_url) == 6, timeout=60, what="the dead letters")
     assert daemon.stop() == 0
     space.set("fail", False)
     space.forget_calls()
@@ -134,8 +132,11 @@ def test_an_sqs_dead_letter_queue_is_moved_back_at_the_rate_asked(space: Redrive
     daemon = space.daemon(config).wait_ready()
     wait_for(lambda: len(space.events()) >= 1, timeout=30, what="the moved messages")
     records = wait_for(
-        lambda: (found := [r for e in space.events() for r in e["Records"]]) and len(found) == 6
-        and found,
+        lambda: (
+            (found := [r for e in space.events() for r in e["Records"]])
+            and len(found) == 6
+            and found
+        ),
         timeout=30,
         what="all six moved messages",
     )
@@ -147,3 +148,34 @@ def test_an_sqs_dead_letter_queue_is_moved_back_at_the_rate_asked(space: Redrive
     assert daemon.stop() == 0
     nothing = space.run("redrive", "events", config=config)
     assert nothing.out.endswith("0 messages moved back, 0 could not be moved\n")
+
+
+def test_a_fifo_dead_letter_queue_keeps_groups_and_leaves_other_queues_messages(
+    space: RedriveSpace,
+) -> None:
+    """FIFO: each message goes back with its group (and the dead-letter message id as its
+    deduplication id); --limit caps how many are moved."""
+    endpoint: str = space.endpoint  # type: ignore[attr-defined]
+    dead_url, dead_arn = aws.new_queue(endpoint, fifo=True)
+    url, _ = aws.new_queue(endpoint, fifo=True, dead_letter_arn=dead_arn)
+    aws.send(endpoint, dead_url, [{"n": n} for n in range(3)], group="alpha")
+    aws.send(endpoint, dead_url, [{"n": n} for n in range(3, 5)], group="beta")
+    source = f'{{type: sqs, queue_url: "{url}", endpoint_url: "{endpoint}", wait_time_seconds: 1}}'
+    config = write_config(space, source)
+
+    first = space.run("redrive", "events", "--limit", "3", config=config)
+    assert first.code == 0 and first.out.endswith("3 messages moved back, 0 could not be moved\n")
+    rest = space.run("redrive", "events", "--dlq", dead_url, config=config)
+    assert rest.out.endswith("2 messages moved back, 0 could not be moved\n"), rest
+    assert aws.queue_depth(endpoint, dead_url) == 0
+
+    sqs = aws.client("sqs", endpoint)
+    groups: dict[str, list[int]] = {}
+    while reply := sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["MessageGroupId"]
+    ).get("Messages"):
+        for message in reply:
+            group = message["Attributes"]["MessageGroupId"]
+            groups.setdefault(group, []).append(json.loads(message["Body"])["n"])
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    assert groups == {"alpha": [0, 1, 2], "beta": [3, 4]}
