@@ -1,5 +1,5 @@
 """`lambda-bridge`: run | validate | schema | generate-event | filter-test | reset-checkpoints |
-invoke | status | reload."""
+invoke | status | reload | failures."""
 
 from __future__ import annotations
 
@@ -125,6 +125,10 @@ def _parser() -> argparse.ArgumentParser:
     reset.add_argument("--config", "-c", type=Path, required=True)
     reset.add_argument("mappings", nargs="+", metavar="MAPPING")
 
+    from bridge.cli.failureargs import add_commands as add_failure_commands
+
+    add_failure_commands(commands)
+
     generate = commands.add_parser("generate-event", help="print a sample event for a source type")
     generate.add_argument("source", help="source type (e.g. sqs, kafka) or s3, sns")
     generate.add_argument("--records", type=int, default=1, help="how many records (default 1)")
@@ -156,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         "invoke": _invoke,
         "status": _admin_command,
         "reload": _admin_command,
+        "failures": _failures,
     }
     return handlers[args.command](args)
 
@@ -308,6 +313,19 @@ def _invoke(args: argparse.Namespace) -> int:
         args.function, args.event, args.invocation_type, args.log_type, args.qualifier, args.url
     )
     return invokecli.invoke(loaded, request)
+
+
+def _failures(args: argparse.Namespace) -> int:
+    from bridge.cli import failures
+    from bridge.config.loading import load_config
+    from bridge.ops import logs
+
+    try:
+        loaded = load_config(Path(args.config))
+    except ConfigError as error:
+        return _report(error)
+    logs.configure("warning", "console")
+    return failures.run(loaded, args)
 
 
 def _admin_command(args: argparse.Namespace) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -17,6 +17,7 @@ from bridge.config.plugins import (
     SourceConfig,
     SourceContext,
 )
+from bridge.failurestores import FailureStore
 from bridge.folders import folder_problem
 from bridge.protocols import Destination, Source
 from connectors.files.keys import shown_key
@@ -119,6 +120,11 @@ class FileDestinationConfig(DestinationConfig):
     def check(self) -> list[tuple[ConfigPath, str]]:
         problem = folder_problem(self.path)
         return [] if problem is None else [(("path",), problem)]
+
+    def failure_store(self, destination: str, mapping: Any, context: BuildContext) -> FailureStore:
+        from connectors.files.failurestore import FileFailureStore
+
+        return FileFailureStore(self.path, mapping.name)
 
     def build(self, name: str, context: BuildContext) -> Destination:
         from connectors.files.destination import FileDestination

@@ -18,6 +18,7 @@ from bridge.config.plugins import (
     StrictModel,
     check_start_timestamp,
 )
+from bridge.failurestores import FailureStore
 from bridge.filtering.criteria import KAFKA_VALUE
 from bridge.protocols import Destination, Source
 
@@ -203,6 +204,13 @@ class KafkaDestinationConfig(DestinationConfig, KafkaConnectionConfig):
 
     type: Literal["kafka"]
     topic: str = Field(min_length=1, max_length=249)
+
+    def failure_store(self, destination: str, mapping: Any, context: BuildContext) -> FailureStore:
+        from connectors.kafka.failurestore import KafkaFailureStore
+
+        shown = destination.replace("://", "-").replace("/", "-")
+        ledger = context.state_dir / "redrive" / f"{mapping.name}.{shown}.jsonl"
+        return KafkaFailureStore(self, mapping, ledger)
 
     def build(self, name: str, context: BuildContext) -> Destination:
         from connectors.kafka.destination import KafkaTopicDestination

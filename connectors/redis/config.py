@@ -7,7 +7,7 @@ The URL may hold a password, so it is kept as a SecretStr and only its redacted 
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator
@@ -20,6 +20,7 @@ from bridge.config.plugins import (
     SourceConfig,
     SourceContext,
 )
+from bridge.failurestores import FailureStore
 from bridge.protocols import Destination, Source
 
 SCHEMES = ("redis", "rediss")
@@ -182,6 +183,12 @@ class RedisStreamDestinationConfig(DestinationConfig):
 
     def redacted_url(self) -> str:
         return redacted_url(self.url.get_secret_value())
+
+    def failure_store(self, destination: str, mapping: Any, context: BuildContext) -> FailureStore:
+        from connectors.redis.failurestore import RedisFailureStore
+
+        ledger = context.state_dir / "redrive" / f"{mapping.name}.{destination}.jsonl"
+        return RedisFailureStore(self, mapping, ledger)
 
     def build(self, name: str, context: BuildContext) -> Destination:
         from connectors.redis.destination import RedisStreamDestination

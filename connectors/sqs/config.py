@@ -21,6 +21,7 @@ from bridge.config.plugins import (
     SourceConfig,
     SourceContext,
 )
+from bridge.failurestores import DeadLetterQueue
 from bridge.filtering.criteria import SQS_BODY
 from bridge.protocols import Destination, Source
 from bridge.redaction import redact_url
@@ -122,6 +123,11 @@ class SqsSourceConfig(SourceConfig, SqsQueueConfig):
 
     def source_id(self) -> str:
         return f"sqs:{self.queue}"
+
+    def dead_letter_queue(self, url: str | None, context: BuildContext) -> DeadLetterQueue:
+        from connectors.sqs.deadletters import SqsDeadLetterQueue
+
+        return SqsDeadLetterQueue(self, url, context.identity.region)
 
     def api_description(self, mapping: str, identity: Identity) -> dict[str, Any]:
         return {"EventSourceArn": self.arn_for(identity)}
