@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import os
 import signal
@@ -53,10 +54,18 @@ STATUS_INTERVAL_SECONDS = 5.0
 
 
 class Daemon:
-    def __init__(self, loaded: LoadedConfig, config_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        config_path: Path | None = None,
+        *,
+        reader: Callable[[], LoadedConfig] | None = None,
+    ) -> None:
         self.loaded = loaded
         self.config = loaded.config
         self.config_path = config_path
+        # How a reload reads the config when it is not a file (an imported template).
+        self._reader = reader
         self.store = self.config.checkpoint_store.build(loaded.build_context)
         self.clients = Clients()
         self.journal: InvocationJournal | None = None
@@ -312,7 +321,7 @@ class Daemon:
         async with self._reload_lock:
             if self.stopping:
                 raise ReloadRejected(["the daemon is stopping"])
-            if self.config_path is None:
+            if self.config_path is None and self._reader is None:
                 raise ReloadRejected(["running the bundled example: there is no file to reload"])
             if not self._started:
                 raise ReloadRejected(["the daemon is still starting"])
@@ -323,10 +332,13 @@ class Daemon:
                 self._notifier.ready(self._status_line())
 
     async def _read_new_config(self) -> LoadedConfig:
-        assert self.config_path is not None
+        read = self._reader
+        if read is None:
+            assert self.config_path is not None
+            read = functools.partial(load_config, self.config_path)
         try:
             # Reading, parsing and checking a file (it may be large) stays off the loop.
-            loaded = await asyncio.to_thread(load_config, self.config_path)
+            loaded = await asyncio.to_thread(read)
         except ConfigError as error:
             self._log.error("reload.rejected", problems=error.problems)
             raise ReloadRejected(error.problems) from None
