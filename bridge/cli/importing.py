@@ -116,6 +116,10 @@ def import_from_args(args: argparse.Namespace, kind: str, path: Path) -> ImportR
         result = _import(kind, path, options)
     except TemplateError as exc:
         raise ConfigError([str(exc)]) from None
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
+        # A shape no rule foresaw (a list where a mapping belongs, ...): one line, and the
+        # template's place is unknown, so the file is named.
+        raise ConfigError([f"{path}: cannot be imported: {type(exc).__name__}: {exc}"]) from None
     for line in result.notes.lines_for_stderr():
         print(line, file=sys.stderr)
     problems = result.notes.strict_problems()

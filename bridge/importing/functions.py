@@ -119,7 +119,7 @@ def add_function(
             if layers:
                 data["layers"] = layers
         elif key in ("DeadLetterQueue", "DeadLetterConfig"):
-            _dead_letter(converter, data, value, where)
+            dead_letter(converter, data, value, where)
         elif key == "EventInvokeConfig":
             apply_invoke_config(converter, data, value, where)
         elif key in ("InlineCode",):
@@ -192,7 +192,7 @@ def _layers(
     return layers
 
 
-def _dead_letter(
+def dead_letter(
     converter: Converter, data: dict[str, Any], value: Any, location: Location
 ) -> None:
     arn = value.get("TargetArn") if isinstance(value, dict) else None
@@ -217,7 +217,7 @@ def apply_invoke_config(
     """EventInvokeConfig (SAM) / AWS::Lambda::EventInvokeConfig as the function's `async`."""
     if not isinstance(value, dict):
         return
-    settings = data.setdefault("async", {})
+    settings = data.get("async", {})
     for key, item in value.items():
         where = (*location, key)
         if key == "MaximumEventAgeInSeconds":
@@ -245,6 +245,8 @@ def apply_invoke_config(
             continue
         else:
             converter.notes.unsupported(where, f"{key} is not supported; left out")
+    if settings:
+        data["async"] = settings
 
 
 def _text(value: Any) -> str:

@@ -43,7 +43,14 @@ class Workspace:
         return daemon.wait_ready(mappings) if mappings else daemon
 
     def result_files(self, pattern: str = "*.json") -> dict[str, Any]:
-        return {path.name: json.loads(path.read_text()) for path in self.results.glob(pattern)}
+        """The handler's result files, but those it is still writing."""
+        found: dict[str, Any] = {}
+        for path in self.results.glob(pattern):
+            try:
+                found[path.name] = json.loads(path.read_text())
+            except json.JSONDecodeError:
+                continue
+        return found
 
 
 @pytest.fixture
