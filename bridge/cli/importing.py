@@ -54,7 +54,8 @@ def add_import_options(parser: argparse.ArgumentParser, *, for_run: bool) -> Non
         "--api-listen",
         default=DEFAULT_API_LISTEN,
         metavar="HOST:PORT",
-        help=f"where HTTP triggers (Api, HttpApi, http, httpApi) are served (default {DEFAULT_API_LISTEN})",
+        help="where HTTP triggers (Api, HttpApi, http, httpApi) are "
+        f"served (default {DEFAULT_API_LISTEN})",
     )
     group.add_argument(
         "--create-resources",
@@ -73,7 +74,8 @@ def add_import_options(parser: argparse.ArgumentParser, *, for_run: bool) -> Non
     group.add_argument(
         "--stack-name",
         default="local",
-        help="AWS::StackName, and the prefix of names made up for unnamed resources (default local)",
+        help="AWS::StackName, and the prefix of names made up for "
+        "unnamed resources (default local)",
     )
     group.add_argument(
         "--strict", action="store_true", help="anything not carried over is an error"
@@ -110,9 +112,8 @@ def import_from_args(args: argparse.Namespace, kind: str, path: Path) -> ImportR
     one line per problem."""
     options = _options(args)
     try:
-        if args.create_resources or options.endpoint_url:
-            if args.account_id is None:
-                options.account_id = _with_resources().run_account_id(options)
+        if (args.create_resources or options.endpoint_url) and args.account_id is None:
+            options.account_id = _with_resources().run_account_id(options)
         result = _import(kind, path, options)
     except TemplateError as exc:
         raise ConfigError([str(exc)]) from None
@@ -200,7 +201,8 @@ class _Resources:
         except ImportError as exc:
             raise ConfigError(
                 [
-                    f"--create-resources and --endpoint-url need the AWS extra: pip install 'lambda-bridge[aws]' ({exc})"
+                    "--create-resources and --endpoint-url need the AWS extra: "
+                    f"pip install 'lambda-bridge[aws]' ({exc})"
                 ]
             ) from None
         self.resources = resources

@@ -84,9 +84,9 @@ class TemplateContext:
                     ("Parameters",), f"--parameter-overrides {name}: no such parameter"
                 )
         values: dict[str, Any] = {}
-        for name, spec in declared.items():
+        for name in declared:
             location: Location = ("Parameters", name)
-            spec = spec if isinstance(spec, dict) else {}
+            spec = declared[name] if isinstance(declared[name], dict) else {}
             if name in overrides:
                 value: Any = overrides[name]
             elif "Default" in spec:

@@ -117,7 +117,8 @@ class Converter:
         if kind == "sqs":
             self.notes.unsupported(
                 location,
-                "an SQS mapping has no on-failure destination (the queue's redrive policy is its DLQ); left out",
+                "an SQS mapping has no on-failure destination (the "
+                "queue's redrive policy is its DLQ); left out",
             )
             return
         destination = self.destination(arn, (*location, "OnFailure", "Destination"))
@@ -202,7 +203,8 @@ class Converter:
             servers = EnvReference("${KAFKA_BOOTSTRAP_SERVERS:-localhost:9092}")
             self.notes.info(
                 location,
-                "the brokers are not in the template: KAFKA_BOOTSTRAP_SERVERS (default localhost:9092)",
+                "the brokers are not in the template: "
+                "KAFKA_BOOTSTRAP_SERVERS (default localhost:9092)",
             )
         source: dict[str, Any] = {
             "type": "kafka",
@@ -224,7 +226,8 @@ class Converter:
         if properties.get("SourceAccessConfigurations"):
             self.notes.unsupported(
                 (*location, "SourceAccessConfigurations"),
-                "credentials in Secrets Manager are not read: set sasl_*/ssl_* settings of the kafka source",
+                "credentials in Secrets Manager are not read: set "
+                "sasl_*/ssl_* settings of the kafka source",
             )
         return source
 
@@ -236,19 +239,22 @@ class Converter:
         if engine is None:
             self.notes.unsupported(
                 (*location, "Broker"),
-                "the broker's engine is unknown (no AWS::AmazonMQ::Broker in the template): read as RabbitMQ",
+                "the broker's engine is unknown (no "
+                "AWS::AmazonMQ::Broker in the template): read as RabbitMQ",
             )
             engine = "RABBITMQ"
         if properties.get("SourceAccessConfigurations"):
             self.notes.info(
                 (*location, "SourceAccessConfigurations"),
-                "credentials in Secrets Manager are not read: give them in the broker URL's variable",
+                "credentials in Secrets Manager are not read: give "
+                "them in the broker URL's variable",
             )
         if engine.upper() == "ACTIVEMQ":
             url = EnvReference("${ACTIVEMQ_URL:-stomp://localhost:61613}")
             self.notes.info(
                 location,
-                "the broker URL: ACTIVEMQ_URL (default stomp://localhost:61613); needs the activemq source",
+                "the broker URL: ACTIVEMQ_URL (default "
+                "stomp://localhost:61613); needs the activemq source",
             )
             return {
                 "type": "activemq",

@@ -72,7 +72,8 @@ def add_function(
     if not RUNTIMES.fullmatch(runtime):
         notes.unsupported(
             (*location, "Runtime"),
-            f"runtime {runtime} is not hosted locally (pythonX.Y, nodejsN.x, provided*); left out, with its events",
+            f"runtime {runtime} is not hosted locally (pythonX.Y, "
+            "nodejsN.x, provided*); left out, with its events",
         )
         return None
     code = _code(context, converter, properties, location, sam=sam)
@@ -86,49 +87,58 @@ def add_function(
     if "Timeout" in properties:
         data["timeout"] = number(properties["Timeout"])
     for key, value in properties.items():
-        where = (*location, key)
-        if key in READ_PAST:
-            if READ_PAST[key] and key not in ("FunctionName", "PackageType", "Events"):
-                notes.info(where, f"read past: {READ_PAST[key]}")
-        elif key == "Environment":
-            variables = value.get("Variables", {}) if isinstance(value, dict) else {}
-            if variables:
-                data["environment"] = {str(k): _text(v) for k, v in variables.items()}
-        elif key == "Architectures":
-            data["architecture"] = str(value[0]) if isinstance(value, list) and value else "x86_64"
-        elif key == "EphemeralStorage":
-            data["ephemeral_storage"] = (
-                number(value.get("Size", 512)) if isinstance(value, dict) else 512
-            )
-        elif key == "ReservedConcurrentExecutions":
-            data["reserved_concurrency"] = number(value)
-        elif key == "ProvisionedConcurrencyConfig":
-            count = (
-                value.get("ProvisionedConcurrentExecutions") if isinstance(value, dict) else None
-            )
-            if count is not None:
-                data["provisioned_concurrency"] = number(count)
-        elif key == "AutoPublishAlias":
-            data["versions"] = {"1": {}}
-            data["aliases"] = {str(value): {"version": "1"}}
-            notes.info(
-                where, f"version 1 with alias {value}; mappings invoke $LATEST, the same code"
-            )
-        elif key == "Layers":
-            layers = _layers(context, converter, value, where)
-            if layers:
-                data["layers"] = layers
-        elif key in ("DeadLetterQueue", "DeadLetterConfig"):
-            dead_letter(converter, data, value, where)
-        elif key == "EventInvokeConfig":
-            apply_invoke_config(converter, data, value, where)
-        elif key in ("InlineCode",):
-            pass  # handled by _code
-        else:
-            notes.unsupported(where, f"{key} is not supported; left out")
+        _apply(context, converter, data, key=key, value=value, where=(*location, key))
     resource_type = "AWS::Serverless::Function" if sam else "AWS::Lambda::Function"
     converter.result.functions[name] = Part(data, location[:-1], resource_type)
     return name
+
+
+def _apply(
+    context: TemplateContext,
+    converter: Converter,
+    data: dict[str, Any],
+    *,
+    key: str,
+    value: Any,
+    where: Location,
+) -> None:
+    """One function property as its setting."""
+    notes = converter.notes
+    if key in READ_PAST:
+        if READ_PAST[key] and key not in ("FunctionName", "PackageType", "Events"):
+            notes.info(where, f"read past: {READ_PAST[key]}")
+    elif key == "Environment":
+        variables = value.get("Variables", {}) if isinstance(value, dict) else {}
+        if variables:
+            data["environment"] = {str(k): _text(v) for k, v in variables.items()}
+    elif key == "Architectures":
+        data["architecture"] = str(value[0]) if isinstance(value, list) and value else "x86_64"
+    elif key == "EphemeralStorage":
+        data["ephemeral_storage"] = (
+            number(value.get("Size", 512)) if isinstance(value, dict) else 512
+        )
+    elif key == "ReservedConcurrentExecutions":
+        data["reserved_concurrency"] = number(value)
+    elif key == "ProvisionedConcurrencyConfig":
+        count = value.get("ProvisionedConcurrentExecutions") if isinstance(value, dict) else None
+        if count is not None:
+            data["provisioned_concurrency"] = number(count)
+    elif key == "AutoPublishAlias":
+        data["versions"] = {"1": {}}
+        data["aliases"] = {str(value): {"version": "1"}}
+        notes.info(where, f"version 1 with alias {value}; mappings invoke $LATEST, the same code")
+    elif key == "Layers":
+        layers = _layers(context, converter, value, where)
+        if layers:
+            data["layers"] = layers
+    elif key in ("DeadLetterQueue", "DeadLetterConfig"):
+        dead_letter(converter, data, value, where)
+    elif key == "EventInvokeConfig":
+        apply_invoke_config(converter, data, value, where)
+    elif key in ("InlineCode",):
+        pass  # handled by _code
+    else:
+        notes.unsupported(where, f"{key} is not supported; left out")
 
 
 def _code(
@@ -145,7 +155,8 @@ def _code(
     if "InlineCode" in properties or (isinstance(value, dict) and "ZipFile" in value):
         notes.unsupported(
             location,
-            "inline code is not supported: put it in a folder and name it in CodeUri; left out, with its events",
+            "inline code is not supported: put it in a folder and name "
+            "it in CodeUri; left out, with its events",
         )
         return None
     if isinstance(value, str) and not value.startswith("s3://"):
@@ -192,9 +203,7 @@ def _layers(
     return layers
 
 
-def dead_letter(
-    converter: Converter, data: dict[str, Any], value: Any, location: Location
-) -> None:
+def dead_letter(converter: Converter, data: dict[str, Any], value: Any, location: Location) -> None:
     arn = value.get("TargetArn") if isinstance(value, dict) else None
     if not isinstance(arn, str):
         converter.notes.unsupported(location, "a dead-letter queue without TargetArn; left out")

@@ -302,7 +302,7 @@ class Resolver:
         left, right = (
             self._resolve(item, (*location, i), depth) for i, item in enumerate(argument)
         )
-        return _comparable(left) == _comparable(right)
+        return bool(_comparable(left) == _comparable(right))
 
     def _conditions(self, argument: Any, location: Location, depth: int) -> list[bool]:
         if not (isinstance(argument, list) and argument):

@@ -40,13 +40,30 @@ def add_event(
     properties = event.get("Properties") or {}
     origin = f"{kind}"
     if kind in ESM_KINDS:
-        _add_mapping(converter, function, name, ESM_KINDS[kind], properties, location, origin)
+        _add_mapping(
+            converter,
+            function,
+            name,
+            kind=ESM_KINDS[kind],
+            properties=properties,
+            location=location,
+            origin=origin,
+        )
     elif kind in ("Schedule", "ScheduleV2"):
-        _add_schedule(converter, function, name, kind, properties, location)
+        _add_schedule(
+            converter, function, name, kind=kind, properties=properties, location=location
+        )
     elif kind in ("Api", "HttpApi"):
         _add_route(converter, function, kind, properties, location)
     elif kind == "S3":
-        add_bucket_folder(converter, function, name, properties.get("Bucket"), properties, location)
+        add_bucket_folder(
+            converter,
+            function,
+            name,
+            bucket=properties.get("Bucket"),
+            properties=properties,
+            location=location,
+        )
     else:
         converter.notes.unsupported(
             location, f"an event of type {kind or '(none)'} is not supported; left out"
@@ -57,6 +74,7 @@ def _add_mapping(
     converter: Converter,
     function: str,
     name: str,
+    *,
     kind: str,
     properties: dict[str, Any],
     location: Location,
@@ -89,6 +107,7 @@ def _add_schedule(
     converter: Converter,
     function: str,
     name: str,
+    *,
     kind: str,
     properties: dict[str, Any],
     location: Location,
@@ -194,6 +213,7 @@ def add_bucket_folder(
     converter: Converter,
     function: str,
     name: str,
+    *,
     bucket: Any,
     properties: dict[str, Any],
     location: Location,
@@ -204,7 +224,8 @@ def add_bucket_folder(
     if bucket_name not in folders:
         converter.notes.unsupported(
             location,
-            f"an S3 event of bucket {bucket_name!r}: give --bucket-folder {bucket_name}=FOLDER to watch a folder for it; left out",
+            f"an S3 event of bucket {bucket_name!r}: give --bucket-folder "
+            f"{bucket_name}=FOLDER to watch a folder for it; left out",
         )
         return
     source: dict[str, Any] = {

@@ -33,11 +33,34 @@ FUNCTION_KEYS = {
     "reservedConcurrency": "ReservedConcurrentExecutions",
 }
 READ_PAST_FUNCTION = {
-    "name", "description", "role", "iamRoleStatements", "iamRoleStatementsName", "tags",
-    "tracing", "vpc", "package", "logRetentionInDays", "kmsKeyArn", "disableLogs",
-    "versionFunction", "events", "environment", "layers", "architecture",
-    "ephemeralStorageSize", "provisionedConcurrency", "destinations", "maximumRetryAttempts",
-    "maximumEventAge", "onError", "url", "memorySize", "handler", "runtime", "timeout",
+    "name",
+    "description",
+    "role",
+    "iamRoleStatements",
+    "iamRoleStatementsName",
+    "tags",
+    "tracing",
+    "vpc",
+    "package",
+    "logRetentionInDays",
+    "kmsKeyArn",
+    "disableLogs",
+    "versionFunction",
+    "events",
+    "environment",
+    "layers",
+    "architecture",
+    "ephemeralStorageSize",
+    "provisionedConcurrency",
+    "destinations",
+    "maximumRetryAttempts",
+    "maximumEventAge",
+    "onError",
+    "url",
+    "memorySize",
+    "handler",
+    "runtime",
+    "timeout",
     "reservedConcurrency",
 }
 
@@ -64,19 +87,39 @@ def import_serverless(path: Path, options: ImportOptions) -> ImportResult:
     if provider.get("name", "aws") != "aws":
         raise notes.error(("provider", "name"), "only the aws provider is supported")
     if isinstance(region_given, str) and provider.get("region") != options.region:
-        notes.info(("provider", "region"), f"the region is {options.region} (--region, AWS_REGION), not {provider.get('region')}")
+        notes.info(
+            ("provider", "region"),
+            f"the region is {options.region} (--region, AWS_REGION), not {provider.get('region')}",
+        )
     service = str(data.get("service", "service"))
-    options.stack_name = options.stack_name if options.stack_name != "local" else f"{service}-{stage}"
+    options.stack_name = (
+        options.stack_name if options.stack_name != "local" else f"{service}-{stage}"
+    )
     resources = (data.get("resources") or {}).get("Resources") or {}
-    cfn = Template(path, {"Resources": resources, "Conditions": (data.get("resources") or {}).get("Conditions") or {}}, template.lines)
+    cfn = Template(
+        path,
+        {
+            "Resources": resources,
+            "Conditions": (data.get("resources") or {}).get("Conditions") or {},
+        },
+        template.lines,
+    )
     context = TemplateContext(cfn, options, notes)
     # Locations of resources are under `resources.Resources` in the file.
     context.resolver.error = lambda location, message: notes.error(_in_resources(location), message)
-    result = ImportResult(path, notes, api_listen=options.api_listen, region=options.region, account_id=options.account_id)
+    result = ImportResult(
+        path,
+        notes,
+        api_listen=options.api_listen,
+        region=options.region,
+        account_id=options.account_id,
+    )
     converter = Converter(result, options, notes)
     for logical_id, resource in resources.items():
         if isinstance(resource, dict) and resource.get("Type") in CREATABLE:
-            result.resources.append(declared_resource(context, logical_id, resource["Type"], ("Resources", logical_id)))
+            result.resources.append(
+                declared_resource(context, logical_id, resource["Type"], ("Resources", logical_id))
+            )
     layers = _layers(data, path.parent, notes)
     for name in data["functions"]:
         # As CloudFormation resources, so that `Ref` and the function's ARN work.
@@ -85,7 +128,9 @@ def import_serverless(path: Path, options: ImportOptions) -> ImportResult:
         location: Location = ("functions", name)
         if not isinstance(function, dict):
             raise notes.error(location, "a function must be a mapping")
-        properties = _function_properties(context, provider, function, layers, location, notes)
+        properties = _function_properties(
+            context, provider, function, layers=layers, location=location, notes=notes
+        )
         properties = context.resolve(properties, location)
         imported = add_function(context, converter, name, properties, location, sam=True)
         if imported is None:
@@ -94,7 +139,10 @@ def import_serverless(path: Path, options: ImportOptions) -> ImportResult:
         result.functions[imported].kind = ""
         _async_settings(converter, result.functions[imported].data, function, location)
         for index, event in enumerate(function.get("events") or []):
-            add_serverless_event(converter, context, imported, index, event, (*location, "events", index))
+            where = (*location, "events", index)
+            add_serverless_event(
+                converter, context, imported, index=index, event=event, location=where
+            )
     return result
 
 
@@ -113,8 +161,13 @@ def _layers(data: dict[str, Any], folder: Path, notes: Notes) -> dict[str, str]:
 
 
 def _function_properties(
-    context: TemplateContext, provider: dict[str, Any], function: dict[str, Any],
-    layers: dict[str, str], location: Location, notes: Notes,
+    context: TemplateContext,
+    provider: dict[str, Any],
+    function: dict[str, Any],
+    *,
+    layers: dict[str, str],
+    location: Location,
+    notes: Notes,
 ) -> dict[str, Any]:
     """The function as CloudFormation properties, with the provider's defaults."""
     properties: dict[str, Any] = {"CodeUri": "."}
@@ -135,16 +188,24 @@ def _function_properties(
     if storage:
         properties["EphemeralStorage"] = {"Size": storage}
     if function.get("provisionedConcurrency"):
-        properties["ProvisionedConcurrencyConfig"] = {"ProvisionedConcurrentExecutions": function["provisionedConcurrency"]}
+        properties["ProvisionedConcurrencyConfig"] = {
+            "ProvisionedConcurrentExecutions": function["provisionedConcurrency"]
+        }
     given_layers = function.get("layers", provider.get("layers")) or []
     resolved_layers = []
     for index, layer in enumerate(given_layers):
         reference = layer.get("Ref") if isinstance(layer, dict) else None
         if reference in layers:
-            context.resources[reference] = {"Type": "AWS::Lambda::LayerVersion", "Properties": {"Content": layers[reference]}}
+            context.resources[reference] = {
+                "Type": "AWS::Lambda::LayerVersion",
+                "Properties": {"Content": layers[reference]},
+            }
             resolved_layers.append(layer)
         else:
-            notes.unsupported((*location, "layers", index), f"layer {layer} is not a layer of this service; left out")
+            notes.unsupported(
+                (*location, "layers", index),
+                f"layer {layer} is not a layer of this service; left out",
+            )
     if resolved_layers:
         properties["Layers"] = resolved_layers
     for key in function:
@@ -155,7 +216,9 @@ def _function_properties(
     return properties
 
 
-def _async_settings(converter: Converter, data: dict[str, Any], function: dict[str, Any], location: Location) -> None:
+def _async_settings(
+    converter: Converter, data: dict[str, Any], function: dict[str, Any], location: Location
+) -> None:
     config: dict[str, Any] = {}
     if "maximumRetryAttempts" in function:
         config["MaximumRetryAttempts"] = function["maximumRetryAttempts"]
@@ -168,7 +231,12 @@ def _async_settings(converter: Converter, data: dict[str, Any], function: dict[s
         if isinstance(target, dict):
             target = target.get("arn")
         if isinstance(target, str):
-            arn = target if target.startswith("arn:") else f"arn:aws:lambda:{converter.options.region}:{converter.options.account_id}:function:{target}"
+            region, account = converter.options.region, converter.options.account_id
+            arn = (
+                target
+                if target.startswith("arn:")
+                else f"arn:aws:lambda:{region}:{account}:function:{target}"
+            )
             given[outcome] = {"Destination": arn}
     if given:
         config["DestinationConfig"] = given

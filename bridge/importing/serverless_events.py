@@ -28,23 +28,49 @@ ESM_KEYS = {
     "consumerGroupId": "ConsumerGroupId",
     "bootstrapServers": "KafkaBootstrapServers",
 }
-HANDLED = {"arn", "type", "functionResponseType", "filterPatterns", "maximumConcurrency", "destinations", "topic", "accessConfigurations", "consumer"}
+HANDLED = {
+    "arn",
+    "type",
+    "functionResponseType",
+    "filterPatterns",
+    "maximumConcurrency",
+    "destinations",
+    "topic",
+    "accessConfigurations",
+    "consumer",
+}
 
 
 def add_serverless_event(
-    converter: Converter, context: TemplateContext, function: str, index: int, event: Any, location: Location
+    converter: Converter,
+    context: TemplateContext,
+    function: str,
+    *,
+    index: int,
+    event: Any,
+    location: Location,
 ) -> None:
     if not (isinstance(event, dict) and len(event) == 1):
         raise converter.notes.error(location, "an event is a mapping of one event type")
     ((kind, given),) = event.items()
     before = (len(converter.result.mappings), len(converter.result.http_triggers))
-    _add(converter, context, function, index, kind, given, location)
-    for part in (*converter.result.mappings[before[0] :], *converter.result.http_triggers[before[1] :]):
+    _add(converter, context, function, index=index, kind=kind, given=given, location=location)
+    for part in (
+        *converter.result.mappings[before[0] :],
+        *converter.result.http_triggers[before[1] :],
+    ):
         part.kind = kind
 
 
 def _add(
-    converter: Converter, context: TemplateContext, function: str, index: int, kind: str, given: Any, location: Location
+    converter: Converter,
+    context: TemplateContext,
+    function: str,
+    *,
+    index: int,
+    kind: str,
+    given: Any,
+    location: Location,
 ) -> None:
     given = context.resolve(given, (*location, kind))
     name = f"{kind}{index}"
@@ -67,19 +93,37 @@ def _add(
             properties["Topics"] = [given["topic"]]
         if isinstance(given, dict) and given.get("accessConfigurations"):
             properties["SourceAccessConfigurations"] = given["accessConfigurations"]
-        add_event(converter, function, name, {"Type": "SelfManagedKafka", "Properties": properties}, location)
+        add_event(
+            converter,
+            function,
+            name,
+            {"Type": "SelfManagedKafka", "Properties": properties},
+            location,
+        )
     elif kind == "schedule":
         _schedules(converter, function, name, given, location)
     elif kind in ("httpApi", "http"):
         _route(converter, function, kind, given, location)
     elif kind == "s3":
         settings = given if isinstance(given, dict) else {"bucket": given}
-        add_bucket_folder(converter, function, name, settings.get("bucket"), {"Events": settings.get("event", "s3:ObjectCreated:*"), "rules": settings.get("rules")}, location)
+        add_bucket_folder(
+            converter,
+            function,
+            name,
+            bucket=settings.get("bucket"),
+            properties={
+                "Events": settings.get("event", "s3:ObjectCreated:*"),
+                "rules": settings.get("rules"),
+            },
+            location=location,
+        )
     else:
         converter.notes.unsupported(location, f"an event of type {kind} is not supported; left out")
 
 
-def _esm(converter: Converter, given: Any, location: Location, source_key: str | None) -> dict[str, Any]:
+def _esm(
+    converter: Converter, given: Any, location: Location, source_key: str | None
+) -> dict[str, Any]:
     settings = given if isinstance(given, dict) else {"arn": given}
     properties: dict[str, Any] = {}
     if source_key is not None:
@@ -92,7 +136,9 @@ def _esm(converter: Converter, given: Any, location: Location, source_key: str |
         elif key == "functionResponseType":
             properties["FunctionResponseTypes"] = [value]
         elif key == "filterPatterns":
-            properties["FilterCriteria"] = {"Filters": [{"Pattern": json.dumps(pattern)} for pattern in value or []]}
+            properties["FilterCriteria"] = {
+                "Filters": [{"Pattern": json.dumps(pattern)} for pattern in value or []]
+            }
         elif key == "maximumConcurrency":
             properties["ScalingConfig"] = {"MaximumConcurrency": value}
         elif key == "destinations":
@@ -101,13 +147,18 @@ def _esm(converter: Converter, given: Any, location: Location, source_key: str |
             if arn is not None:
                 properties["DestinationConfig"] = {"OnFailure": {"Destination": arn}}
         elif key == "consumer":
-            converter.notes.info((*location, key), "read past: records are read the same way without a dedicated consumer")
+            converter.notes.info(
+                (*location, key),
+                "read past: records are read the same way without a dedicated consumer",
+            )
         elif key not in HANDLED:
             converter.notes.unsupported((*location, key), f"{key} is not supported; left out")
     return properties
 
 
-def _schedules(converter: Converter, function: str, name: str, given: Any, location: Location) -> None:
+def _schedules(
+    converter: Converter, function: str, name: str, given: Any, location: Location
+) -> None:
     settings = given if isinstance(given, dict) else {"rate": given}
     rates = settings.get("rate")
     rates = rates if isinstance(rates, list) else [rates]
@@ -125,31 +176,48 @@ def _schedules(converter: Converter, function: str, name: str, given: Any, locat
             elif key == "timezone":
                 properties["ScheduleExpressionTimezone"] = value
             elif key in ("description", "method"):
-                converter.notes.info((*location, "schedule", key), "read past: it changes nothing locally")
+                converter.notes.info(
+                    (*location, "schedule", key), "read past: it changes nothing locally"
+                )
             else:
-                converter.notes.unsupported((*location, "schedule", key), f"{key} is not supported; left out")
+                converter.notes.unsupported(
+                    (*location, "schedule", key), f"{key} is not supported; left out"
+                )
         suffix = f"-{number}" if len(rates) > 1 else ""
-        add_event(converter, function, f"{name}{suffix}", {"Type": "ScheduleV2", "Properties": properties}, location)
+        add_event(
+            converter,
+            function,
+            f"{name}{suffix}",
+            {"Type": "ScheduleV2", "Properties": properties},
+            location,
+        )
 
 
 def _route(converter: Converter, function: str, kind: str, given: Any, location: Location) -> None:
     if isinstance(given, str):
         if given.strip() == "*":
             method, path = "ANY", "/{proxy+}"
-            converter.notes.info(location, "the catch-all route is served as /{proxy+} (every path but /)")
+            converter.notes.info(
+                location, "the catch-all route is served as /{proxy+} (every path but /)"
+            )
         else:
             method, _, path = given.strip().partition(" ")
     elif isinstance(given, dict):
         method, path = str(given.get("method", "ANY")), str(given.get("path", ""))
         for key in given:
             if key not in ("method", "path"):
-                converter.notes.unsupported((*location, kind, key), f"{key} is not supported (requests are not checked); left out")
+                converter.notes.unsupported(
+                    (*location, kind, key),
+                    f"{key} is not supported (requests are not checked); left out",
+                )
     else:
         raise converter.notes.error((*location, kind), "write METHOD /path or {method, path}")
     method = "ANY" if method.strip() == "*" else method.strip().upper()
     path = "/" + path.strip().lstrip("/")
     if method not in HTTP_METHODS:
-        converter.notes.unsupported((*location, kind), f"method {method} is not served; ANY instead")
+        converter.notes.unsupported(
+            (*location, kind), f"method {method} is not served; ANY instead"
+        )
         method = "ANY"
     format_version = "2.0" if kind == "httpApi" else "1.0"
     data = {"path": path, "methods": [method], "function": function, "format": format_version}

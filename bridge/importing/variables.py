@@ -23,9 +23,9 @@ MAX_STRING_CHARS = 1_000_000
 MAX_DEPTH = 64
 # An innermost `${...}`: one with no `${` inside it.
 _INNERMOST = re.compile(r"\$\{((?:(?!\$\{)[^}])*)\}")
-_SERVERLESS_VARIABLE = re.compile(
-    r"\s*(self:|opt:|sls:|env:|aws:|file\(|ssm:|cf:|cf\(|s3:|param:|strToBool\(|'|\"|-?\d)"
-)
+# `source:...`, `fn(...)`, a quoted text or a number; `${AWS::Region}`, `${Param}` and
+# `${Res.Attr}` are Fn::Sub's.
+_SERVERLESS_VARIABLE = re.compile(r"\s*([A-Za-z]+:(?!:)|[A-Za-z]+\(|'|\"|-?\d)")
 _KEPT = re.compile("\x00(\\d+)\x00")
 UNSUPPORTED_SOURCES = ("file(", "ssm:", "cf:", "s3:", "param:", "strToBool(", "sls:instanceId")
 
@@ -47,7 +47,9 @@ class Variables:
         if depth > MAX_DEPTH:
             raise self.error(location, f"nested more than {MAX_DEPTH} levels deep")
         if isinstance(value, dict):
-            return {key: self.resolve(item, (*location, key), depth + 1) for key, item in value.items()}
+            return {
+                key: self.resolve(item, (*location, key), depth + 1) for key, item in value.items()
+            }
         if isinstance(value, list):
             return [self.resolve(item, (*location, i), depth + 1) for i, item in enumerate(value)]
         if isinstance(value, str) and "${" in value:
@@ -74,10 +76,14 @@ class Variables:
                     continue
                 return value
             if isinstance(value, dict | list) or value is None:
-                raise self.error(location, f"${{{found.group(1)}}} is not text and cannot be part of a string")
+                raise self.error(
+                    location, f"${{{found.group(1)}}} is not text and cannot be part of a string"
+                )
             text = text[: found.start()] + _text(value) + text[found.end() :]
             if len(text) > MAX_STRING_CHARS:
-                raise self.error(location, "the resolved string is longer than 1,000,000 characters")
+                raise self.error(
+                    location, "the resolved string is longer than 1,000,000 characters"
+                )
 
     def _variable(self, expression: str, location: Location, depth: int) -> Any:
         """The first of the comma-separated sources that has a value."""
@@ -88,7 +94,7 @@ class Variables:
         raise self.error(location, f"${{{expression}}} has no value")
 
     def _source(self, source: str, location: Location, depth: int) -> Any:
-        if len(source) >= 2 and source[0] == source[-1] and source[0] in "'\"":  # noqa: PLR2004
+        if len(source) >= 2 and source[0] == source[-1] and source[0] in "'\"":
             return source[1:-1]
         if re.fullmatch(r"-?\d+(\.\d+)?", source):
             return float(source) if "." in source else int(source)

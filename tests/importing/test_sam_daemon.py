@@ -31,11 +31,15 @@ class Workspace:
 
     def run(self, template: str, *extra: str, mappings: int = 1) -> DaemonProcess:
         args = [
-            "--template", str(TEMPLATES / template / "template.yaml"),
+            "--template",
+            str(TEMPLATES / template / "template.yaml"),
             "--create-resources",
-            "--endpoint-url", self.endpoint,
-            "--stack-name", self.stack,
-            "--parameter-overrides", f"ResultsDir={self.results}",
+            "--endpoint-url",
+            self.endpoint,
+            "--stack-name",
+            self.stack,
+            "--parameter-overrides",
+            f"ResultsDir={self.results}",
             *extra,
         ]
         daemon = DaemonProcess(None, self.root, extra_args=args)
@@ -72,16 +76,24 @@ def test_sqs_partial_batch_responses_and_the_queues_dead_letter_queue(space: Wor
     dlq_url = sqs.get_queue_url(QueueName=f"{space.stack}-orders-dlq")["QueueUrl"]
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
     assert attributes["VisibilityTimeout"] == "5"
-    assert json.loads(attributes["RedrivePolicy"])["maxReceiveCount"] == 2  # noqa: PLR2004
+    assert json.loads(attributes["RedrivePolicy"])["maxReceiveCount"] == 2
     aws.send(space.endpoint, url, [{"id": n} for n in range(6)] + [{"id": 99, "bad": True}])
 
-    wait_for(lambda: len(space.result_files()) == 6, timeout=60, what="six processed orders")  # noqa: PLR2004
+    wait_for(lambda: len(space.result_files()) == 6, timeout=60, what="six processed orders")
     row = space.result_files()["3.json"]
     assert row == {
-        "key": "order-3", "stage": "dev", "log": "DEBUG", "region": "eu-west-1",
-        "queue_region": "us-east-1", "text": "${NOT_A_VARIABLE}",
+        "key": "order-3",
+        "stage": "dev",
+        "log": "DEBUG",
+        "region": "eu-west-1",
+        "queue_region": "us-east-1",
+        "text": "${NOT_A_VARIABLE}",
     }
-    wait_for(lambda: aws.queue_depth(space.endpoint, dlq_url) == 1, timeout=60, what="the bad order in the DLQ")
+    wait_for(
+        lambda: aws.queue_depth(space.endpoint, dlq_url) == 1,
+        timeout=60,
+        what="the bad order in the DLQ",
+    )
     assert aws.drain(space.endpoint, dlq_url) == [{"id": 99, "bad": True}]
 
 
@@ -91,14 +103,21 @@ def test_kinesis_tumbling_windows(space: Workspace) -> None:
     space.run("kinesis-windows")
     kinesis = aws.client("kinesis", space.endpoint)
     stream = f"{space.stack}-ClickStream"
-    assert kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]["OpenShardCount"] == 1
+    assert (
+        kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"][
+            "OpenShardCount"
+        ]
+        == 1
+    )
     for count in (1, 2, 3, 4):
-        kinesis.put_record(StreamName=stream, Data=json.dumps({"count": count}).encode(), PartitionKey="k")
+        kinesis.put_record(
+            StreamName=stream, Data=json.dumps({"count": count}).encode(), PartitionKey="k"
+        )
 
     def total() -> int:
         return sum(state.get("clicks", 0) for state in space.result_files("window-*.json").values())
 
-    wait_for(lambda: total() == 10, timeout=60, what="the windows' totals to add up to 10")  # noqa: PLR2004
+    wait_for(lambda: total() == 10, timeout=60, what="the windows' totals to add up to 10")
 
 
 def test_dynamodb_stream_with_filter_criteria(space: Workspace) -> None:
@@ -110,10 +129,16 @@ def test_dynamodb_stream_with_filter_criteria(space: Workspace) -> None:
     for ticket, priority in (("t1", "urgent"), ("t2", "low"), ("t3", "urgent")):
         dynamodb.put_item(TableName=table, Item={"id": {"S": ticket}, "priority": {"S": priority}})
     dynamodb.update_item(
-        TableName=table, Key={"id": {"S": "t2"}},
-        UpdateExpression="SET priority = :p", ExpressionAttributeValues={":p": {"S": "urgent"}},
+        TableName=table,
+        Key={"id": {"S": "t2"}},
+        UpdateExpression="SET priority = :p",
+        ExpressionAttributeValues={":p": {"S": "urgent"}},
     )
-    wait_for(lambda: set(space.result_files()) == {"t1.json", "t3.json"}, timeout=60, what="the urgent inserts")
+    wait_for(
+        lambda: set(space.result_files()) == {"t1.json", "t3.json"},
+        timeout=60,
+        what="the urgent inserts",
+    )
     assert space.result_files()["t1.json"] == {"event": "INSERT", "table": table}
 
 
@@ -124,21 +149,32 @@ def test_schedule_and_http_api(space: Workspace) -> None:
     space.run(
         "schedule-http",
         "ReportSchedule=rate(1 second)",
-        "--api-listen", f"127.0.0.1:{port}",
+        "--api-listen",
+        f"127.0.0.1:{port}",
         mappings=2,
     )
     wait_for(
-        lambda: any(event.get("report") == "frequent" for event in space.result_files("report-*").values()),
-        timeout=30, what="a firing of the frequent schedule",
+        lambda: any(
+            event.get("report") == "frequent" for event in space.result_files("report-*").values()
+        ),
+        timeout=30,
+        what="a firing of the frequent schedule",
     )
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/orders/42", timeout=20) as answer:
-        assert json.loads(answer.read()) == {"version": "2.0", "method": "GET", "id": "42", "function_version": "$LATEST"}
+        assert json.loads(answer.read()) == {
+            "version": "2.0",
+            "method": "GET",
+            "id": "42",
+            "function_version": "$LATEST",
+        }
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/orders", data=b'{"item": "tea"}', method="POST",
+        f"http://127.0.0.1:{port}/orders",
+        data=b'{"item": "tea"}',
+        method="POST",
         headers={"content-type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=20) as answer:
-        assert answer.status == 201  # noqa: PLR2004
+        assert answer.status == 201
         assert json.loads(answer.read())["created"] == {"item": "tea"}
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/legacy/orders/7", timeout=20) as answer:
         assert json.loads(answer.read())["version"] == "1.0"

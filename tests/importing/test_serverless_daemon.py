@@ -29,12 +29,17 @@ class Workspace:
         self.stage = aws.unique("t").replace("-", "")
         self.daemons: list[DaemonProcess] = []
 
-    def run(self, service: str, *extra: str, mappings: int, env: dict[str, str] | None = None) -> DaemonProcess:
+    def run(
+        self, service: str, *extra: str, mappings: int, env: dict[str, str] | None = None
+    ) -> DaemonProcess:
         args = [
-            "--serverless", str(SERVICES / service / "serverless.yml"),
-            "--stage", self.stage,
+            "--serverless",
+            str(SERVICES / service / "serverless.yml"),
+            "--stage",
+            self.stage,
             "--create-resources",
-            "--endpoint-url", self.endpoint,
+            "--endpoint-url",
+            self.endpoint,
             *extra,
         ]
         environment = {"RESULTS_DIR": str(self.results), **(env or {})}
@@ -67,23 +72,37 @@ def test_orders_service_sqs_http_schedule_and_s3(space: Workspace) -> None:
     port = free_port()
     space.run(
         "orders-service",
-        "--api-listen", f"127.0.0.1:{port}",
-        "--bucket-folder", f"orders-uploads={space.root / 'uploads'}",
+        "--api-listen",
+        f"127.0.0.1:{port}",
+        "--bucket-folder",
+        f"orders-uploads={space.root / 'uploads'}",
         mappings=3,
         env={"NIGHTLY_RATE": "rate(1 second)"},
     )
     sqs = aws.client("sqs", space.endpoint)
     queue = f"orders-{space.stage}-orders"
     url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
-    aws.send(space.endpoint, url, [
-        {"kind": "order", "id": 1}, {"kind": "order", "id": 2}, {"kind": "refund", "id": 3},
-    ])
-    wait_for(lambda: len(space.result_files("order-*.json")) == 2, timeout=60, what="the two orders")  # noqa: PLR2004
+    aws.send(
+        space.endpoint,
+        url,
+        [
+            {"kind": "order", "id": 1},
+            {"kind": "order", "id": 2},
+            {"kind": "refund", "id": 3},
+        ],
+    )
+    wait_for(
+        lambda: len(space.result_files("order-*.json")) == 2, timeout=60, what="the two orders"
+    )
     assert space.result_files("order-*.json")["order-1.json"] == {
-        "text": "order 1", "stage": space.stage, "queue": queue,
+        "text": "order 1",
+        "stage": space.stage,
+        "queue": queue,
         "region_text": "${AWS::Region} stays for Fn::Sub",
     }
-    wait_for(lambda: aws.queue_depth(space.endpoint, url) == 0, timeout=30, what="the queue to empty")
+    wait_for(
+        lambda: aws.queue_depth(space.endpoint, url) == 0, timeout=30, what="the queue to empty"
+    )
 
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/orders/5", timeout=20) as answer:
         assert json.loads(answer.read()) == {"version": "2.0", "method": "GET", "id": "5"}
@@ -97,8 +116,16 @@ def test_orders_service_sqs_http_schedule_and_s3(space: Workspace) -> None:
     def reports() -> list[dict[str, Any]]:
         return list(space.result_files("report-*.json").values())
 
-    wait_for(lambda: any(event.get("report") == "nightly" for event in reports()), timeout=30, what="a scheduled firing")
-    wait_for(lambda: any("Records" in event for event in reports()), timeout=30, what="the file's S3 event")
+    wait_for(
+        lambda: any(event.get("report") == "nightly" for event in reports()),
+        timeout=30,
+        what="a scheduled firing",
+    )
+    wait_for(
+        lambda: any("Records" in event for event in reports()),
+        timeout=30,
+        what="the file's S3 event",
+    )
     keys = [event["Records"][0]["s3"]["object"]["key"] for event in reports() if "Records" in event]
     assert keys == ["incoming/day.csv"]
 
@@ -110,7 +137,9 @@ def test_streams_service_kinesis_windows_and_dynamodb_filters(space: Workspace) 
     kinesis = aws.client("kinesis", space.endpoint)
     stream = f"streams-{space.stage}-ClickStream"
     for count in (5, 6):
-        kinesis.put_record(StreamName=stream, Data=json.dumps({"count": count}).encode(), PartitionKey="p")
+        kinesis.put_record(
+            StreamName=stream, Data=json.dumps({"count": count}).encode(), PartitionKey="p"
+        )
     dynamodb = aws.client("dynamodb", space.endpoint)
     table = f"streams-{space.stage}-tickets"
     dynamodb.put_item(TableName=table, Item={"id": {"S": "a"}})
@@ -119,5 +148,9 @@ def test_streams_service_kinesis_windows_and_dynamodb_filters(space: Workspace) 
     def total() -> int:
         return sum(state["clicks"] for state in space.result_files("window-*.json").values())
 
-    wait_for(lambda: total() == 11, timeout=60, what="the clicks' window total")  # noqa: PLR2004
-    wait_for(lambda: space.result_files("ticket-*.json") == {"ticket-a.json": {"event": "INSERT"}}, timeout=60, what="the insert")
+    wait_for(lambda: total() == 11, timeout=60, what="the clicks' window total")
+    wait_for(
+        lambda: space.result_files("ticket-*.json") == {"ticket-a.json": {"event": "INSERT"}},
+        timeout=60,
+        what="the insert",
+    )

@@ -1,4 +1,5 @@
 """Writes each order; an order marked "bad" is reported as a batch item failure."""
+
 import json
 import os
 from pathlib import Path
@@ -15,7 +16,11 @@ def handler(event, context):
         if order.get("bad"):
             failures.append({"itemIdentifier": record["messageId"]})
             continue
-        row = {"text": describe(order), "stage": os.environ["STAGE"], "queue": os.environ["QUEUE_NAME"],
-               "region_text": os.environ["REGION_TEXT"]}
+        row = {
+            "text": describe(order),
+            "stage": os.environ["STAGE"],
+            "queue": os.environ["QUEUE_NAME"],
+            "region_text": os.environ["REGION_TEXT"],
+        }
         (results / f"order-{order['id']}.json").write_text(json.dumps(row))
     return {"batchItemFailures": failures}

@@ -1,4 +1,5 @@
 """Writes one file per event it gets (a schedule's firing, or a file's S3 event)."""
+
 import json
 import os
 import time

@@ -1,4 +1,5 @@
 """Writes each ticket it is given (only urgent inserts pass the filter)."""
+
 import json
 import os
 from pathlib import Path
@@ -10,5 +11,7 @@ def handler(event, context):
     for record in event["Records"]:
         image = record["dynamodb"]["NewImage"]
         ticket = image["id"]["S"]
-        (results / f"{ticket}.json").write_text(json.dumps({"event": record["eventName"], "table": os.environ["TABLE_NAME"]}))
+        (results / f"{ticket}.json").write_text(
+            json.dumps({"event": record["eventName"], "table": os.environ["TABLE_NAME"]})
+        )
     return {}

@@ -1,4 +1,5 @@
 """Counts clicks per tumbling window; the final invocation of a window writes the total."""
+
 import base64
 import json
 import os

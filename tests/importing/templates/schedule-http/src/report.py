@@ -1,4 +1,5 @@
 """Writes a file per firing of a schedule."""
+
 import json
 import os
 import time

@@ -1,4 +1,5 @@
 """Processes orders; an order marked "bad" is reported as a batch item failure."""
+
 import json
 import os
 from pathlib import Path
@@ -15,8 +16,13 @@ def handler(event, context):
         if order.get("bad"):
             failures.append({"itemIdentifier": record["messageId"]})
             continue
-        row = {"key": order_key(order), "stage": os.environ["STAGE"], "log": os.environ["LOG_LEVEL"],
-               "region": os.environ["HOME_REGION"], "queue_region": os.environ["QUEUE_REGION"],
-               "text": os.environ["TEMPLATE_TEXT"]}
+        row = {
+            "key": order_key(order),
+            "stage": os.environ["STAGE"],
+            "log": os.environ["LOG_LEVEL"],
+            "region": os.environ["HOME_REGION"],
+            "queue_region": os.environ["QUEUE_REGION"],
+            "text": os.environ["TEMPLATE_TEXT"],
+        }
         (results / f"{order['id']}.json").write_text(json.dumps(row))
     return {"batchItemFailures": failures}
