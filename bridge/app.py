@@ -54,18 +54,14 @@ STATUS_INTERVAL_SECONDS = 5.0
 
 
 class Daemon:
-    def __init__(
-        self,
-        loaded: LoadedConfig,
-        config_path: Path | None = None,
-        *,
-        reader: Callable[[], LoadedConfig] | None = None,
-    ) -> None:
+    def __init__(self, loaded: LoadedConfig, config_path: Path | None = None) -> None:
         self.loaded = loaded
         self.config = loaded.config
         self.config_path = config_path
-        # How a reload reads the config when it is not a file (an imported template).
-        self._reader = reader
+        # What a reload reads; an imported template's CLI sets its own (bridge.cli.importing).
+        self.read_config: Callable[[], LoadedConfig] | None = (
+            functools.partial(load_config, config_path) if config_path else None
+        )
         self.store = self.config.checkpoint_store.build(loaded.build_context)
         self.clients = Clients()
         self.journal: InvocationJournal | None = None
@@ -321,7 +317,7 @@ class Daemon:
         async with self._reload_lock:
             if self.stopping:
                 raise ReloadRejected(["the daemon is stopping"])
-            if self.config_path is None and self._reader is None:
+            if self.read_config is None:
                 raise ReloadRejected(["running the bundled example: there is no file to reload"])
             if not self._started:
                 raise ReloadRejected(["the daemon is still starting"])
@@ -332,13 +328,10 @@ class Daemon:
                 self._notifier.ready(self._status_line())
 
     async def _read_new_config(self) -> LoadedConfig:
-        read = self._reader
-        if read is None:
-            assert self.config_path is not None
-            read = functools.partial(load_config, self.config_path)
+        assert self.read_config is not None
         try:
             # Reading, parsing and checking a file (it may be large) stays off the loop.
-            loaded = await asyncio.to_thread(read)
+            loaded = await asyncio.to_thread(self.read_config)
         except ConfigError as error:
             self._log.error("reload.rejected", problems=error.problems)
             raise ReloadRejected(error.problems) from None

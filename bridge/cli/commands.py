@@ -203,7 +203,10 @@ def _run(args: argparse.Namespace) -> int:
     # before the event loop gets it back: 5 ms by default, paid on every wake-up of the
     # loop. 1 ms keeps /healthz, the systemd watchdog and the lanes responsive.
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
-    return asyncio.run(Daemon(loaded, args.config, reader=reader).run())
+    daemon = Daemon(loaded, args.config)
+    if reader is not None:
+        daemon.read_config = reader
+    return asyncio.run(daemon.run())
 
 
 def _imported(args: argparse.Namespace) -> tuple[LoadedConfig, Callable[[], LoadedConfig]]:

@@ -32,6 +32,7 @@ SQS_ATTRIBUTES = (
     "FifoThroughputLimit",
 )
 ACTIVE_WAIT_SECONDS = 30.0
+DEFAULT_RETENTION_HOURS = 24
 
 
 class ResourceError(BridgeError):
@@ -114,6 +115,12 @@ async def _stream(connection: AwsConnectionConfig, region: str, spec: ResourceSp
             arguments["ShardCount"] = int(spec.properties.get("ShardCount", 1))
         await kinesis.create_stream(**arguments)
         await _until_active(lambda: _stream_status(kinesis, spec.name), spec)
+        hours = int(spec.properties.get("RetentionPeriodHours", DEFAULT_RETENTION_HOURS))
+        if hours > DEFAULT_RETENTION_HOURS:
+            await kinesis.increase_stream_retention_period(
+                StreamName=spec.name, RetentionPeriodHours=hours
+            )
+            await _until_active(lambda: _stream_status(kinesis, spec.name), spec)
     return True
 
 

@@ -5,6 +5,8 @@ into them reach the template's handler (a `runtime` function with awslambdaric).
 from __future__ import annotations
 
 import json
+import shutil
+import signal
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,12 +105,8 @@ def test_kinesis_tumbling_windows(space: Workspace) -> None:
     space.run("kinesis-windows")
     kinesis = aws.client("kinesis", space.endpoint)
     stream = f"{space.stack}-ClickStream"
-    assert (
-        kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"][
-            "OpenShardCount"
-        ]
-        == 1
-    )
+    summary = kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]
+    assert (summary["OpenShardCount"], summary["RetentionPeriodHours"]) == (1, 48)
     for count in (1, 2, 3, 4):
         kinesis.put_record(
             StreamName=stream, Data=json.dumps({"count": count}).encode(), PartitionKey="k"
@@ -178,3 +176,40 @@ def test_schedule_and_http_api(space: Workspace) -> None:
         assert json.loads(answer.read())["created"] == {"item": "tea"}
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/legacy/orders/7", timeout=20) as answer:
         assert json.loads(answer.read())["version"] == "1.0"
+
+
+def test_a_reload_imports_the_template_again(space: Workspace) -> None:
+    """SIGHUP re-reads the template (not a file of config): a changed BatchSize restarts
+    the mapping; a template broken meanwhile is rejected with its line, the daemon keeps
+    running."""
+    copy = space.root / "app"
+    shutil.copytree(TEMPLATES / "dynamodb-filters", copy)
+    args = [
+        "--template",
+        str(copy / "template.yaml"),
+        "--create-resources",
+        "--endpoint-url",
+        space.endpoint,
+        "--stack-name",
+        space.stack,
+        "--parameter-overrides",
+        f"ResultsDir={space.results}",
+    ]
+    daemon = DaemonProcess(None, space.root, extra_args=args)
+    space.daemons.append(daemon.start())
+    daemon.wait_ready()
+    template = copy / "template.yaml"
+    template.write_text(template.read_text().replace("BatchSize: 10", "BatchSize: 5"))
+    daemon.signal(signal.SIGHUP)
+    applied = daemon.wait_for_log("reload.applied")
+    assert applied[0]["restarted"] == ["EscalateFunction-UrgentTickets"]
+    template.write_text(
+        template.read_text().replace("!GetAtt TicketsTable.StreamArn", "!GetAtt Nothing.StreamArn")
+    )
+    daemon.signal(signal.SIGHUP)
+    rejected = daemon.wait_for_log("reload.rejected")
+    assert rejected[0]["problems"] == [
+        f"{template}:41: Resources.EscalateFunction.Properties.Events.UrgentTickets.Properties.Stream.Fn::GetAtt: "
+        "no parameter or resource named 'Nothing'"
+    ]
+    assert daemon.process is not None and daemon.process.poll() is None
