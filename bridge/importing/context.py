@@ -5,6 +5,7 @@ topics in the emulator or account the AWS settings point at."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from bridge.importing.cfnyaml import Template
@@ -197,7 +198,8 @@ def _arn(kind: str, name: str, region: str, account: str) -> str:
         "AWS::Lambda::Function": ("lambda", f"function:{name}"),
         "AWS::Serverless::LayerVersion": ("lambda", f"layer:{name}:1"),
         "AWS::Lambda::LayerVersion": ("lambda", f"layer:{name}:1"),
-        "AWS::AmazonMQ::Broker": ("mq", f"broker:{name}:b-{name}"),
+        # A broker's id is made up by Amazon MQ: a stable one from the name stands in.
+        "AWS::AmazonMQ::Broker": ("mq", f"broker:{name}:b-{uuid.uuid5(uuid.NAMESPACE_URL, name)}"),
         "AWS::MSK::Cluster": ("kafka", f"cluster/{name}/0"),
         "AWS::Events::EventBus": ("events", f"event-bus/{name}"),
     }

@@ -4,6 +4,7 @@ template, the command line's errors and `--strict`."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -271,3 +272,39 @@ def test_bad_templates_exit_2_with_one_line(tmp_path: Path, body: str, message: 
     )
     assert done.returncode == 2
     assert done.stderr == f"error: {tmp_path}/{message}\n"
+
+
+def test_brokers_dead_letter_queue_and_invoke_config_destinations(tmp_path: Path) -> None:
+    result = sam("brokers")
+    payments = mapping(result, "PaymentsFunction-Payments")
+    assert payments["source"]["type"] == "rabbitmq"  # the broker's EngineType
+    assert payments["source"]["queues"] == ["payments"]
+    assert payments["source"]["virtual_host"] == "/payments"
+    assert payments["source"]["broker_arn"].startswith(
+        "arn:aws:mq:us-east-1:000000000000:broker:payments:b-"
+    )
+    assert payments["batch_size"] == 20 and payments["maximum_batching_window_in_seconds"] == 2
+    audit = mapping(result, "PaymentsFunction-Audit")
+    assert (
+        audit["source"]["msk_cluster_arn"] == "arn:aws:kafka:us-east-1:000000000000:cluster/audit/0"
+    )
+    assert audit["source"]["consumer_group_id"] == "payments-audit"
+    ledger = mapping(result, "PaymentsFunction-Ledger")
+    assert ledger["source"]["bootstrap_servers"] == [
+        "kafka-1.internal:9092",
+        "kafka-2.internal:9092",
+    ]
+    function = result.functions["PaymentsFunction"].data
+    assert function["async"] == {
+        "dead_letter": "local-FailedPayments",
+        "maximum_retry_attempts": 2,
+        "destinations": {"on_success": "local-PaymentEvents"},
+    }
+    assert result.destinations["local-PaymentEvents"].data["type"] == "sns"
+    activemq = tmp_path / "template.yaml"
+    shutil.copytree(TEMPLATES / "brokers" / "src", tmp_path / "src")
+    activemq.write_text(
+        (TEMPLATES / "brokers" / "template.yaml").read_text().replace("RABBITMQ", "ACTIVEMQ")
+    )
+    source = mapping(import_sam(activemq, ImportOptions()), "PaymentsFunction-Payments")["source"]
+    assert (source["type"], source["queue"]) == ("activemq", "payments")
