@@ -155,7 +155,9 @@ class Converter:
         """The lambda-bridge source for an ESM of this kind (sqs, kinesis, dynamodb, msk,
         kafka, mq); None with a warning when it cannot be made."""
         if kind == "sqs":
-            return {"type": "sqs", "queue_arn": str(properties["Queue"]), **self.aws_settings()}
+            queue = str(properties["Queue"])
+            key = "queue_url" if queue.startswith(("http://", "https://")) else "queue_arn"
+            return {"type": "sqs", key: queue, **self.aws_settings()}
         starting = _starting(properties)
         if kind == "kinesis":
             return {

@@ -96,6 +96,10 @@ def import_serverless(path: Path, options: ImportOptions) -> ImportResult:
         options.stack_name if options.stack_name != "local" else f"{service}-{stage}"
     )
     resources = (data.get("resources") or {}).get("Resources") or {}
+    # Notes about resources name them `Resources.X` as in a template, at their own lines.
+    for key, line in list(template.lines.items()):
+        if key[:2] == ("resources", "Resources"):
+            template.lines.setdefault(key[1:], line)
     cfn = Template(
         path,
         {
