@@ -91,6 +91,7 @@ def import_serverless(path: Path, options: ImportOptions) -> ImportResult:
             ("provider", "region"),
             f"the region is {options.region} (--region, AWS_REGION), not {provider.get('region')}",
         )
+    _note_unread(data, provider, notes)
     service = str(data.get("service", "service"))
     options.stack_name = (
         options.stack_name if options.stack_name != "local" else f"{service}-{stage}"
@@ -148,6 +149,57 @@ def import_serverless(path: Path, options: ImportOptions) -> ImportResult:
                 converter, context, imported, index=index, event=event, location=where
             )
     return result
+
+
+PROVIDER_READ = {
+    "name",
+    "runtime",
+    "stage",
+    "region",
+    "memorySize",
+    "timeout",
+    "environment",
+    "architecture",
+    "layers",
+    "ephemeralStorageSize",
+    "reservedConcurrency",
+}
+PROVIDER_READ_PAST = {
+    "iam",
+    "role",
+    "iamRoleStatements",
+    "deploymentBucket",
+    "deploymentMethod",
+    "tags",
+    "stackTags",
+    "stackName",
+    "logRetentionInDays",
+    "logs",
+    "tracing",
+    "vpc",
+    "profile",
+    "versionFunctions",
+    "lambdaHashingVersion",
+    "apiGateway",
+    "httpApi",
+    "kmsKeyArn",
+}
+TOP_LEVEL_READ = {"service", "provider", "functions", "resources", "custom", "layers"}
+TOP_LEVEL_READ_PAST = {"frameworkVersion", "package", "useDotenv", "configValidationMode"}
+
+
+def _note_unread(data: dict[str, Any], provider: dict[str, Any], notes: Notes) -> None:
+    """Name every top-level and provider key that is not carried over."""
+    for key in data:
+        if key in TOP_LEVEL_READ_PAST:
+            notes.info((key,), "read past: it changes nothing locally")
+        elif key not in TOP_LEVEL_READ:
+            notes.unsupported((key,), f"{key} is not supported (plugins are not run); left out")
+    for key in provider:
+        if key in PROVIDER_READ_PAST:
+            notes.info(("provider", key), "read past: it changes nothing locally")
+        elif key not in PROVIDER_READ:
+            notes.unsupported(("provider", key), f"provider.{key} is not supported; left out")
 
 
 def _in_resources(location: Location) -> Location:
