@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import os
 import signal
@@ -57,6 +58,10 @@ class Daemon:
         self.loaded = loaded
         self.config = loaded.config
         self.config_path = config_path
+        # What a reload reads; an imported template's CLI sets its own (bridge.cli.importing).
+        self.read_config: Callable[[], LoadedConfig] | None = (
+            functools.partial(load_config, config_path) if config_path else None
+        )
         self.store = self.config.checkpoint_store.build(loaded.build_context)
         self.clients = Clients()
         self.journal: InvocationJournal | None = None
@@ -312,7 +317,7 @@ class Daemon:
         async with self._reload_lock:
             if self.stopping:
                 raise ReloadRejected(["the daemon is stopping"])
-            if self.config_path is None:
+            if self.read_config is None:
                 raise ReloadRejected(["running the bundled example: there is no file to reload"])
             if not self._started:
                 raise ReloadRejected(["the daemon is still starting"])
@@ -323,10 +328,10 @@ class Daemon:
                 self._notifier.ready(self._status_line())
 
     async def _read_new_config(self) -> LoadedConfig:
-        assert self.config_path is not None
+        assert self.read_config is not None
         try:
             # Reading, parsing and checking a file (it may be large) stays off the loop.
-            loaded = await asyncio.to_thread(load_config, self.config_path)
+            loaded = await asyncio.to_thread(self.read_config)
         except ConfigError as error:
             self._log.error("reload.rejected", problems=error.problems)
             raise ReloadRejected(error.problems) from None

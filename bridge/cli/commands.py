@@ -1,15 +1,17 @@
 """`lambda-bridge`: run | validate | schema | generate-event | filter-test | reset-checkpoints |
-invoke | status | reload | failures."""
+invoke | status | reload | failures | import."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from bridge import __version__
+from bridge.cli.importing import add_import_options, add_import_parser, import_command
 from bridge.errors import BridgeError, ConfigError
 
 if TYPE_CHECKING:
@@ -46,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--log-format", choices=["auto", "console", "json"], help="overrides log.format"
     )
+    add_import_options(run, for_run=True)
 
     validate = commands.add_parser(
         "validate", help="check a config file without connecting to anything"
@@ -117,6 +120,7 @@ def _parser() -> argparse.ArgumentParser:
             )
 
     commands.add_parser("schema", help="print the JSON Schema of the config file")
+    add_import_parser(commands)
 
     reset = commands.add_parser(
         "reset-checkpoints",
@@ -161,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         "status": _admin_command,
         "reload": _admin_command,
         "failures": _failures,
+        "import": import_command,
     }
     return handlers[args.command](args)
 
@@ -177,8 +182,15 @@ def _run(args: argparse.Namespace) -> int:
     from bridge.config.loading import load_config
     from bridge.ops import logs
 
+    reader = None
     try:
-        if args.config is None:
+        if args.template is not None or args.serverless is not None:
+            if args.config is not None:
+                return _report(
+                    ConfigError(["--config cannot be given with --template or --serverless"])
+                )
+            loaded, reader = _imported(args)
+        elif args.config is None:
             loaded = load_config(example_config(), handler_root=bundled_root())
         else:
             loaded = load_config(args.config)
@@ -196,7 +208,24 @@ def _run(args: argparse.Namespace) -> int:
     # before the event loop gets it back: 5 ms by default, paid on every wake-up of the
     # loop. 1 ms keeps /healthz, the systemd watchdog and the lanes responsive.
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
-    return asyncio.run(Daemon(loaded, args.config).run())
+    daemon = Daemon(loaded, args.config)
+    if reader is not None:
+        daemon.read_config = reader
+    return asyncio.run(daemon.run())
+
+
+def _imported(args: argparse.Namespace) -> tuple[LoadedConfig, Callable[[], LoadedConfig]]:
+    """The config of `run --template` / `--serverless`, and how a reload reads it again."""
+    from bridge.cli.importing import import_from_args, reader_for
+    from bridge.config.loading import load_config_text
+    from bridge.importing.emit import emit
+
+    kind, path = (
+        ("sam", args.template) if args.template is not None else ("serverless", args.serverless)
+    )
+    result = import_from_args(args, kind, path)
+    loaded = load_config_text(emit(result, f"lambda-bridge run --{kind}"), f"{path} (imported)")
+    return loaded, reader_for(args, kind, path, result.account_id)
 
 
 def _validate(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ from tests.support import DaemonProcess, read_jsonl
 
 # Records every event; raises while `<control>/fail` exists; waits while `<control>/block`
 # exists (so a test can kill -9 a redrive while an invocation is in flight).
-STEERED_HANDLER = '''
+STEERED_HANDLER = """
 import json, os, time
 from pathlib import Path
 
@@ -29,7 +29,7 @@ def handler(event, context):
     if (CONTROL / "fail").exists():
         raise ValueError("failing on purpose")
     return {}
-'''
+"""
 
 
 @dataclass

@@ -70,11 +70,13 @@ def test_redis_failures_are_re_published_to_their_stream(
     daemon = space.daemon(config).wait_ready()
     redis.add(redis_url, stream, [{"n": n} for n in range(3)])
     wait_for(
-        lambda: sum(
-            json.loads(fields[b"failure"])["RedisStreamsBatchInfo"]["batchSize"]
-            for _, fields in redis.client(redis_url).xrange(failures)
-        )
-        == 3,
+        lambda: (
+            sum(
+                json.loads(fields[b"failure"])["RedisStreamsBatchInfo"]["batchSize"]
+                for _, fields in redis.client(redis_url).xrange(failures)
+            )
+            == 3
+        ),
         timeout=30,
         what="failure records of the three entries",
     )
@@ -120,6 +122,7 @@ def test_kafka_failures_are_re_produced_to_their_topic(
     space.set("fail", True)
     daemon = space.daemon(config).wait_ready()
     kafka.produce(kafka_bootstrap, topic, [(0, {"n": n}) for n in range(3)])
+
     def listed() -> int:
         listing = space.run("list", "events", config=config)
         assert listing.code == 0, listing.err

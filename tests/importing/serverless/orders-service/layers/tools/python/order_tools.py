@@ -1,0 +1,2 @@
+def describe(order):
+    return f"order {order['id']}"

@@ -1,0 +1,2 @@
+def order_key(order):
+    return f"order-{order['id']}"
