@@ -255,13 +255,12 @@ class Converter:
             url = EnvReference("${ACTIVEMQ_URL:-stomp://localhost:61613}")
             self.notes.info(
                 location,
-                "the broker URL: ACTIVEMQ_URL (default "
-                "stomp://localhost:61613); needs the activemq source",
+                "the broker URL: ACTIVEMQ_URL (default stomp://localhost:61613)",
             )
             return {
                 "type": "activemq",
                 "url": url,
-                "queue": queues[0] if queues else "",
+                "queues": queues,
                 "broker_arn": broker_arn,
             }
         url = EnvReference("${RABBITMQ_URL:-amqp://localhost:5672}")

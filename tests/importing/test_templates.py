@@ -306,5 +306,8 @@ def test_brokers_dead_letter_queue_and_invoke_config_destinations(tmp_path: Path
     activemq.write_text(
         (TEMPLATES / "brokers" / "template.yaml").read_text().replace("RABBITMQ", "ACTIVEMQ")
     )
-    source = mapping(import_sam(activemq, ImportOptions()), "PaymentsFunction-Payments")["source"]
-    assert (source["type"], source["queue"]) == ("activemq", "payments")
+    imported = import_sam(activemq, ImportOptions())
+    source = mapping(imported, "PaymentsFunction-Payments")["source"]
+    assert (source["type"], source["queues"]) == ("activemq", ["payments"])
+    loaded = load_config_text(emit(imported, "test"), "brokers, ActiveMQ (imported)")
+    assert "PaymentsFunction-Payments" in [m.name for m in loaded.config.mappings]
