@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from bridge.config.checks import check_config
-from bridge.config.model import LoadedConfig, config_model
+from bridge.config.model import LoadedConfig, config_model, used_types
 from bridge.config.problems import describe, non_json_patterns, unknown_types
 from bridge.config.yamlsource import interpolate, parse_yaml
 from bridge.errors import ConfigError
@@ -57,7 +57,7 @@ def load_config_text(
     unknown = unknown_types(document.data)
     not_json, bad_patterns = non_json_patterns(document)
     try:
-        config = config_model().model_validate(document.data)
+        config = config_model(used_types(document.data)).model_validate(document.data)
     except ValidationError as exc:
         skip = [path for path, _ in unknown] + [(*path, "") for path in bad_patterns]
         described = describe(exc, document, skip=skip)

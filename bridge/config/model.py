@@ -25,12 +25,13 @@ from bridge.config.plugins import (
     PathSetting,
     SourceConfig,
     StrictModel,
-    registered,
+    registered_names,
+    registered_type,
 )
 
 
 def _default_store() -> CheckpointStoreConfig:
-    store: CheckpointStoreConfig = registered("checkpoint_stores")["sqlite"]()
+    store: CheckpointStoreConfig = registered_type("checkpoint_stores", "sqlite")()
     return store
 
 
@@ -252,22 +253,55 @@ class BridgeConfig(StrictModel):
         return Identity(self.aws.region, self.aws.account_id)
 
 
-def _union(kind: str, discriminator: str) -> Any:
-    classes = tuple(registered(kind).values())
+# The types a config names, per kind (sources, functions, destinations, checkpoint stores);
+# None: every registered type.
+UsedTypes = tuple[frozenset[str], frozenset[str], frozenset[str], frozenset[str]]
+_KINDS = ("sources", "functions", "destinations", "checkpoint_stores")
+
+
+def used_types(data: dict[str, Any]) -> UsedTypes:
+    """The connector types a raw config document names, so that validating it imports
+    only their settings classes."""
+
+    def types_in(items: Any, key: str) -> frozenset[str]:
+        values = list(items.values()) if isinstance(items, dict) else items
+        if not isinstance(values, list):
+            return frozenset()
+        named = (item.get(key) for item in values if isinstance(item, dict))
+        return frozenset(name for name in named if isinstance(name, str))
+
+    mappings = data.get("mappings")
+    listed = mappings if isinstance(mappings, list) else []
+    sources = [mapping.get("source") for mapping in listed if isinstance(mapping, dict)]
+    store = data.get("checkpoint_store")
+    return (
+        types_in(sources, "type"),
+        types_in(data.get("functions"), "invoker"),
+        types_in(data.get("destinations"), "type"),
+        types_in([store] if isinstance(store, dict) else [], "type") | {"sqlite"},
+    )
+
+
+def _union(kind: str, discriminator: str, names: frozenset[str] | None) -> Any:
+    known = registered_names(kind)
+    chosen = sorted(known if names is None else names & known.keys()) or [next(iter(known))]
+    classes = tuple(registered_type(kind, name) for name in chosen)
     if len(classes) == 1:
         return classes[0]
     return Annotated[Union[classes], Field(discriminator=discriminator)]  # noqa: UP007
 
 
 @cache
-def config_model() -> type[BridgeConfig]:
-    """The root model with every registered connector's settings in place."""
-    source: Any = _union("sources", "type")
+def config_model(used: UsedTypes | None = None) -> type[BridgeConfig]:
+    """The root model with the connectors' settings in place: those `used` names (what a
+    config file uses), or every registered one."""
+    sources, functions_used, destinations_used, stores = used or (None, None, None, None)
+    source: Any = _union("sources", "type", sources)
     mapping: Any = create_model("MappingConfig", __base__=MappingConfig, source=(source, ...))
-    functions: Any = dict[str, _union("functions", "invoker")]  # type: ignore[misc]
-    destinations: Any = dict[str, _union("destinations", "type")]  # type: ignore[misc]
+    functions: Any = dict[str, _union("functions", "invoker", functions_used)]  # type: ignore[misc]
+    destinations: Any = dict[str, _union("destinations", "type", destinations_used)]  # type: ignore[misc]
     mappings: Any = list[mapping]
-    store: Any = _union("checkpoint_stores", "type")
+    store: Any = _union("checkpoint_stores", "type", stores)
     model = create_model(
         "BridgeConfig",
         __base__=BridgeConfig,

@@ -15,7 +15,7 @@ import importlib
 import time
 from dataclasses import dataclass, field
 from functools import cache
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, ClassVar, Union, get_args, get_origin
@@ -404,9 +404,23 @@ def _load(reference: str) -> Any:
 
 
 @cache
-def registered(kind: str) -> dict[str, type[Any]]:
-    """Type name -> config class for `sources`, `functions` or `destinations`."""
-    found = {name: _load(reference) for name, reference in _BUILTIN[kind].items()}
+def registered_names(kind: str) -> dict[str, str | EntryPoint]:
+    """Type name -> where its config class is, for `kind`, without importing any: the
+    built-in connectors, then those of installed distributions (entry points)."""
+    found: dict[str, str | EntryPoint] = dict(_BUILTIN[kind])
     for entry in entry_points(group=f"lambda_bridge.{kind}"):
-        found.setdefault(entry.name, entry.load())
+        found.setdefault(entry.name, entry)
     return found
+
+
+@cache
+def registered_type(kind: str, name: str) -> type[Any]:
+    """The config class of one type, imported on first use."""
+    where = registered_names(kind)[name]
+    return _load(where) if isinstance(where, str) else where.load()  # type: ignore[no-any-return]
+
+
+def registered(kind: str) -> dict[str, type[Any]]:
+    """Type name -> config class for every type of `kind` (imports them all: for the
+    schema, the API's mappings and messages listing the known types)."""
+    return {name: registered_type(kind, name) for name in registered_names(kind)}

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from bridge.config.model import config_model
-from bridge.config.plugins import registered
+from bridge.config.plugins import registered_names
 from bridge.config.yamlsource import YamlDocument, non_json
 
 # What a setting should be, by pydantic's error type; the input's kind is added, never
@@ -97,7 +97,7 @@ def unknown_types(data: dict[str, Any]) -> list[tuple[tuple[str | int, ...], str
     def check(item: Any, at: tuple[str | int, ...], key: str, kind: str, noun: str) -> None:
         if not isinstance(item, dict) or key not in item:
             return
-        known = registered(kind)
+        known = registered_names(kind)
         if not isinstance(item[key], str) or item[key] not in known:
             names = ", ".join(sorted(known))
             found.append(((*at, key), f"unknown {noun} {item[key]!r} (known: {names})"))

@@ -209,3 +209,41 @@ def test_the_lambda_api_needs_credentials_beyond_loopback(workdir: Path) -> None
     )
     [bad] = problems(VALID + 'api: {listen: "nowhere"}\n')
     assert "api.listen" in bad
+
+
+def test_a_config_imports_only_the_connectors_it_names(tmp_path: Path) -> None:
+    """Validating a folder-to-python config imports the settings of those two connectors
+    and of the default checkpoint store, none of the other sources'."""
+    import subprocess
+    import sys
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "h.py").write_text("def handler(event, context):\n    return None\n")
+    config = tmp_path / "bridge.yaml"
+    config.write_text(
+        "functions:\n  fn: {invoker: python, handler: h.handler}\n"
+        f"mappings:\n  - {{name: m, function: fn, source: {{type: files, path: {tmp_path / 'in'}}}}}\n"
+    )
+    probe = (
+        "import sys; from pathlib import Path; from bridge.config.loading import load_config; "
+        f"load_config(Path({str(config)!r})); "
+        "print(sorted(m for m in sys.modules if m.startswith('connectors.')))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert run.returncode == 0, run.stderr
+    imported = json.loads(run.stdout.replace("'", '"'))
+    assert "connectors.files.config" in imported and "connectors.python.config" in imported
+    others = (
+        "kafka",
+        "redis",
+        "sqs",
+        "kinesis",
+        "rabbitmq",
+        "activemq",
+        "nats",
+        "mqtt",
+        "schedule",
+    )
+    assert not [name for name in imported if name.split(".")[1] in others], imported
