@@ -218,7 +218,7 @@ def test_a_firing_in_flight_at_a_crash_is_redelivered_at_most_once(tmp_path: Pat
 
 def test_at_fires_once_and_never_after_a_restart(tmp_path: Path) -> None:
     async def body(rig: Rig) -> None:
-        moment = math.floor(time.time()) + 1
+        moment = math.floor(time.time()) + 3
         settings = {"expression": at_expression(moment), "catch_up": "1d"}
         async with rig.source(**settings) as source:
             records = await collect(source, 1)

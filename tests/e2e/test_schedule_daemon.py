@@ -25,6 +25,8 @@ from tests.support import DaemonProcess, read_jsonl, wait_for
 
 pytestmark = pytest.mark.e2e
 
+START_MARGIN_SECONDS = 6
+
 HANDLER = '''
 """Records every event with the time the handler was entered; fails when the event
 asks for it, sleeps when it asks for that."""
@@ -232,7 +234,9 @@ def test_catch_up_delivers_the_newest_missed_firing_once(space: Space, kill: boo
 
 
 def test_at_fires_once_and_never_again_after_a_restart(space: Space) -> None:
-    moment = math.floor(time.time()) + 2
+    # Far enough ahead for a daemon that starts slowly on a busy machine: an at() already
+    # past when the schedule first starts never fires.
+    moment = math.floor(time.time()) + START_MARGIN_SECONDS
     source = f'{{type: schedule, expression: "{at_expression(moment)}", catch_up: 3600}}'
     config = space.config(mapping("once", source))
     first = space.daemon(config)
@@ -252,7 +256,7 @@ def invocations_reach(space: Space, count: int) -> None:
 def test_a_firing_in_flight_at_kill_9_comes_again_at_most_once(space: Space) -> None:
     """Killed while the function runs the one-time firing: the next run delivers it
     again (catch_up); killed again while it runs, the run after that does not."""
-    moment = math.floor(time.time()) + 1
+    moment = math.floor(time.time()) + START_MARGIN_SECONDS
     source = (
         f'{{type: schedule, expression: "{at_expression(moment)}", catch_up: 3600, '
         "input: {sleep: 30}}"
