@@ -13,17 +13,21 @@ from tests import services
 pytest_plugins = ["tests.conformance.summary"]
 
 
+SPREAD_CASE_BY_CASE = ("tests/contract/", "tests/fault/")
+
+
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """Under -n: each test module runs on one worker (a module's fixtures start its
-    daemons once), while the contract suites' cases, each of which sets up what it needs
-    itself, spread one by one. (xdist's `--dist loadgroup` marks do not take with pytest 9:
+    daemons once), while the cases of the contract suites and of the fault suite, each of
+    which sets up what it needs itself, spread one by one (the fault cases are the longest:
+    on one worker they would be the run's tail). (xdist's `--dist loadgroup` marks do not take with pytest 9:
     modules were split over workers, each starting the module's daemons again.)"""
     from xdist.scheduler import LoadScopeScheduling
 
     class ModuleScheduling(LoadScopeScheduling):  # type: ignore[misc]
         def _split_scope(self, nodeid: str) -> str:
             module = nodeid.split("::", maxsplit=1)[0]
-            return nodeid if module.startswith("tests/contract/") else module
+            return nodeid if module.startswith(SPREAD_CASE_BY_CASE) else module
 
     return ModuleScheduling(config, log)
 
