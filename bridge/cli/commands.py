@@ -150,7 +150,8 @@ _PUSHED_EVENTS = {
 def _generate_event(args: argparse.Namespace) -> int:
     import importlib
 
-    from bridge.config.plugins import Identity, registered
+    from bridge.config.plugins import Identity
+    from bridge.config.registry import registered
 
     sources = registered("sources")
     known = sorted({*sources, *_PUSHED_EVENTS})

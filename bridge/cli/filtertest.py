@@ -32,7 +32,7 @@ class UnknownSource(LookupError):
 
 
 def _data_keys() -> dict[str, DataKey | None]:
-    from bridge.config.plugins import registered
+    from bridge.config.registry import registered
 
     return {name: config.filter_data_key for name, config in registered("sources").items()}
 

@@ -25,9 +25,8 @@ from bridge.config.plugins import (
     PathSetting,
     SourceConfig,
     StrictModel,
-    registered_names,
-    registered_type,
 )
+from bridge.config.registry import registered_names, registered_type
 
 
 def _default_store() -> CheckpointStoreConfig:

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from bridge.config.model import config_model
-from bridge.config.plugins import registered_names
+from bridge.config.registry import registered_names
 from bridge.config.yamlsource import YamlDocument, non_json
 
 # What a setting should be, by pydantic's error type; the input's kind is added, never

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from bridge.config.plugins import Identity, registered
+from bridge.config.plugins import Identity
+from bridge.config.registry import registered
 from bridge.filtering.criteria import build_filter_set
 from bridge.records import Record
 from connectors.nats.config import NATS_DATA, NatsSourceConfig

@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from bridge.config.plugins import Identity, registered
+from bridge.config.plugins import Identity
+from bridge.config.registry import registered
 from bridge.failures import iso_millis
 from bridge.records import Record
 from connectors.redis.config import (

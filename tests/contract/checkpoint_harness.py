@@ -36,7 +36,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from bridge.config.plugins import BuildContext, Identity, registered
+from bridge.config.plugins import BuildContext, Identity
+from bridge.config.registry import registered
 from bridge.protocols import CheckpointStore
 from tests.contract.relay import Relay
 

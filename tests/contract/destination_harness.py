@@ -1,7 +1,7 @@
 """What the destination contract (tests/contract/test_destinations.py) runs against.
 
 Every case is written once and runs for each destination type registered in
-`bridge.config.plugins` (`_BUILTIN["destinations"]` and the `lambda_bridge.destinations`
+`bridge.config.registry` (`_BUILTIN["destinations"]` and the `lambda_bridge.destinations`
 entry points). A destination takes part by registering a rig factory here, in
 tests/contract/destination_rigs.py, with the traits that say what it can do:
 
@@ -37,7 +37,8 @@ from typing import Any, Literal
 
 import pytest
 
-from bridge.config.plugins import BuildContext, Identity, registered
+from bridge.config.plugins import BuildContext, Identity
+from bridge.config.registry import registered
 from bridge.protocols import Destination
 from bridge.records import Delivery, FailureCondition, FailureRecord, InvokeResult, Record
 from connectors.kinesis.events import KinesisEventFormatter, KinesisRecords

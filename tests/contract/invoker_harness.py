@@ -27,7 +27,8 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from bridge.config.plugins import BuildContext, Identity, registered
+from bridge.config.plugins import BuildContext, Identity
+from bridge.config.registry import registered
 from bridge.protocols import Invoker
 from tests.contract.cases import check_declared
 from tests.e2e import aws_helpers as aws

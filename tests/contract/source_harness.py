@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from bridge.config.plugins import Identity, SourceContext, registered
+from bridge.config.plugins import Identity, SourceContext
+from bridge.config.registry import registered
 from bridge.pipeline.batching import BatchPolicy
 from bridge.pipeline.checkpoints import SqliteCheckpointStore
 from bridge.pipeline.dispatch import RetryPolicy

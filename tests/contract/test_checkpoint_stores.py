@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config.plugins import registered
+from bridge.config.registry import registered
 from tests.contract.checkpoint_harness import REGISTRY, StoreRig, eventually, run
 
 STORES = sorted(REGISTRY)

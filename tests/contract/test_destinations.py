@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bridge.config.plugins import registered
+from bridge.config.registry import registered
 from bridge.errors import DestinationError, PermanentDestinationError
 from bridge.failures import iso_millis
 from bridge.records import FailureRecord

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bridge.config.plugins import registered
+from bridge.config.registry import registered
 from bridge.errors import InvokerStartError, TransportError
 from bridge.protocols import Invoker
 from bridge.records import InvokeResult

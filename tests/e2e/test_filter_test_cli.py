@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config.plugins import registered
+from bridge.config.registry import registered
 
 pytestmark = pytest.mark.e2e
 

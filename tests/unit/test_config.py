@@ -9,7 +9,7 @@ import pytest
 
 from bridge.cli import main
 from bridge.config.loading import load_config, load_config_text
-from bridge.config.plugins import registered
+from bridge.config.registry import registered
 from bridge.pipeline.settings import resolve
 from tests.unit.config_support import VALID, problems
 
