@@ -36,8 +36,6 @@ from connectors.mqtt.config import Endpoint
 # A readable socket may hold many PUBLISH packets; paho reads one per loop_read call.
 READS_PER_WAKEUP = 256
 KEEPALIVE_TICK_SECONDS = 1.0
-# Received messages held for the mapping before the socket is left unread.
-MIN_BUFFERED_MESSAGES = 10_000
 # How long a DISCONNECT may wait behind the PUBACKs queued before it.
 DISCONNECT_TIMEOUT_SECONDS = 3.0
 # The topic filter `disconnect` unsubscribes from to make a round trip.
@@ -76,7 +74,12 @@ class ConnectRefused(Exception):
 
 class Connection:
     """A connection in a persistent session; incoming messages wait in `messages`, each to
-    be acknowledged with `ack` (in the order received, MQTT 5.0 4.6)."""
+    be acknowledged with `ack` (in the order received, MQTT 5.0 4.6).
+
+    The socket is always read, so the broker's PINGRESP is seen and the keep alive holds
+    however slowly the mapping takes messages. QoS 1 messages are bounded by the Receive
+    Maximum; QoS 0 ones are not, so one that arrives while `max_buffered` messages wait is
+    dropped and counted in `dropped`."""
 
     def __init__(
         self,
@@ -86,6 +89,8 @@ class Connection:
         session_expiry_seconds: int,
         receive_maximum: int,
         keepalive_seconds: int,
+        max_buffered: int,
+        max_packet_bytes: int,
         tls: ssl.SSLContext | None = None,
     ) -> None:
         self._loop = asyncio.get_running_loop()
@@ -95,6 +100,8 @@ class Connection:
         self._properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         self._properties.SessionExpiryInterval = session_expiry_seconds
         self._properties.ReceiveMaximum = receive_maximum
+        # The broker discards a larger message for this client (MQTT 5.0, 3.1.2.24).
+        self._properties.MaximumPacketSize = max_packet_bytes
         client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -126,8 +133,9 @@ class Connection:
         self._unsubscribed: dict[int, asyncio.Future[None]] = {}
         self._socket: Any = None
         self._writing = False
-        self._buffer_limit = max(receive_maximum, MIN_BUFFERED_MESSAGES)
-        self._reading_paused = False
+        self._max_buffered = max_buffered
+        # QoS 0 messages dropped because `max_buffered` were waiting.
+        self.dropped = 0
 
     # -- connecting --------------------------------------------------------------------
 
@@ -249,6 +257,9 @@ class Connection:
             future.set_result(None)
 
     def _on_message(self, client: Any, userdata: Any, message: paho.MQTTMessage) -> None:
+        if message.qos == 0 and len(self.messages) >= self._max_buffered:
+            self.dropped += 1
+            return
         self.messages.append(message)
         self.arrived.set()
 
@@ -300,29 +311,17 @@ class Connection:
             self._loop.remove_writer(sock)
 
     def take(self, limit: int) -> list[paho.MQTTMessage]:
-        """Up to `limit` of the messages received, oldest first; reading the socket
-        resumes once few enough are left."""
+        """Up to `limit` of the messages received, oldest first."""
         messages = self.messages
-        taken = [messages.popleft() for _ in range(min(limit, len(messages)))]
-        if self._reading_paused and len(messages) < self._buffer_limit // 2:
-            self._reading_paused = False
-            if self._socket is not None:
-                self._loop.add_reader(self._socket, self._readable)
-        return taken
+        return [messages.popleft() for _ in range(min(limit, len(messages)))]
 
     def _readable(self) -> None:
         messages = self.messages
-        if len(messages) >= self._buffer_limit:
-            # QoS 0 messages are not bounded by the Receive Maximum: while the mapping
-            # is not reading, leave them in the socket (TCP holds the broker back).
-            self._reading_paused = True
-            self._loop.remove_reader(self._socket)
-            return
         # A TLS socket may hold decrypted bytes the selector cannot see.
         buffered = getattr(self._socket, "pending", None)
         for _ in range(READS_PER_WAKEUP):
-            before = len(messages)
+            before = len(messages) + self.dropped
             if self._client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return
-            if len(messages) == before and not (buffered is not None and buffered()):
+            if len(messages) + self.dropped == before and not (buffered is not None and buffered()):
                 return

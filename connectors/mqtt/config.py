@@ -28,6 +28,8 @@ SCHEMES = {"mqtt": 1883, "mqtts": 8883}
 # MQTT 5's Session Expiry Interval that means "never" (MQTT 5.0, 3.1.2.11.2).
 NEVER_EXPIRES = 0xFFFFFFFF
 MAX_RECEIVE_MAXIMUM = 65535
+# The largest packet MQTT can carry (MQTT 5.0, 2.2.3: a Remaining Length of 268435455).
+MAX_PACKET_BYTES = 268_435_460
 # Filter patterns look into the decoded payload under this key (esm-reference.md 11.2).
 MQTT_PAYLOAD = DataKey("payload", ("payload",), "base64")
 
@@ -134,6 +136,21 @@ class MqttSourceConfig(SourceConfig):
         ge=5,
         le=65535,
         description="MQTT keep alive; a dead connection is noticed within about twice this.",
+    )
+    max_buffered_messages: int = Field(
+        10_000,
+        ge=1,
+        le=10_000_000,
+        description="Messages received and not yet read by the mapping; once this many "
+        "wait, a QoS 0 message is dropped (logged and counted). QoS 1 messages are never "
+        "dropped: the Receive Maximum bounds them.",
+    )
+    max_message_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=1024,
+        le=MAX_PACKET_BYTES,
+        description="The MQTT 5 Maximum Packet Size sent on CONNECT: the broker discards a "
+        "larger message for this client instead of sending it (MQTT 5.0, 3.1.2.24).",
     )
     event_shape: Literal["records", "iot-rule"] = Field(
         "records",

@@ -49,6 +49,8 @@ CONNECT_TIMEOUT_SECONDS = 10.0
 READ_WAIT_SECONDS = 0.5
 # Messages turned into records per read, so a backlog reaches the lanes in chunks.
 MAX_RECORDS_PER_READ = 2000
+# QoS 0 messages dropped for a full buffer are logged at most this often.
+DROPS_LOGGED_EVERY_SECONDS = 10.0
 
 # MQTT 5 PUBLISH properties (MQTT 5.0, 3.3.2.3) and their names in the event.
 _PROPERTY_NAMES = (
@@ -112,6 +114,9 @@ class MqttSource(Source):
         self._unacked: deque[tuple[int, int]] = deque()
         self._keepalive: asyncio.Task[None] | None = None
         self._closed = False
+        # QoS 0 messages dropped (a full buffer) that were logged, and when next to log.
+        self._drops_logged = 0
+        self._next_drops_log = 0.0
         self._log = structlog.get_logger("connectors.mqtt").bind(
             mapping=context.mapping, url=self._where, client_id=config.client_id
         )
@@ -120,14 +125,23 @@ class MqttSource(Source):
     def source_arn(self) -> str:
         return self._endpoint.address
 
+    @property
+    def dropped(self) -> int:
+        """QoS 0 messages dropped because `max_buffered_messages` were waiting."""
+        return self._connection.dropped if self._connection is not None else 0
+
     async def open(self, ownership: Ownership) -> None:
+        # Loading the certificate authorities reads files: not on the event loop.
+        tls = await asyncio.to_thread(self._tls_context)
         connection = self._connection = Connection(
             self._endpoint,
             client_id=self.config.client_id,
             session_expiry_seconds=self.config.session_expiry_seconds,
             receive_maximum=self._receive_maximum,
             keepalive_seconds=self.config.keepalive_seconds,
-            tls=self._tls_context(),
+            max_buffered=self.config.max_buffered_messages,
+            max_packet_bytes=self.config.max_message_bytes,
+            tls=tls,
         )
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
@@ -160,6 +174,23 @@ class MqttSource(Source):
         while not connection.lost.done():
             await asyncio.sleep(KEEPALIVE_TICK_SECONDS)
             connection.keepalive()
+            if time.monotonic() >= self._next_drops_log:
+                self._log_drops(connection)
+
+    def _log_drops(self, connection: Connection) -> None:
+        """Say how many QoS 0 messages were dropped since last said, if any."""
+        dropped = connection.dropped - self._drops_logged
+        if not dropped:
+            return
+        self._drops_logged = connection.dropped
+        self._next_drops_log = time.monotonic() + DROPS_LOGGED_EVERY_SECONDS
+        self._log.warning(
+            "mqtt.qos0_dropped",
+            dropped=dropped,
+            total=connection.dropped,
+            reason=f"{self.config.max_buffered_messages} messages were waiting for the "
+            "mapping (max_buffered_messages)",
+        )
 
     async def read(self) -> Sequence[Record]:
         connection = self._connection
@@ -223,4 +254,5 @@ class MqttSource(Source):
             await connection.disconnect()
         finally:
             connection.drop()
+        self._log_drops(connection)
         self._log.info("mqtt.disconnected", unacknowledged=len(self._unacked))

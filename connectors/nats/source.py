@@ -94,6 +94,8 @@ class NatsSource(Source):
         self._ownership: Ownership | None = None
         self._fatal: BridgeError | None = None
         self._closing = False
+        # Messages handed back at the consumer's max_deliver: never delivered again.
+        self.max_deliver_reached = 0
         self._log = logger(context.mapping, self._where)
 
     @property
@@ -293,7 +295,9 @@ class NatsSource(Source):
             for message in messages:
                 delivered = message.metadata.num_delivered
                 last = 0 < settings.max_deliver <= delivered
-                if order is not None and not last:
+                if last:
+                    self._given_up(message, delivered)
+                elif order is not None:
                     order.handed_back(message.subject, message.metadata.sequence.stream)
                 delay = self.config.nak_delay(delivered) if delayed else None
                 await message.nak(delay)
@@ -305,6 +309,17 @@ class NatsSource(Source):
             "nats.nak_unconfirmed",
             len(messages),
             "delivered again after the ack wait",
+        )
+
+    def _given_up(self, message: Msg, delivered: int) -> None:
+        """The server delivers a message handed back at `max_deliver` no more (it only
+        sends its MAX_DELIVERIES advisory): say so, without the payload."""
+        self.max_deliver_reached += 1
+        self._log.warning(
+            "nats.max_deliver_reached",
+            message_id=message.metadata.sequence.stream,
+            subject=message.subject,
+            deliveries=delivered,
         )
 
     # -- keeping messages in progress -----------------------------------------------

@@ -11,7 +11,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,10 +26,10 @@ from bridge.config.plugins import Identity, SourceContext
 from bridge.errors import PermanentSourceError, SourceError
 from bridge.protocols import Source
 from bridge.testing import StandaloneOwnership
-from connectors.mqtt.client import MIN_BUFFERED_MESSAGES, READS_PER_WAKEUP
 from connectors.mqtt.config import MqttSourceConfig
+from connectors.mqtt.source import MqttSource
 from tests import services
-from tests.connectors.reading import QUIET, collect, quiet, run, settle
+from tests.connectors.reading import TIMEOUT, collect, quiet, run, settle
 from tests.e2e import mqtt_helpers as mqtt
 
 
@@ -276,28 +279,72 @@ def test_qos_0_messages_and_mqtt5_properties(mqtt_url: str, tmp_path: Path) -> N
     run(main)
 
 
-def test_a_flood_of_qos_0_waits_in_the_socket_while_the_mapping_does_not_read(
+def test_a_flood_of_qos_0_while_the_mapping_does_not_read_keeps_the_connection(
     mqtt_url: str, tmp_path: Path
 ) -> None:
-    """QoS 0 messages are not held back by the Receive Maximum: past a limit the source
-    leaves them in the socket until the mapping reads again, and loses none doing so."""
+    """QoS 0 messages are not held back by the Receive Maximum. While the mapping does
+    not read (its lanes full), the source keeps reading the socket, so the keep alive
+    holds: past `max_buffered_messages` it drops QoS 0 messages and says how many, the
+    connection outlives twice the keep alive, and QoS 1 messages published later still
+    arrive after the QoS 0 ones it kept."""
     space = Session(mqtt_url, tmp_path)
-    count = MIN_BUFFERED_MESSAGES + 5000
+    limit, flood, keepalive = 100, 1000, 5
 
     async def main() -> None:
-        source = await space.opened()
+        with structlog.testing.capture_logs() as logs:
+            source = await space.opened(max_buffered_messages=limit, keepalive_seconds=keepalive)
+            assert isinstance(source, MqttSource)
+            try:
+                await asyncio.to_thread(
+                    space.publish, "a", *[b"%d" % n for n in range(flood)], qos=0
+                )
+                await until(lambda: source.dropped == flood - limit, "the flood to be dropped")
+                # Unread for longer than a keep alive without PINGRESP may last.
+                await asyncio.sleep(2 * keepalive + 2)
+                space.publish("b", b"later-0", b"later-1")
+                records = await collect(source, limit + 2)
+                records += await quiet(source)
+                assert payloads(records) == [b"%d" % n for n in range(limit)] + [
+                    b"later-0",
+                    b"later-1",
+                ]
+                assert [record.payload["qos"] for record in records[-2:]] == [1, 1]
+                await settle(source, records)
+            finally:
+                await source.close()
+        drops = [entry for entry in logs if entry["event"] == "mqtt.qos0_dropped"]
+        assert drops and sum(entry["dropped"] for entry in drops) == flood - limit
+        assert all(entry["log_level"] == "warning" for entry in drops)
+        assert [entry["session"] for entry in logs if entry["event"] == "mqtt.connected"] == [
+            "new"
+        ], "the source connected more than once"
 
-        async def held() -> int:
-            return sum((await source.offset_lag()).values())
+    run(main)
 
+
+async def until(check: Any, what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + TIMEOUT
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def test_a_message_over_max_message_bytes_is_not_delivered(mqtt_url: str, tmp_path: Path) -> None:
+    """`max_message_bytes` is the Maximum Packet Size of the CONNECT: the broker discards
+    a larger message for this client and sends the smaller ones."""
+    space = Session(mqtt_url, tmp_path)
+
+    async def main() -> None:
+        source = await space.opened(max_message_bytes=2048)
         try:
-            await asyncio.to_thread(space.publish, "a", *[b"%d" % n for n in range(count)], qos=0)
-            while await held() < MIN_BUFFERED_MESSAGES:
-                await asyncio.sleep(0.02)
-            await asyncio.sleep(QUIET)
-            assert await held() <= MIN_BUFFERED_MESSAGES + READS_PER_WAKEUP
-            records = await collect(source, count, timeout=60)
-            assert payloads(records) == [b"%d" % n for n in range(count)]
+            space.publish("a", b"small-0", b"x" * 4096, b"small-1")
+            space.publish("a", b"y" * 4096, qos=0)
+            space.publish("a", b"small-2", qos=0)
+            records = await collect(source, 3)
+            records += await quiet(source)
+            assert payloads(records) == [b"small-0", b"small-1", b"small-2"]
+            await settle(source, records)
         finally:
             await source.close()
 
@@ -481,5 +528,46 @@ def test_tls_with_a_private_ca(tls_broker: tuple[str, Path], tmp_path: Path) -> 
             await settle(source, records)
         finally:
             await source.close()
+
+    run(main)
+
+
+def test_the_ca_file_is_read_off_the_event_loop(
+    tls_broker: tuple[str, Path], tmp_path: Path
+) -> None:
+    """Loading `ca_file` reads a file, which must not hold up the event loop. With the CA
+    behind a named pipe, opening waits until a coroutine of the same loop writes it (a
+    watchdog thread writes it instead if the loop is stuck, so the test fails, not hangs)."""
+    url, ca = tls_broker
+    space = Session(url, tmp_path)
+    pipe = tmp_path / "ca.pipe"
+    os.mkfifo(pipe)
+    written = threading.Event()
+    writers: list[str] = []
+
+    def write(who: str) -> None:
+        while not written.is_set():
+            try:
+                fd = os.open(pipe, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # no reader yet
+                time.sleep(0.01)
+                continue
+            with os.fdopen(fd, "wb") as out:
+                out.write(ca.read_bytes())
+            writers.append(who)
+            written.set()
+
+    def watchdog() -> None:
+        if not written.wait(TIMEOUT):
+            write("a watchdog thread: the event loop was blocked")
+
+    async def main() -> None:
+        threading.Thread(target=watchdog, daemon=True).start()
+        opening = asyncio.ensure_future(space.opened(ca_file=str(pipe)))
+        await asyncio.sleep(0)  # opening runs up to its first wait
+        await asyncio.to_thread(write, "the event loop")
+        source = await opening
+        await source.close()
+        assert writers == ["the event loop"]
 
     run(main)

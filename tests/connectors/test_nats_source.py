@@ -239,7 +239,8 @@ def test_reported_failures_are_nakked_and_come_again_with_a_growing_delivery_cou
 
 def test_max_deliver_is_honoured(place: Any) -> None:
     """A message failed `max_deliver` times is no longer delivered; the server says so
-    in its MAX_DELIVERIES advisory, where a dead-letter stream can collect it."""
+    in its MAX_DELIVERIES advisory, where a dead-letter stream can collect it, and the
+    bridge logs it (without the payload)."""
 
     async def body(space: Place) -> None:
         advisories: list[dict[str, Any]] = []
@@ -252,14 +253,21 @@ def test_max_deliver_is_honoured(place: Any) -> None:
         await space.publish("created", {"n": 0})
         await space.publish("created", {"n": 1})
         function = fail_items(lambda item: body_of(item)["n"] == 0)
-        async with space.mapping(function, max_deliver=2, ack_wait_seconds=1) as invoker:
-            await until(lambda: advisories, "the max deliveries advisory")
-            # Longer than the ack wait: a third delivery would have come by now.
-            await asyncio.sleep(1.5)
+        with capture_logs() as logs:
+            async with space.mapping(function, max_deliver=2, ack_wait_seconds=1) as invoker:
+                await until(lambda: advisories, "the max deliveries advisory")
+                # Longer than the ack wait: a third delivery would have come by now.
+                await asyncio.sleep(1.5)
         counts = [body_of(item)["n"] for item in items(invoker)]
         assert counts.count(0) == 2 and counts.count(1) == 1
         [advisory] = advisories
         assert advisory["stream_seq"] == 1 and advisory["deliveries"] == 2
+        [given_up] = [entry for entry in logs if entry["event"] == "nats.max_deliver_reached"]
+        assert given_up["log_level"] == "warning"
+        assert given_up["message_id"] == 1 and given_up["deliveries"] == 2
+        assert given_up["subject"] == f"{space.stream}.created"
+        assert given_up["mapping"] == "billing"
+        assert '"n"' not in repr(given_up), "the payload was logged"
 
     place(body)
 
