@@ -30,6 +30,10 @@ class ConnectionLost(Exception):
     """The connection ended, or the broker refused something (an ERROR frame)."""
 
 
+class Refused(ConnectionLost):
+    """The broker answered CONNECT with an ERROR frame (bad login, no permission)."""
+
+
 class StompClient:
     """One connection to a broker."""
 
@@ -38,7 +42,7 @@ class StompClient:
         host: str,
         port: int,
         *,
-        tls: bool = False,
+        tls: bool | ssl.SSLContext = False,
         login: str | None = None,
         passcode: str | None = None,
         virtual_host: str | None = None,
@@ -66,11 +70,25 @@ class StompClient:
         self._expect_every: float | None = None
 
     async def connect(self) -> None:
-        """Open the connection and log in; raises OSError or ConnectionLost (callers bound
-        the time it takes)."""
-        context = ssl.create_default_context() if self._tls else None
+        """Open the connection and log in; raises OSError, ConnectionLost, or Refused when
+        the broker refused the login (callers bound the time it takes). On any failure
+        the connection is dropped."""
+        try:
+            await self._connect()
+        except FrameError as exc:
+            self.abort()
+            raise ConnectionLost(f"the broker's answer to CONNECT: {exc}") from None
+        except BaseException:
+            self.abort()
+            raise
+
+    async def _connect(self) -> None:
+        context = self._tls
+        if context is True:
+            # Loading the system's CA certificates takes tens of milliseconds.
+            context = await asyncio.to_thread(ssl.create_default_context)
         self._reader, self._writer = await asyncio.open_connection(
-            self.host, self.port, ssl=context, limit=READ_CHUNK
+            self.host, self.port, ssl=context or None, limit=READ_CHUNK
         )
         heartbeat_ms = int(self._heartbeat * 1000)
         headers = {
@@ -85,7 +103,7 @@ class StompClient:
         self._writer.write(encode("CONNECT", headers))
         frame = await self._read_frame()
         if frame.command == "ERROR":
-            raise ConnectionLost(_error_text(frame))
+            raise Refused(_error_text(frame))
         if frame.command != "CONNECTED":
             raise ConnectionLost(f"the broker answered CONNECT with {frame.command[:20]}")
         self.server = frame.headers.get("server", "")
@@ -185,7 +203,8 @@ class StompClient:
         assert self._writer is not None
         try:
             await self._writer.drain()
-        except (ConnectionError, RuntimeError) as exc:
+        except (OSError, RuntimeError) as exc:
+            # OSError: ConnectionError, and what else the socket or TLS (ssl.SSLError) met.
             error = ConnectionLost(f"writing to the broker failed: {exc}")
             self._lost(error)
             raise error from None
@@ -214,10 +233,13 @@ class StompClient:
         receipt = f"r-{self._next_receipt}"
         waiter = asyncio.get_running_loop().create_future()
         self._receipts[receipt] = waiter
-        self._write(encode(command, {**headers, "receipt": receipt}, body, sized=sized))
-        await self._drain()
-        async with asyncio.timeout(RECEIPT_WAIT_SECONDS):
-            await waiter
+        try:
+            self._write(encode(command, {**headers, "receipt": receipt}, body, sized=sized))
+            await self._drain()
+            async with asyncio.timeout(RECEIPT_WAIT_SECONDS):
+                await waiter
+        finally:
+            self._receipts.pop(receipt, None)
 
     async def disconnect(self) -> None:
         """DISCONNECT once the broker has processed what was sent (best effort), then close."""

@@ -37,7 +37,7 @@ from bridge.errors import PermanentSourceError, SourceError
 from bridge.protocols import DeliveryMode, Ownership, Source
 from bridge.records import Record
 from bridge.redaction import redact_urls_in
-from connectors.activemq.client import ConnectionLost, StompClient
+from connectors.activemq.client import ConnectionLost, Refused, StompClient
 from connectors.activemq.config import ActiveMQSourceConfig
 from connectors.activemq.events import ActiveMQEventFormatter, Delivery, MessageRecords
 from connectors.activemq.stomp import Frame, encode
@@ -95,13 +95,13 @@ class ActiveMQSource(Source):
         try:
             async with asyncio.timeout(config.connect_timeout_seconds):
                 await client.connect()
-        except ConnectionLost as exc:
-            client.abort()
-            # The broker answered and refused (bad login, no permission): Lambda's
-            # EVENT_SOURCE_AUTHN_ERROR; trying again cannot help.
+        except Refused as exc:
+            # The broker answered CONNECT with an ERROR (bad login, no permission):
+            # Lambda's EVENT_SOURCE_AUTHN_ERROR; trying again cannot help.
             raise PermanentSourceError(f"{self._where}: {self._safe(exc)}") from None
-        except (OSError, TimeoutError) as exc:
-            client.abort()
+        except (ConnectionLost, OSError, TimeoutError) as exc:
+            # Closed or cut during the handshake (a broker restarting, at its
+            # maximumConnections, failing over): the mapping tries again.
             raise SourceError(f"{self._where}: cannot connect: {self._safe(exc)}") from None
         self._connection += 1
         self._client = client

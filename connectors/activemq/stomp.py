@@ -7,11 +7,11 @@ the first NUL. Header names and values escape `\\`, `:`, CR and LF (not in CONNE
 CONNECTED frames), and a repeated header keeps its first value. End-of-line octets
 between frames are heart-beats.
 
-Every scan is a `bytes.find` that resumes where the previous one stopped, so a frame
-arriving one octet at a time costs linear time. The header block and the header count
-are capped, and a body longer than `max_body` is skipped without being kept: the frame
-is still returned, marked `truncated`, so the source can settle the message instead of
-failing on it forever.
+Every scan resumes where the previous one stopped and ends at what it looks for, so a
+frame arriving one octet at a time, or many frames in one read, cost linear time. The
+header block and the header count are capped, and a body longer than `max_body` is
+skipped without being kept: the frame is still returned, marked `truncated`, so the
+source can settle the message instead of failing on it forever.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ _UNESCAPES = {"\\": "\\", "c": ":", "n": "\n", "r": "\r"}
 # Frames whose headers are not escaped (STOMP 1.2, "Value Encoding").
 _RAW_HEADER_COMMANDS = frozenset({"CONNECT", "CONNECTED"})
 _ESCAPE_SEQUENCE = re.compile(r"\\(.?)", re.DOTALL)
+# The blank line that ends a header block (EOL is LF or CRLF).
+_HEADER_END = re.compile(rb"\n\r?\n")
 
 
 class FrameError(Exception):
@@ -95,7 +97,11 @@ class FrameParser:
         self._buffer += data
         frames: list[Frame] = []
         while True:
-            frame = self._next()
+            try:
+                frame = self._next()
+            except ValueError as exc:
+                # Whatever the checks above missed is still the peer's bad frame.
+                raise FrameError(f"a malformed frame: {exc}") from None
             if frame is None:
                 return frames
             frames.append(frame)
@@ -119,17 +125,17 @@ class FrameParser:
             self._scanned = 0
         if not buffer:
             return False
-        end = buffer.find(b"\n\n", max(self._scanned - 1, 0))
-        crlf = buffer.find(b"\n\r\n", max(self._scanned - 2, 0))
-        if crlf != -1 and (end == -1 or crlf < end):
-            end, separator = crlf, 3
-        else:
-            separator = 2
-        if end == -1:
+        # One search, from where the last one stopped to the first blank line, and never
+        # past the header bound: many frames in one read cost the octets of each.
+        found = _HEADER_END.search(
+            buffer, max(self._scanned - 2, 0), min(len(buffer), MAX_HEADER_BYTES + 3)
+        )
+        if found is None:
             if len(buffer) > MAX_HEADER_BYTES:
                 raise FrameError(f"a frame's headers exceed {MAX_HEADER_BYTES} bytes")
             self._scanned = len(buffer)
             return False
+        end, separator = found.start(), found.end() - found.start()
         if end > MAX_HEADER_BYTES:
             raise FrameError(f"a frame's headers exceed {MAX_HEADER_BYTES} bytes")
         try:
@@ -153,7 +159,7 @@ class FrameParser:
             headers.setdefault(name, value)
         length = headers.get("content-length")
         if length is not None:
-            if not length.isdigit() or len(length) > 12:
+            if not (length.isascii() and length.isdigit()) or len(length) > 12:
                 raise FrameError(f"content-length {length[:20]!r} is not a size")
             self._body_length = int(length)
         else:

@@ -12,24 +12,30 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
 from bridge.config.plugins import Identity, SourceContext
+from bridge.pipeline.batching import BatchPolicy
 from bridge.pipeline.checkpoints import SqliteCheckpointStore
+from bridge.pipeline.dispatch import RetryPolicy
+from bridge.pipeline.mapping import MappingRunner, MappingState
+from bridge.pipeline.settings import MappingSettings
 from bridge.records import Record
-from bridge.testing import StandaloneOwnership
+from bridge.retry import Backoff
+from bridge.testing import ScriptedInvoker, StandaloneOwnership
 from connectors.activemq.config import ActiveMQSourceConfig
 from connectors.activemq.source import ActiveMQSource
 from tests.e2e import activemq_helpers as amq
+from tests.services import FlakyProxy, free_port
 
 
 def run(body: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(asyncio.wait_for(body(), 60))
 
 
-@asynccontextmanager
-async def opened(tmp_path: Path, **settings: Any) -> AsyncIterator[ActiveMQSource]:
+def built(tmp_path: Path, **settings: Any) -> ActiveMQSource:
     config = ActiveMQSourceConfig.model_validate({"type": "activemq", **settings})
     context = SourceContext(
         mapping="orders",
@@ -39,6 +45,12 @@ async def opened(tmp_path: Path, **settings: Any) -> AsyncIterator[ActiveMQSourc
     )
     source = config.build(context)
     assert isinstance(source, ActiveMQSource)
+    return source
+
+
+@asynccontextmanager
+async def opened(tmp_path: Path, **settings: Any) -> AsyncIterator[ActiveMQSource]:
+    source = built(tmp_path, **settings)
     await source.open(StandaloneOwnership())
     try:
         yield source
@@ -211,6 +223,53 @@ def test_a_message_too_large_to_read_is_dropped_and_counted(
             assert await read(source, 1, timeout=1.0) == []
 
     run(body)
+
+
+def test_a_broker_closing_during_connect_is_retried(tmp_path: Path, activemq_url: str) -> None:
+    """A broker that accepts and closes the connection before answering CONNECT (one
+    restarting, at its maximumConnections, an Amazon MQ failover) is a retriable error:
+    the mapping keeps connecting, and reads once the broker answers."""
+    queue = amq.unique("closing")
+    # Until retargeted, the proxy closes every connection it accepts.
+    proxy = FlakyProxy(free_port()).start()
+
+    async def body() -> None:
+        await amq.send(activemq_url, queue, [{"n": 1}])
+        invoker = ScriptedInvoker()
+        url = f"stomp://127.0.0.1:{proxy.port}"
+        runner = MappingRunner(
+            name="orders",
+            function_arn="arn:aws:lambda:eu-west-1:123456789012:function:f",
+            settings=MappingSettings(
+                batch=BatchPolicy(max_records=10),
+                retry=RetryPolicy(),
+                parallelization_factor=1,
+                maximum_concurrency=2,
+            ),
+            source_factory=lambda: built(tmp_path, url=url, queues=[queue]),
+            invoker=invoker,
+            destination=None,
+            reconnect_backoff=Backoff(initial=0.01, maximum=0.05),
+        )
+        task = asyncio.create_task(runner.run())
+        try:
+            while runner.health.failures["source"] < 3:
+                assert runner.state is not MappingState.FAILED, runner.state_reason
+                await asyncio.sleep(0.01)
+            proxy.target_port = urlsplit(activemq_url).port or 61613
+            while not invoker.events:
+                assert runner.state is not MappingState.FAILED, runner.state_reason
+                await asyncio.sleep(0.01)
+        finally:
+            runner.stop()
+            await asyncio.wait_for(task, 30)
+        [message] = invoker.events[0]["messages"]
+        assert json.loads(base64.b64decode(message["data"])) == {"n": 1}
+
+    try:
+        run(body)
+    finally:
+        proxy.close()
 
 
 def test_bad_settings_are_one_line_each() -> None:

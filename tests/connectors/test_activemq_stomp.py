@@ -3,10 +3,15 @@ bounds no input can get past (header size and count, body size), in linear time.
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from connectors.activemq import stomp
+from connectors.activemq.client import READ_CHUNK
 from connectors.activemq.stomp import MAX_HEADER_BYTES, MAX_HEADERS, FrameError, FrameParser, encode
 
 
@@ -59,6 +64,8 @@ def test_connected_headers_are_not_unescaped() -> None:
         (b"MESSAGE\nno colon\n\n\x00", "no colon"),
         (b"MESSAGE\nh:\\q\n\n\x00", "escape"),
         (b"MESSAGE\ncontent-length:-1\n\n\x00", "size"),
+        # A digit to str.isdigit() that int() refuses.
+        ("MESSAGE\ncontent-length:\u00b2\n\n\x00".encode(), "size"),
         (b"MESSAGE\ncontent-length:2\n\nabc\x00", "NUL"),
     ],
 )
@@ -95,3 +102,42 @@ def test_scans_resume_where_they_stopped() -> None:
         assert parser._scanned == len(parser._buffer)
     [frame] = parser.feed(b"\x00")
     assert frame.body == b"z" * 5000
+
+
+class CountingBuffer(bytearray):
+    """The parser's buffer, counting the octets its searches look at."""
+
+    searched = 0
+
+    def find(self, sub: Any, start: Any = 0, end: Any = None) -> int:
+        stop = len(self) if end is None else end
+        found = super().find(sub, start, stop)
+        CountingBuffer.searched += (stop if found == -1 else found + len(sub)) - start
+        return found
+
+
+class CountingPattern:
+    def __init__(self, pattern: re.Pattern[bytes]) -> None:
+        self.pattern = pattern
+
+    def search(self, data: Any, pos: int, endpos: int) -> re.Match[bytes] | None:
+        found = self.pattern.search(data, pos, endpos)
+        CountingBuffer.searched += (endpos if found is None else found.end()) - pos
+        return found
+
+
+def test_many_tiny_frames_take_linear_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """1 MB of the smallest frames from a broker that ends lines with LF only, in reads
+    of READ_CHUNK: the search for the end of each header block stops at that block, so
+    the octets searched are about the octets received, not the rest of the read again
+    for every frame."""
+    monkeypatch.setattr(stomp, "_HEADER_END", CountingPattern(stomp._HEADER_END))
+    CountingBuffer.searched = 0
+    parser = FrameParser(100)
+    parser._buffer = CountingBuffer()
+    data = b"A\n\n\x00" * (1024 * 1024 // 4)
+    frames = []
+    for start in range(0, len(data), READ_CHUNK):
+        frames += parser.feed(data[start : start + READ_CHUNK])
+    assert len(frames) == len(data) // 4 and frames[-1].command == "A"
+    assert CountingBuffer.searched <= 2 * len(data)
