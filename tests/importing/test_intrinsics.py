@@ -135,6 +135,21 @@ def test_short_forms_load_into_long_forms_with_lines() -> None:
     assert template.line_of(("D",)) == 4
 
 
+def test_dates_binary_and_infinities_load_as_their_text() -> None:
+    """CloudFormation reads these scalars as strings: unquoted they stay text (YAML 1.1
+    would make a date, bytes or a float JSON cannot hold), so Fn::ToJsonString works."""
+    text = (
+        "A: !ToJsonString {d: 2024-01-01, t: 2024-01-01T10:00:00Z, b: !!binary aGk=, "
+        "i: .inf, n: .nan, k: [1, 1.5, true, null]}\nB: 2024-01-01\n"
+    )
+    data = parse_template(text, Path("t.yaml")).data
+    assert data["B"] == "2024-01-01"
+    assert context(text).resolve(data["A"], ("A",)) == (
+        '{"d":"2024-01-01","t":"2024-01-01T10:00:00Z","b":"aGk=","i":".inf","n":".nan",'
+        '"k":[1,1.5,true,null]}'
+    )
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
