@@ -84,16 +84,12 @@ def _run(args: argparse.Namespace) -> int:
 
 def _imported(args: argparse.Namespace) -> tuple[LoadedConfig, Callable[[], LoadedConfig]]:
     """The config of `run --template` / `--serverless`, and how a reload reads it again."""
-    from bridge.cli.importing import import_from_args, reader_for
-    from bridge.config.loading import load_config_text
-    from bridge.importing.emit import emit
+    from bridge.cli.importing import run_config
 
     kind, path = (
         ("sam", args.template) if args.template is not None else ("serverless", args.serverless)
     )
-    result = import_from_args(args, kind, path)
-    loaded = load_config_text(emit(result, f"lambda-bridge run --{kind}"), f"{path} (imported)")
-    return loaded, reader_for(args, kind, path, result.account_id)
+    return run_config(args, kind, path)
 
 
 def _validate(args: argparse.Namespace) -> int:

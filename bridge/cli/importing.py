@@ -16,13 +16,18 @@ import asyncio
 import importlib
 import os
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bridge.errors import ConfigError
 from bridge.importing.emit import emit
 from bridge.importing.model import DEFAULT_API_LISTEN, ImportOptions, ImportResult
 from bridge.importing.notes import TemplateError
+
+if TYPE_CHECKING:
+    from bridge.config.model import LoadedConfig
 
 EXIT_INVALID = 2
 RESOURCES_MODULE = "connectors.awsresources.resources"
@@ -99,28 +104,38 @@ def add_import_parser(commands: Any) -> None:
 def import_command(args: argparse.Namespace) -> int:
     try:
         result = import_from_args(args, args.import_kind, args.file)
+        with _one_line(args.file):
+            text = emit(result, f"lambda-bridge import {args.import_kind} {args.file}")
     except ConfigError as error:
         for problem in error.problems:
             print(f"error: {problem}", file=sys.stderr)
         return EXIT_INVALID
-    sys.stdout.write(emit(result, f"lambda-bridge import {args.import_kind} {args.file}"))
+    sys.stdout.write(text)
     return 0
 
 
-def import_from_args(args: argparse.Namespace, kind: str, path: Path) -> ImportResult:
-    """Import (and with --create-resources create); notes go to stderr. ConfigError with
-    one line per problem."""
-    options = _options(args)
+@contextmanager
+def _one_line(path: Path) -> Iterator[None]:
+    """What importing (for `import`, `run` and a reload alike) may raise, as a ConfigError
+    of one line."""
     try:
-        if (args.create_resources or options.endpoint_url) and args.account_id is None:
-            options.account_id = _with_resources().run_account_id(options)
-        result = _import(kind, path, options)
+        yield
     except TemplateError as exc:
         raise ConfigError([str(exc)]) from None
     except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
         # A shape no rule foresaw (a list where a mapping belongs, ...): one line, and the
         # template's place is unknown, so the file is named.
         raise ConfigError([f"{path}: cannot be imported: {type(exc).__name__}: {exc}"]) from None
+
+
+def import_from_args(args: argparse.Namespace, kind: str, path: Path) -> ImportResult:
+    """Import (and with --create-resources create); notes go to stderr. ConfigError with
+    one line per problem."""
+    options = _options(args)
+    if (args.create_resources or options.endpoint_url) and args.account_id is None:
+        options.account_id = _with_resources().run_account_id(options)
+    with _one_line(path):
+        result = _import(kind, path, options)
     for line in result.notes.lines_for_stderr():
         print(line, file=sys.stderr)
     problems = result.notes.strict_problems()
@@ -131,20 +146,28 @@ def import_from_args(args: argparse.Namespace, kind: str, path: Path) -> ImportR
     return result
 
 
-def reader_for(args: argparse.Namespace, kind: str, path: Path, account_id: str) -> Any:
-    """What a reload calls: the template imported again (no resources created)."""
-    from bridge.config.loading import load_config_text
+def run_config(
+    args: argparse.Namespace, kind: str, path: Path
+) -> tuple[LoadedConfig, Callable[[], LoadedConfig]]:
+    """`run --template / --serverless`: the LoadedConfig, and what a reload calls (the
+    template imported again, no resources created). ConfigError as for `import`."""
+    result = import_from_args(args, kind, path)
+    account_id = result.account_id
 
-    def read() -> Any:
+    def read() -> LoadedConfig:
         options = _options(args)
         options.account_id = account_id
-        try:
-            result = _import(kind, path, options)
-        except TemplateError as exc:
-            raise ConfigError([str(exc)]) from None
-        return load_config_text(emit(result, f"lambda-bridge run --{kind}"), f"{path} (imported)")
+        with _one_line(path):
+            return _loaded(_import(kind, path, options), kind, path)
 
-    return read
+    with _one_line(path):
+        return _loaded(result, kind, path), read
+
+
+def _loaded(result: ImportResult, kind: str, path: Path) -> LoadedConfig:
+    from bridge.config.loading import load_config_text
+
+    return load_config_text(emit(result, f"lambda-bridge run --{kind}"), f"{path} (imported)")
 
 
 def _import(kind: str, path: Path, options: ImportOptions) -> ImportResult:

@@ -3,13 +3,17 @@ YAML) with CloudFormation's short forms (`!Ref X`, `!GetAtt A.B`, `!Sub ...`, ..
 into their long forms, and the line of every key kept for messages.
 
 Only the safe loader composes the text; tags are read by this module, never by PyYAML's
-constructors, so no tag can build an object. The size, nesting and alias expansion of the
-document are bounded as for a config file (bridge/config/yamlbounds.py).
+constructors, so no tag can build an object. Scalars YAML 1.1 makes dates, bytes or
+infinities stay the text written, as CloudFormation reads them. The size, nesting and
+alias expansion of the document are bounded as for a config file
+(bridge/config/yamlbounds.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
+from math import isfinite
 from pathlib import Path
 from typing import Any
 
@@ -131,9 +135,14 @@ class _Converter:
             return [self.convert(item, (*location, i)) for i, item in enumerate(node.value)]
         assert isinstance(node, yaml.ScalarNode)
         try:
-            return self.scalars.construct_object(node)
+            value = self.scalars.construct_object(node)
         except (yaml.YAMLError, ValueError, TypeError, OverflowError):
             raise self._fail(node, f"{node.value!r} cannot be read") from None
+        if isinstance(value, date | bytes) or (isinstance(value, float) and not isfinite(value)):
+            # CloudFormation reads a template's scalars as text: YAML 1.1's dates, binary
+            # and infinities stay what was written (JSON holds none of them).
+            return str(node.value)
+        return value
 
     def _mapping(self, node: yaml.MappingNode, location: Location) -> dict[str, Any]:
         try:

@@ -22,6 +22,7 @@ from bridge.importing.notes import Location, TemplateError
 MAX_DEPTH = 64
 MAX_STRING_CHARS = 1_000_000
 MAX_STEPS = 2_000_000
+TOO_LONG = "the resolved string is longer than 1,000,000 characters"
 
 
 class _NoValue:
@@ -148,7 +149,7 @@ class Resolver:
             raise self.error(location, f"{what} must be a string, not {_kind(result)}")
         text = str(result)
         if len(text) > MAX_STRING_CHARS:
-            raise self.error(location, "the resolved string is longer than 1,000,000 characters")
+            raise self.error(location, TOO_LONG)
         return text
 
     def _list(self, value: Any, location: Location, depth: int, what: str) -> list[Any]:
@@ -200,8 +201,7 @@ class Resolver:
         if not isinstance(argument, str):
             raise self.error(location, "Fn::Sub takes a string")
 
-        def replace(found: re.Match[str]) -> str:
-            name = found.group(1)
+        def value_of(name: str) -> str:
             if name.startswith("!"):
                 return "${" + name[1:] + "}"
             name = name.strip()
@@ -215,10 +215,15 @@ class Resolver:
                 raise self.error(location, f"${{{name}}} is {_kind(value)}, not a string")
             return str(value)
 
-        text = _SUB_VARIABLE.sub(replace, argument)
-        if len(text) > MAX_STRING_CHARS:
-            raise self.error(location, "the resolved string is longer than 1,000,000 characters")
-        return text
+        # Counted as it is built: the limit is passed before the whole text exists.
+        pieces = _Pieces(self, location)
+        end = 0
+        for found in _SUB_VARIABLE.finditer(argument):
+            pieces.add(argument[end : found.start()])
+            pieces.add(value_of(found.group(1)))
+            end = found.end()
+        pieces.add(argument[end:])
+        return "".join(pieces.parts)
 
     def _join(self, argument: Any, location: Location, depth: int) -> str:
         if not (isinstance(argument, list) and len(argument) == 2):
@@ -228,10 +233,9 @@ class Resolver:
         parts = [
             self._string(item, (*location, 1, i), depth, "a value") for i, item in enumerate(items)
         ]
-        text = delimiter.join(parts)
-        if len(text) > MAX_STRING_CHARS:
-            raise self.error(location, "the resolved string is longer than 1,000,000 characters")
-        return text
+        if sum(map(len, parts)) + len(delimiter) * max(len(parts) - 1, 0) > MAX_STRING_CHARS:
+            raise self.error(location, TOO_LONG)
+        return delimiter.join(parts)
 
     def _if(self, argument: Any, location: Location, depth: int) -> Any:
         if not (isinstance(argument, list) and len(argument) == 3 and isinstance(argument[0], str)):
@@ -294,7 +298,18 @@ class Resolver:
 
     def _to_json(self, argument: Any, location: Location, depth: int) -> str:
         value = self._resolve(argument, location, depth)
-        return json.dumps(value, separators=(",", ":"))
+
+        def unwritable(item: Any) -> Any:
+            raise self.error(location, f"a {type(item).__name__} cannot be written as JSON")
+
+        encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=unwritable)
+        pieces = _Pieces(self, location)
+        try:
+            for chunk in encoder.iterencode(value):
+                pieces.add(chunk)
+        except ValueError as exc:  # NaN or infinity
+            raise self.error(location, f"cannot be written as JSON: {exc}") from None
+        return "".join(pieces.parts)
 
     def _equals(self, argument: Any, location: Location, depth: int) -> bool:
         if not (isinstance(argument, list) and len(argument) == 2):
@@ -328,6 +343,22 @@ class Resolver:
         if not isinstance(argument, str):
             raise self.error(location, "Condition takes a condition's name")
         return self.condition(argument, location)
+
+
+class _Pieces:
+    """The parts of a string being built, counted as they come: TemplateError as soon as
+    they add up to more than MAX_STRING_CHARS."""
+
+    def __init__(self, resolver: Resolver, location: Location) -> None:
+        self.resolver, self.location = resolver, location
+        self.parts: list[str] = []
+        self.length = 0
+
+    def add(self, part: str) -> None:
+        self.length += len(part)
+        if self.length > MAX_STRING_CHARS:
+            raise self.resolver.error(self.location, TOO_LONG)
+        self.parts.append(part)
 
 
 def _comparable(value: Any) -> Any:

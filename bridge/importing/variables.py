@@ -21,8 +21,7 @@ from bridge.importing.notes import Location, TemplateError
 MAX_STEPS = 10_000
 MAX_STRING_CHARS = 1_000_000
 MAX_DEPTH = 64
-# An innermost `${...}`: one with no `${` inside it.
-_INNERMOST = re.compile(r"\$\{((?:(?!\$\{)[^}])*)\}")
+_TOKEN = re.compile(r"\$\{|\}")
 # `source:...`, `fn(...)`, a quoted text or a number; `${AWS::Region}`, `${Param}` and
 # `${Res.Attr}` are Fn::Sub's.
 _SERVERLESS_VARIABLE = re.compile(r"\s*([A-Za-z]+:(?!:)|[A-Za-z]+\(|'|\"|-?\d)")
@@ -57,33 +56,61 @@ class Variables:
         return value
 
     def _string(self, text: str, location: Location, depth: int) -> Any:
+        """One pass: a `${` opens a frame, a `}` closes the innermost open one (the
+        leftmost innermost variable first, as nesting needs), and a variable's text is
+        read next, before the rest, so the `${...}` it holds are resolved too."""
         kept: list[str] = []  # `${AWS::Region}` and the like belong to Fn::Sub: left as they are
-        while True:
-            found = _INNERMOST.search(text)
-            if found is None:
-                return _restore(text, kept)
-            self._steps += 1
-            if self._steps > MAX_STEPS:
-                raise self.error(location, "the variables take too many steps to resolve")
-            if not _SERVERLESS_VARIABLE.match(found.group(1)):
-                text = f"{text[: found.start()]}\x00{len(kept)}\x00{text[found.end() :]}"
-                kept.append(found.group(0))
-                continue
-            value = self._variable(found.group(1), location, depth)
-            if found.start() == 0 and found.end() == len(text):
-                if isinstance(value, str) and "${" in value:
-                    text = value
+        size = len(text)
+        frames: list[list[str]] = [[]]  # the text read; then the inside of each open `${`
+        chunks = [(text, 0)]  # what is left to read, from the end
+        while chunks:
+            chunk, start = chunks.pop()
+            if chunk.startswith("{", start) and frames[-1] and frames[-1][-1] == "$":
+                frames[-1].pop()  # a `$` just before this `{` makes a `${` with it
+                frames.append([])
+                start += 1
+            while found := _TOKEN.search(chunk, start):
+                _add(frames[-1], chunk, start, found.start())
+                start = found.end()
+                if found.group() == "${":
+                    frames.append([])
                     continue
-                return value
-            if isinstance(value, dict | list) or value is None:
-                raise self.error(
-                    location, f"${{{found.group(1)}}} is not text and cannot be part of a string"
-                )
-            text = text[: found.start()] + _text(value) + text[found.end() :]
-            if len(text) > MAX_STRING_CHARS:
-                raise self.error(
-                    location, "the resolved string is longer than 1,000,000 characters"
-                )
+                if len(frames) == 1:
+                    frames[0].append("}")
+                    continue
+                expression = "".join(frames.pop())
+                self._steps += 1
+                if self._steps > MAX_STEPS:
+                    raise self.error(location, "the variables take too many steps to resolve")
+                if not _SERVERLESS_VARIABLE.match(expression):
+                    frames[-1].append(f"\x00{len(kept)}\x00")
+                    size += len(frames[-1][-1]) - len(expression) - 3
+                    kept.append("${" + expression + "}")
+                    continue
+                value = self._variable(expression, location, depth)
+                if len(frames) == 1 and not frames[0] and start == len(chunk) and not chunks:
+                    if isinstance(value, str) and "${" in value:  # the whole text: again
+                        size, chunks = len(value), [(value, 0)]
+                        break
+                    return value
+                if isinstance(value, dict | list) or value is None:
+                    raise self.error(
+                        location, f"${{{expression}}} is not text and cannot be part of a string"
+                    )
+                replacement = _text(value)
+                size += len(replacement) - len(expression) - 3
+                if size > MAX_STRING_CHARS:
+                    raise self.error(
+                        location, "the resolved string is longer than 1,000,000 characters"
+                    )
+                chunks += [(chunk, start), (replacement, 0)]
+                break
+            else:
+                _add(frames[-1], chunk, start, len(chunk))
+        while len(frames) > 1:  # a `${` never closed is text
+            inner = "".join(frames.pop())
+            frames[-1].append("${" + inner)
+        return _restore("".join(frames[0]), kept)
 
     def _variable(self, expression: str, location: Location, depth: int) -> Any:
         """The first of the comma-separated sources that has a value."""
@@ -159,6 +186,17 @@ def _split_sources(expression: str) -> list[str]:
         current += char
     parts.append(current)
     return parts
+
+
+def _add(frame: list[str], chunk: str, start: int, end: int) -> None:
+    """chunk[start:end] to a frame; a `$` at its end apart, so that a `{` read next (from
+    a variable's text) can make a `${` with it."""
+    if end > start and chunk[end - 1] == "$":
+        if end - 1 > start:
+            frame.append(chunk[start : end - 1])
+        frame.append("$")
+    elif end > start:
+        frame.append(chunk[start:end])
 
 
 def _restore(text: str, kept: list[str]) -> str:

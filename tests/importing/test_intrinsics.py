@@ -4,6 +4,9 @@ from looping or growing without end."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +135,21 @@ def test_short_forms_load_into_long_forms_with_lines() -> None:
     assert template.line_of(("D",)) == 4
 
 
+def test_dates_binary_and_infinities_load_as_their_text() -> None:
+    """CloudFormation reads these scalars as strings: unquoted they stay text (YAML 1.1
+    would make a date, bytes or a float JSON cannot hold), so Fn::ToJsonString works."""
+    text = (
+        "A: !ToJsonString {d: 2024-01-01, t: 2024-01-01T10:00:00Z, b: !!binary aGk=, "
+        "i: .inf, n: .nan, k: [1, 1.5, true, null]}\nB: 2024-01-01\n"
+    )
+    data = parse_template(text, Path("t.yaml")).data
+    assert data["B"] == "2024-01-01"
+    assert context(text).resolve(data["A"], ("A",)) == (
+        '{"d":"2024-01-01","t":"2024-01-01T10:00:00Z","b":"aGk=","i":".inf","n":".nan",'
+        '"k":[1,1.5,true,null]}'
+    )
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -172,6 +190,36 @@ def test_resolution_is_bounded() -> None:
     )
     with pytest.raises(TemplateError, match=r"Conditions\.\w+: the condition depends on itself"):
         context(looping).resolver.condition("IsProd", ())
+
+
+@pytest.mark.parametrize("function", ["Fn::Join", "Fn::Sub", "Fn::ToJsonString"])
+def test_a_string_past_the_limit_is_refused_before_it_is_built(
+    tmp_path: Path, function: str
+) -> None:
+    """A 900,000-character parameter used 300 times (270 MB) in 2 KB of template: one
+    line and exit 2 as soon as the limit is passed, the text never built (the importing
+    process stays small)."""
+    uses = {
+        "Fn::Join": f"!Join ['', [{', '.join(['!Ref P'] * 300)}]]",
+        "Fn::Sub": f"!Sub '{'${P}' * 300}'",
+        "Fn::ToJsonString": f"!ToJsonString [{', '.join(['!Ref P'] * 300)}]",
+    }[function]
+    template = tmp_path / "template.yaml"
+    template.write_text(
+        f"Parameters:\n  P: {{Type: String, Default: {'x' * 900_000}}}\n"
+        f"Resources:\n  Q:\n    Type: AWS::SQS::Queue\n    Properties:\n      QueueName: {uses}\n"
+    )
+    command = [sys.executable, "-m", "bridge", "import", "sam", str(template)]
+    with (tmp_path / "out").open("w") as out, (tmp_path / "err").open("w") as err:
+        process = subprocess.Popen(command, stdout=out, stderr=err)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+    assert process.returncode == 2 and (tmp_path / "out").read_text() == ""
+    assert (tmp_path / "err").read_text() == (
+        f"error: {template}:7: Resources.Q.Properties.QueueName.{function}: "
+        "the resolved string is longer than 1,000,000 characters\n"
+    )
+    assert usage.ru_maxrss < 120 * 1024  # KB: about 30 MB; 290 MB when the text was built
 
 
 def test_problems_name_the_place_in_the_template() -> None:

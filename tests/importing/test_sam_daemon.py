@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -213,3 +215,53 @@ def test_a_reload_imports_the_template_again(space: Workspace) -> None:
         "no parameter or resource named 'Nothing'"
     ]
     assert daemon.process is not None and daemon.process.poll() is None
+
+
+SCHEDULED = """\
+Resources:
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: src/
+      Handler: app.handler
+      Runtime: python3.11
+      Environment:
+        Variables: {NAME: report}
+      Events:
+        Daily:
+          Type: Schedule
+          Properties: {Schedule: rate(1 day)}
+"""
+
+
+def test_a_reload_of_a_template_no_rule_foresaw_is_refused_with_one_line(tmp_path: Path) -> None:
+    """A template that gains a shape no rule foresaw (a list where a mapping belongs) is
+    refused as `import` refuses it, by `lambda-bridge reload` (exit 2, the one line) and
+    by SIGHUP (reload.rejected); the daemon keeps running its config."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "app.py").write_text("def handler(event, context):\n    return event\n")
+    template = tmp_path / "template.yaml"
+    template.write_text(SCHEDULED)
+    daemon = DaemonProcess(None, tmp_path, extra_args=["--template", str(template)]).start()
+    try:
+        daemon.wait_ready()
+        template.write_text(SCHEDULED.replace("{NAME: report}", "[NAME]"))
+        reason = f"{template}: cannot be imported: AttributeError: 'list' object has no attribute 'items'"
+        done = subprocess.run(
+            [sys.executable, "-m", "bridge", "reload", "--url", daemon.admin_url()],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert (done.returncode, done.stdout) == (2, "")
+        assert done.stderr == f"error: {reason}\nreload rejected: the running config stays\n"
+        daemon.signal(signal.SIGHUP)
+        rejected = daemon.wait_for_log("reload.rejected", count=2)
+        assert [event["problems"] for event in rejected] == [[reason]] * 2
+        assert daemon.process is not None and daemon.process.poll() is None
+        assert daemon.admin("/healthz")[0] == 200
+        assert not any(
+            "Traceback" in line or "never retrieved" in line for line in daemon.raw_stderr
+        )
+    finally:
+        daemon.kill()
