@@ -49,9 +49,11 @@ class StoredFailure:
         if not isinstance(text, str):
             return None
         try:
-            return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+            moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
             return None
+        # A time without a zone (another writer's record) is taken as UTC.
+        return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
     @property
     def condition(self) -> str:
