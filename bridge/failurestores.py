@@ -11,8 +11,9 @@ The redrive ledger (which record was redriven, which is in flight) is the core's
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -33,6 +34,18 @@ Redeliver = Callable[[bytes], Awaitable[bool]]
 class RedriveError(BridgeError):
     """A record could not be redriven (its store or its source cannot be reached, or the
     record holds no records to redrive); it stays failed."""
+
+
+@contextlib.contextmanager
+def well_formed(failure_id: str) -> Iterator[None]:
+    """A failure record another writer left damaged (a key missing, a value of the wrong
+    type, bad base64) cannot be redriven: a RedriveError, so it alone stays failed."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise RedriveError(
+            f"{failure_id}: a malformed failure record ({type(exc).__name__}: {exc})"
+        ) from exc
 
 
 @dataclass(frozen=True)
