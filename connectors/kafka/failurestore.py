@@ -82,7 +82,10 @@ class KafkaFailureStore:
     def _of_mapping(self, failure: StoredFailure) -> bool:
         if self._source is None:
             return True
-        topics = {record.get("topic") for record in _records(failure)}
+        try:
+            topics = {record.get("topic") for record in _records(failure)}
+        except (AttributeError, TypeError):  # malformed: not known to be the mapping's
+            return False
         return bool(topics) and topics <= set(self._source.topics)
 
     async def redrive(self, failure: StoredFailure, redeliver: Redeliver) -> bool:

@@ -80,7 +80,9 @@ class RedisFailureStore:
         try:
             document = loads(named["failure"])
         except JSONDecodeError:
-            raise RedriveError(f"{self.where}: entry {entry_id} is not a failure record") from None
+            document = None
+        if not isinstance(document, dict):
+            raise RedriveError(f"{self.where}: entry {entry_id} is not a failure record")
         return StoredFailure(entry_id, document)
 
     async def redrive(self, failure: StoredFailure, redeliver: Redeliver) -> bool:

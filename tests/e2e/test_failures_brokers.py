@@ -231,6 +231,8 @@ def test_a_malformed_kafka_failure_record_fails_alone(
         # written in one batch of two messages is 1.
         document = failure_document(n, {"records": {f"{topic}-0": [record]}})
         kafka.produce(kafka_bootstrap, failures, [(0, document)])
+    # Records of no known topic: not known to be the mapping's, so not listed.
+    kafka.produce(kafka_bootstrap, failures, [(0, failure_document(2, {"records": ["x"]}))])
     listing = space.run("list", "events", config=config)
     ids = listed_ids(listing.out)
     assert len(ids) == 2, listing
@@ -243,3 +245,20 @@ def test_a_malformed_kafka_failure_record_fails_alone(
     assert [json.loads(m.value)["n"] for m in kafka.read_all(kafka_bootstrap, topic, 1)] == [1]
     after = space.run("list", "events", config=config).out
     assert "failed again (redriven once)" in after and "in flight" not in after
+
+
+def test_a_redis_failure_entry_that_is_not_an_object_is_bad_input(
+    space: RedriveSpace, redis_url: str
+) -> None:
+    failures = redis.unique("failed")
+    config = write_config(
+        space,
+        f'{{type: redis-stream, url: "{redis_url}", stream: {failures}}}',
+        "{type: files, path: ./inbox}",
+        "failed",
+    )
+    redis.client(redis_url).xadd(failures, {"mapping": "events", "failure": "[1, 2]"})
+    listing = space.run("list", "events", config=config)
+    assert listing.code == 2, listing
+    assert listing.err.startswith("error: stream ") and "is not a failure record" in listing.err
+    assert listing.err.count("\n") == 1
