@@ -11,8 +11,9 @@ The redrive ledger (which record was redriven, which is in flight) is the core's
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -35,6 +36,18 @@ class RedriveError(BridgeError):
     record holds no records to redrive); it stays failed."""
 
 
+@contextlib.contextmanager
+def well_formed(failure_id: str) -> Iterator[None]:
+    """A failure record another writer left damaged (a key missing, a value of the wrong
+    type, bad base64) cannot be redriven: a RedriveError, so it alone stays failed."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise RedriveError(
+            f"{failure_id}: a malformed failure record ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
 @dataclass(frozen=True)
 class StoredFailure:
     """One failure record as kept by a destination: `document` is the record in AWS's
@@ -49,9 +62,11 @@ class StoredFailure:
         if not isinstance(text, str):
             return None
         try:
-            return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+            moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
             return None
+        # A time without a zone (another writer's record) is taken as UTC.
+        return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
     @property
     def condition(self) -> str:

@@ -47,7 +47,10 @@ def parse_since(text: str | None, now: dt.datetime | None = None) -> dt.datetime
     now = now or dt.datetime.now(dt.UTC)
     found = _DURATION.match(text.strip())
     if found:
-        return now - dt.timedelta(seconds=float(found.group(1)) * _UNITS[found.group(2)])
+        try:
+            return now - dt.timedelta(seconds=float(found.group(1)) * _UNITS[found.group(2)])
+        except OverflowError:
+            raise BadInput(f"--since {text!r}: that reaches back before the year 1") from None
     try:
         moment = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:

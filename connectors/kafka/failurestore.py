@@ -22,7 +22,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from bridge.codec import JSONDecodeError, dumps, loads
-from bridge.failurestores import REDRIVEN_MARK, Redeliver, RedriveError, StoredFailure
+from bridge.failurestores import (
+    REDRIVEN_MARK,
+    Redeliver,
+    RedriveError,
+    StoredFailure,
+    well_formed,
+)
 from connectors.kafka.client import client_settings
 from connectors.kafka.config import KafkaDestinationConfig, KafkaSourceConfig
 
@@ -76,7 +82,10 @@ class KafkaFailureStore:
     def _of_mapping(self, failure: StoredFailure) -> bool:
         if self._source is None:
             return True
-        topics = {record.get("topic") for record in _records(failure)}
+        try:
+            topics = {record.get("topic") for record in _records(failure)}
+        except (AttributeError, TypeError):  # malformed: not known to be the mapping's
+            return False
         return bool(topics) and topics <= set(self._source.topics)
 
     async def redrive(self, failure: StoredFailure, redeliver: Redeliver) -> bool:
@@ -85,22 +94,13 @@ class KafkaFailureStore:
             raise RedriveError(f"{failure.id} holds no records (no payload)")
         if self._source is None:
             return await redeliver(dumps(payload))
+        with well_formed(failure.id):  # all read before any is produced
+            messages = [_message(record, failure.id) for record in _records(failure)]
         producer = await self._started()
         try:
-            for record in _records(failure):
-                headers = [
-                    (name, bytes(values))
-                    for header in record.get("headers", [])
-                    for name, values in header.items()
-                ]
-                headers.append((REDRIVEN_MARK, failure.id.encode()))
-                key = record.get("key")
+            for topic, value, key, partition, headers in messages:
                 await producer.send_and_wait(
-                    record["topic"],
-                    base64.b64decode(record.get("value") or ""),
-                    key=base64.b64decode(key) if isinstance(key, str) else None,
-                    partition=int(record["partition"]),
-                    headers=headers,
+                    topic, value, key=key, partition=partition, headers=headers
                 )
         except KafkaError as exc:
             raise RedriveError(f"{failure.id}: cannot produce to the source: {exc}") from exc
@@ -130,3 +130,23 @@ def _records(failure: StoredFailure) -> list[dict[str, Any]]:
     payload = failure.document.get("payload")
     batches = payload.get("records", {}) if isinstance(payload, dict) else {}
     return [record for records in batches.values() for record in records]
+
+
+def _message(
+    record: dict[str, Any], failure_id: str
+) -> tuple[str, bytes, bytes | None, int, list[tuple[str, bytes]]]:
+    """Topic, value, key, partition and headers of the message a failed record was."""
+    headers = [
+        (name, bytes(values))
+        for header in record.get("headers", [])
+        for name, values in header.items()
+    ]
+    headers.append((REDRIVEN_MARK, failure_id.encode()))
+    key = record.get("key")
+    return (
+        str(record["topic"]),
+        base64.b64decode(record.get("value") or ""),
+        base64.b64decode(key) if isinstance(key, str) else None,
+        int(record["partition"]),
+        headers,
+    )

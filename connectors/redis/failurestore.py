@@ -20,7 +20,13 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from bridge.codec import JSONDecodeError, dumps, loads
-from bridge.failurestores import REDRIVEN_MARK, Redeliver, RedriveError, StoredFailure
+from bridge.failurestores import (
+    REDRIVEN_MARK,
+    Redeliver,
+    RedriveError,
+    StoredFailure,
+    well_formed,
+)
 from connectors.redis.client import connect
 from connectors.redis.config import RedisStreamDestinationConfig, RedisStreamsSourceConfig
 
@@ -74,7 +80,9 @@ class RedisFailureStore:
         try:
             document = loads(named["failure"])
         except JSONDecodeError:
-            raise RedriveError(f"{self.where}: entry {entry_id} is not a failure record") from None
+            document = None
+        if not isinstance(document, dict):
+            raise RedriveError(f"{self.where}: entry {entry_id} is not a failure record")
         return StoredFailure(entry_id, document)
 
     async def redrive(self, failure: StoredFailure, redeliver: Redeliver) -> bool:
@@ -83,7 +91,8 @@ class RedisFailureStore:
             raise RedriveError(f"{failure.id} holds no records (no payload)")
         if self._source is None or self._source_client is None:
             return await redeliver(dumps(payload))
-        entries = [_entry(record, failure.id) for record in payload.get("Records", [])]
+        with well_formed(failure.id):
+            entries = [_entry(record, failure.id) for record in payload.get("Records", [])]
         for stream, _ in entries:
             if stream not in self._source.streams:
                 raise RedriveError(f"{failure.id}: stream {stream!r} is not read by the mapping")

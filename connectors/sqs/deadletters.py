@@ -28,6 +28,13 @@ from connectors.sqs.config import MAX_MESSAGES_PER_RECEIVE, SqsSourceConfig
 # How long a received dead-letter message stays hidden while it is being moved.
 MOVING_VISIBILITY_SECONDS = 60
 RECEIVE_WAIT_SECONDS = 1
+# A receive of only messages already seen in this run (another queue's, or failed sends,
+# visible again after MOVING_VISIBILITY_SECONDS) does not end the move: up to this many in
+# a row are received past (each hides them again). An empty receive ends it.
+MAX_SEEN_RECEIVES = 5
+# SendMessageBatch's total payload (bodies and message attributes): 1 MiB on AWS now,
+# 256 KiB before 2025; the smaller, so a batch fits either. A larger message goes alone.
+MAX_BATCH_BYTES = 262_144
 _ATTRIBUTE_KEYS = ("DataType", "StringValue", "BinaryValue")
 
 
@@ -90,13 +97,19 @@ class SqsDeadLetterQueue:
         seen: set[str] = set()  # failed or left alone: not received twice in one run
         batch = max(1, min(MAX_MESSAGES_PER_RECEIVE, int(max_per_second)))
         started = time.monotonic()
+        seen_receives = 0
         while limit is None or progress.moved + progress.failed < limit:
             wanted = (
                 batch if limit is None else min(batch, limit - progress.moved - progress.failed)
             )
-            messages = [m for m in await self._receive(wanted) if m["MessageId"] not in seen]
+            received = await self._receive(wanted)
+            messages = [m for m in received if m["MessageId"] not in seen]
             if not messages:
-                break
+                seen_receives += 1
+                if not received or seen_receives > MAX_SEEN_RECEIVES:
+                    break
+                continue
+            seen_receives = 0
             ours = [m for m in messages if self._came_from_source(m)]
             seen.update(m["MessageId"] for m in messages if m not in ours)
             # Pace the sends: n messages moved take at least n / max_per_second seconds.
@@ -131,18 +144,19 @@ class SqsDeadLetterQueue:
     async def _send(
         self, messages: list[dict[str, Any]]
     ) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], str]]]:
-        if not messages:
-            return [], []
-        entries = [self._entry(str(index), message) for index, message in enumerate(messages)]
-        with self._errors("SendMessageBatch"):
-            reply = await self._client.send_message_batch(
-                QueueUrl=self._source_url, Entries=entries
-            )
-        sent = [messages[int(ok["Id"])] for ok in reply.get("Successful", [])]
-        failed = [
-            (messages[int(bad["Id"])], f"{bad.get('Code', '?')}: {bad.get('Message', '')}")
-            for bad in reply.get("Failed", [])
-        ]
+        sent: list[dict[str, Any]] = []
+        failed: list[tuple[dict[str, Any], str]] = []
+        for part in _parts(messages):
+            entries = [self._entry(str(index), message) for index, message in enumerate(part)]
+            with self._errors("SendMessageBatch"):
+                reply = await self._client.send_message_batch(
+                    QueueUrl=self._source_url, Entries=entries
+                )
+            sent += [part[int(ok["Id"])] for ok in reply.get("Successful", [])]
+            failed += [
+                (part[int(bad["Id"])], f"{bad.get('Code', '?')}: {bad.get('Message', '')}")
+                for bad in reply.get("Failed", [])
+            ]
         return sent, failed
 
     def _entry(self, entry_id: str, message: dict[str, Any]) -> dict[str, Any]:
@@ -177,3 +191,27 @@ class SqsDeadLetterQueue:
 
     async def close(self) -> None:
         await self._resources.aclose()
+
+
+def _size(message: dict[str, Any]) -> int:
+    """A message's size as SQS counts it: body, and each attribute's name, type and value."""
+    size = len(message["Body"].encode())
+    for name, value in message.get("MessageAttributes", {}).items():
+        data = value.get("StringValue", value.get("BinaryValue", b""))
+        data = data.encode() if isinstance(data, str) else data
+        size += len(name.encode()) + len(str(value.get("DataType", "")).encode()) + len(data)
+    return size
+
+
+def _parts(messages: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The messages in send batches of at most MAX_BATCH_BYTES (a larger one alone)."""
+    parts: list[list[dict[str, Any]]] = []
+    total = 0
+    for message in messages:
+        size = _size(message)
+        if not parts or total + size > MAX_BATCH_BYTES:
+            parts.append([])
+            total = 0
+        parts[-1].append(message)
+        total += size
+    return parts

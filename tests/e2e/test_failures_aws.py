@@ -4,6 +4,7 @@ back into it at a capped rate (StartMessageMoveTask done by hand: moto lacks it)
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -13,6 +14,10 @@ from typing import Any
 
 import pytest
 
+from bridge.failurestores import MoveProgress
+from connectors.sqs import deadletters
+from connectors.sqs.config import SqsSourceConfig
+from connectors.sqs.deadletters import SqsDeadLetterQueue
 from tests.e2e import aws_helpers as aws
 from tests.e2e.redrive_helpers import RedriveSpace, listed_ids
 from tests.support import read_jsonl, wait_for
@@ -179,3 +184,57 @@ def test_a_fifo_dead_letter_queue_keeps_groups_and_leaves_other_queues_messages(
             groups.setdefault(group, []).append(json.loads(message["Body"])["n"])
             sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
     assert groups == {"alpha": [0, 1, 2], "beta": [3, 4]}
+
+
+def test_large_dead_letters_are_sent_back_in_batches_that_fit(space: RedriveSpace) -> None:
+    """Ten messages of about 110 KB are over SendMessageBatch's total in one batch (moto's
+    1 MiB; AWS's 256 KiB before 2025): they are sent in several, all of them moved."""
+    endpoint: str = space.endpoint  # type: ignore[attr-defined]
+    dead_url, dead_arn = aws.new_queue(endpoint)
+    url, _ = aws.new_queue(endpoint, dead_letter_arn=dead_arn)
+    sqs = aws.client("sqs", endpoint)
+    for n in range(10):
+        sqs.send_message(QueueUrl=dead_url, MessageBody=json.dumps({"n": n, "pad": "x" * 110_000}))
+    source = f'{{type: sqs, queue_url: "{url}", endpoint_url: "{endpoint}", wait_time_seconds: 1}}'
+    moved = space.run("redrive", "events", config=write_config(space, source))
+    assert moved.code == 0, moved
+    assert moved.out.endswith("10 messages moved back, 0 could not be moved\n"), moved.out
+    assert aws.queue_depth(endpoint, dead_url) == 0
+    assert sorted(body["n"] for body in aws.drain(endpoint, url)) == list(range(10))
+
+
+class MarkedOrigins(SqsDeadLetterQueue):
+    """moto sets no DeadLetterQueueSourceArn: here a body with `"other": true` stands for
+    a message another queue's redrive policy sent to the dead-letter queue."""
+
+    def _came_from_source(self, message: dict[str, Any]) -> bool:
+        return not json.loads(message["Body"]).get("other")
+
+
+def test_a_move_goes_on_past_receives_of_only_other_queues_messages(
+    aws_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The messages left alone come back once their hiding ends (1 s here, not 60) and,
+    moto returning the oldest first, fill whole receives while this queue's still wait."""
+    monkeypatch.setattr(deadletters, "MOVING_VISIBILITY_SECONDS", 1)
+    dead_url, dead_arn = aws.new_queue(aws_endpoint)
+    url, _ = aws.new_queue(aws_endpoint, dead_letter_arn=dead_arn)
+    aws.send(aws_endpoint, dead_url, [{"other": True, "n": n} for n in range(5)])
+    aws.send(aws_endpoint, dead_url, [{"n": n} for n in range(30)])
+    source = SqsSourceConfig.model_validate(
+        {"type": "sqs", "queue_url": url, "endpoint_url": aws_endpoint}
+    )
+    queue = MarkedOrigins(source, None, "us-east-1")
+
+    async def move() -> MoveProgress:
+        await queue.open()
+        try:
+            # Five a second: the move lasts about 6 s, receiving five at a time.
+            return await queue.move(max_per_second=5, limit=None, report=lambda line: None)
+        finally:
+            await queue.close()
+
+    progress = asyncio.run(asyncio.wait_for(move(), 120))
+    assert (progress.moved, progress.failed) == (30, 0)
+    assert sorted(body["n"] for body in aws.drain(aws_endpoint, url)) == list(range(30))
+    assert aws.queue_depth(aws_endpoint, dead_url) == 5

@@ -164,3 +164,101 @@ def test_kafka_failures_are_re_produced_to_their_topic(
     again = space.run("redrive", "events", "--all", config=config)
     assert "0 redriven, 0 failed again, 3 already redriven" in again.out
     assert daemon.stop() == 0
+
+
+def failure_document(n: int, payload: dict[str, Any]) -> dict[str, Any]:
+    """A failure record as another writer may leave it: `payload` is given by the test."""
+    return {
+        "n": n,
+        "timestamp": f"2026-01-01T00:00:0{n}Z",
+        "requestContext": {"condition": "RetryAttemptsExhausted"},
+        "payload": payload,
+    }
+
+
+def test_a_malformed_redis_failure_record_fails_alone(space: RedriveSpace, redis_url: str) -> None:
+    """An entry that lacks `binaryFields` is marked failed with the reason (not left in
+    flight by a traceback); the well-formed record after it is re-published."""
+    stream, failures = redis.unique("orders"), redis.unique("failed")
+    config = write_config(
+        space,
+        f'{{type: redis-stream, url: "{redis_url}", stream: {failures}}}',
+        f'{{type: redis-streams, url: "{redis_url}", streams: [{stream}], starting_position: LATEST}}',
+        "failed",
+    )
+    good = {"stream": stream, "fields": {"body": '{"n": 1}'}, "binaryFields": {}}
+    bad = {"stream": stream, "fields": {"body": '{"n": 0}'}}
+    connection = redis.client(redis_url)
+    for n, entry in enumerate([bad, good]):
+        document = failure_document(n, {"Records": [{"redis": entry}]})
+        connection.xadd(failures, {"mapping": "events", "failure": json.dumps(document)})
+    listing = space.run("list", "events", config=config)
+    ids = listed_ids(listing.out)
+    assert len(ids) == 2, listing
+
+    redriven = space.run("redrive", "events", "--all", config=config)
+    assert redriven.code == 1, redriven
+    assert "Traceback" not in redriven.err
+    assert f"{ids[0]}: failed again (" in redriven.out and "'binaryFields'" in redriven.out
+    assert f"{ids[1]}: redriven" in redriven.out
+    assert "1 redriven, 1 failed again, 0 already redriven" in redriven.out
+    entries = connection.xrange(stream)
+    assert [json.loads(fields[b"body"])["n"] for _, fields in entries] == [1]
+    after = space.run("list", "events", config=config).out
+    assert "failed again (redriven once)" in after and "in flight" not in after
+
+
+def test_a_malformed_kafka_failure_record_fails_alone(
+    space: RedriveSpace, kafka_bootstrap: str
+) -> None:
+    """A failure message whose record has no partition is marked failed with the reason;
+    the well-formed one after it is produced again."""
+    topic, failures = kafka.unique("orders"), kafka.unique("failed")
+    kafka.create_topic(kafka_bootstrap, topic, 1)
+    kafka.create_topic(kafka_bootstrap, failures, 1)
+    config = write_config(
+        space,
+        "{type: file, path: ./unused}",
+        f"{{type: kafka, bootstrap_servers: {kafka_bootstrap}, topics: [{topic}], "
+        f"consumer_group_id: {kafka.unique('group')}, starting_position: LATEST}}",
+        f"kafka://{failures}",
+    )
+    value = base64.b64encode(b'{"n": 1}').decode()
+    good = {"topic": topic, "partition": 0, "value": value, "headers": []}
+    bad = {"topic": topic, "value": value, "headers": []}
+    for n, record in enumerate([bad, good]):
+        # One produce each, as the daemon writes them: Tansu's end offset of a topic
+        # written in one batch of two messages is 1.
+        document = failure_document(n, {"records": {f"{topic}-0": [record]}})
+        kafka.produce(kafka_bootstrap, failures, [(0, document)])
+    # Records of no known topic: not known to be the mapping's, so not listed.
+    kafka.produce(kafka_bootstrap, failures, [(0, failure_document(2, {"records": ["x"]}))])
+    listing = space.run("list", "events", config=config)
+    ids = listed_ids(listing.out)
+    assert len(ids) == 2, listing
+
+    redriven = space.run("redrive", "events", "--all", config=config)
+    assert redriven.code == 1, redriven
+    assert "Traceback" not in redriven.err
+    assert f"{ids[0]}: failed again (" in redriven.out and "'partition'" in redriven.out
+    assert "1 redriven, 1 failed again, 0 already redriven" in redriven.out
+    assert [json.loads(m.value)["n"] for m in kafka.read_all(kafka_bootstrap, topic, 1)] == [1]
+    after = space.run("list", "events", config=config).out
+    assert "failed again (redriven once)" in after and "in flight" not in after
+
+
+def test_a_redis_failure_entry_that_is_not_an_object_is_bad_input(
+    space: RedriveSpace, redis_url: str
+) -> None:
+    failures = redis.unique("failed")
+    config = write_config(
+        space,
+        f'{{type: redis-stream, url: "{redis_url}", stream: {failures}}}',
+        "{type: files, path: ./inbox}",
+        "failed",
+    )
+    redis.client(redis_url).xadd(failures, {"mapping": "events", "failure": "[1, 2]"})
+    listing = space.run("list", "events", config=config)
+    assert listing.code == 2, listing
+    assert listing.err.startswith("error: stream ") and "is not a failure record" in listing.err
+    assert listing.err.count("\n") == 1

@@ -179,6 +179,8 @@ def test_a_redrive_killed_mid_invocation_loses_nothing_and_repeats_only_that_rec
     [
         (["list", "missing"], "error: no mapping named 'missing' (known: inbox, nowhere)"),
         (["list", "inbox", "--since", "yesterday"], "error: --since 'yesterday': give an ISO"),
+        (["list", "inbox", "--since", "800000d"], "error: --since '800000d': that reaches"),
+        (["redrive", "inbox", "--all", "--since", "99999999999d"], "error: --since '9999"),
         (["show", "inbox/0123456789ab"], "error: no failure record 'inbox/0123456789ab'"),
         (["show", "inbox"], "error: 'inbox': a failure id is MAPPING/ID"),
         (["redrive", "inbox"], "error: say which records: --ids ID... or --all"),
@@ -194,3 +196,22 @@ def test_bad_input_is_one_line_and_exit_status_2(
     assert finished.code == 2, finished
     assert finished.err.startswith(message), finished.err
     assert finished.err.count("\n") == 1
+
+
+def test_a_record_time_without_a_zone_is_taken_as_utc(space: RedriveSpace) -> None:
+    """Another writer may leave the zone out (a shared failure topic): --since still works."""
+    config = folder_config(space)
+    (space.root / "failed").mkdir()
+    lines = [
+        {"timestamp": "2024-01-01T00:00:00", "requestContext": {"condition": "Old"}},
+        {"timestamp": "2024-01-02T00:00:00Z", "requestContext": {"condition": "New"}},
+    ]
+    (space.root / "failed" / "inbox.jsonl").write_text(
+        "".join(json.dumps(line) + "\n" for line in lines)
+    )
+    both = space.run("list", "inbox", "--since", "2024-01-01T00:30:00+01:00", config=config)
+    assert both.code == 0, both.err
+    assert both.out.startswith("2 failure records in "), both.out
+    later = space.run("list", "inbox", "--since", "2024-01-01T00:00:01Z", config=config)
+    assert later.code == 0, later.err
+    assert later.out.startswith("1 failure records in ") and "  New  " in later.out, later.out

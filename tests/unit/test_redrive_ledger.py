@@ -50,3 +50,9 @@ def test_since_takes_durations_and_iso_times() -> None:
     assert parse_since(None, now) is None
     with pytest.raises(BadInput, match="give an ISO time"):
         parse_since("2 hours", now)
+
+
+@pytest.mark.parametrize("text", ["800000d", "99999999999d", "1" * 400 + "s"])
+def test_a_duration_reaching_before_the_year_1_is_bad_input(text: str) -> None:
+    with pytest.raises(BadInput, match="before the year 1"):
+        parse_since(text)
