@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -32,30 +33,40 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return ModuleScheduling(config, log)
 
 
+@contextmanager
+def served(env: str, start: Callable[[], Any], url: Callable[[Any], str]) -> Iterator[str]:
+    """The URL in the environment variable `env` when it is set (a server already running),
+    else that of a server `start()` brings up for this test session and stops at its end."""
+    if os.environ.get(env):
+        yield os.environ[env]
+        return
+    server = start()
+    try:
+        yield url(server)
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """REDIS_URL if set, else a redis-server started for this test session."""
-    if os.environ.get("REDIS_URL"):
-        yield os.environ["REDIS_URL"]
-        return
-    server = services.redis_server(tmp_path_factory.mktemp("redis"))
-    try:
-        yield f"redis://127.0.0.1:{server.port}/0"
-    finally:
-        server.stop()
+    with served(
+        "REDIS_URL",
+        lambda: services.redis_server(tmp_path_factory.mktemp("redis")),
+        lambda server: f"redis://127.0.0.1:{server.port}/0",
+    ) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """KAFKA_BOOTSTRAP if set, else a Tansu broker started for this test session."""
-    if os.environ.get("KAFKA_BOOTSTRAP"):
-        yield os.environ["KAFKA_BOOTSTRAP"]
-        return
-    server = services.tansu_server(tmp_path_factory.mktemp("kafka"))
-    try:
-        yield f"127.0.0.1:{server.port}"
-    finally:
-        server.stop()
+    with served(
+        "KAFKA_BOOTSTRAP",
+        lambda: services.tansu_server(tmp_path_factory.mktemp("kafka")),
+        lambda server: f"127.0.0.1:{server.port}",
+    ) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -63,65 +74,55 @@ def aws_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """AWS_ENDPOINT_URL if set, else moto in server mode started for this test session.
     Dummy credentials and us-east-1 are put in the environment (daemons inherit them)."""
     os.environ.update(services.AWS_TEST_ENV)
-    if os.environ.get("AWS_ENDPOINT_URL"):
-        yield os.environ["AWS_ENDPOINT_URL"]
-        return
-    server = services.moto_server(tmp_path_factory.mktemp("moto"))
-    try:
-        yield f"http://127.0.0.1:{server.port}"
-    finally:
-        server.stop()
+    with served(
+        "AWS_ENDPOINT_URL",
+        lambda: services.moto_server(tmp_path_factory.mktemp("moto")),
+        lambda server: f"http://127.0.0.1:{server.port}",
+    ) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
 def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """NATS_URL if set, else a nats-server with JetStream started for this test session."""
-    if os.environ.get("NATS_URL"):
-        yield os.environ["NATS_URL"]
-        return
-    server = services.nats_server(tmp_path_factory.mktemp("nats"))
-    try:
-        yield f"nats://127.0.0.1:{server.port}"
-    finally:
-        server.stop()
+    with served(
+        "NATS_URL",
+        lambda: services.nats_server(tmp_path_factory.mktemp("nats")),
+        lambda server: f"nats://127.0.0.1:{server.port}",
+    ) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
 def amqp_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """AMQP_URL if set, else a rabbitmq-server (with its own epmd) started for this test
     session."""
-    if os.environ.get("AMQP_URL"):
-        yield os.environ["AMQP_URL"]
-        return
-    server = services.rabbitmq_server(tmp_path_factory.mktemp("rabbitmq"))
-    try:
-        yield server.url
-    finally:
-        server.stop()
+    with served(
+        "AMQP_URL",
+        lambda: services.rabbitmq_server(tmp_path_factory.mktemp("rabbitmq")),
+        lambda server: str(server.url),
+    ) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
 def activemq_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """ACTIVEMQ_URL (stomp://host:port) if set, else a private ActiveMQ broker started
     for this test session."""
-    if os.environ.get("ACTIVEMQ_URL"):
-        yield os.environ["ACTIVEMQ_URL"]
-        return
-    server = services.activemq_server(tmp_path_factory.mktemp("activemq"))
-    try:
-        yield f"stomp://127.0.0.1:{server.port}"
-    finally:
-        server.stop()
+    with served(
+        "ACTIVEMQ_URL",
+        lambda: services.activemq_server(tmp_path_factory.mktemp("activemq")),
+        lambda server: f"stomp://127.0.0.1:{server.port}",
+    ) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
 def mqtt_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """MQTT_URL if set, else a mosquitto started for this test session."""
-    if os.environ.get("MQTT_URL"):
-        yield os.environ["MQTT_URL"]
-        return
-    server = services.mosquitto_server(tmp_path_factory.mktemp("mosquitto"))
-    try:
-        yield f"mqtt://127.0.0.1:{server.port}"
-    finally:
-        server.stop()
+    with served(
+        "MQTT_URL",
+        lambda: services.mosquitto_server(tmp_path_factory.mktemp("mosquitto")),
+        lambda server: f"mqtt://127.0.0.1:{server.port}",
+    ) as url:
+        yield url
