@@ -12,6 +12,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bridge.errors import BridgeError
+from bridge.importing.cfn_resources import CREATABLE
 from bridge.importing.model import ResourceSpec
 from connectors.aws.client import aws_client, error_code
 from connectors.aws.config import AwsConnectionConfig
@@ -19,18 +20,9 @@ from connectors.aws.config import AwsConnectionConfig
 MISSING = frozenset(
     {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "ResourceNotFoundException"}
 )
-SQS_ATTRIBUTES = (
-    "FifoQueue",
-    "VisibilityTimeout",
-    "MessageRetentionPeriod",
-    "DelaySeconds",
-    "MaximumMessageSize",
-    "ReceiveMessageWaitTimeSeconds",
-    "RedrivePolicy",
-    "ContentBasedDeduplication",
-    "DeduplicationScope",
-    "FifoThroughputLimit",
-)
+# A queue's properties in the template that CreateQueue takes as attributes (all the
+# creatable ones but its name).
+SQS_ATTRIBUTES = frozenset(CREATABLE["AWS::SQS::Queue"] - {"QueueName"})
 ACTIVE_WAIT_SECONDS = 30.0
 DEFAULT_RETENTION_HOURS = 24
 
@@ -92,7 +84,7 @@ async def _queue(connection: AwsConnectionConfig, region: str, spec: ResourceSpe
                 raise
         attributes = {
             key: _attribute(spec.properties[key])
-            for key in SQS_ATTRIBUTES
+            for key in sorted(SQS_ATTRIBUTES)
             if key in spec.properties
         }
         await sqs.create_queue(QueueName=spec.name, Attributes=attributes)
