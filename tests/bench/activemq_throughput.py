@@ -32,11 +32,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bridge.config.loading import load_config_text
 from bridge.ops import logs
 from connectors.activemq.stomp import encode
 from tests import services
-from tests.bench.harness import compare_with_hand_written, noop_handler, run_mapping
+from tests.bench.harness import compare_with_hand_written, noop_handler, run_source
 from tests.e2e.activemq_helpers import connected, unique
 
 BATCH = 100
@@ -108,21 +107,14 @@ async def consume(url: str, queue: str, count: int, *, handle: bool) -> float:
 async def through_bridge(
     workdir: Path, url: str, queue: str, count: int, in_memory_function: bool = False
 ) -> float:
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "handler.py").write_text("def handler(event, context):\n    return None\n")
-    text = f"""
-state_dir: {workdir / "state"}
-functions:
-  noop: {{invoker: python, handler: {workdir / "handler.py"}:handler, timeout: 30}}
-mappings:
-  - name: bench
-    function: noop
-    batch_size: {BATCH}
-    maximum_batching_window_in_seconds: 0
-    source: {{type: activemq, url: '{url}', queues: [{queue}], prefetch: {PREFETCH}}}
-"""
-    loaded = load_config_text(text, "bench.yaml", environ={})
-    return await run_mapping(loaded, workdir, count, in_memory_function=in_memory_function)
+    return await run_source(
+        workdir,
+        f"{{type: activemq, url: '{url}', queues: [{queue}], prefetch: {PREFETCH}}}",
+        count,
+        batch_size=BATCH,
+        settings="maximum_batching_window_in_seconds: 0",
+        in_memory_function=in_memory_function,
+    )
 
 
 async def main() -> None:

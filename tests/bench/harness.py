@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from bridge.config.loading import load_config_text
 from bridge.config.model import LoadedConfig
 from bridge.config.plugins import SourceContext
 from bridge.pipeline.mapping import MappingRunner
@@ -110,6 +111,40 @@ def noop_handler() -> Any:
     namespace: dict[str, Any] = {}
     exec(NOOP, namespace)
     return namespace["handler"]
+
+
+async def run_source(
+    workdir: Path,
+    source: str,
+    count: int,
+    *,
+    batch_size: int,
+    settings: str = "",
+    handler: str = NOOP,
+    in_memory_function: bool = False,
+    until: Any = None,
+) -> float:
+    """`run_mapping` on a config of one mapping: `source` (its settings as a YAML flow
+    mapping) read in batches of `batch_size` for the `python` function `handler`;
+    `settings`: more of the mapping's settings, as `key: value` lines."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "handler.py").write_text(handler)
+    more = "".join(f"    {line}\n" for line in settings.splitlines())
+    text = (
+        f"state_dir: {workdir / 'state'}\n"
+        "functions:\n"
+        f"  noop: {{invoker: python, handler: {workdir / 'handler.py'}:handler, timeout: 30}}\n"
+        "mappings:\n"
+        "  - name: bench\n"
+        "    function: noop\n"
+        f"    batch_size: {batch_size}\n"
+        f"{more}"
+        f"    source: {source}\n"
+    )
+    loaded = load_config_text(text, "bench.yaml", environ={})
+    return await run_mapping(
+        loaded, workdir, count, in_memory_function=in_memory_function, until=until
+    )
 
 
 async def run_mapping(

@@ -44,7 +44,6 @@ from paho.mqtt.properties import Properties
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bridge.config.loading import load_config_text
 from bridge.ops import logs
 from tests import services
 from tests.bench.harness import (
@@ -52,7 +51,7 @@ from tests.bench.harness import (
     compare_with_hand_written,
     noop_handler,
     percentiles,
-    run_mapping,
+    run_source,
 )
 from tests.e2e import mqtt_helpers as mqtt
 
@@ -154,21 +153,14 @@ async def through_bridge(
     in_memory_function: bool = False,
     until: Any = None,
 ) -> float:
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "handler.py").write_text(handler)
-    text = f"""
-state_dir: {workdir / "state"}
-functions:
-  noop: {{invoker: python, handler: {workdir / "handler.py"}:handler, timeout: 30}}
-mappings:
-  - name: bench
-    function: noop
-    batch_size: {BATCH}
-    source: {{type: mqtt, url: '{url}', topics: ['{topic}'], client_id: {client_id}}}
-"""
-    loaded = load_config_text(text, "bench.yaml", environ={})
-    return await run_mapping(
-        loaded, workdir, count, in_memory_function=in_memory_function, until=until
+    return await run_source(
+        workdir,
+        f"{{type: mqtt, url: '{url}', topics: ['{topic}'], client_id: {client_id}}}",
+        count,
+        batch_size=BATCH,
+        handler=handler,
+        in_memory_function=in_memory_function,
+        until=until,
     )
 
 

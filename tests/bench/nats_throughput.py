@@ -37,7 +37,6 @@ from nats.js.api import AckPolicy, ConsumerConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bridge.config.loading import load_config_text
 from bridge.ops import logs
 from tests import services
 from tests.bench.harness import (
@@ -45,7 +44,7 @@ from tests.bench.harness import (
     compare_with_hand_written,
     noop_handler,
     percentiles,
-    run_mapping,
+    run_source,
 )
 
 BATCH = 100
@@ -179,21 +178,14 @@ async def through_bridge(
     in_memory_function: bool = False,
     until: Any = None,
 ) -> float:
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "handler.py").write_text(handler)
-    text = f"""
-state_dir: {workdir / "state"}
-functions:
-  noop: {{invoker: python, handler: {workdir / "handler.py"}:handler, timeout: 30}}
-mappings:
-  - name: bench
-    function: noop
-    batch_size: {BATCH}
-    source: {{type: nats, url: '{url}', stream: {stream}, consumer: {unique("bridge")}, fetch_wait_seconds: 0.05}}
-"""
-    loaded = load_config_text(text, "bench.yaml", environ={})
-    return await run_mapping(
-        loaded, workdir, count, in_memory_function=in_memory_function, until=until
+    return await run_source(
+        workdir,
+        f"{{type: nats, url: '{url}', stream: {stream}, consumer: {unique('bridge')}, fetch_wait_seconds: 0.05}}",
+        count,
+        batch_size=BATCH,
+        handler=handler,
+        in_memory_function=in_memory_function,
+        until=until,
     )
 
 

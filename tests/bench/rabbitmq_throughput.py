@@ -34,11 +34,10 @@ import aio_pika
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bridge.config.loading import load_config_text
 from bridge.ops import logs
 from connectors.rabbitmq.events import header_value, java_date
 from tests import services
-from tests.bench.harness import compare_with_hand_written, noop_handler, run_mapping
+from tests.bench.harness import compare_with_hand_written, noop_handler, run_source
 from tests.e2e import rabbitmq_helpers as rabbitmq
 
 BATCH = 100
@@ -137,20 +136,13 @@ async def consume(url: str, queue: str, count: int, *, handle: bool) -> float:
 async def through_bridge(
     workdir: Path, url: str, queue: str, count: int, in_memory_function: bool = False
 ) -> float:
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "handler.py").write_text("def handler(event, context):\n    return None\n")
-    text = f"""
-state_dir: {workdir / "state"}
-functions:
-  noop: {{invoker: python, handler: {workdir / "handler.py"}:handler, timeout: 30}}
-mappings:
-  - name: bench
-    function: noop
-    batch_size: {BATCH}
-    source: {{type: rabbitmq, url: '{url}', queues: [{queue}], prefetch_count: {BATCH}}}
-"""
-    loaded = load_config_text(text, "bench.yaml", environ={})
-    return await run_mapping(loaded, workdir, count, in_memory_function=in_memory_function)
+    return await run_source(
+        workdir,
+        f"{{type: rabbitmq, url: '{url}', queues: [{queue}], prefetch_count: {BATCH}}}",
+        count,
+        batch_size=BATCH,
+        in_memory_function=in_memory_function,
+    )
 
 
 async def main() -> None:

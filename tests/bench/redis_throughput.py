@@ -33,7 +33,6 @@ import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bridge.config.loading import load_config_text
 from bridge.ops import logs
 from tests.bench.harness import (
     NOOP,
@@ -41,7 +40,7 @@ from tests.bench.harness import (
     noop_handler,
     percentiles,
     redis_url,
-    run_mapping,
+    run_source,
 )
 from tests.e2e.redis_helpers import unique
 
@@ -157,21 +156,14 @@ async def through_bridge(
     in_memory_function: bool = False,
     until: Any = None,
 ) -> float:
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "handler.py").write_text(handler)
-    text = f"""
-state_dir: {workdir / "state"}
-functions:
-  noop: {{invoker: python, handler: {workdir / "handler.py"}:handler, timeout: 30}}
-mappings:
-  - name: bench
-    function: noop
-    batch_size: {BATCH}
-    source: {{type: redis-streams, url: '{url}', streams: [{", ".join(streams)}], group: {unique("bridge")}, starting_position: TRIM_HORIZON, block_seconds: 0.05}}
-"""
-    loaded = load_config_text(text, "bench.yaml", environ={})
-    return await run_mapping(
-        loaded, workdir, count, in_memory_function=in_memory_function, until=until
+    return await run_source(
+        workdir,
+        f"{{type: redis-streams, url: '{url}', streams: [{', '.join(streams)}], group: {unique('bridge')}, starting_position: TRIM_HORIZON, block_seconds: 0.05}}",
+        count,
+        batch_size=BATCH,
+        handler=handler,
+        in_memory_function=in_memory_function,
+        until=until,
     )
 
 

@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bridge.config.loading import load_config_text
 from bridge.ops import logs
 from tests import services
-from tests.bench.harness import run_mapping
-from tests.bench.redis_throughput import BATCH, NOOP, fill
+from tests.bench.harness import NOOP, run_mapping
+from tests.bench.redis_throughput import BATCH, fill
 from tests.e2e.redis_helpers import unique
 
 RUNTIME = f"python{sys.version_info.major}.{sys.version_info.minor}"
