@@ -28,6 +28,7 @@ from bridge.failures import iso_millis, iso_seconds
 from bridge.pipeline.responses import string_identifier
 from bridge.records import Record
 
+# The checkpoint's key in the store (the records' partitions are their firings).
 PARTITION = "schedule"
 _FIRING_IDS = uuid.UUID("0f8d1c9e-5b7a-4e39-9a55-3c4b2f0d6a17")
 
@@ -82,7 +83,10 @@ class FiringRecords:
                 )
             )
         return Record(
-            PARTITION,
+            # Each firing a partition of its own: the core commits a partition as soon as
+            # its records are settled, so the source learns of each firing settled, not
+            # only of the oldest run of them (a slow firing holds no later one back).
+            iso_seconds(firing),
             firing,
             firing_id(self.rule, firing),
             None,

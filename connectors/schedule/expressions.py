@@ -6,7 +6,8 @@ and the instants they fire at in a time zone.
   `rate(5 minutes)`). A rate counts real time from its first firing: a day is 24 hours,
   also across a daylight saving change (EventBridge Scheduler's "Daylight saving time").
   `second`/`seconds` are taken here only, for local development: AWS's smallest rate is
-  one minute, so `validate` warns.
+  one minute, so `validate` warns. An interval that reaches past the year 2199 (where
+  cron's years end) is refused.
 - `cron(...)` (connectors/schedule/cron.py): evaluated on the wall clock of the
   schedule's time zone. As EventBridge Scheduler documents it, a time the clock skips
   when daylight saving time starts does not fire, and a time the clock passes twice when
@@ -32,6 +33,9 @@ INVALID = "Parameter ScheduleExpression is not valid."
 UTC = ZoneInfo("UTC")
 
 _UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86_400}
+# The longest rate: from the epoch to 2200-01-01, the end of cron's years (1970-2199).
+# A longer one would next fire after that, past what a date can be written as.
+RATE_MAX_SECONDS = 7_258_118_400
 _RATE = re.compile(r"rate\((?P<value>[^ ()]*) (?P<unit>[^ ()]*)\)")
 _CRON = re.compile(r"cron\((?P<fields>[^()]*)\)")
 _AT = re.compile(r"at\((?P<moment>[^()]*)\)")
@@ -163,4 +167,10 @@ def _rate_seconds(value_text: str, unit: str) -> int:
     if (value == 1) != (unit == singular):
         wanted = singular if value == 1 else f"{singular}s"
         raise ExpressionError(f"rate({value} ...) is written with {wanted!r}, not {unit!r}")
+    longest = RATE_MAX_SECONDS // _UNIT_SECONDS[singular]
+    if value > longest:
+        raise ExpressionError(
+            f"the rate's interval is at most {longest} {singular}s: a longer one would next "
+            "fire after the year 2199"
+        )
     return value * _UNIT_SECONDS[singular]

@@ -13,10 +13,12 @@ daemon was down. As on AWS, they are not made up, unless `catch_up` is set: then
 newest of them is delivered once, if it is at most `catch_up` old. What this promises:
 
 - a settled firing is never delivered again (its time is checkpointed and flushed when
-  it is settled);
+  it is settled; firings run at once and settle in any order, and `last` is the newest);
 - a firing in flight when the daemon died is a missed one: delivered again only under
-  `catch_up`, and then at most once (`redelivered` is checkpointed and flushed before
-  that firing is handed over, so a second crash does not repeat it a third time).
+  `catch_up`, only if no later firing was settled (that one did its work), and then at
+  most once (`redelivered` is checkpointed and flushed before that firing is handed
+  over, so a second crash does not repeat it a third time; if that write fails, the
+  firing is skipped).
 """
 
 from __future__ import annotations
@@ -150,8 +152,11 @@ class ScheduleSource(Source):
         )
         if newest is not None:
             state.redelivered = newest
-            await self._persist()
-            self._due.append(self._firings.record(newest))
+            if await self._persist():
+                self._due.append(self._firings.record(newest))
+            else:
+                # Not on disk, the redelivery could be repeated by another crash: skipped.
+                self._log.warning("schedule.catch_up_skipped", firing=iso_seconds(newest))
         return self._schedule.next_after(now, self._anchor)
 
     async def read(self) -> Sequence[Record]:
@@ -175,15 +180,19 @@ class ScheduleSource(Source):
         return records
 
     async def commit(self, positions: Mapping[str, Record]) -> None:
-        """Checkpoint the newest settled firing, and write it through at once: a settled
-        firing must not come again after a crash."""
-        record = positions.get(PARTITION)
-        if record is None:
+        """Firings settled (each its own partition, so each comes as soon as it is
+        settled, in any order): checkpoint the newest, and write it through at once, as a
+        settled firing must not come again after a crash."""
+        if not positions:
             return
-        self._state.last = float(record.position)
+        newest = max(float(record.position) for record in positions.values())
+        if self._state.last is not None and newest <= self._state.last:
+            return
+        self._state.last = newest
         await self._persist()
 
-    async def _persist(self) -> None:
+    async def _persist(self) -> bool:
+        """Stage the state and write it through; False if the write failed."""
         await self._store.save(self._namespace, {PARTITION: self._state.encode()})
         try:
             await self._store.flush()
@@ -191,6 +200,8 @@ class ScheduleSource(Source):
             # Kept staged: the store writes it with its own retries, and its `problem`
             # shows the mapping Degraded meanwhile.
             self._log.warning("schedule.checkpoint_not_written", error=str(exc))
+            return False
+        return True
 
     async def close(self) -> None:
         self._due = []

@@ -75,6 +75,13 @@ def test_catch_up_takes_seconds_or_a_duration(catch_up: str, seconds: int) -> No
             "valid. (rate(1 ...) is written with 'minute', not 'minutes')",
         ),
         (
+            '{type: schedule, expression: "rate(99999999999999999999 minutes)"}',
+            "",
+            "bridge.yaml:6: mappings[0].source.expression: Parameter ScheduleExpression is not "
+            "valid. (the rate's interval is at most 120968640 minutes: a longer one would "
+            "next fire after the year 2199)",
+        ),
+        (
             '{type: schedule, expression: "rate(1 hour)", timezone: Europe/Atlantis}',
             "",
             "bridge.yaml:6: mappings[0].source.timezone: 'Europe/Atlantis' is not an IANA time "

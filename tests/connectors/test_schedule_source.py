@@ -8,8 +8,11 @@ have left (the store's own API, the value the source itself writes) instead of w
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import math
+import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -17,10 +20,18 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bridge.codec import loads
 from bridge.config.plugins import Identity, SourceContext
+from bridge.pipeline import checkpoints
+from bridge.pipeline.batching import BatchPolicy
 from bridge.pipeline.checkpoints import SqliteCheckpointStore
+from bridge.pipeline.mapping import MappingRunner
+from bridge.pipeline.settings import MappingSettings
 from bridge.protocols import Source
+from bridge.records import InvokeResult
+from bridge.retry import Backoff, RetryPolicy
 from bridge.testing import StandaloneOwnership
 from connectors.schedule.config import ScheduleSourceConfig
 from connectors.schedule.events import PARTITION
@@ -41,16 +52,18 @@ class Rig:
     def config(self, **settings: Any) -> ScheduleSourceConfig:
         return ScheduleSourceConfig.model_validate({"type": "schedule", **settings})
 
-    @asynccontextmanager
-    async def source(self, **settings: Any) -> AsyncIterator[Source]:
-        config = self.config(**settings)
+    def build(self, **settings: Any) -> Source:
         context = SourceContext(
             mapping=MAPPING,
             identity=IDENTITY,
             checkpoints=self.store,
             state_dir=self.tmp_path / "state",
         )
-        source = config.build(context)
+        return self.config(**settings).build(context)
+
+    @asynccontextmanager
+    async def source(self, **settings: Any) -> AsyncIterator[Source]:
+        source = self.build(**settings)
         await source.open(StandaloneOwnership())
         try:
             yield source
@@ -212,6 +225,103 @@ def test_a_firing_in_flight_at_a_crash_is_redelivered_at_most_once(tmp_path: Pat
         assert [record.position for record in again] == [now + 1]
         async with rig.source(**settings) as source:
             assert await quiet(source) == []
+
+    rig_run(tmp_path, body)
+
+
+class FirstFiringHangs:
+    """An invoker whose first firing never ends (a slow one, in flight at the crash);
+    every later firing succeeds at once."""
+
+    def __init__(self) -> None:
+        self.first: str | None = None
+        self.succeeded: list[str] = []
+        self.hanging: asyncio.Task[Any] | None = None
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def invoke(self, event: bytes, request_id: str) -> InvokeResult:
+        firing = loads(event)["time"]
+        if self.first in (None, firing):
+            self.first = firing
+            self.hanging = asyncio.current_task()
+            await asyncio.Event().wait()
+        self.succeeded.append(firing)
+        return InvokeResult(b"null", request_id)
+
+
+def test_a_firing_settled_while_an_earlier_one_runs_is_not_caught_up_again(
+    tmp_path: Path,
+) -> None:
+    """Firings run at once (the real mapping, its keyed lanes): the first one still runs
+    when the second has succeeded. The daemon dies; restarted within `catch_up`, it does
+    not deliver the succeeded firing again (nor the older one it superseded)."""
+    settings = {"expression": "rate(2 seconds)", "catch_up": 60}
+
+    async def body(rig: Rig) -> None:
+        invoker = FirstFiringHangs()
+        runner = MappingRunner(
+            name=MAPPING,
+            function_arn="arn:aws:lambda:eu-central-1:123456789012:function:f",
+            settings=MappingSettings(
+                batch=BatchPolicy(max_records=1),
+                retry=RetryPolicy(maximum_retry_attempts=2, backoff=Backoff(0.01, 0.05)),
+                parallelization_factor=1,
+                maximum_concurrency=10,
+                keyed=True,
+            ),
+            source_factory=lambda: rig.build(**settings),
+            invoker=invoker,
+            destination=None,
+        )
+        task = asyncio.create_task(runner.run())
+        # Until the second firing's success is checkpointed (without the fix it never
+        # is: then a second after it succeeded, before the third is due).
+        deadline = time.monotonic() + 10
+        state = None
+        while time.monotonic() < deadline and not (state and state.last):
+            await asyncio.sleep(0.05)
+            state = await rig.stored(**settings)
+            if invoker.succeeded:
+                deadline = min(deadline, time.monotonic() + 1)
+        # The crash: the first firing never ends, nothing is drained.
+        task.cancel()
+        assert invoker.hanging is not None
+        invoker.hanging.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert invoker.first is not None and invoker.succeeded
+        assert invoker.first < invoker.succeeded[0]
+        async with rig.source(**settings) as source:
+            again = [record.payload["time"] for record in await quiet(source)]
+        assert not set(again) & {invoker.first, *invoker.succeeded}
+
+    rig_run(tmp_path, body)
+
+
+def test_a_catch_up_firing_is_skipped_when_its_redelivery_cannot_be_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At most once rests on `redelivered` being on disk before the firing is handed
+    over: while the checkpoint file cannot be written, the firing is not delivered."""
+    monkeypatch.setattr(checkpoints, "BUSY_TIMEOUT_SECONDS", 0.1)
+    settings = {"expression": "rate(1 minute)", "catch_up": 120}
+
+    async def body(rig: Rig) -> None:
+        since = math.floor(time.time()) - 3600
+        await rig.write_state(ScheduleState(since=since, last=since + 600), **settings)
+        holder = sqlite3.connect(rig.tmp_path / "checkpoints.sqlite3", isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        try:
+            async with rig.source(**settings) as source:
+                assert await quiet(source) == []
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
 
     rig_run(tmp_path, body)
 
