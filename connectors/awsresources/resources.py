@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -16,10 +17,9 @@ from bridge.importing.cfn_resources import CREATABLE
 from bridge.importing.model import ResourceSpec
 from connectors.aws.client import aws_client, error_code
 from connectors.aws.config import AwsConnectionConfig
+from connectors.aws.existence import QUEUE_MISSING, STREAM_MISSING
 
-MISSING = frozenset(
-    {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "ResourceNotFoundException"}
-)
+MISSING = QUEUE_MISSING | STREAM_MISSING
 # A queue's properties in the template that CreateQueue takes as attributes (all the
 # creatable ones but its name).
 SQS_ATTRIBUTES = frozenset(CREATABLE["AWS::SQS::Queue"] - {"QueueName"})
@@ -76,12 +76,8 @@ async def _create(connection: AwsConnectionConfig, region: str, spec: ResourceSp
 
 async def _queue(connection: AwsConnectionConfig, region: str, spec: ResourceSpec) -> bool:
     async with aws_client(connection, "sqs", region) as sqs:
-        try:
-            await sqs.get_queue_url(QueueName=spec.name)
+        if await _exists(lambda: sqs.get_queue_url(QueueName=spec.name)):
             return False
-        except ClientError as exc:
-            if error_code(exc) not in MISSING:
-                raise
         attributes = {
             key: _attribute(spec.properties[key])
             for key in sorted(SQS_ATTRIBUTES)
@@ -93,12 +89,8 @@ async def _queue(connection: AwsConnectionConfig, region: str, spec: ResourceSpe
 
 async def _stream(connection: AwsConnectionConfig, region: str, spec: ResourceSpec) -> bool:
     async with aws_client(connection, "kinesis", region) as kinesis:
-        try:
-            await kinesis.describe_stream_summary(StreamName=spec.name)
+        if await _exists(lambda: kinesis.describe_stream_summary(StreamName=spec.name)):
             return False
-        except ClientError as exc:
-            if error_code(exc) not in MISSING:
-                raise
         arguments: dict[str, Any] = {"StreamName": spec.name}
         mode = spec.properties.get("StreamModeDetails")
         if isinstance(mode, dict) and mode.get("StreamMode") == "ON_DEMAND":
@@ -123,12 +115,8 @@ async def _stream_status(kinesis: Any, name: str) -> str:
 
 async def _table(connection: AwsConnectionConfig, region: str, spec: ResourceSpec) -> bool:
     async with aws_client(connection, "dynamodb", region) as dynamodb:
-        try:
-            await dynamodb.describe_table(TableName=spec.name)
+        if await _exists(lambda: dynamodb.describe_table(TableName=spec.name)):
             return False
-        except ClientError as exc:
-            if error_code(exc) not in MISSING:
-                raise
         properties = spec.properties
         arguments: dict[str, Any] = {
             "TableName": spec.name,
@@ -169,6 +157,18 @@ async def _topic(connection: AwsConnectionConfig, region: str, spec: ResourceSpe
             if key in spec.properties
         }
         await sns.create_topic(Name=spec.name, Attributes=attributes)  # idempotent
+    return True
+
+
+async def _exists(describe: Callable[[], Awaitable[Any]]) -> bool:
+    """Whether the service describes the resource: False when it answers that there is
+    none, its other errors raised."""
+    try:
+        await describe()
+    except ClientError as exc:
+        if error_code(exc) not in MISSING:
+            raise
+        return False
     return True
 
 
