@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from tests.e2e import aws_helpers as aws
+from tests.importing.support import result_files
 from tests.services import free_port
 from tests.support import DaemonProcess, wait_for
 
@@ -52,13 +53,7 @@ class Workspace:
 
     def result_files(self, pattern: str = "*.json") -> dict[str, Any]:
         """The handler's result files, but those it is still writing."""
-        found: dict[str, Any] = {}
-        for path in self.results.glob(pattern):
-            try:
-                found[path.name] = json.loads(path.read_text())
-            except json.JSONDecodeError:
-                continue
-        return found
+        return result_files(self.results, pattern)
 
 
 @pytest.fixture
