@@ -32,6 +32,12 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
+def describe_error(error: BaseException) -> str:
+    """An exception as text safe to show: its message (or its type's name when it has
+    none) with the credentials of any URL in it redacted."""
+    return redact_urls_in(str(error) or type(error).__name__)
+
+
 def redact_urls_in(text: str) -> str:
     """`text` with every URL in it redacted (linear in the text: one regex scan)."""
     if "://" not in text:

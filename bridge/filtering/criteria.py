@@ -60,6 +60,8 @@ SQS_BODY = DataKey("body", ("body",), "json-text")
 KINESIS_DATA = DataKey("data", ("kinesis", "data"), "base64", json_only=True)
 DYNAMODB_RECORD = DataKey("dynamodb", ("dynamodb",), "object", json_only=True)
 KAFKA_VALUE = DataKey("value", ("value",), "base64", strict=False)
+# Amazon MQ's `data`, and the NATS source's, modelled on it.
+MQ_DATA = DataKey("data", ("data",), "base64", strict=False)
 
 
 class _Decoded:

@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, SecretStr, StringConstraints, field_validator
 
 from bridge.config.plugins import Identity, SourceConfig, SourceContext, SourceFamily
-from bridge.filtering.criteria import DataKey
+from bridge.filtering.criteria import MQ_DATA
 from bridge.protocols import Source
 from bridge.redaction import redact_url
 
@@ -44,7 +44,6 @@ AMAZON_MQ = SourceFamily(
 )
 # Amazon MQ filters on `data`, decoded as UTF-8; a pattern and a payload that are not
 # both JSON (or both text) match on the other fields only (esm-reference.md 11.2, 11.4).
-MQ_DATA = DataKey("data", ("data",), "base64", strict=False)
 
 
 def _check_url(url: SecretStr) -> SecretStr:

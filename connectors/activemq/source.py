@@ -36,7 +36,7 @@ from bridge.config.plugins import SourceContext
 from bridge.errors import PermanentSourceError, SourceError
 from bridge.protocols import DeliveryMode, Ownership, Source
 from bridge.records import Record
-from bridge.redaction import redact_urls_in
+from bridge.redaction import describe_error
 from connectors.activemq.client import ConnectionLost, Refused, StompClient
 from connectors.activemq.config import ActiveMQSourceConfig
 from connectors.activemq.events import ActiveMQEventFormatter, Delivery, MessageRecords
@@ -118,11 +118,9 @@ class ActiveMQSource(Source):
         self._log.info("activemq.reading", server=client.server, prefetch=self._prefetch)
 
     def _safe(self, error: BaseException) -> str:
-        text = str(error) or type(error).__name__
+        text = describe_error(error)
         password = self.config.credentials[1]
-        if password:
-            text = text.replace(password, "***")
-        return redact_urls_in(text)
+        return text.replace(password, "***") if password else text
 
     async def _run(self, client: StompClient) -> None:
         try:

@@ -26,7 +26,7 @@ from nats.js.api import (
 )
 
 from bridge.errors import PermanentSourceError, SourceError
-from bridge.redaction import redact_urls_in
+from bridge.redaction import describe_error
 from connectors.nats.config import NatsSourceConfig
 
 # How long the first connection may take before open() fails (and the mapping retries).
@@ -39,12 +39,6 @@ PING_INTERVAL_SECONDS = 10
 MAX_OUTSTANDING_PINGS = 3
 
 
-def describe(error: BaseException) -> str:
-    """A client error as text safe to show: never a URL's credentials."""
-    text = str(error) or type(error).__name__
-    return redact_urls_in(text)
-
-
 @contextlib.contextmanager
 def nats_errors(where: str, doing: str) -> Iterator[None]:
     """Turn the client's errors into SourceErrors naming what was being done."""
@@ -53,9 +47,9 @@ def nats_errors(where: str, doing: str) -> Iterator[None]:
     except SourceError:
         raise
     except nats.js.errors.NotFoundError as exc:
-        raise PermanentSourceError(f"{where}: {doing}: {describe(exc)}") from None
+        raise PermanentSourceError(f"{where}: {doing}: {describe_error(exc)}") from None
     except (TimeoutError, nats.errors.Error, OSError) as exc:
-        raise SourceError(f"{where}: {doing} failed: {describe(exc)}") from None
+        raise SourceError(f"{where}: {doing} failed: {describe_error(exc)}") from None
 
 
 @dataclass
@@ -67,7 +61,7 @@ class ConnectionEvents:
     last_error: str = ""
 
     async def error(self, error: Exception) -> None:
-        self.last_error = describe(error)
+        self.last_error = describe_error(error)
 
     async def disconnected(self) -> None:
         reason = f"disconnected from the NATS server ({self.last_error or 'connection lost'})"
@@ -107,7 +101,7 @@ async def connect(
     except (TimeoutError, nats.errors.Error, OSError) as exc:
         with contextlib.suppress(Exception):
             await client.close()
-        reason = events.last_error or describe(exc)
+        reason = events.last_error or describe_error(exc)
         raise SourceError(f"{where}: cannot connect: {reason}") from None
     return client
 
@@ -185,7 +179,9 @@ async def ensure_consumer(
     except nats.js.errors.NotFoundError:
         pass
     except (TimeoutError, nats.errors.Error, OSError) as exc:
-        raise SourceError(f"{where}: looking the consumer up failed: {describe(exc)}") from None
+        raise SourceError(
+            f"{where}: looking the consumer up failed: {describe_error(exc)}"
+        ) from None
     if info is None:
         with nats_errors(where, "creating the consumer"):
             info = await js.add_consumer(config.stream, wanted, timeout=API_TIMEOUT_SECONDS)
@@ -225,7 +221,7 @@ async def settle_quietly(
     try:
         await work
     except (TimeoutError, nats.errors.Error, OSError) as exc:
-        log.warning(event, messages=count, error=describe(exc), consequence=consequence)
+        log.warning(event, messages=count, error=describe_error(exc), consequence=consequence)
         return False
     return True
 

@@ -22,7 +22,7 @@ from bridge.config.plugins import (
     SourceConfig,
     SourceContext,
 )
-from bridge.filtering.criteria import DataKey
+from bridge.filtering.criteria import MQ_DATA
 from bridge.protocols import Source
 from bridge.redaction import redact_url
 
@@ -31,7 +31,6 @@ DEFAULT_PORT = 4222
 # The message body, base64 in the record, decoded as UTF-8 and parsed when it is JSON;
 # a body that is not text, or a pattern and body of different kinds, leave only the
 # metadata to match, as for Amazon MQ's `data` (esm-reference.md 11.2, 11.4).
-NATS_DATA = DataKey("data", ("data",), "base64", strict=False)
 # Stream and consumer names: no whitespace, `.`, `*`, `>`, path separators (NATS ADR-6).
 _NAME = r"^[^\s.*>/\\]{1,255}$"
 _SUBJECT_TOKEN = re.compile(r"^[^\s]+$")
@@ -95,7 +94,7 @@ class NatsSourceConfig(SourceConfig):
 
     type: Literal["nats"]
     family = QUEUE
-    filter_data_key = NATS_DATA
+    filter_data_key = MQ_DATA
     url: SecretStr = Field(
         description="nats://[user:password@]host:4222 (tls:// for TLS); several servers "
         "of a cluster separated by commas."

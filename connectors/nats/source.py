@@ -34,12 +34,12 @@ from bridge.config.plugins import SourceContext
 from bridge.errors import BridgeError, PermanentSourceError, SourceError
 from bridge.protocols import DeliveryMode, Ownership, Source
 from bridge.records import Record
+from bridge.redaction import describe_error
 from connectors.nats.client import (
     API_TIMEOUT_SECONDS,
     ConnectionEvents,
     ConsumerSettings,
     connect,
-    describe,
     ensure_consumer,
     ensure_stream,
     logger,
@@ -203,7 +203,9 @@ class NatsSource(Source):
         except Exception as exc:
             if self._fatal is not None:
                 raise self._fatal from None
-            raise SourceError(f"{self._where}: pull request failed: {describe(exc)}") from None
+            raise SourceError(
+                f"{self._where}: pull request failed: {describe_error(exc)}"
+            ) from None
         return self._records_of(messages)
 
     def _records_of(self, messages: list[Msg]) -> list[Record]:
@@ -350,7 +352,7 @@ class NatsSource(Source):
         except Exception as exc:
             # Tried again at the next check; a message whose ack wait passes meanwhile is
             # delivered again (twice, never lost).
-            reason = f"marking messages in progress failed: {describe(exc)}"
+            reason = f"marking messages in progress failed: {describe_error(exc)}"
             ownership.failed("in-progress", reason)
             self._log.warning("nats.in_progress_failed", error=reason, messages=len(messages))
             return
@@ -375,11 +377,11 @@ class NatsSource(Source):
             except nats.js.errors.NotFoundError as exc:
                 self._fatal = PermanentSourceError(
                     f"{self._where}: consumer {self._consumer!r} is gone from the server "
-                    f"({describe(exc)}); restarting the mapping creates it again, starting "
+                    f"({describe_error(exc)}); restarting the mapping creates it again, starting "
                     f"at deliver_policy {self.config.deliver_policy}"
                 )
             except Exception as exc:
-                self._log.debug("nats.consumer_check_failed", error=describe(exc))
+                self._log.debug("nats.consumer_check_failed", error=describe_error(exc))
         # Ending would count as a failure of its own: wait to be cancelled by close().
         await asyncio.Event().wait()
 
@@ -405,5 +407,5 @@ class NatsSource(Source):
         try:
             await client.close()
         except Exception as exc:
-            self._log.warning("nats.close_failed", error=describe(exc))
+            self._log.warning("nats.close_failed", error=describe_error(exc))
         self._subscription = None

@@ -22,7 +22,7 @@ from bridge.config.plugins import (
     SourceContext,
     SourceFamily,
 )
-from bridge.filtering.criteria import DataKey
+from bridge.filtering.criteria import MQ_DATA
 from bridge.protocols import Source
 from bridge.redaction import redact_url
 
@@ -51,7 +51,6 @@ AMAZON_MQ = SourceFamily(
 # Amazon MQ's data key is `data`, base64, decoded as UTF-8 first; a JSON pattern part
 # that meets a plain-text message (or the other way round) leaves only the metadata to
 # match (esm-reference.md 11.2, 11.4).
-MQ_DATA = DataKey("data", ("data",), "base64", strict=False)
 
 
 def check_url(url: str) -> None:

@@ -33,7 +33,7 @@ from bridge.config.plugins import SourceContext
 from bridge.errors import PermanentSourceError, SourceError
 from bridge.protocols import DeliveryMode, Ownership, Source
 from bridge.records import Record
-from bridge.redaction import redact_urls_in
+from bridge.redaction import describe_error
 from connectors.rabbitmq.config import MAX_PREFETCH, RabbitMqSourceConfig
 from connectors.rabbitmq.events import QueueRecords, RabbitMqEventFormatter
 
@@ -49,10 +49,6 @@ _PERMANENT = (
     aiormq.exceptions.ChannelNotFoundEntity,
     aiormq.exceptions.ConnectionNotAllowed,
 )
-
-
-def _reason(error: BaseException) -> str:
-    return redact_urls_in(str(error) or type(error).__name__)
 
 
 class _Properties:
@@ -133,11 +129,11 @@ class RabbitMqSource(Source):
             self._consumer_tag = consuming.consumer_tag
         except _PERMANENT as exc:
             await self.close()
-            raise PermanentSourceError(f"{self._where}: {_reason(exc)}") from None
+            raise PermanentSourceError(f"{self._where}: {describe_error(exc)}") from None
         except aiormq.exceptions.InvalidFrameError as exc:
             await self.close()
             if "Connection.Close" not in str(exc):
-                raise SourceError(f"{self._where}: cannot consume: {_reason(exc)}") from None
+                raise SourceError(f"{self._where}: cannot consume: {describe_error(exc)}") from None
             # aiormq reports the broker closing the connection in answer to
             # Connection.Open as an unexpected frame, without its reply code: RabbitMQ
             # does that for a virtual host that does not exist or the user may not use.
@@ -147,7 +143,7 @@ class RabbitMqSource(Source):
             ) from None
         except (aiormq.exceptions.AMQPError, OSError, TimeoutError) as exc:
             await self.close()
-            raise SourceError(f"{self._where}: cannot consume: {_reason(exc)}") from None
+            raise SourceError(f"{self._where}: cannot consume: {describe_error(exc)}") from None
         self._requeuer = ownership.spawn(self._requeue_when_due(), "requeue")
         self._log.info("rabbitmq.reading", prefetch_count=self._prefetch)
 
@@ -203,7 +199,7 @@ class RabbitMqSource(Source):
     def _lost(self, closing: asyncio.Future[Any]) -> SourceError:
         reason = "closed"
         if not closing.cancelled() and closing.exception() is not None:
-            reason = _reason(closing.exception())  # type: ignore[arg-type]
+            reason = describe_error(closing.exception())  # type: ignore[arg-type]
         self.problem = f"{self._where}: channel lost: {reason}"
         return SourceError(
             f"{self._where}: the channel closed ({reason}); unacknowledged "
@@ -276,7 +272,7 @@ class RabbitMqSource(Source):
                 "rabbitmq.settle_failed",
                 how=how,
                 messages=len(settled),
-                error=_reason(exc),
+                error=describe_error(exc),
                 consequence="the broker delivers them again",
             )
 

@@ -8,7 +8,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.utils import parse_timestamp
 
-from bridge.redaction import redact_urls_in
+from bridge.redaction import describe_error, redact_urls_in
 from connectors.aws.client import error_code
 
 SDK_ERRORS = (ClientError, BotoCoreError, OSError)
@@ -39,4 +39,4 @@ def parse_timestamps_as_epoch(client: Any) -> None:
 def error_detail(error: BaseException) -> str:
     if isinstance(error, ClientError):
         return redact_urls_in(f"{error_code(error)}: {error}")
-    return redact_urls_in(str(error)) or type(error).__name__
+    return describe_error(error)

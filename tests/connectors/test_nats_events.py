@@ -12,9 +12,9 @@ from pydantic import ValidationError
 
 from bridge.config.plugins import Identity
 from bridge.config.registry import registered
-from bridge.filtering.criteria import build_filter_set
+from bridge.filtering.criteria import MQ_DATA, build_filter_set
 from bridge.records import Record
-from connectors.nats.config import NATS_DATA, NatsSourceConfig
+from connectors.nats.config import NatsSourceConfig
 from connectors.nats.events import EVENT_SOURCE, JetStreamRecords
 from connectors.nats.ordering import SubjectOrder
 
@@ -123,7 +123,7 @@ def test_item_identifiers_and_the_batch_info_of_a_failure_record() -> None:
     ],
 )
 def test_filters_see_the_decoded_data(data: bytes, pattern: dict[str, Any], kept: bool) -> None:
-    filters = build_filter_set([json.dumps(pattern)], NATS_DATA)
+    filters = build_filter_set([json.dumps(pattern)], MQ_DATA)
     assert filters.matches(message(records(), data)) is kept
 
 

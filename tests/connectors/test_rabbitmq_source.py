@@ -22,7 +22,7 @@ import pytest
 from bridge.codec import dumps
 from bridge.config.plugins import Identity, SourceContext
 from bridge.errors import PermanentSourceError, SourceError
-from bridge.filtering.criteria import build_filter_set
+from bridge.filtering.criteria import MQ_DATA, build_filter_set
 from bridge.pipeline.batching import BatchPolicy
 from bridge.pipeline.dispatch import RetryPolicy
 from bridge.pipeline.mapping import MappingRunner, MappingState
@@ -31,7 +31,7 @@ from bridge.protocols import DeliveryMode
 from bridge.records import InvokeResult, Record
 from bridge.retry import Backoff
 from bridge.testing import ScriptedInvoker, StandaloneOwnership
-from connectors.rabbitmq.config import MQ_DATA, RabbitMqSourceConfig
+from connectors.rabbitmq.config import RabbitMqSourceConfig
 from connectors.rabbitmq.source import RabbitMqSource
 from tests.e2e import rabbitmq_helpers as rabbitmq
 from tests.services import FlakyProxy
