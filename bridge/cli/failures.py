@@ -71,10 +71,7 @@ def run(loaded: LoadedConfig, args: argparse.Namespace) -> int:
         if args.action == "list":
             return asyncio.run(_list(loaded, mapping, since))
         return asyncio.run(_redrive(loaded, mapping, since, args))
-    except BadInput as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_INVALID
-    except (BridgeError, LedgerBusy, OSError) as exc:
+    except (BadInput, BridgeError, LedgerBusy, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
 

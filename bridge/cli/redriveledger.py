@@ -9,14 +9,16 @@ file is locked while a redrive runs, so two redrives of one mapping cannot overl
 
 from __future__ import annotations
 
-import datetime as dt
 import fcntl
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from bridge.codec import JSONDecodeError, dumps, loads
+from bridge.failures import iso_millis
+from bridge.folders import make_private_folder
 
 IN_FLIGHT = "in-flight"
 REDRIVEN = "redriven"
@@ -65,7 +67,7 @@ class Ledger:
     def lock(self) -> None:
         """Open for appending and take the lock; LedgerBusy if another redrive has it."""
         created = not self.path.exists()
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_private_folder(self.path.parent)
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         descriptor = os.open(self.path, flags, 0o600)
         try:
@@ -80,7 +82,7 @@ class Ledger:
     def write(self, failure_id: str, state: str, error: str | None = None) -> None:
         """Append one step, durably: it is on disk when this returns."""
         assert self._file is not None, "lock() first"
-        step: dict[str, Any] = {"id": failure_id, "state": state, "at": _now()}
+        step: dict[str, Any] = {"id": failure_id, "state": state, "at": iso_millis(time.time())}
         if error is not None:
             step["error"] = error
         self._file.write(dumps(step) + b"\n")
@@ -90,10 +92,6 @@ class Ledger:
         if self._file is not None:
             self._file.close()  # releases the lock
             self._file = None
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _fsync_folder(folder: Path) -> None:

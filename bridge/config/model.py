@@ -255,7 +255,6 @@ class BridgeConfig(StrictModel):
 # The types a config names, per kind (sources, functions, destinations, checkpoint stores);
 # None: every registered type.
 UsedTypes = tuple[frozenset[str], frozenset[str], frozenset[str], frozenset[str]]
-_KINDS = ("sources", "functions", "destinations", "checkpoint_stores")
 
 
 def used_types(data: dict[str, Any]) -> UsedTypes:

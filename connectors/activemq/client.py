@@ -45,7 +45,6 @@ class StompClient:
         tls: bool | ssl.SSLContext = False,
         login: str | None = None,
         passcode: str | None = None,
-        virtual_host: str | None = None,
         heartbeat_seconds: float = 10.0,
         max_body: int = 16 * 1024 * 1024,
     ) -> None:
@@ -54,7 +53,6 @@ class StompClient:
         self._tls = tls
         self._login = login
         self._passcode = passcode
-        self._virtual_host = virtual_host or host
         self._heartbeat = heartbeat_seconds
         self._parser = FrameParser(max_body)
         self._reader: asyncio.StreamReader | None = None
@@ -93,7 +91,7 @@ class StompClient:
         heartbeat_ms = int(self._heartbeat * 1000)
         headers = {
             "accept-version": "1.2",
-            "host": self._virtual_host,
+            "host": self.host,
             "heart-beat": f"{heartbeat_ms},{heartbeat_ms}",
         }
         if self._login is not None:

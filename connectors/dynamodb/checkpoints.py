@@ -174,8 +174,7 @@ class DynamoDBCheckpointStore(StagedPositions):
                 await self._write(staged)
                 refused = await self._write_fenced(fenced)
             except BaseException:
-                self.restore_staged({}, fenced)
-                self.restore_staged(staged, {})
+                self.restore_staged(staged, fenced)
                 raise
         self.fenced_off(self._where, refused)
 

@@ -88,7 +88,3 @@ class SubjectOrder(Generic[Item]):
     def held(self) -> int:
         """Messages held back."""
         return sum(map(len, self._held.values()))
-
-    def clear(self) -> None:
-        self._outstanding.clear()
-        self._held.clear()

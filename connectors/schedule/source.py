@@ -113,7 +113,7 @@ class ScheduleSource(Source):
             # Scheduler's rate schedules without a start date do).
             self._state = ScheduleState(since=float(math.floor(now)))
             await self._persist()
-            self._next = self._schedule.next_after(self._state.since - 0.001, self._anchor)
+            self._next = self._schedule.next_after(self._state.since - 0.001, self._state.since)
         else:
             self._state = state
             self._next = await self._after_downtime(now)
@@ -123,23 +123,19 @@ class ScheduleSource(Source):
             last_settled=None if self._state.last is None else iso_seconds(self._state.last),
         )
 
-    @property
-    def _anchor(self) -> float:
-        return self._state.since
-
     async def _after_downtime(self, now: float) -> float | None:
         """Apply the catch-up rule to the firings due while the daemon was down; return
         the next firing to wait for."""
         state = self._state
         settled_until = state.last if state.last is not None else state.since - 0.001
-        first_missed = self._schedule.next_after(settled_until, self._anchor)
+        first_missed = self._schedule.next_after(settled_until, self._state.since)
         if first_missed is None or first_missed > now:
             return first_missed
         catch_up = self.config.catch_up
         newest = None
         if catch_up is not None:
             newest = self._schedule.latest_between(
-                max(settled_until, now - catch_up), now, self._anchor
+                max(settled_until, now - catch_up), now, self._state.since
             )
         if newest is not None and newest == state.redelivered:
             self._log.warning("schedule.not_redelivered_again", firing=iso_seconds(newest))
@@ -157,7 +153,7 @@ class ScheduleSource(Source):
             else:
                 # Not on disk, the redelivery could be repeated by another crash: skipped.
                 self._log.warning("schedule.catch_up_skipped", firing=iso_seconds(newest))
-        return self._schedule.next_after(now, self._anchor)
+        return self._schedule.next_after(now, self._state.since)
 
     async def read(self) -> Sequence[Record]:
         if self._due:
@@ -173,7 +169,7 @@ class ScheduleSource(Source):
         records: list[Record] = []
         while upcoming is not None and upcoming <= time.time():
             records.append(self._firings.record(upcoming))
-            upcoming = self._schedule.next_after(upcoming, self._anchor)
+            upcoming = self._schedule.next_after(upcoming, self._state.since)
             if len(records) == MAX_FIRINGS_PER_READ:
                 break
         self._next = upcoming
