@@ -115,6 +115,7 @@ class Converter:
             )
             return
         if kind == "sqs":
+            # DestinationConfig applies to streams and Kafka only (esm-reference.md 2).
             self.notes.unsupported(
                 location,
                 "an SQS mapping has no on-failure destination (the "
@@ -266,6 +267,7 @@ class Converter:
         url = EnvReference("${RABBITMQ_URL:-amqp://localhost:5672}")
         self.notes.info(location, "the broker URL: RABBITMQ_URL (default amqp://localhost:5672)")
         source: dict[str, Any] = {"type": "rabbitmq", "url": url, "queues": queues}
+        # The virtual host comes as a VIRTUAL_HOST access configuration (esm-reference.md 2).
         for item in properties.get("SourceAccessConfigurations", []) or []:
             if isinstance(item, dict) and item.get("Type") == "VIRTUAL_HOST":
                 source["virtual_host"] = str(item.get("URI"))
@@ -282,6 +284,8 @@ class Converter:
 
 
 def _starting(properties: dict[str, Any]) -> dict[str, Any]:
+    """StartingPosition, which a stream mapping must name on AWS (esm-reference.md 2);
+    LATEST where a template leaves it out, as a local default."""
     starting: dict[str, Any] = {
         "starting_position": str(properties.get("StartingPosition", "LATEST"))
     }

@@ -2,7 +2,9 @@
 
 `{"eventSource": "aws:mq", "eventSourceArn": <broker ARN>, "messages": [...]}`. Each
 message has the fields and types of the events Lambda delivers (the captured samples
-aws-lambda-go and aws_lambda_events test with, whose field names the AWS Go types use):
+aws-lambda-go and aws_lambda_events test with, whose field names the AWS Go types use).
+Where esm-reference.md 1.7's hand-written example differs (`correlationId`, JSON nulls
+for `replyTo` and `type`, `expiration` as a string), the captured events are followed:
 
 - `messageID`: the JMS message id; also the item id of the record.
 - `messageType`: `jms/bytes-message` for a BytesMessage, `jms/text-message` for a
@@ -166,6 +168,8 @@ class ActiveMQEventFormatter:
         return self._open + b",".join(map(Record.encode, records)) + self._close
 
     def parse_item_identifier(self, raw: object) -> Hashable | None:
+        """Only reached by a mapping with partial batch responses, which Amazon MQ
+        mappings refuse (esm-reference.md 8, 9)."""
         return string_identifier(raw)
 
     def stable_position(self, record: Record) -> Any:

@@ -81,6 +81,8 @@ class NatsSource(Source):
         )
         self.formatter = self._records.formatter()
         self._fetch_size = max(context.batch_size, 1)
+        # What can be with the bridge at once: batch size times concurrency, as Lambda bounds
+        # an Amazon MQ mapping's prefetch (esm-reference.md 13).
         self._max_ack_pending = max(context.batch_size * max(context.maximum_concurrency, 1), 1)
         self._client: Client | None = None
         self._subscription: JetStreamContext.PullSubscription | None = None

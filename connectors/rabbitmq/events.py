@@ -112,7 +112,8 @@ def header_value(value: Any) -> Any:
 
 
 def basic_properties(properties: MessageProperties, body_size: int) -> dict[str, Any]:
-    """`basicProperties`: every field, in Lambda's order, null where unset."""
+    """`basicProperties`: every field, in Lambda's order, null where unset (an unset
+    cluster id, which the AMQP client leaves as "", too) (esm-reference.md 1.8)."""
     headers = properties.headers
     timestamp = properties.timestamp
     return {
@@ -129,7 +130,7 @@ def basic_properties(properties: MessageProperties, body_size: int) -> dict[str,
         "type": properties.message_type,
         "userId": properties.user_id,
         "appId": properties.app_id,
-        "clusterId": properties.cluster_id,
+        "clusterId": properties.cluster_id or None,
         "bodySize": body_size,
     }
 

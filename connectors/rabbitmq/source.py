@@ -51,19 +51,6 @@ _PERMANENT = (
 )
 
 
-class _Properties:
-    """pamqp's properties with what it leaves as "" for an unset cluster id as None."""
-
-    __slots__ = ("_properties", "cluster_id")
-
-    def __init__(self, properties: Any) -> None:
-        self._properties = properties
-        self.cluster_id = properties.cluster_id or None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._properties, name)
-
-
 class RabbitMqSource(Source):
     """A queue (DeliveryMode.QUEUE): batches run side by side up to the mapping's
     concurrency, failures are left to the broker."""
@@ -191,7 +178,7 @@ class RabbitMqSource(Source):
             tag = message.delivery_tag
             assert tag is not None, "a consumer's delivery has a tag"
             unsettled[tag] = None
-            properties = _Properties(message.header.properties)
+            properties = message.header.properties
             redelivered = bool(message.redelivered)
             records.append(build(tag, properties, message.body, redelivered, now))
         return records

@@ -100,7 +100,8 @@ class FiringRecords:
 
 
 class ScheduleEventFormatter:
-    """The event is the one firing's record itself (a batch is always one firing)."""
+    """The event is the one firing's record itself: EventBridge invokes a function once
+    per firing, asynchronously (esm-reference.md 1.10, 12), so a batch is one firing."""
 
     envelope_bytes = 0
 

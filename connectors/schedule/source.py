@@ -9,8 +9,10 @@ given up to the on-failure destination) and the firing last delivered again afte
 restart (`redelivered`).
 
 After a restart, the firings after `last` that are already due were missed while the
-daemon was down. As on AWS, they are not made up, unless `catch_up` is set: then the
-newest of them is delivered once, if it is at most `catch_up` old. What this promises:
+daemon was down. As on AWS, they are not made up (EventBridge fires a schedule only
+while it runs; a rule's firing is an asynchronous invocation, esm-reference.md 12),
+unless `catch_up` is set: then the newest of them is delivered once, if it is at most
+`catch_up` old. What this promises:
 
 - a settled firing is never delivered again (its time is checkpointed and flushed when
   it is settled; firings run at once and settle in any order, and `last` is the newest);
