@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import binascii
 from collections.abc import Hashable, Sequence
-from itertools import groupby
-from operator import attrgetter
 from typing import Any, NamedTuple, Protocol
 
 from bridge.codec import dumps
 from bridge.failures import iso_millis
+from bridge.pipeline.events import encode_grouped
 from bridge.records import Record
 
-_PARTITION = attrgetter("partition")
 # Room for the `"<topic>-<partition>":[...]` wrapper of a batch's partition.
 PARTITION_WRAPPER_BYTES = 300
 
@@ -137,18 +135,7 @@ class KafkaEventFormatter:
         return records
 
     def encode_event(self, records: Sequence[Record]) -> bytes:
-        groups: dict[str, list[Record]] = {}
-        for name, run in groupby(records, _PARTITION):
-            group = groups.get(name)
-            if group is None:
-                groups[name] = list(run)
-            else:
-                group.extend(run)
-        parts = [
-            dumps(name) + b":[" + b",".join(map(Record.encode, group)) + b"]"
-            for name, group in groups.items()
-        ]
-        return self._prefix + b",".join(parts) + b"}}"
+        return self._prefix + encode_grouped(records) + b"}}"
 
     def parse_item_identifier(self, raw: object) -> Hashable | None:
         """`{"partition": "<topic>-<n>", "offset": <int>}`; anything else is malformed."""

@@ -26,17 +26,15 @@ import datetime as dt
 import time
 from collections.abc import Hashable, Mapping, Sequence
 from decimal import Decimal
-from itertools import groupby
-from operator import attrgetter
 from typing import Any, Protocol
 
 from bridge.codec import dumps
 from bridge.failures import iso_millis
+from bridge.pipeline.events import encode_grouped
 from bridge.records import Record
 
 EVENT_SOURCE = "aws:rmq"
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_PARTITION = attrgetter("partition")
 # Room for the `"<queue>::<vhost>":[...]` wrapper of a batch's queue (names of up to 255
 # characters each, escaped).
 QUEUE_WRAPPER_BYTES = 1_600
@@ -181,18 +179,7 @@ class RabbitMqEventFormatter:
         self.envelope_bytes = len(self._prefix) + 2 + QUEUE_WRAPPER_BYTES
 
     def encode_event(self, records: Sequence[Record]) -> bytes:
-        groups: dict[str, list[Record]] = {}
-        for key, run in groupby(records, _PARTITION):
-            group = groups.get(key)
-            if group is None:
-                groups[key] = list(run)
-            else:
-                group.extend(run)
-        parts = [
-            dumps(key) + b":[" + b",".join(map(Record.encode, group)) + b"]"
-            for key, group in groups.items()
-        ]
-        return self._prefix + b",".join(parts) + b"}}"
+        return self._prefix + encode_grouped(records) + b"}}"
 
     def parse_item_identifier(self, raw: object) -> Hashable | None:
         """Amazon MQ has no partial batch responses (esm-reference.md 8, 9)."""
