@@ -23,9 +23,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
-from bridge.codec import dumps, loads
+from bridge.codec import JSONDecodeError, dumps, loads
 from bridge.failures import iso_millis
 from bridge.pipeline.events import RecordsEventFormatter
 from bridge.records import Record
@@ -138,6 +136,9 @@ class MqttRecordsFormatter(RecordsEventFormatter):
         }
 
 
+NOT_JSON = object()
+
+
 class IotRuleFormatter(MqttRecordsFormatter):
     """One message per event, as an AWS IoT rule's Lambda action sends it."""
 
@@ -152,16 +153,12 @@ class IotRuleFormatter(MqttRecordsFormatter):
         [record] = records
         item = record.payload
         raw = base64.b64decode(item["payload"])
-        document: Any
         try:
-            document = loads(raw)
-        except orjson.JSONDecodeError:
-            document = {"data": item["payload"]}
-        else:
-            if self.topic_key is None:
-                return raw
+            document: Any = loads(raw)
+        except JSONDecodeError:
+            document = NOT_JSON
         if self.topic_key is None:
-            return dumps(document)
+            return raw if document is not NOT_JSON else dumps({"data": item["payload"]})
         if not isinstance(document, dict):
             document = {"data": item["payload"]}
         return dumps({**document, self.topic_key: item["topic"]})
