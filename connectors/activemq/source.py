@@ -162,8 +162,11 @@ class ActiveMQSource(Source):
                 wake.cancel()
             client = self._alive()
             records = self._due_again()
+        too_large: list[Delivery] = []
         while not messages.empty() and len(records) < MAX_PER_READ:
-            await self._take(messages.get_nowait(), records)
+            self._take(messages.get_nowait(), records, too_large)
+        if too_large:
+            await self._drop_too_large(too_large)
         return records
 
     def _due_again(self) -> list[Record]:
@@ -174,7 +177,7 @@ class ActiveMQSource(Source):
             records.append(self._records.record(heapq.heappop(due)[2]))
         return records
 
-    async def _take(self, frame: Frame, records: list[Record]) -> None:
+    def _take(self, frame: Frame, records: list[Record], too_large: list[Delivery]) -> None:
         headers = frame.headers
         if headers.get("subscription") != SUBSCRIPTION:
             return
@@ -185,20 +188,21 @@ class ActiveMQSource(Source):
             self._connection, headers.get("ack", ""), redeliveries, frame, int(time.time() * 1000)
         )
         if frame.truncated:
-            await self._drop_too_large(delivery)
+            too_large.append(delivery)
             return
         records.append(self._records.record(delivery))
 
-    async def _drop_too_large(self, delivery: Delivery) -> None:
+    async def _drop_too_large(self, deliveries: list[Delivery]) -> None:
         """A body over max_message_bytes is never read whole: acknowledged and counted, as
         Lambda drops a message over its payload limit (esm-reference.md 3.1, 8)."""
-        self.dropped_too_large += 1
-        self._log.warning(
-            "activemq.message_dropped",
-            message_id=delivery.frame.headers.get("message-id"),
-            reason=f"body over max_message_bytes ({self.config.max_message_bytes})",
-        )
-        await self._send("ACK", [delivery])
+        self.dropped_too_large += len(deliveries)
+        for delivery in deliveries:
+            self._log.warning(
+                "activemq.message_dropped",
+                message_id=delivery.frame.headers.get("message-id"),
+                reason=f"body over max_message_bytes ({self.config.max_message_bytes})",
+            )
+        await self._send("ACK", deliveries)
 
     # -- settling --------------------------------------------------------------------
 
