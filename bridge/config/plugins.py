@@ -161,6 +161,28 @@ FILES = SourceFamily(
 KAFKA = SourceFamily(
     "kafka", 100, 10_000, 0.5, True, _COMMON | _STREAM_ERRORS, retry_cap_with_destination=10
 )
+# Amazon MQ (esm-reference.md 2, 3, 8, 13): batches of up to 10,000 records, 100 by
+# default, gathered for 0.5 s from the first record; filters apply; no response types,
+# retries, bisecting or destinations (a failed batch is retried whole until it succeeds
+# or the broker gives its messages up). ActiveMQ runs up to 5 batches at once; RabbitMQ
+# takes this with a concurrency of 1 (connectors/rabbitmq/config.py).
+AMAZON_MQ = SourceFamily(
+    "mq",
+    100,
+    10_000,
+    0.5,
+    True,
+    frozenset(
+        {
+            "batch_size",
+            "maximum_batching_window_in_seconds",
+            "scaling_config",
+            "maximum_concurrency",
+        }
+    ),
+    concurrency_default=5,
+    concurrency_min=1,
+)
 
 
 @dataclass

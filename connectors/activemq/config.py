@@ -13,7 +13,7 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, StringConstraints, field_validator
 
-from bridge.config.plugins import Identity, SourceConfig, SourceContext, SourceFamily
+from bridge.config.plugins import AMAZON_MQ, Identity, SourceConfig, SourceContext
 from bridge.filtering.criteria import MQ_DATA
 from bridge.protocols import Source
 from bridge.redaction import redact_url
@@ -21,27 +21,6 @@ from bridge.redaction import redact_url
 SCHEMES = {"stomp": False, "stomp+ssl": True, "stomp+tls": True}
 DEFAULT_PORTS = {False: 61613, True: 61614}
 
-# Amazon MQ (esm-reference.md 2, 3, 8, 13): batch size 100 by default, up to 10,000; a
-# 500 ms batching window from the first record; filters; at most 5 batches at once for
-# ActiveMQ. No response types, retries, bisecting or destinations: failures are left to
-# the broker's redelivery.
-AMAZON_MQ = SourceFamily(
-    "mq",
-    100,
-    10_000,
-    0.5,
-    True,
-    frozenset(
-        {
-            "batch_size",
-            "maximum_batching_window_in_seconds",
-            "scaling_config",
-            "maximum_concurrency",
-        }
-    ),
-    concurrency_default=5,
-    concurrency_min=1,
-)
 # Amazon MQ filters on `data`, decoded as UTF-8; a pattern and a payload that are not
 # both JSON (or both text) match on the other fields only (esm-reference.md 11.2, 11.4).
 

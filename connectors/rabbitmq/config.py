@@ -10,6 +10,7 @@ neither says.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from typing import Any, Literal
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -17,10 +18,10 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from bridge.config.plugins import (
+    AMAZON_MQ,
     Identity,
     SourceConfig,
     SourceContext,
-    SourceFamily,
 )
 from bridge.filtering.criteria import MQ_DATA
 from bridge.protocols import Source
@@ -31,21 +32,13 @@ DEFAULT_VIRTUAL_HOST = "/"
 # AMQP 0-9-1's prefetch count is a 16-bit number.
 MAX_PREFETCH = 65_535
 
-# Amazon MQ (esm-reference.md 2, 3, 8, 13): batches of up to 10,000 records, 100 by
-# default, gathered for 0.5 s from the first record; filters apply; no retry settings,
-# bisecting, partial batch responses or destinations (a failed batch is retried whole
-# until it succeeds or its messages expire). RabbitMQ mappings run one batch at a time
-# (one execution environment per mapping); `maximum_concurrency` raises that, as AWS
-# support can.
-AMAZON_MQ = SourceFamily(
-    "amazon-mq",
-    100,
-    10_000,
-    0.5,
-    True,
-    frozenset({"batch_size", "maximum_batching_window_in_seconds", "maximum_concurrency"}),
+# RabbitMQ mappings run one batch at a time (one execution environment per mapping,
+# esm-reference.md 13), and take no scaling_config; `maximum_concurrency` raises that, as
+# AWS support can.
+RABBITMQ = dataclasses.replace(
+    AMAZON_MQ,
+    settings=AMAZON_MQ.settings - {"scaling_config"},
     concurrency_default=1,
-    concurrency_min=1,
 )
 
 # Amazon MQ's data key is `data`, base64, decoded as UTF-8 first; a JSON pattern part
@@ -84,7 +77,7 @@ class RabbitMqSourceConfig(SourceConfig):
     """
 
     type: Literal["rabbitmq"]
-    family = AMAZON_MQ
+    family = RABBITMQ
     filter_data_key = MQ_DATA
     url: SecretStr = Field(
         description="amqp://[user:password@]host:port[/vhost] or amqps:// for TLS "
