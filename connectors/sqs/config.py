@@ -97,11 +97,14 @@ class SqsQueueConfig(AwsConnectionConfig):
         if self.queue_url is not None:
             return self.queue_url
         assert self.queue_arn is not None
-        account = self.queue_arn.split(":")[4]
-        reply = await client.get_queue_url(
-            QueueName=self.queue_name, QueueOwnerAWSAccountId=account
-        )
-        return str(reply["QueueUrl"])
+        return await queue_url_of(client, self.queue_arn)
+
+
+async def queue_url_of(client: Any, arn: str) -> str:
+    """The URL of the queue an ARN names, asked of SQS (GetQueueUrl with its owner)."""
+    _, _, _, _, account, name = arn.split(":", 5)
+    reply = await client.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)
+    return str(reply["QueueUrl"])
 
 
 class SqsSourceConfig(SourceConfig, SqsQueueConfig):

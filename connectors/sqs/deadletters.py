@@ -23,7 +23,7 @@ from typing import Any
 from bridge.codec import JSONDecodeError, loads
 from bridge.failurestores import MoveProgress, RedriveError
 from connectors.aws.client import aws_client, aws_errors
-from connectors.sqs.config import MAX_MESSAGES_PER_RECEIVE, SqsSourceConfig
+from connectors.sqs.config import MAX_MESSAGES_PER_RECEIVE, SqsSourceConfig, queue_url_of
 
 # How long a received dead-letter message stays hidden while it is being moved.
 MOVING_VISIBILITY_SECONDS = 60
@@ -78,10 +78,8 @@ class SqsDeadLetterQueue:
                 f"{self._source.queue} has no redrive policy: name its dead-letter queue "
                 "with --dlq URL"
             )
-        _, _, _, _, account, name = target.split(":", 5)
         with self._errors("GetQueueUrl"):
-            reply = await self._client.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)
-        return str(reply["QueueUrl"])
+            return await queue_url_of(self._client, target)
 
     async def depth(self) -> int:
         with self._errors("GetQueueAttributes"):
