@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import gc
 import os
 import signal
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
 from prometheus_client.core import Metric
 
 from bridge.asyncinvoke.service import AsyncInvocations
-from bridge.config.loading import load_config
 from bridge.config.model import LoadedConfig, MappingConfig
 from bridge.config.plugins import SourceContext
 from bridge.errors import BridgeError, ConfigError
@@ -54,14 +51,14 @@ STATUS_INTERVAL_SECONDS = 5.0
 
 
 class Daemon:
-    def __init__(self, loaded: LoadedConfig, config_path: Path | None = None) -> None:
+    def __init__(
+        self, loaded: LoadedConfig, read_config: Callable[[], LoadedConfig] | None = None
+    ) -> None:
         self.loaded = loaded
         self.config = loaded.config
-        self.config_path = config_path
-        # What a reload reads; an imported template's CLI sets its own (bridge.cli.importing).
-        self.read_config: Callable[[], LoadedConfig] | None = (
-            functools.partial(load_config, config_path) if config_path else None
-        )
+        # What a reload reads: the config file again, or an imported template
+        # (bridge.cli.importing); None for the bundled example, which cannot be reloaded.
+        self.read_config = read_config
         self.store = self.config.checkpoint_store.build(loaded.build_context)
         self.clients = Clients()
         self.journal: InvocationJournal | None = None

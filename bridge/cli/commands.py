@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -50,7 +51,7 @@ def _run(args: argparse.Namespace) -> int:
     from bridge.config.loading import load_config
     from bridge.ops import logs
 
-    reader = None
+    reader: Callable[[], LoadedConfig] | None = None
     try:
         if args.template is not None or args.serverless is not None:
             if args.config is not None:
@@ -62,6 +63,7 @@ def _run(args: argparse.Namespace) -> int:
             loaded = load_config(example_config(), handler_root=bundled_root())
         else:
             loaded = load_config(args.config)
+            reader = functools.partial(load_config, args.config)
     except ConfigError as error:
         return _report(error)
     log = loaded.config.log
@@ -76,10 +78,7 @@ def _run(args: argparse.Namespace) -> int:
     # before the event loop gets it back: 5 ms by default, paid on every wake-up of the
     # loop. 1 ms keeps /healthz, the systemd watchdog and the lanes responsive.
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
-    daemon = Daemon(loaded, args.config)
-    if reader is not None:
-        daemon.read_config = reader
-    return asyncio.run(daemon.run())
+    return asyncio.run(Daemon(loaded, reader).run())
 
 
 def _imported(args: argparse.Namespace) -> tuple[LoadedConfig, Callable[[], LoadedConfig]]:
