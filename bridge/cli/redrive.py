@@ -23,9 +23,10 @@ from typing import Any
 from bridge.codec import JSONDecodeError, loads
 from bridge.config.model import LoadedConfig, MappingConfig
 from bridge.errors import TransportError
+from bridge.pipeline.responses import classify
 from bridge.pipeline.settings import resolve
 from bridge.protocols import Invoker
-from bridge.records import InvokeResult, new_request_id
+from bridge.records import InvokeResult, OutcomeKind, new_request_id
 from bridge.retry import RetryPolicy
 
 RETRIES_WHEN_UNLIMITED = 2
@@ -33,25 +34,21 @@ MAX_NOT_INVOKED = 10
 
 
 def _answer_problem(result: InvokeResult, report_items: bool) -> str | None:
-    """Why this answer is a failure, or None for a success."""
-    if result.function_error:
+    """Why this answer is a failure, or None for a success, as the pipeline classifies it
+    (bridge.pipeline.responses.classify, esm-reference.md 4, 9). A redriven record is
+    one event: a partial batch response naming any item fails all of it."""
+    outcome = classify(result, (), report_batch_item_failures=report_items)
+    if outcome.kind is OutcomeKind.SUCCESS:
+        return None
+    if outcome.kind is OutcomeKind.FUNCTION_ERROR:
         return f"function error ({result.function_error})"
-    if not report_items:
-        return None
-    body = result.payload.strip()
-    if not body:
-        return None
     try:
-        answer: Any = loads(body)
+        answer: Any = loads(result.payload)
     except JSONDecodeError:
         return "the answer is not JSON (ReportBatchItemFailures)"
-    if answer in (None, "", {}):
-        return None
-    if not isinstance(answer, dict):
-        return "the answer is not a JSON object (ReportBatchItemFailures)"
-    items = answer.get("batchItemFailures")
+    items = answer.get("batchItemFailures") if isinstance(answer, dict) else None
     if not items:
-        return None
+        return "the answer is not a JSON object (ReportBatchItemFailures)"
     count = len(items) if isinstance(items, list) else "?"
     return f"partial batch response ({count} items failed)"
 
