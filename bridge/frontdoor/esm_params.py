@@ -14,21 +14,14 @@ import re
 from typing import Any
 
 from bridge.asyncinvoke.settings import destination_arn
+from bridge.config.esm_names import SCALAR_SETTINGS
 from bridge.config.model import ApiAwsConfig, BridgeConfig
 from bridge.frontdoor.errors import ApiError, invalid_parameter
 from bridge.frontdoor.overlay import Problems
 
 # AWS's parameter -> the config file's key.
 SETTINGS = {
-    "Enabled": "enabled",
-    "BatchSize": "batch_size",
-    "MaximumBatchingWindowInSeconds": "maximum_batching_window_in_seconds",
-    "ParallelizationFactor": "parallelization_factor",
-    "BisectBatchOnFunctionError": "bisect_batch_on_function_error",
-    "MaximumRetryAttempts": "maximum_retry_attempts",
-    "MaximumRecordAgeInSeconds": "maximum_record_age_in_seconds",
-    "TumblingWindowInSeconds": "tumbling_window_in_seconds",
-    "FunctionResponseTypes": "function_response_types",
+    **SCALAR_SETTINGS,
     "FilterCriteria": "filter_criteria",
     "DestinationConfig": "destination_config",
     "ScalingConfig": "scaling_config",

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from bridge.config.esm_names import SCALAR_SETTINGS
 from bridge.importing.intrinsics import ResourceValue
 from bridge.importing.model import ImportOptions, ImportResult
 from bridge.importing.notes import Location, Notes
@@ -21,18 +22,6 @@ class EnvReference(str):
     """A `${VAR:-default}` the emitted config keeps as a reference (never escaped)."""
 
 
-# Property -> setting, carried over as they are.
-DIRECT_SETTINGS = {
-    "BatchSize": "batch_size",
-    "MaximumBatchingWindowInSeconds": "maximum_batching_window_in_seconds",
-    "ParallelizationFactor": "parallelization_factor",
-    "BisectBatchOnFunctionError": "bisect_batch_on_function_error",
-    "MaximumRetryAttempts": "maximum_retry_attempts",
-    "MaximumRecordAgeInSeconds": "maximum_record_age_in_seconds",
-    "TumblingWindowInSeconds": "tumbling_window_in_seconds",
-    "FunctionResponseTypes": "function_response_types",
-    "Enabled": "enabled",
-}
 # Read past with a note: they change nothing locally.
 READ_PAST = {
     "KmsKeyArn": "encryption of filter criteria is AWS's concern",
@@ -82,8 +71,8 @@ class Converter:
         settings: dict[str, Any] = {}
         for key, value in properties.items():
             where = (*location, key)
-            if key in DIRECT_SETTINGS:
-                settings[DIRECT_SETTINGS[key]] = _number(value)
+            if key in SCALAR_SETTINGS:
+                settings[SCALAR_SETTINGS[key]] = _number(value)
             elif key == "FilterCriteria":
                 filters = value.get("Filters", []) if isinstance(value, dict) else []
                 patterns = [
